@@ -1,0 +1,1 @@
+"""One module per role. Each is render prompt -> one model call -> parse reply."""

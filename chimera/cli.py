@@ -1,0 +1,152 @@
+"""The `chimera` command. Library errors become one line on stderr and a non-zero exit, here only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from chimera import __version__
+from chimera.errors import ChimeraError
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from chimera.config import load_config
+    from chimera.progress import ProgressDisplay
+    from chimera.runner import run_pipeline
+
+    config = load_config(args.config)
+    if args.db:
+        config.run.db = args.db
+    display = ProgressDisplay(err, quiet=args.quiet)
+    with display:
+        summary = asyncio.run(run_pipeline(config, on_progress=display.update))
+    counts = summary.counts
+    by_status = counts["by_status"]
+    share = summary.checkpoint_bytes / summary.db_bytes if summary.db_bytes else 0
+    err.print(
+        f"run {summary.name}: {counts['samples']} samples ({counts['correct']} correct, {counts['truncated']} truncated) "
+        f"from {counts['problems']} problems: {by_status.get('accepted', 0)} accepted, "
+        f"{by_status.get('rejected', 0)} rejected, {by_status.get('failed', 0)} failed; "
+        f"{counts['calls']} model calls, {counts['tokens_in'] + counts['tokens_out']:,} tokens; "
+        f"{summary.seconds:.1f}s; database {summary.db_bytes / 1e6:.2f} MB ({share:.0%} checkpoints) at {summary.db}"
+    )
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from chimera.store import Store
+
+    store = Store(args.db, create=False)
+    runs = [r["name"] for r in store.runs()]
+    report = {name: store.counts(name) for name in runs}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    if not runs:
+        out.print(f"{args.db}: no runs yet")
+    for name, counts in report.items():
+        table = Table(title=f"run {name}", show_header=False)
+        by = counts["by_status"]
+        table.add_row("topics", f"{counts['topics_done']} done / {counts['topics']}")
+        table.add_row("problems", str(counts["problems"]))
+        for status in ("pending", "accepted", "rejected", "failed"):
+            table.add_row(f"  {status}", str(by.get(status, 0)))
+        table.add_row("samples", str(counts["samples"]))
+        table.add_row("  correct", str(counts["correct"]))
+        table.add_row("  truncated", str(counts["truncated"]))
+        table.add_row("model calls", str(counts["calls"]))
+        for outcome, n in sorted(counts["call_outcomes"].items()):
+            table.add_row(f"  {outcome}", str(n))
+        table.add_row("tokens in / out", f"{counts['tokens_in']:,} / {counts['tokens_out']:,}")
+        for reason in counts["rejection_reasons"]:
+            table.add_row("rejected because", f"{reason['reason']} ({reason['count']})")
+        out.print(table)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from chimera.export import write_jsonl
+    from chimera.store import Store
+
+    store = Store(args.db, create=False)
+    count = write_jsonl(store, Path(args.output), run=args.run)
+    err.print(f"wrote {count} samples to {args.output}")
+    return 0
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from chimera.config import SimSettings, load_config
+    from chimera.sim import server
+
+    settings, seed = SimSettings(), args.seed
+    if args.config:
+        config = load_config(args.config)
+        settings, seed = config.sim, config.run.seed if args.seed is None else args.seed
+
+    async def serve() -> None:
+        runner, url, _ = await server.start(settings, seed=seed or 0, host=args.host, port=args.port)
+        err.print(f"simulator serving at {url} (seed {seed or 0}); Ctrl-C stops it")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chimera", description="Synthesize verified long chain-of-thought datasets.")
+    parser.add_argument("--version", action="version", version=f"chimera {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) a job from a YAML config")
+    run.add_argument("config", help="YAML config file")
+    run.add_argument("--db", help="use this database instead of run.db")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.set_defaults(func=_cmd_run)
+
+    status = sub.add_parser("status", help="counts of a run database")
+    status.add_argument("db")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_cmd_status)
+
+    export = sub.add_parser("export", help="write the dataset")
+    export.add_argument("db")
+    export.add_argument("--format", choices=["jsonl"], default="jsonl")
+    export.add_argument("-o", "--output", required=True)
+    export.add_argument("--run", help="only this run (default: every run in the database)")
+    export.set_defaults(func=_cmd_export)
+
+    sim = sub.add_parser("sim", help="serve the OpenAI-compatible simulator")
+    sim.add_argument("--port", type=int, default=8400)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--seed", type=int)
+    sim.add_argument("--config", help="take the sim section and seed from this run config")
+    sim.set_defaults(func=_cmd_sim)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ChimeraError as error:
+        err.print(f"chimera: error: {error}", markup=False, soft_wrap=True)
+        return error.exit_code
+    except KeyboardInterrupt:
+        err.print("chimera: interrupted; run the same command again to resume", markup=False)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The run configuration: one YAML file, validated once at load.
+
+Every model role is an OpenAI-compatible endpoint. `models.default` fills the
+fields a role leaves unset; `{provider: sim}` (or no `models` section at all)
+points a role at the built-in simulator, which the run starts itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from chimera.errors import ConfigError
+
+ROLES = ("expander", "drafter", "critics", "solver", "labeler")
+SINGLE_ROLES = ("expander", "drafter", "solver", "labeler")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunSettings(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    db: str = Field(min_length=1, description="one SQLite file: dataset tables and checkpoints")
+    seed: int = 0
+    concurrency: int = Field(default=32, ge=1, le=4096, description="model requests in flight across the run")
+    topics_in_flight: int = Field(default=64, ge=1, description="topic graphs running at once")
+
+
+class SubjectSpec(_Strict):
+    name: str = Field(min_length=1)
+    topics: int | list[str] = Field(description="how many topics to expand into, or explicit topic names")
+
+    @field_validator("topics")
+    @classmethod
+    def _topics_not_empty(cls, value: int | list[str]) -> int | list[str]:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1")
+        if isinstance(value, list) and not value:
+            raise ValueError("must name at least one topic")
+        return value
+
+
+class ModelSpec(_Strict):
+    provider: Literal["openai", "sim"] = "openai"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = Field(default=None, description="name of the environment variable holding the key")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    timeout_s: float = Field(default=600.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=20)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _endpoint_named(self) -> "ModelSpec":
+        if self.provider == "openai":
+            if not self.base_url:
+                raise ValueError("base_url is required unless provider is sim")
+            if not self.model:
+                raise ValueError("model is required unless provider is sim")
+        return self
+
+
+class SimSettings(_Strict):
+    """How the built-in simulator behaves; used only by roles with provider sim."""
+
+    drafter_error_rate: float = Field(default=0.15, ge=0, le=1, description="share of drafts with a wrong reference")
+    ill_posed_rate: float = Field(default=0.05, ge=0, le=1, description="share of drafts missing a quantity")
+    critic_error_rate: float = Field(default=0.05, ge=0, le=1)
+    critic_revise_rate: float = Field(default=0.05, ge=0, le=1, description="share of votes asking for clarity")
+    solver_correct_rate: float = Field(default=0.75, ge=0, le=1)
+    trajectory_words: int = Field(default=400, ge=1)
+    reasoning_shape: Literal["reasoning_content", "reasoning", "think", "close_think", "mixed"] = "mixed"
+    latency_s: float = Field(default=0.0, ge=0)
+    latency_jitter: float = Field(default=0.0, ge=0, le=1, description="latency varies by +- this share")
+    capacity: int | None = Field(default=None, ge=1, description="max concurrent requests; more get 429")
+    fault_429: float = Field(default=0.0, ge=0, le=1)
+    fault_5xx: float = Field(default=0.0, ge=0, le=1)
+    fault_hang: float = Field(default=0.0, ge=0, le=1)
+    fault_malformed: float = Field(default=0.0, ge=0, le=1)
+    fault_truncate: float = Field(default=0.0, ge=0, le=1)
+
+
+class ModelsConfig(_Strict):
+    expander: ModelSpec
+    drafter: ModelSpec
+    critics: list[ModelSpec] = Field(min_length=2, max_length=2)
+    solver: ModelSpec
+    labeler: ModelSpec
+
+    def role(self, role: str) -> ModelSpec:
+        """The spec of `role`, where critics are addressed as critic0 and critic1."""
+        if role.startswith("critic"):
+            return self.critics[int(role.removeprefix("critic") or 0)]
+        return getattr(self, role)
+
+    def all_roles(self) -> dict[str, ModelSpec]:
+        roles = {name: getattr(self, name) for name in SINGLE_ROLES}
+        roles.update({f"critic{i}": spec for i, spec in enumerate(self.critics)})
+        return roles
+
+
+class Config(_Strict):
+    run: RunSettings
+    subjects: list[SubjectSpec] = Field(min_length=1)
+    problems_per_topic: int = Field(default=2, ge=1, le=1000)
+    max_revisions: int = Field(default=1, ge=0, le=10)
+    parse_retries: int = Field(default=1, ge=0, le=5, description="re-asks after an unparseable structured reply")
+    models: ModelsConfig
+    sim: SimSettings = Field(default_factory=SimSettings)
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as stored with a run: keys are never read into it, only env var names."""
+        return self.model_dump(mode="json")
+
+
+def _merge_models(raw_models: Any) -> Any:
+    """Fill each role from `models.default`; no section at all means every role is simulated."""
+    if raw_models is None:
+        sim = {"provider": "sim"}
+        return {"expander": sim, "drafter": sim, "critics": [sim, sim], "solver": sim, "labeler": sim}
+    if not isinstance(raw_models, dict):
+        return raw_models  # let pydantic name the type error
+    default = raw_models.get("default") or {}
+    if not isinstance(default, dict):
+        raise ConfigError("models.default: must be a mapping of model fields")
+    merged: dict[str, Any] = {k: v for k, v in raw_models.items() if k != "default"}
+    for role in SINGLE_ROLES:
+        entry = merged.get(role, {})
+        merged[role] = {**default, **entry} if isinstance(entry, dict) else entry
+    critics = merged.get("critics", [{}, {}])
+    if isinstance(critics, list):
+        merged["critics"] = [{**default, **c} if isinstance(c, dict) else c for c in critics]
+    return merged
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    path = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{path}: {message}{suffix}"
+
+
+def parse_config(raw: Any, *, source: str = "config") -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    raw = dict(raw)
+    raw["models"] = _merge_models(raw.get("models"))
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_describe(error)}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config (a relative `run.db` is relative to the working directory)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return parse_config(raw, source=str(path))

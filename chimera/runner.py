@@ -1,0 +1,167 @@
+"""Runs a whole job: Stage 1, then every topic graph concurrently under one in-flight budget.
+
+Resumable by construction: each graph thread is checkpointed in the run's
+SQLite file; a thread with a checkpoint and work left is resumed with
+`ainvoke(None)`, a finished one is skipped, a new one is started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from chimera.config import Config
+from chimera.graphs.deps import Deps
+from chimera.graphs.taxonomy import build_taxonomy_graph, subject_tasks
+from chimera.graphs.topic import build_topic_graph
+from chimera.ids import taxonomy_thread_id, topic_thread_id
+from chimera.llm import InflightBudget, build_clients, uses_simulator
+from chimera.sim import server as sim_server
+from chimera.store import Store
+
+
+@dataclass
+class RunSummary:
+    name: str
+    db: str
+    seconds: float
+    topics_run: int
+    counts: dict[str, Any] = field(default_factory=dict)
+    db_bytes: int = 0
+    checkpoint_bytes: int = 0
+
+
+ProgressHook = Callable[["RunMonitor"], None]
+
+
+@dataclass
+class RunMonitor:
+    """What a progress display reads while the run goes on."""
+
+    store: Store
+    run: str
+    budget: InflightBudget
+    stage: str = "starting"
+    topics_total: int = 0
+    topics_finished: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+async def _open_saver(db: str) -> tuple[AsyncSqliteSaver, contextlib.AsyncExitStack]:
+    stack = contextlib.AsyncExitStack()
+    # Autocommit: no write transaction may stay open across an await, or the store's own
+    # (synchronous) writes on the event-loop thread would wait on a lock the loop must release.
+    conn = await stack.enter_async_context(aiosqlite.connect(db, isolation_level=None))
+    saver = AsyncSqliteSaver(conn)
+    await saver.setup()
+    # Same reasons as the store's connection: share the file, skip the per-commit fsync.
+    await saver.conn.execute("PRAGMA synchronous=NORMAL")
+    await saver.conn.execute("PRAGMA busy_timeout=30000")
+    return saver, stack
+
+
+async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recursion_limit: int) -> str:
+    """Start, resume or skip one graph thread; returns which it did."""
+    config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit}
+    state = await graph.aget_state(config)
+    if state.created_at is None:
+        await graph.ainvoke(initial, config)
+        return "started"
+    if state.next:
+        await graph.ainvoke(None, config)
+        return "resumed"
+    return "skipped"
+
+
+async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = None,
+                       progress_every_s: float = 0.5) -> RunSummary:
+    started = time.monotonic()
+    Path(config.run.db).parent.mkdir(parents=True, exist_ok=True)
+    store = Store(config.run.db)
+    store.save_run(config.run.name, config.redacted())
+    budget = InflightBudget(config.run.concurrency)
+    monitor = RunMonitor(store=store, run=config.run.name, budget=budget)
+    sim_runner = None
+    sim_url = None
+    ticker: asyncio.Task | None = None
+    saver_stack: contextlib.AsyncExitStack | None = None
+    try:
+        if uses_simulator(config):
+            sim_runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
+        clients = build_clients(config, budget=budget, sim_url=sim_url, log=store.log_call)
+        deps = Deps(config=config, store=store, clients=clients)
+        saver, saver_stack = await _open_saver(config.run.db)
+        if on_progress is not None:
+            ticker = asyncio.create_task(_tick(monitor, on_progress, progress_every_s))
+
+        monitor.stage = "stage 1: topics"
+        taxonomy = build_taxonomy_graph(deps).compile(checkpointer=saver)
+        await run_thread(taxonomy, taxonomy_thread_id(config.run.name), {"subjects": subject_tasks(deps)},
+                         recursion_limit=50)
+
+        monitor.stage = "stages 2-3: problems"
+        topics = store.topics(config.run.name)
+        monitor.topics_total = len(topics)
+        pending = [t for t in topics if t["status"] != "done"]
+        monitor.topics_finished = len(topics) - len(pending)
+        topic_graph = build_topic_graph(deps).compile(checkpointer=saver)
+        limit = 20 + 4 * config.problems_per_topic * (config.max_revisions + 2)
+        gate = asyncio.Semaphore(config.run.topics_in_flight)
+
+        async def one_topic(topic: dict[str, Any]) -> None:
+            async with gate:
+                await run_thread(
+                    topic_graph, topic_thread_id(config.run.name, topic["id"]),
+                    {"topic_id": topic["id"], "subject": topic["subject"], "topic": topic["name"],
+                     "slots": config.problems_per_topic},
+                    recursion_limit=limit)
+                monitor.topics_finished += 1
+
+        await _all_or_first_error([one_topic(t) for t in pending])
+        monitor.stage = "done"
+        summary = RunSummary(name=config.run.name, db=config.run.db, seconds=time.monotonic() - started,
+                             topics_run=len(pending), counts=store.counts(config.run.name))
+        sizes = store.table_bytes()
+        summary.db_bytes = Path(config.run.db).stat().st_size
+        summary.checkpoint_bytes = sum(v for k, v in sizes.items() if k in ("checkpoints", "writes")
+                                       or k.startswith("sqlite_autoindex_checkpoints")
+                                       or k.startswith("sqlite_autoindex_writes"))
+        return summary
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+        if on_progress is not None:
+            on_progress(monitor)
+        if saver_stack is not None:
+            await saver_stack.aclose()
+        if sim_runner is not None:
+            await sim_runner.cleanup()
+        store.close()
+
+
+async def _tick(monitor: RunMonitor, hook: ProgressHook, every: float) -> None:
+    while True:
+        hook(monitor)
+        await asyncio.sleep(every)
+
+
+async def _all_or_first_error(coroutines: list) -> None:
+    """Run all; the first error (an unreachable endpoint, say) stops the rest, which resume on the next run."""
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        for finished in asyncio.as_completed(tasks):
+            await finished
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

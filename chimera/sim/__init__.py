@@ -1,0 +1,1 @@
+"""The built-in OpenAI-compatible simulator (an HTTP peer, not a code path)."""

@@ -1,0 +1,215 @@
+"""Problem kinds the simulator drafts, each with a solver that recomputes the answer from the text.
+
+A kind writes a problem from a random source and states its exact answer; its
+`solve` reads the numbers back out of the statement, so a critic or a solver
+in the simulator checks a problem by recomputing it, never by looking it up.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+Number = int | Fraction
+
+
+def fmt(value: Number | str) -> str:
+    if isinstance(value, Fraction):
+        return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    return str(value)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in re.findall(r"(?<![\w.])-?\d+(?![\w.])", text)]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    families: tuple[str, ...]
+    make: Callable[[random.Random], str]
+    pattern: re.Pattern[str]
+    compute: Callable[[re.Match[str]], Number | str]
+
+    def solve(self, text: str) -> str | None:
+        match = self.pattern.search(text)
+        return fmt(self.compute(match)) if match else None
+
+
+def _kind(name, families, make, pattern, compute) -> Kind:
+    return Kind(name, tuple(families), make, re.compile(pattern, re.S), compute)
+
+
+WORDS = ("allele", "biome", "codon", "enzyme", "genome", "ligand", "mitosis", "neuron", "operon",
+         "plasmid", "ribosome", "synapse", "taxon", "vector", "zygote", "sonnet", "elegy", "ballad",
+         "villanelle", "ode", "haiku", "epic", "satire", "fable", "idyll")
+
+KINDS: list[Kind] = [
+    _kind(
+        "binomial", ["math"],
+        lambda r: (f"A committee of {r.randint(3, 9)} members is to be chosen from {r.randint(12, 40)} "
+                   "distinct candidates, with no roles inside the committee. In how many ways can the committee be chosen?"),
+        r"committee of (\d+) members is to be chosen from (\d+) distinct",
+        lambda m: math.comb(int(m[2]), int(m[1])),
+    ),
+    _kind(
+        "linear", ["math"],
+        lambda r: (f"Solve for the real number x: {r.randint(2, 19)}x + {r.randint(-50, 50)} = {r.randint(-90, 90)}. "
+                   "Give x as a reduced fraction or an integer."),
+        r"x: (\d+)x \+ (-?\d+) = (-?\d+)",
+        lambda m: Fraction(int(m[3]) - int(m[2]), int(m[1])),
+    ),
+    _kind(
+        "modpow", ["math", "computer"],
+        lambda r: (f"Compute the remainder when {r.randint(2, 97)}^{r.randint(20, 400)} is divided by "
+                   f"{r.choice([7, 11, 13, 17, 19, 23, 29, 31, 1000, 997])}."),
+        r"remainder when (\d+)\^(\d+) is divided by (\d+)",
+        lambda m: pow(int(m[1]), int(m[2]), int(m[3])),
+    ),
+    _kind(
+        "roots", ["math"],
+        lambda r: (f"The roots of x^2 - {r.randint(2, 30)}x + {r.randint(1, 60)} = 0 are r and s (possibly complex). "
+                   "Compute r^2 + s^2."),
+        r"x\^2 - (\d+)x \+ (\d+) = 0",
+        lambda m: int(m[1]) ** 2 - 2 * int(m[2]),
+    ),
+    _kind(
+        "speed", ["physics"],
+        lambda r: (lambda v, j: f"A particle covers {5 * v * j} metres in {18 * j} seconds at constant speed. "
+                   "What is its speed in kilometres per hour?")(r.randint(3, 120), r.randint(1, 9)),
+        r"covers (\d+) metres in (\d+) seconds",
+        lambda m: Fraction(int(m[1]) * 18, int(m[2]) * 5),
+    ),
+    _kind(
+        "kinetic", ["physics"],
+        lambda r: (f"A body of mass {r.randint(1, 40)} kg moves at {r.randint(1, 30)} m/s. "
+                   "What is its kinetic energy in joules?"),
+        r"mass (\d+) kg moves at (\d+) m/s",
+        lambda m: Fraction(int(m[1]) * int(m[2]) ** 2, 2),
+    ),
+    _kind(
+        "moles", ["chemistry"],
+        lambda r: (f"Taking the molar mass of water as 18 g/mol, how many moles of water molecules are in "
+                   f"{r.randint(2, 400)} g of water? Give an exact fraction."),
+        r"are in (\d+) g of water",
+        lambda m: Fraction(int(m[1]), 18),
+    ),
+    _kind(
+        "dilution", ["chemistry"],
+        lambda r: (f"A {r.randint(1, 12)} M stock solution of volume {r.randint(5, 50)} mL is diluted with water "
+                   f"to a total volume of {r.randint(60, 500)} mL. What is the new molarity, in M, as an exact fraction?"),
+        r"A (\d+) M stock solution of volume (\d+) mL is diluted with water to a total volume of (\d+) mL",
+        lambda m: Fraction(int(m[1]) * int(m[2]), int(m[3])),
+    ),
+    _kind(
+        "hardy", ["biology"],
+        lambda r: (f"In a large randomly mating population in Hardy-Weinberg equilibrium, the recessive allele has "
+                   f"frequency {r.randint(1, 9)}/10. What fraction of the population is heterozygous?"),
+        r"recessive allele has frequency (\d+)/10",
+        lambda m: 2 * Fraction(int(m[1]), 10) * (1 - Fraction(int(m[1]), 10)),
+    ),
+    _kind(
+        "alphabetical", ["biology", "literature", "other"],
+        lambda r: (lambda ws, k: f"Sort the words {', '.join(ws)} in dictionary order. Which word is in position {k}?")(
+            r.sample(WORDS, 5), r.randint(1, 5)),
+        r"Sort the words ([a-z, ]+) in dictionary order\. Which word is in position (\d+)",
+        lambda m: sorted(w.strip() for w in m[1].split(","))[int(m[2]) - 1],
+    ),
+    _kind(
+        "edges", ["computer", "math"],
+        lambda r: f"How many edges does the complete graph on {r.randint(5, 200)} vertices have?",
+        r"complete graph on (\d+) vertices",
+        lambda m: int(m[1]) * (int(m[1]) - 1) // 2,
+    ),
+    _kind(
+        "binary", ["computer"],
+        lambda r: f"What is the decimal value of the binary numeral {bin(r.randint(64, 2**20))[2:]}?",
+        r"binary numeral ([01]+)",
+        lambda m: int(m[1], 2),
+    ),
+]
+
+FAMILY_KEYWORDS = {
+    "math": ("math", "algebra", "geometry", "number", "combinator", "calculus", "statistic", "probab"),
+    "physics": ("physic", "mechanic", "astro", "optic", "thermo"),
+    "chemistry": ("chem",),
+    "biology": ("bio", "genet", "ecolog", "medic"),
+    "computer": ("computer", "comput", "algorithm", "software", "informat"),
+    "literature": ("literat", "poet", "language", "linguist", "histor", "philos"),
+}
+
+
+def family_of(subject: str) -> str:
+    lowered = subject.lower()
+    for family, keys in FAMILY_KEYWORDS.items():
+        if any(key in lowered for key in keys):
+            return family
+    return "other"
+
+
+def kinds_for(subject: str) -> list[Kind]:
+    family = family_of(subject)
+    chosen = [k for k in KINDS if family in k.families]
+    return chosen or KINDS
+
+
+def identify(text: str) -> tuple[Kind, str] | None:
+    """The kind a statement belongs to and its true answer, or None when the statement cannot be solved."""
+    for kind in KINDS:
+        answer = kind.solve(text)
+        if answer is not None:
+            return kind, answer
+    return None
+
+
+def make_ill_posed(text: str) -> str:
+    """Remove the first quantity, so the statement no longer determines its answer."""
+    return re.sub(r"(?<![\w.^])\d+(?![\w.])", "a certain number of", text, count=1)
+
+
+def wrong_answer(answer: str, rng: random.Random) -> str:
+    """A plausible but wrong answer: off by a small amount, or another word."""
+    try:
+        value = Fraction(answer)
+    except ValueError:
+        return rng.choice([w for w in WORDS if w != answer])
+    delta = rng.choice([1, -1, 2, Fraction(1, 2)])
+    return fmt(value + delta if value + delta != value else value + 1)
+
+
+TOPIC_AREAS = {
+    "math": ["enumerative combinatorics", "diophantine equations", "modular arithmetic", "polynomial roots",
+             "graph theory", "linear algebra", "inequalities", "recurrences", "generating functions",
+             "probability", "analytic number theory", "group theory", "real analysis", "complex numbers"],
+    "physics": ["kinematics", "rigid-body dynamics", "energy conservation", "thermodynamics", "optics",
+                "electrostatics", "special relativity", "quantum tunnelling", "fluid statics", "oscillations"],
+    "chemistry": ["stoichiometry", "solution chemistry", "chemical equilibrium", "acid-base titration",
+                  "reaction kinetics", "electrochemistry", "thermochemistry", "crystal field theory"],
+    "biology": ["population genetics", "enzyme kinetics", "cell signalling", "phylogenetics", "ecology",
+                "molecular evolution", "gene regulation", "neurophysiology"],
+    "computer": ["graph algorithms", "number representation", "complexity theory", "automata",
+                 "data structures", "cryptography", "dynamic programming", "information theory"],
+    "literature": ["poetic forms", "narratology", "prosody", "rhetoric", "textual criticism", "genre theory"],
+    "other": ["quantitative reasoning", "formal logic", "estimation", "classification", "measurement"],
+}
+TOPIC_ANGLES = ["extremal cases in", "invariants in", "counting arguments in", "limiting behaviour in",
+                "symmetry in", "constructions in", "estimates in", "exact computation in",
+                "boundary conditions in", "classical results in", "parametrized families in", "inverse problems in"]
+
+
+def topic_names(subject: str, rng: random.Random, count: int, existing: set[str]) -> list[str]:
+    """`count` topic names for a subject, none in `existing` (compared lower-cased)."""
+    areas = TOPIC_AREAS[family_of(subject)]
+    pool = [f"{angle.capitalize()} {area}" for area in areas for angle in TOPIC_ANGLES]
+    rng.shuffle(pool)
+    fresh = [name for name in pool if name.lower() not in existing]
+    names = fresh[:count]
+    serial = 2
+    while len(names) < count:  # the pool is finite; further names are numbered variants
+        names += [f"{name} ({serial})" for name in fresh if f"{name} ({serial})".lower() not in existing][: count - len(names)]
+        serial += 1
+    return names

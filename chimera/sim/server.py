@@ -1,0 +1,327 @@
+"""The simulator: an OpenAI-compatible HTTP peer that drafts, criticizes, solves and labels for real.
+
+It tells the task from the request alone: the structured-output schema name
+(TopicList, DraftedProblem, CriticVerdict, LabelVerdict) or, with no schema, a
+solve request. Every reply's content is a pure function of (seed, request), so
+two runs with the same seed produce the same dataset; faults, latency and
+capacity limits are drawn per attempt and never change what a successful reply says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import re
+import time
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+from chimera.config import SimSettings
+from chimera.sim import problems
+
+SHAPES = ("reasoning_content", "reasoning", "think", "close_think")
+FILLER = ("We restate what is given and what is asked.", "Let us check the units and the definitions first.",
+          "Consider a smaller case to see the pattern.", "This suggests an invariant worth testing.",
+          "We verify the intermediate result by a second route.", "Now we combine the pieces carefully.",
+          "An edge case must be ruled out here.", "The computation simplifies once we regroup terms.")
+
+
+def _seeded(seed: int, *parts: Any) -> random.Random:
+    blob = json.dumps([seed, *parts], sort_keys=True, ensure_ascii=False, default=str)
+    return random.Random(int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big"))
+
+
+def _approx_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4))
+
+
+def _field(text: str, name: str) -> str:
+    match = re.search(rf"^{name}:\s*(.*)$", text, re.M)
+    return match.group(1).strip() if match else ""
+
+
+def _between(text: str, tag: str) -> str:
+    match = re.search(rf"<{tag}>\s*(.*?)\s*</{tag}>", text, re.S)
+    return match.group(1) if match else ""
+
+
+def _listed(text: str, heading: str) -> list[str]:
+    """Numbered items after a heading line, as the agents' prompts list them."""
+    block = text.split(heading, 1)[1] if heading in text else ""
+    return [m.strip() for m in re.findall(r"^\d+\.\s+(.*)$", block, re.M)]
+
+
+class Simulator:
+    def __init__(self, settings: SimSettings | None = None, seed: int = 0):
+        self.settings = settings or SimSettings()
+        self.seed = seed
+        self.in_flight = 0
+        self.attempts: Counter[str] = Counter()
+        self.served = 0
+
+    # -- HTTP -------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/health", self.health)
+        app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        return app
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def models(self, request: web.Request) -> web.Response:
+        names = ["sim-expander", "sim-drafter", "sim-critic0", "sim-critic1", "sim-solver", "sim-labeler"]
+        return web.json_response({"object": "list", "data": [
+            {"id": n, "object": "model", "created": 0, "owned_by": "chimera-sim"} for n in names]})
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        if isinstance(body, web.Response):
+            return body
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            return _error(400, "input must be a string or a list of strings")
+        data = [{"object": "embedding", "index": i, "embedding": embed(text)} for i, text in enumerate(inputs)]
+        tokens = sum(_approx_tokens(t) for t in inputs)
+        return web.json_response({"object": "list", "data": data, "model": body.get("model", "sim-embedder"),
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        body = await self._json(request)
+        if isinstance(body, web.Response):
+            return body
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            return _error(400, "messages must be a non-empty list")
+        if body.get("stream"):
+            return _error(400, "the simulator does not stream; send stream=false")
+        settings = self.settings
+        key = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+        self.attempts[key] += 1
+        fault = _seeded(self.seed, "fault", key, self.attempts[key]).random
+        if settings.capacity is not None and self.in_flight >= settings.capacity:
+            return _error(429, "simulator at capacity", headers={"retry-after": "1"})
+        self.in_flight += 1
+        try:
+            await self._latency(key)
+            if fault() < settings.fault_429:
+                return _error(429, "rate limited (injected)", headers={"retry-after": "1"})
+            if fault() < settings.fault_5xx:
+                return _error(500, "internal error (injected)")
+            if fault() < settings.fault_hang:
+                await asyncio.sleep(3600)
+            reply = self.respond(body)
+            if fault() < settings.fault_malformed and _schema_name(body):
+                reply["choices"][0]["message"]["content"] = reply["choices"][0]["message"]["content"][: -7] + '",,}'
+            if fault() < settings.fault_truncate:
+                _truncate(reply, max(1, reply["usage"]["completion_tokens"] // 2))
+            self.served += 1
+            return web.json_response(reply)
+        finally:
+            self.in_flight -= 1
+
+    async def _json(self, request: web.Request) -> dict[str, Any] | web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "request body is not valid JSON")
+        return body if isinstance(body, dict) else _error(400, "request body must be a JSON object")
+
+    async def _latency(self, key: str) -> None:
+        base = self.settings.latency_s
+        if base <= 0:
+            return
+        jitter = self.settings.latency_jitter
+        factor = 1 + jitter * (2 * _seeded(self.seed, "latency", key, self.attempts[key]).random() - 1)
+        await asyncio.sleep(base * factor)
+
+    # -- tasks (pure functions of seed and request) -----------------------
+    def respond(self, body: dict[str, Any]) -> dict[str, Any]:
+        messages = body["messages"]
+        user = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
+        rng = _seeded(self.seed, body)
+        task = _schema_name(body) or "solve"
+        handler = {
+            "TopicList": self._expand, "DraftedProblem": self._draft, "CriticVerdict": self._critic,
+            "LabelVerdict": self._label, "solve": self._solve,
+        }.get(task)
+        if handler is None:
+            content, reasoning = json.dumps({"error": f"unknown schema {task}"}), ""
+        else:
+            content, reasoning = handler(user, rng, body)
+        return self._completion(body, content, reasoning, rng, prompt="\n".join(
+            str(m.get("content") or "") for m in messages))
+
+    def _expand(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
+        subject = _field(user, "Subject")
+        count = int(_field(user, "Number of topics") or 5)
+        existing = {name.lower() for name in _listed(user, "Topics already listed")}
+        return json.dumps({"topics": problems.topic_names(subject, rng, count, existing)}), ""
+
+    def _draft(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
+        subject = _field(user, "Subject")
+        revising = "<problem>" in user
+        if revising:
+            text = _between(user, "problem")
+            solved = problems.identify(text)
+            if solved is None:  # an ill-posed draft cannot be rescued by rewording
+                return json.dumps({"problem": text, "answer": _field(user, "Reference answer")}), ""
+            clarified = text if "All given quantities are exact." in text else text + " All given quantities are exact."
+            return json.dumps({"problem": clarified, "answer": solved[1]}), ""
+        kind = rng.choice(problems.kinds_for(subject))
+        text = kind.make(rng)
+        answer = kind.solve(text)
+        if rng.random() < self.settings.ill_posed_rate:
+            text = problems.make_ill_posed(text)
+        elif rng.random() < self.settings.drafter_error_rate:
+            answer = problems.wrong_answer(answer, rng)
+        return json.dumps({"problem": text, "answer": answer}), ""
+
+    def _critic(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
+        text = _between(user, "problem")
+        reference = _field(user, "Reference answer")
+        solved = problems.identify(text)
+        if solved is None:
+            vote = {"verdict": "reject", "reasons": "ill-posed: a quantity the answer depends on is missing",
+                    "own_answer": "undetermined", "agrees_with_reference": False}
+            return json.dumps(vote), ""
+        own = solved[1]
+        if rng.random() < self.settings.critic_error_rate:
+            own = problems.wrong_answer(own, rng)
+        agrees = _same(own, reference)
+        if not agrees:
+            vote = {"verdict": "revise", "reasons": f"the reference answer looks wrong: I get {own}, not {reference}",
+                    "own_answer": own, "agrees_with_reference": False}
+        elif rng.random() < self.settings.critic_revise_rate and "All given quantities are exact." not in text:
+            vote = {"verdict": "revise", "reasons": "state whether the given quantities are exact or measured",
+                    "own_answer": own, "agrees_with_reference": True}
+        else:
+            vote = {"verdict": "accept", "reasons": "clear, self-contained, and the reference answer checks out",
+                    "own_answer": own, "agrees_with_reference": True}
+        return json.dumps(vote), ""
+
+    def _label(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
+        reference = _field(user, "Reference answer")
+        solution = _between(user, "solution")
+        boxed = re.findall(r"\\boxed\{([^{}]*)\}", solution)
+        extracted = boxed[-1] if boxed else ""
+        correct = bool(extracted) and _same(extracted, reference)
+        verdict = {"correct": correct, "extracted_answer": extracted,
+                   "rationale": "the final answer matches the reference" if correct else
+                   "the final answer differs from the reference" if extracted else "no final answer given"}
+        return json.dumps(verdict), ""
+
+    def _solve(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
+        problem = user.rsplit("Please reason step by step", 1)[0].strip()
+        solved = problems.identify(problem)
+        if solved is None:
+            answer = "undetermined"
+        elif rng.random() < self.settings.solver_correct_rate:
+            answer = solved[1]
+        else:
+            answer = problems.wrong_answer(solved[1], rng)
+        words: list[str] = []
+        step = 1
+        while len(words) < self.settings.trajectory_words:
+            words += f"Step {step}. {rng.choice(FILLER)}".split()
+            step += 1
+        thinking = " ".join(words[: self.settings.trajectory_words])
+        solution = f"Working through the problem as above, the result is \\boxed{{{answer}}}."
+        return solution, thinking
+
+    def _completion(self, body: dict, content: str, reasoning: str, rng: random.Random, prompt: str) -> dict:
+        shape = self.settings.reasoning_shape
+        if shape == "mixed":
+            shape = SHAPES[rng.randrange(len(SHAPES))]
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if reasoning:
+            if shape in ("reasoning_content", "reasoning"):
+                message[shape] = reasoning
+            elif shape == "think":
+                message["content"] = f"<think>\n{reasoning}\n</think>\n\n{content}"
+            else:
+                message["content"] = f"{reasoning}\n</think>\n\n{content}"
+        completion_tokens = _approx_tokens(message["content"] or "") + _approx_tokens(reasoning) * bool(
+            shape in ("reasoning_content", "reasoning") and reasoning)
+        reply = {
+            "id": "chatcmpl-sim-" + hashlib.sha256(prompt.encode()).hexdigest()[:12],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "sim"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": _approx_tokens(prompt), "completion_tokens": completion_tokens,
+                      "total_tokens": _approx_tokens(prompt) + completion_tokens,
+                      "completion_tokens_details": {"reasoning_tokens": _approx_tokens(reasoning) if reasoning else 0}},
+        }
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(limit, int) and completion_tokens > limit:
+            _truncate(reply, limit)
+        return reply
+
+
+def _truncate(reply: dict, tokens: int) -> None:
+    """Cut the reply to about `tokens` tokens, thinking first, as a server hitting max_tokens would."""
+    message = reply["choices"][0]["message"]
+    budget = tokens * 4
+    for field in ("reasoning_content", "reasoning", "content"):
+        text = message.get(field)
+        if not text:
+            continue
+        kept = text[:budget]
+        budget -= len(kept)
+        message[field] = kept if kept or field == "content" else None
+    reply["choices"][0]["finish_reason"] = "length"
+    reply["usage"]["completion_tokens"] = tokens
+    reply["usage"]["total_tokens"] = reply["usage"]["prompt_tokens"] + tokens
+
+
+def _schema_name(body: dict) -> str | None:
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return (fmt.get("json_schema") or {}).get("name")
+    return None
+
+
+def _same(a: str, b: str) -> bool:
+    from fractions import Fraction
+
+    a, b = a.strip(), b.strip()
+    try:
+        return Fraction(a) == Fraction(b)
+    except (ValueError, ZeroDivisionError):
+        return a.lower() == b.lower()
+
+
+def embed(text: str, dims: int = 256) -> list[float]:
+    """A deterministic bag-of-words embedding (feature hashing), unit length."""
+    vector = [0.0] * dims
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        h = int.from_bytes(hashlib.md5(word.encode()).digest()[:4], "big")
+        vector[h % dims] += 1.0 if h & 1 << 31 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    kind = {400: "invalid_request_error", 429: "rate_limit_error"}.get(status, "server_error")
+    return web.json_response({"error": {"message": message, "type": kind, "code": status}},
+                             status=status, headers=headers)
+
+
+async def start(settings: SimSettings | None = None, seed: int = 0, host: str = "127.0.0.1",
+                port: int = 0) -> tuple[web.AppRunner, str, Simulator]:
+    """Start the simulator on the running loop; returns (runner, base_url, simulator). Port 0 picks a free one."""
+    simulator = Simulator(settings, seed)
+    runner = web.AppRunner(simulator.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    return runner, f"http://{host}:{bound}/v1", simulator

@@ -1,0 +1,268 @@
+"""The dataset store: sqlite-utils tables with named migrations, in the same file as the checkpoints.
+
+Every write is an upsert on a deterministic id, so a graph node re-executed
+after a crash rewrites its row instead of adding a second one. Long text lives
+here; graph state carries only ids and small fields.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from chimera.errors import ChimeraError
+
+PROBLEM_STATUSES = ("pending", "accepted", "rejected", "failed")
+
+
+def _create_core_tables(db: sqlite_utils.Database) -> None:
+    db["runs"].create({"name": str, "config": str, "created_at": float}, pk="name")
+    db["topics"].create(
+        {
+            "id": str, "run": str, "subject": str, "name": str, "position": int,
+            "source": str, "status": str, "created_at": float, "updated_at": float,
+        },
+        pk="id",
+    )
+    db["problems"].create(
+        {
+            "id": str, "run": str, "topic_id": str, "subject": str, "topic": str, "slot": int,
+            "status": str, "problem": str, "answer": str, "draft_problem": str, "draft_answer": str,
+            "revisions": int, "critic_verdicts": str, "rejection_reason": str,
+            "created_at": float, "updated_at": float,
+        },
+        pk="id",
+    )
+    db["samples"].create(
+        {
+            "id": str, "problem_id": str, "run": str, "subject": str, "topic": str,
+            "problem": str, "answer": str, "reasoning": str, "solution": str,
+            "predicted_answer": str, "correct": int, "label_method": str, "label_detail": str,
+            "truncated": int, "finish_reason": str, "models": str, "usage": str,
+            "created_at": float,
+        },
+        pk="id",
+    )
+    db["llm_calls"].create(
+        {
+            "id": int, "run": str, "role": str, "model": str, "base_url": str,
+            "topic_id": str, "problem_id": str, "tokens_in": int, "tokens_out": int,
+            "reasoning_tokens": int, "latency_s": float, "finish_reason": str,
+            "outcome": str, "error": str, "created_at": float,
+        },
+        pk="id",
+    )
+    db["topics"].create_index(["run", "subject"], if_not_exists=True)
+    db["problems"].create_index(["topic_id", "slot"], if_not_exists=True)
+    db["problems"].create_index(["run", "status"], if_not_exists=True)
+    db["llm_calls"].create_index(["problem_id"], if_not_exists=True)
+
+
+# Named, append-only: a database records which ones it has, so old files upgrade in order.
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("0001_core_tables", _create_core_tables),
+]
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0)
+    # WAL lets the checkpointer's connection and ours share the file; NORMAL drops the per-commit fsync.
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Store:
+    """One run database. Use from a single thread (the run's event loop)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True):
+        path = str(path)
+        if not create and not Path(path).exists():
+            raise ChimeraError(f"{path}: no such database")
+        try:
+            self.db = sqlite_utils.Database(_connect(path))
+        except sqlite3.DatabaseError as error:
+            raise ChimeraError(f"{path}: not a chimera database ({error})") from None
+        self.path = path
+        self.migrate()
+
+    # -- schema -----------------------------------------------------------
+    def migrate(self) -> list[str]:
+        applied_table = self.db["_migrations"]
+        if not applied_table.exists():
+            applied_table.create({"name": str, "applied_at": float}, pk="name")
+        applied = {row["name"] for row in applied_table.rows}
+        done = []
+        for name, step in MIGRATIONS:
+            if name in applied:
+                continue
+            with self.db.conn:
+                step(self.db)
+                applied_table.insert({"name": name, "applied_at": time.time()})
+            done.append(name)
+        return done
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- runs -------------------------------------------------------------
+    def save_run(self, name: str, config: dict[str, Any]) -> None:
+        existing = list(self.db["runs"].rows_where("name = ?", [name]))
+        created = existing[0]["created_at"] if existing else time.time()
+        self.db["runs"].upsert({"name": name, "config": json.dumps(config), "created_at": created}, pk="name")
+
+    def runs(self) -> list[dict[str, Any]]:
+        return list(self.db["runs"].rows_where(order_by="created_at"))
+
+    # -- topics -----------------------------------------------------------
+    def upsert_topic(self, *, id: str, run: str, subject: str, name: str, position: int, source: str) -> None:
+        now = time.time()
+        row = self._get("topics", id)
+        self.db["topics"].upsert(
+            {
+                "id": id, "run": run, "subject": subject, "name": name, "position": position, "source": source,
+                "status": row["status"] if row else "pending",
+                "created_at": row["created_at"] if row else now, "updated_at": now,
+            },
+            pk="id",
+        )
+
+    def set_topic_status(self, topic_id: str, status: str) -> None:
+        self.db["topics"].update(topic_id, {"status": status, "updated_at": time.time()})
+
+    def topics(self, run: str) -> list[dict[str, Any]]:
+        return list(self.db["topics"].rows_where("run = ?", [run], order_by="subject, position"))
+
+    # -- problems ---------------------------------------------------------
+    def _get(self, table: str, pk: str) -> dict[str, Any] | None:
+        rows = list(self.db[table].rows_where("id = ?", [pk]))
+        return rows[0] if rows else None
+
+    def problem(self, problem_id: str) -> dict[str, Any] | None:
+        return self._get("problems", problem_id)
+
+    def save_draft(self, *, id: str, run: str, topic_id: str, subject: str, topic: str, slot: int,
+                   problem: str, answer: str) -> None:
+        now = time.time()
+        row = self._get("problems", id)
+        self.db["problems"].upsert(
+            {
+                "id": id, "run": run, "topic_id": topic_id, "subject": subject, "topic": topic, "slot": slot,
+                "status": "pending", "problem": problem, "answer": answer,
+                "draft_problem": problem, "draft_answer": answer, "revisions": 0,
+                "critic_verdicts": "{}", "rejection_reason": None,
+                "created_at": row["created_at"] if row else now, "updated_at": now,
+            },
+            pk="id",
+        )
+
+    def record_unparseable_draft(self, *, id: str, run: str, topic_id: str, subject: str, topic: str,
+                                 slot: int, reason: str) -> None:
+        self.save_draft(id=id, run=run, topic_id=topic_id, subject=subject, topic=topic, slot=slot,
+                        problem="", answer="")
+        self.finish_problem(id, "rejected", reason)
+
+    def save_revision(self, problem_id: str, *, revision: int, problem: str, answer: str) -> None:
+        self.db["problems"].update(
+            problem_id, {"problem": problem, "answer": answer, "revisions": revision, "updated_at": time.time()}
+        )
+
+    def record_vote(self, problem_id: str, *, round_: int, critic: int, vote: dict[str, Any]) -> None:
+        # Keyed by round and critic, so a re-executed critic overwrites its own vote.
+        row = self._get("problems", problem_id)
+        votes = json.loads(row["critic_verdicts"] or "{}")
+        votes.setdefault(str(round_), {})[str(critic)] = vote
+        self.db["problems"].update(problem_id, {"critic_verdicts": json.dumps(votes), "updated_at": time.time()})
+
+    def votes(self, problem_id: str, round_: int) -> dict[int, dict[str, Any]]:
+        row = self._get("problems", problem_id)
+        votes = json.loads(row["critic_verdicts"] or "{}").get(str(round_), {})
+        return {int(k): v for k, v in votes.items()}
+
+    def finish_problem(self, problem_id: str, status: str, reason: str | None = None) -> None:
+        assert status in PROBLEM_STATUSES
+        self.db["problems"].update(
+            problem_id, {"status": status, "rejection_reason": reason, "updated_at": time.time()}
+        )
+
+    def problems(self, run: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("run = ?", [run]) if run else (None, [])
+        return list(self.db["problems"].rows_where(where, args, order_by="subject, topic, slot"))
+
+    # -- samples ----------------------------------------------------------
+    def save_sample(self, sample: dict[str, Any]) -> None:
+        row = self._get("samples", sample["id"])
+        record = {**sample, "created_at": row["created_at"] if row else time.time()}
+        for key in ("models", "usage"):
+            if not isinstance(record.get(key), str):
+                record[key] = json.dumps(record.get(key) or {}, sort_keys=True)
+        self.db["samples"].upsert(record, pk="id", alter=False)
+
+    def sample(self, sample_id: str) -> dict[str, Any] | None:
+        return self._get("samples", sample_id)
+
+    def update_sample(self, sample_id: str, fields: dict[str, Any]) -> None:
+        self.db["samples"].update(sample_id, fields)
+
+    def samples(self, run: str | None = None) -> Iterator[dict[str, Any]]:
+        query = (
+            "select s.* from samples s join problems p on p.id = s.problem_id "
+            "where p.status = 'accepted'" + (" and s.run = ?" if run else "") +
+            " order by s.subject, s.topic, p.slot"
+        )
+        cursor = self.db.execute(query, [run] if run else [])
+        names = [d[0] for d in cursor.description]
+        for values in cursor:
+            yield dict(zip(names, values))
+
+    # -- llm calls --------------------------------------------------------
+    def log_call(self, call: dict[str, Any]) -> None:
+        self.db["llm_calls"].insert({**call, "created_at": time.time()})
+
+    def usage_for_problem(self, problem_id: str) -> dict[str, int]:
+        row = self.db.execute(
+            "select count(*), coalesce(sum(tokens_in),0), coalesce(sum(tokens_out),0) "
+            "from llm_calls where problem_id = ?", [problem_id]
+        ).fetchone()
+        return {"calls": row[0], "tokens_in": row[1], "tokens_out": row[2]}
+
+    # -- whole-database views --------------------------------------------
+    def counts(self, run: str | None = None) -> dict[str, Any]:
+        clause, args = (" where run = ?", [run]) if run else ("", [])
+        q = lambda sql: self.db.execute(sql, args).fetchall()  # noqa: E731
+        by_status = dict(q(f"select status, count(*) from problems{clause} group by status"))
+        topics = dict(q(f"select status, count(*) from topics{clause} group by status"))
+        samples = q(
+            "select count(*), coalesce(sum(correct = 1),0), coalesce(sum(truncated),0) from samples s "
+            f"where s.problem_id in (select id from problems where status = 'accepted'{clause.replace(' where', ' and')})"
+        )[0]
+        reasons = q(
+            f"select rejection_reason, count(*) from problems{clause}"
+            f"{' and' if clause else ' where'} status in ('rejected', 'failed') group by rejection_reason"
+            " order by count(*) desc"
+        )
+        calls = q(f"select count(*), coalesce(sum(tokens_in),0), coalesce(sum(tokens_out),0) from llm_calls{clause}")[0]
+        failed_calls = q(f"select outcome, count(*) from llm_calls{clause} group by outcome")
+        return {
+            "topics": sum(topics.values()), "topics_done": topics.get("done", 0),
+            "problems": sum(by_status.values()), "by_status": by_status,
+            "samples": samples[0], "correct": samples[1], "truncated": samples[2],
+            "rejection_reasons": [{"reason": r or "(none)", "count": c} for r, c in reasons],
+            "calls": calls[0], "tokens_in": calls[1], "tokens_out": calls[2],
+            "call_outcomes": dict(failed_calls),
+        }
+
+    def table_bytes(self) -> dict[str, int]:
+        """Bytes per table, from SQLite's dbstat view when compiled in, else the payload sizes."""
+        try:
+            rows = self.db.execute("select name, sum(pgsize) from dbstat group by name").fetchall()
+            return {name: size for name, size in rows}
+        except sqlite3.OperationalError:
+            return {}

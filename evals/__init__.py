@@ -1,0 +1,1 @@
+"""Dataset evaluations (statistics, contamination, quality, benchmarks)."""

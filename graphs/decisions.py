@@ -1,0 +1,39 @@
+"""Pure routing decisions of the per-problem graph (no I/O, easy to test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Action = Literal["solve", "revise", "reject", "fail"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str | None = None
+
+
+def decide(votes: dict[int, dict], revisions_done: int, max_revisions: int) -> Decision:
+    """What to do with a problem after both critics voted in this round.
+
+    Accept only when both critics accept and both agree with the reference (the
+    paper's cross-validation). Any reject is final. Anything else earns a revision
+    while revisions remain, then a rejection that says why.
+    """
+    ordered = [votes[i] for i in sorted(votes)]
+    failed = [v for v in ordered if v["verdict"] == "failed"]
+    if failed:
+        return Decision("fail", failed[0].get("reason") or "critic call failed")
+    unparseable = [v for v in ordered if v.get("unparseable")]
+    if unparseable:
+        return Decision("reject", f"critic reply unparseable: {unparseable[0]['unparseable']}")
+    if any(v["verdict"] == "reject" for v in ordered):
+        return Decision("reject", "rejected by critic")
+    if all(v["verdict"] == "accept" and v["agrees"] for v in ordered):
+        return Decision("solve")
+    if revisions_done < max_revisions:
+        return Decision("revise")
+    disagreement = len({v["verdict"] for v in ordered}) > 1 or any(not v["agrees"] for v in ordered)
+    why = "critics disagree" if disagreement else "critics asked for revision"
+    return Decision("reject", f"{why} after {revisions_done} revision{'s' if revisions_done != 1 else ''}")

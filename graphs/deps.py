@@ -1,0 +1,33 @@
+"""What graph nodes need from the outside world, handed to the builders (never imported globally).
+
+Every node that touches the store is `async def`: LangGraph runs sync nodes of an
+async graph in a worker thread, and the store's SQLite connection belongs to the loop's thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chimera.config import Config
+from chimera.llm import RoleClient
+from chimera.store import Store
+
+
+@dataclass
+class Deps:
+    config: Config
+    store: Store
+    clients: dict[str, RoleClient]
+
+    @property
+    def run(self) -> str:
+        return self.config.run.name
+
+    @property
+    def retries(self) -> int:
+        return self.config.parse_retries
+
+    def context(self, **ids: Any) -> dict[str, Any]:
+        """Ids attached to every logged model call."""
+        return {"run": self.run, **ids}

@@ -1,0 +1,83 @@
+"""The per-topic graph: draft every slot in order, then validate and solve them all in parallel.
+
+Slot k's drafter sees the first drafts of slots before k, so drafting is
+sequential and deterministic; each drafted problem then runs the problem
+subgraph as its own `Send` branch, so a topic keeps several calls in flight and
+a resumed run re-runs only the branches that had not finished.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+
+from chimera.agents import drafter
+from chimera.errors import CallFailed, ReplyError
+from chimera.graphs.deps import Deps
+from chimera.graphs.problem import build_problem_graph
+from chimera.ids import problem_id
+
+
+class TopicInput(TypedDict):
+    topic_id: str
+    subject: str
+    topic: str
+    slots: int
+
+
+class TopicState(TopicInput, total=False):
+    # One entry per drafted slot, in order: {"problem_id", "ok"} (ok: the draft parsed and goes to critics).
+    drafted: Annotated[list[dict[str, Any]], operator.add]
+    outcomes: Annotated[list[dict[str, Any]], operator.add]
+
+
+def build_topic_graph(deps: Deps) -> StateGraph:
+    store = deps.store
+
+    async def draft(state: TopicState) -> dict[str, Any]:
+        slot = len(state.get("drafted", []))
+        pid = problem_id(deps.run, state["topic_id"], slot)
+        earlier = [store.problem(d["problem_id"])["draft_problem"] for d in state.get("drafted", []) if d["ok"]]
+        ids = dict(id=pid, run=deps.run, topic_id=state["topic_id"], subject=state["subject"],
+                   topic=state["topic"], slot=slot)
+        try:
+            drafted = await drafter.draft(deps.clients["drafter"], subject=state["subject"], topic=state["topic"],
+                                          earlier=earlier, retries=deps.retries,
+                                          context=deps.context(topic_id=state["topic_id"], problem_id=pid))
+        except ReplyError as error:
+            store.record_unparseable_draft(**ids, reason=f"drafter reply unparseable: {error.reason}")
+            return {"drafted": [{"problem_id": pid, "ok": False}]}
+        except CallFailed as error:
+            store.record_unparseable_draft(**ids, reason=str(error))
+            store.finish_problem(pid, "failed", str(error))
+            return {"drafted": [{"problem_id": pid, "ok": False}]}
+        store.save_draft(**ids, problem=drafted.problem, answer=drafted.answer)
+        return {"drafted": [{"problem_id": pid, "ok": True}]}
+
+    def after_draft(state: TopicState) -> Any:
+        drafted = state.get("drafted", [])
+        if len(drafted) < state["slots"]:
+            return "draft"
+        sends = [
+            Send("problem", {"topic_id": state["topic_id"], "subject": state["subject"], "topic": state["topic"],
+                             "problem_id": d["problem_id"], "slot": slot})
+            for slot, d in enumerate(drafted) if d["ok"]
+        ]
+        return sends or "finish"
+
+    async def finish(state: TopicState) -> dict[str, Any]:
+        store.set_topic_status(state["topic_id"], "done")
+        return {}
+
+    graph = StateGraph(TopicState, input_schema=TopicInput)
+    graph.add_node("draft", draft)
+    graph.add_node("problem", build_problem_graph(deps).compile())
+    graph.add_node("finish", finish)
+    graph.add_edge(START, "draft")
+    graph.add_conditional_edges("draft", after_draft, ["draft", "problem", "finish"])
+    graph.add_edge("problem", "finish")
+    graph.add_edge("finish", END)
+    return graph

@@ -1,0 +1,1 @@
+"""Tools the agents use: reasoning capture, answer grading, token counting."""

@@ -69,16 +69,19 @@ async def _open_saver(db: str) -> tuple[AsyncSqliteSaver, contextlib.AsyncExitSt
 
 
 async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recursion_limit: int) -> str:
-    """Start, resume or skip one graph thread; returns which it did."""
+    """Start a thread that has no checkpoint, or resume one that has.
+
+    `ainvoke(None)` is the resume: it replays pending writes of a step cut short and
+    goes on, and does nothing on a finished thread. (`state.next` cannot tell the two
+    apart: after a kill between a step's last write and its checkpoint it is empty too.)
+    """
     config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit}
     state = await graph.aget_state(config)
     if state.created_at is None:
         await graph.ainvoke(initial, config)
         return "started"
-    if state.next:
-        await graph.ainvoke(None, config)
-        return "resumed"
-    return "skipped"
+    await graph.ainvoke(None, config)
+    return "resumed"
 
 
 async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = None,

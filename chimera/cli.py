@@ -14,8 +14,8 @@ from rich.table import Table
 from chimera import __version__
 from chimera.errors import ChimeraError
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -1,0 +1,36 @@
+"""Helpers for tests: configs in a temp folder and the installed `chimera` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+CHIMERA = str(Path(sys.executable).parent / "chimera")
+
+
+def write_config(folder: Path, *, name: str = "t", seed: int = 5, sim: dict[str, Any] | None = None,
+                 models: dict[str, Any] | None = None, **top: Any) -> Path:
+    config: dict[str, Any] = {
+        "run": {"name": name, "db": str(folder / f"{name}.db"), "seed": seed, "concurrency": 8},
+        "subjects": [{"name": "Mathematics", "topics": 2}, {"name": "Chemistry", "topics": ["Stoichiometry"]}],
+        "problems_per_topic": 2,
+        "max_revisions": 1,
+    }
+    config.update(top)
+    if sim is not None:
+        config["sim"] = sim
+    if models is not None:
+        config["models"] = models
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def chimera(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([CHIMERA, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,35 @@
+"""Scripted chat models injected as role clients: replies in order, and every prompt they saw."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage
+
+from chimera.config import ModelSpec
+from chimera.llm import InflightBudget, RoleClient
+
+
+class ScriptedChat(FakeMessagesListChatModel):
+    seen: list[str] = []
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.seen = [*self.seen, messages[-1].content]
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+
+def reply(value: Any) -> AIMessage:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return AIMessage(content=text, response_metadata={"finish_reason": "stop"})
+
+
+def scripted(role: str, *replies: Any, budget: InflightBudget | None = None) -> RoleClient:
+    chat = ScriptedChat(responses=[reply(r) for r in replies] or [reply("")])
+    return RoleClient(role=role, spec=ModelSpec(provider="sim"), base_url="scripted://", model=f"scripted-{role}",
+                      chat=chat, budget=budget or InflightBudget(8))
+
+
+def vote(verdict: str, own: str = "7", agrees: bool = True) -> dict[str, Any]:
+    return {"verdict": verdict, "reasons": f"{verdict} because", "own_answer": own, "agrees_with_reference": agrees}

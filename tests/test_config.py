@@ -1,0 +1,67 @@
+"""The config is validated once, at load, and a bad one is named in one line."""
+
+import pytest
+
+from chimera.config import load_config, parse_config
+from chimera.errors import ConfigError
+from helpers import chimera, write_config
+
+BASE = {"run": {"name": "r", "db": "r.db"}, "subjects": [{"name": "Math", "topics": 3}]}
+
+
+def test_no_models_section_means_every_role_is_simulated():
+    config = parse_config(BASE)
+    assert {spec.provider for spec in config.models.all_roles().values()} == {"sim"}
+    assert list(config.models.all_roles()) == ["expander", "drafter", "solver", "labeler", "critic0", "critic1"]
+
+
+def test_default_fills_unset_fields_and_roles_override_it():
+    models = {
+        "default": {"base_url": "http://h/v1", "model": "m", "timeout_s": 30},
+        "solver": {"model": "qwen", "temperature": 0.6, "extra_body": {"top_k": 20}},
+        "critics": [{}, {"model": "o4-mini"}],
+    }
+    config = parse_config({**BASE, "models": models})
+    assert config.models.solver.model == "qwen" and config.models.solver.timeout_s == 30
+    assert config.models.solver.extra_body == {"top_k": 20}
+    assert config.models.critics[1].model == "o4-mini" and config.models.critics[0].model == "m"
+    assert config.models.expander.base_url == "http://h/v1"
+
+
+def test_a_timeout_is_always_set():
+    config = parse_config({**BASE, "models": {"default": {"base_url": "http://h/v1", "model": "m"}}})
+    assert all(spec.timeout_s > 0 for spec in config.models.all_roles().values())
+
+
+@pytest.mark.parametrize("patch, named", [
+    ({"run": {"name": "r", "db": "r.db", "concurency": 3}}, "run.concurency: Extra inputs are not permitted"),
+    ({"run": {"name": "r", "db": "r.db", "concurrency": "many"}}, "run.concurrency:"),
+    ({"problems_per_topic": 0}, "problems_per_topic:"),
+    ({"subjects": [{"name": "Math", "topics": []}]}, "subjects.0.topics"),
+    ({"models": {"default": {"base_url": "http://h/v1", "model": "m"}, "critics": [{}]}}, "models.critics:"),
+    ({"models": {"solver": {"base_url": "http://h/v1"}}}, "models.expander:"),
+    ({"models": {"default": {"base_url": "http://h/v1", "model": "m"}, "solver": {"temprature": 1}}},
+     "models.solver.temprature"),
+])
+def test_a_bad_config_names_the_bad_key(patch, named):
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**BASE, **patch})
+    assert named in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file_and_bad_yaml_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_cli_reports_a_bad_key_in_one_line_with_exit_code_2(tmp_path):
+    path = write_config(tmp_path, problems_per_topic="two")
+    result = chimera("run", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "problems_per_topic" in lines[0], result.stderr

@@ -23,10 +23,6 @@ def fmt(value: Number | str) -> str:
     return str(value)
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in re.findall(r"(?<![\w.])-?\d+(?![\w.])", text)]
-
-
 @dataclass(frozen=True)
 class Kind:
     name: str
@@ -95,8 +91,8 @@ KINDS: list[Kind] = [
         "moles", ["chemistry"],
         lambda r: (f"Taking the molar mass of water as 18 g/mol, how many moles of water molecules are in "
                    f"{r.randint(2, 400)} g of water? Give an exact fraction."),
-        r"are in (\d+) g of water",
-        lambda m: Fraction(int(m[1]), 18),
+        r"molar mass of water as (\d+) g/mol, how many moles of water molecules are in (\d+) g of water",
+        lambda m: Fraction(int(m[2]), int(m[1])),
     ),
     _kind(
         "dilution", ["chemistry"],

@@ -1,0 +1,28 @@
+"""Store writes are upserts on deterministic ids: re-running a node never duplicates a row."""
+
+from chimera.ids import problem_id, topic_id
+from chimera.store import MIGRATIONS, Store
+
+
+def test_ids_are_deterministic_and_normalize_topic_names():
+    assert topic_id("r", "Math", "Graph  Theory") == topic_id("r", "Math", "graph theory!")
+    assert topic_id("r", "Math", "Graph theory") != topic_id("r2", "Math", "Graph theory")
+    assert problem_id("r", "t1", 0) == problem_id("r", "t1", 0) != problem_id("r", "t1", 1)
+
+
+def test_rewriting_the_same_slot_keeps_one_row(tmp_path):
+    store = Store(tmp_path / "s.db")
+    for _ in range(3):
+        store.save_draft(id="p1", run="r", topic_id="t", subject="S", topic="T", slot=0, problem="Q", answer="A")
+        store.record_vote("p1", round_=0, critic=1, vote={"verdict": "accept"})
+        store.save_sample({"id": "p1", "problem_id": "p1", "run": "r", "subject": "S", "topic": "T",
+                           "problem": "Q", "answer": "A", "reasoning": "", "solution": "", "truncated": 0})
+    assert store.db["problems"].count == 1 and store.db["samples"].count == 1
+    assert store.votes("p1", 0) == {1: {"verdict": "accept"}}
+
+
+def test_migrations_are_recorded_and_applied_once(tmp_path):
+    Store(tmp_path / "s.db").close()
+    store = Store(tmp_path / "s.db")
+    assert store.migrate() == []
+    assert [r["name"] for r in store.db["_migrations"].rows] == [name for name, _ in MIGRATIONS]

@@ -13,14 +13,24 @@ class ConfigError(ChimeraError):
     exit_code = 2
 
 
-class EndpointError(ChimeraError):
-    """A model endpoint cannot be reached or keeps refusing; names the role and URL."""
+class _EndpointProblem(ChimeraError):
+    """Something went wrong with one role's endpoint; keeps the role and URL for the message."""
 
     def __init__(self, role: str, base_url: str, detail: str):
         self.role = role
         self.base_url = base_url
         self.detail = detail
-        super().__init__(f"{role} endpoint {base_url}: {detail}")
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class EndpointError(_EndpointProblem):
+    """A model endpoint cannot be reached or refuses us outright: the run stops."""
+
+    def describe(self) -> str:
+        return f"{self.role} endpoint {self.base_url}: {self.detail}"
 
 
 class ReplyError(ChimeraError):
@@ -33,11 +43,8 @@ class ReplyError(ChimeraError):
         super().__init__(f"{role} reply unusable: {reason}")
 
 
-class CallFailed(ChimeraError):
-    """A single model call failed after its retries (timeout, 5xx, 4xx); the slot is marked failed."""
+class CallFailed(_EndpointProblem):
+    """A single model call failed after its retries (timeout, 5xx, 4xx); only its problem slot fails."""
 
-    def __init__(self, role: str, base_url: str, detail: str):
-        self.role = role
-        self.base_url = base_url
-        self.detail = detail
-        super().__init__(f"{role} call to {base_url} failed: {detail}")
+    def describe(self) -> str:
+        return f"{self.role} call to {self.base_url} failed: {self.detail}"

@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     except ChimeraError as error:
         err.print(f"chimera: error: {error}", markup=False, soft_wrap=True)
         return error.exit_code
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        err.print(f"chimera: error: {where}{error.strerror or error}", markup=False)
+        return 1
     except KeyboardInterrupt:
         err.print("chimera: interrupted; run the same command again to resume", markup=False)
         return 130

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from chimera.errors import ChimeraError
 from chimera.store import Store
 
 SAMPLE_FIELDS = ("id", "subject", "topic", "problem", "answer", "reasoning", "solution", "predicted_answer",
@@ -22,12 +23,15 @@ def sample_record(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_jsonl(store: Store, path: Path, run: str | None = None) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in store.samples(run):
-            handle.write(json.dumps(sample_record(row), ensure_ascii=False) + "\n")
-            count += 1
-    tmp.replace(path)  # a reader never sees half a file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", encoding="utf-8") as handle:
+            for row in store.samples(run):
+                handle.write(json.dumps(sample_record(row), ensure_ascii=False) + "\n")
+                count += 1
+        tmp.replace(path)  # a reader never sees half a file
+    except OSError as error:
+        raise ChimeraError(f"{path}: cannot write the export ({error.strerror or error})") from None
     return count

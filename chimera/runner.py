@@ -133,10 +133,8 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         summary = RunSummary(name=config.run.name, db=config.run.db, seconds=time.monotonic() - started,
                              topics_run=len(pending), counts=store.counts(config.run.name))
         sizes = store.table_bytes()
-        summary.db_bytes = Path(config.run.db).stat().st_size
-        summary.checkpoint_bytes = sum(v for k, v in sizes.items() if k in ("checkpoints", "writes")
-                                       or k.startswith("sqlite_autoindex_checkpoints")
-                                       or k.startswith("sqlite_autoindex_writes"))
+        summary.db_bytes = sum(sizes.values()) or Path(config.run.db).stat().st_size
+        summary.checkpoint_bytes = sum(size for name, size in sizes.items() if _is_checkpoint_table(name))
         return summary
     finally:
         if ticker is not None:
@@ -150,6 +148,12 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         if sim_runner is not None:
             await sim_runner.cleanup()
         store.close()
+
+
+def _is_checkpoint_table(name: str) -> bool:
+    """LangGraph's saver tables and their automatic indexes."""
+    return name in ("checkpoints", "writes") or name.startswith(("sqlite_autoindex_checkpoints",
+                                                                 "sqlite_autoindex_writes"))
 
 
 async def _tick(monitor: RunMonitor, hook: ProgressHook, every: float) -> None:

@@ -128,3 +128,15 @@ def test_a_missing_api_key_variable_is_named(tmp_path):
     result = chimera("run", str(write_config(tmp_path, models=models)), "--quiet")
     assert result.returncode == 2
     assert "CHIMERA_UNSET_KEY_X is not set" in result.stderr
+
+
+def test_export_errors_are_one_line(tmp_path):
+    missing = chimera("export", str(tmp_path / "none.db"), "-o", str(tmp_path / "x.jsonl"))
+    assert missing.returncode == 1 and missing.stderr.strip() == f"chimera: error: {tmp_path / 'none.db'}: no such database"
+    config = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": ["Graphs"]}], problems_per_topic=1)
+    assert chimera("run", str(config), "--quiet").returncode == 0
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    result = chimera("export", str(tmp_path / "t.db"), "-o", str(blocked / "x.jsonl"))
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "cannot write the export" in result.stderr

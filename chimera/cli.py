@@ -83,6 +83,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from chimera.config import load_config
+    from chimera.judging import grade_json, grade_pairs, read_pairs
+
+    if args.jsonl:
+        pairs = list(read_pairs(Path(args.jsonl)))
+    elif args.reference is not None and args.response is not None:
+        pairs = [(args.reference, args.response)]
+    else:
+        raise ChimeraError("grade needs --reference and --response, or --jsonl FILE")
+    config = load_config(args.config) if args.config else None
+    grades = asyncio.run(grade_pairs(pairs, config=config, judge=not args.no_judge))
+    sys.stdout.write("".join(grade_json(g) + "\n" for g in grades))
+    return 0
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     from chimera.config import SimSettings, load_config
     from chimera.sim import server
@@ -126,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True)
     export.add_argument("--run", help="only this run (default: every run in the database)")
     export.set_defaults(func=_cmd_export)
+
+    grade = sub.add_parser("grade", help="grade answers against references (rules first, judge if needed)")
+    grade.add_argument("--reference", help="the reference answer")
+    grade.add_argument("--response", help="the response to grade (a long solution is fine)")
+    grade.add_argument("--jsonl", help="a file of {\"reference\", \"response\"} lines; one grade per line, in order")
+    grade.add_argument("--no-judge", action="store_true", help="never call a model; report undecided instead")
+    grade.add_argument("--config", help="run config whose models.labeler judges what rules cannot decide")
+    grade.set_defaults(func=_cmd_grade)
 
     sim = sub.add_parser("sim", help="serve the OpenAI-compatible simulator")
     sim.add_argument("--port", type=int, default=8400)

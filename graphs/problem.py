@@ -16,7 +16,7 @@ from chimera.agents import critic, drafter, labeler, solver
 from chimera.errors import CallFailed, ReplyError
 from chimera.graphs.decisions import decide
 from chimera.graphs.deps import Deps
-from chimera.tools.grading import grade
+from chimera.tools.grading import Grade
 
 CRITICS = (0, 1)
 
@@ -121,20 +121,16 @@ def build_problem_graph(deps: Deps) -> StateGraph:
             # A trajectory cut at max_tokens is not a wrong answer: it is kept, flagged, and left unlabeled.
             store.update_sample(sample["id"], {"label_method": "truncated", "label_detail": "cut at max_tokens"})
             return {"action": "commit"}
-        result = grade(sample["answer"], sample["solution"])
+        try:
+            result = await labeler.label_answer(
+                clients["labeler"], problem=sample["problem"], reference=sample["answer"],
+                response=sample["solution"], retries=deps.retries, context=context(state))
+        except ReplyError as error:
+            result = Grade(None, "unlabeled", None, f"judge reply unparseable: {error.reason}")
+        except CallFailed as error:
+            return {"action": "fail", "reason": str(error)}
         fields = {"predicted_answer": result.extracted, "correct": result.correct,
                   "label_method": result.method, "label_detail": result.detail}
-        if result.correct is None:
-            try:
-                verdict = await labeler.label(
-                    clients["labeler"], problem=sample["problem"], reference=sample["answer"],
-                    solution=sample["solution"], retries=deps.retries, context=context(state))
-                fields = {"predicted_answer": verdict.extracted_answer or result.extracted,
-                          "correct": verdict.correct, "label_method": "judge", "label_detail": verdict.rationale}
-            except ReplyError as error:
-                fields["label_method"], fields["label_detail"] = "unlabeled", f"judge reply unparseable: {error.reason}"
-            except CallFailed as error:
-                return {"action": "fail", "reason": str(error)}
         store.update_sample(sample["id"], {**fields, "correct": None if fields["correct"] is None else int(fields["correct"])})
         return {"action": "commit"}
 

@@ -12,6 +12,10 @@ def messages(problem: str):
     return render("solver", problem=problem)
 
 
-async def solve(client: RoleClient, *, problem: str, context: dict[str, Any] | None = None) -> Reply:
-    """The reply's `reasoning` holds the thinking and `content` the text after it, whatever the server's shape."""
-    return await client.complete(messages(problem), context=context)
+async def solve(client: RoleClient, *, problem: str, context: dict[str, Any] | None = None,
+                **overrides: Any) -> Reply:
+    """The reply's `reasoning` holds the thinking and `content` the text after it, whatever the server's shape.
+
+    `overrides` are request fields for this call only (`seed`, `max_tokens`).
+    """
+    return await client.complete(messages(problem), context=context, **overrides)

@@ -60,6 +60,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         table.add_row("problems", str(counts["problems"]))
         for status in ("pending", "accepted", "rejected", "failed"):
             table.add_row(f"  {status}", str(by.get(status, 0)))
+        table.add_row("critic disagreements", str(counts["disagreements"]))
         table.add_row("samples", str(counts["samples"]))
         table.add_row("  correct", str(counts["correct"]))
         table.add_row("  truncated", str(counts["truncated"]))
@@ -74,12 +75,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from chimera.export import write_jsonl
+    from chimera.export import write
     from chimera.store import Store
 
     store = Store(args.db, create=False)
-    count = write_jsonl(store, Path(args.output), run=args.run)
-    err.print(f"wrote {count} samples to {args.output}")
+    count = write(store, Path(args.output), split=args.split, fmt=args.format, run=args.run)
+    noun = "problems" if args.split == "rl" else "samples"
+    err.print(f"wrote {count} {noun} ({args.split}) to {args.output}")
     return 0
 
 
@@ -138,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write the dataset")
     export.add_argument("db")
-    export.add_argument("--format", choices=["jsonl"], default="jsonl")
+    export.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    export.add_argument("--split", choices=["all", "sft", "rl"], default="all",
+                        help="all: every sample; sft: correct, untruncated chats; rl: problems with pass rates")
     export.add_argument("-o", "--output", required=True)
     export.add_argument("--run", help="only this run (default: every run in the database)")
     export.set_defaults(func=_cmd_export)

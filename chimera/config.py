@@ -87,6 +87,22 @@ class SimSettings(_Strict):
     fault_truncate: float = Field(default=0.0, ge=0, le=1)
 
 
+class SolverSettings(_Strict):
+    """How trajectories are drawn (the endpoint itself is `models.solver`)."""
+
+    samples: int = Field(default=1, ge=1, le=64, description="trajectories per problem; the pass rate is over these")
+    max_tokens_retry: int | None = Field(default=None, ge=1, description="one retry with this budget when cut")
+
+
+class DedupSettings(_Strict):
+    """Near-duplicate problems within a run (MinHash LSH over word shingles) are rejected."""
+
+    enabled: bool = True
+    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard similarity of word shingles")
+    shingle_words: int = Field(default=3, ge=1, le=10)
+    num_perm: int = Field(default=128, ge=16, le=1024)
+
+
 class ModelsConfig(_Strict):
     expander: ModelSpec
     drafter: ModelSpec
@@ -113,6 +129,8 @@ class Config(_Strict):
     max_revisions: int = Field(default=1, ge=0, le=10)
     parse_retries: int = Field(default=1, ge=0, le=5, description="re-asks after an unparseable structured reply")
     models: ModelsConfig
+    solver: SolverSettings = Field(default_factory=SolverSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
 
     def redacted(self) -> dict[str, Any]:

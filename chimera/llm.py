@@ -121,8 +121,9 @@ class RoleClient:
         response_format: dict[str, Any] | None = None,
         extra_body: dict[str, Any] | None = None,
         context: dict[str, Any] | None = None,
+        **overrides: Any,
     ) -> Reply:
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict(overrides)
         if response_format is not None:
             kwargs["response_format"] = response_format
         if extra_body:

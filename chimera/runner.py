@@ -26,6 +26,7 @@ from chimera.ids import taxonomy_thread_id, topic_thread_id
 from chimera.llm import InflightBudget, build_clients, uses_simulator
 from chimera.sim import server as sim_server
 from chimera.store import Store
+from chimera.tools.dedup import ProblemIndex
 
 
 @dataclass
@@ -100,7 +101,7 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         if uses_simulator(config):
             sim_runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
         clients = build_clients(config, budget=budget, sim_url=sim_url, log=store.log_call)
-        deps = Deps(config=config, store=store, clients=clients)
+        deps = Deps(config=config, store=store, clients=clients, index=_rebuild_index(config, store))
         saver, saver_stack = await _open_saver(config.run.db)
         if on_progress is not None:
             ticker = asyncio.create_task(_tick(monitor, on_progress, progress_every_s))
@@ -148,6 +149,16 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         if sim_runner is not None:
             await sim_runner.cleanup()
         store.close()
+
+
+def _rebuild_index(config: Config, store: Store) -> ProblemIndex | None:
+    """The duplicate index as it stood: every problem of this run that already passed the check."""
+    if not config.dedup.enabled:
+        return None
+    index = ProblemIndex(config.dedup.threshold, config.dedup.shingle_words, config.dedup.num_perm)
+    for problem_id, text in store.indexed_problems(config.run.name):
+        index.add(problem_id, text)
+    return index
 
 
 def _is_checkpoint_table(name: str) -> bool:

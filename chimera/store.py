@@ -64,9 +64,21 @@ def _create_core_tables(db: sqlite_utils.Database) -> None:
     db["llm_calls"].create_index(["problem_id"], if_not_exists=True)
 
 
+def _add_verification_columns(db: sqlite_utils.Database) -> None:
+    db["problems"].add_column("disagreement", int)
+    db["problems"].add_column("duplicate_of", str)
+    db["problems"].add_column("similarity", float)
+    db["problems"].add_column("indexed", int)
+    db["problems"].add_column("pass_rate", float)
+    db["samples"].add_column("sample_index", int)
+    db["samples"].add_column("pass_rate", float)
+    db["samples"].add_column("retried", int)
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
+    ("0002_verification", _add_verification_columns),
 ]
 
 
@@ -192,6 +204,29 @@ class Store:
             problem_id, {"status": status, "rejection_reason": reason, "updated_at": time.time()}
         )
 
+    def mark_disagreement(self, problem_id: str) -> None:
+        self.db["problems"].update(problem_id, {"disagreement": 1})
+
+    def mark_indexed(self, problem_id: str) -> None:
+        self.db["problems"].update(problem_id, {"indexed": 1})
+
+    def mark_duplicate(self, problem_id: str, duplicate_of: str, similarity: float) -> None:
+        self.db["problems"].update(problem_id, {"duplicate_of": duplicate_of, "similarity": round(similarity, 4)})
+
+    def indexed_problems(self, run: str) -> list[tuple[str, str]]:
+        """Problems that passed the duplicate check, in the order the index first saw them."""
+        return self.db.execute(
+            "select id, problem from problems where run = ? and indexed = 1 order by updated_at, id", [run]
+        ).fetchall()
+
+    def set_pass_rate(self, problem_id: str, pass_rate: float | None) -> None:
+        self.db["problems"].update(problem_id, {"pass_rate": pass_rate})
+        with self.db.conn:
+            self.db.execute("update samples set pass_rate = ? where problem_id = ?", [pass_rate, problem_id])
+
+    def samples_of(self, problem_id: str) -> list[dict[str, Any]]:
+        return list(self.db["samples"].rows_where("problem_id = ?", [problem_id], order_by="sample_index"))
+
     def problems(self, run: str | None = None) -> list[dict[str, Any]]:
         where, args = ("run = ?", [run]) if run else (None, [])
         return list(self.db["problems"].rows_where(where, args, order_by="subject, topic, slot"))
@@ -215,7 +250,7 @@ class Store:
         query = (
             "select s.* from samples s join problems p on p.id = s.problem_id "
             "where p.status = 'accepted'" + (" and s.run = ?" if run else "") +
-            " order by s.subject, s.topic, p.slot"
+            " order by s.subject, s.topic, p.slot, s.sample_index"
         )
         cursor = self.db.execute(query, [run] if run else [])
         names = [d[0] for d in cursor.description]
@@ -249,6 +284,7 @@ class Store:
             " order by count(*) desc"
         )
         calls = q(f"select count(*), coalesce(sum(tokens_in),0), coalesce(sum(tokens_out),0) from llm_calls{clause}")[0]
+        disagreements = q(f"select coalesce(sum(disagreement), 0) from problems{clause}")[0][0]
         failed_calls = q(f"select outcome, count(*) from llm_calls{clause} group by outcome")
         return {
             "topics": sum(topics.values()), "topics_done": topics.get("done", 0),
@@ -256,7 +292,7 @@ class Store:
             "samples": samples[0], "correct": samples[1], "truncated": samples[2],
             "rejection_reasons": [{"reason": r or "(none)", "count": c} for r, c in reasons],
             "calls": calls[0], "tokens_in": calls[1], "tokens_out": calls[2],
-            "call_outcomes": dict(failed_calls),
+            "call_outcomes": dict(failed_calls), "disagreements": disagreements,
         }
 
     def table_bytes(self) -> dict[str, int]:

@@ -37,3 +37,15 @@ def decide(votes: dict[int, dict], revisions_done: int, max_revisions: int) -> D
     disagreement = len({v["verdict"] for v in ordered}) > 1 or any(not v["agrees"] for v in ordered)
     why = "critics disagree" if disagreement else "critics asked for revision"
     return Decision("reject", f"{why} after {revisions_done} revision{'s' if revisions_done != 1 else ''}")
+
+
+def disagreed(votes: dict[int, dict]) -> bool:
+    """The critics split on the verdict, or one's own answer does not match the reference."""
+    counted = [v for v in votes.values() if v["verdict"] != "failed"]
+    return len({v["verdict"] for v in counted}) > 1 or any(not v["agrees"] for v in counted)
+
+
+def pass_rate(solved: list[dict]) -> float | None:
+    """Share of labeled trajectories that are correct; truncated and unlabeled ones do not count."""
+    labeled = [s for s in solved if s.get("correct") is not None]
+    return sum(bool(s["correct"]) for s in labeled) / len(labeled) if labeled else None

@@ -12,6 +12,7 @@ from typing import Any
 from chimera.config import Config
 from chimera.llm import RoleClient
 from chimera.store import Store
+from chimera.tools.dedup import ProblemIndex
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Deps:
     config: Config
     store: Store
     clients: dict[str, RoleClient]
+    index: ProblemIndex | None = None  # problems kept so far, for near-duplicate rejection
 
     @property
     def run(self) -> str:

@@ -1,6 +1,12 @@
-"""The per-problem subgraph: both critics in parallel -> decide -> revise | solve -> label -> commit | reject.
+"""The per-problem subgraph.
 
-State carries ids and small routing fields only; problem text, votes, and
+    critic0 ─┐                     ┌─ revise ─> critics again
+             ├─ judge ─┬───────────┤
+    critic1 ─┘         │           └─ reject
+                       └─ dedup ─┬─ solve_one × k (Send) ─ commit
+                                 └─ reject (duplicate)
+
+State carries ids and small routing fields only; problem text, votes and
 trajectories are written to the store by the nodes, keyed by deterministic
 ids, so re-running a node after a crash overwrites rather than duplicates.
 """
@@ -11,12 +17,13 @@ import operator
 from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
 
 from chimera.agents import critic, drafter, labeler, solver
 from chimera.errors import CallFailed, ReplyError
-from chimera.graphs.decisions import decide
+from chimera.graphs.decisions import decide, disagreed, pass_rate
 from chimera.graphs.deps import Deps
-from chimera.tools.grading import Grade
+from chimera.tools.grading import Grade, grade
 
 CRITICS = (0, 1)
 
@@ -43,41 +50,61 @@ class ProblemState(ProblemInput, ProblemOutput, total=False):
     votes: Annotated[dict[str, dict[str, Any]], _merge]
     action: str
     reason: str | None
+    # one entry per drawn trajectory: {"sample", "correct", "truncated", "failed"}
+    solved: Annotated[list[dict[str, Any]], operator.add]
+
+
+class SolveTask(ProblemInput):
+    sample: int
+
+
+def answer_matches(reference: str, own_answer: str | None, claimed: bool) -> tuple[bool, str]:
+    """Does a critic's own answer match the reference? The grader decides; the critic's word only when it cannot."""
+    if not own_answer:
+        return False, "no answer"
+    result = grade(reference, own_answer)
+    if result.correct is None:
+        return claimed, "critic's claim"
+    return result.correct, result.method
 
 
 def build_problem_graph(deps: Deps) -> StateGraph:
     store, clients, config = deps.store, deps.clients, deps.config
 
-    def context(state: ProblemState) -> dict[str, Any]:
+    def context(state: ProblemInput) -> dict[str, Any]:
         return deps.context(topic_id=state["topic_id"], problem_id=state["problem_id"])
 
     def make_critic(index: int):
+        role = f"critic{index}"
+
         async def critic_node(state: ProblemState) -> dict[str, Any]:
             round_ = state.get("revisions", 0)
             row = store.problem(state["problem_id"])
+            stored: dict[str, Any] = {"model": clients[role].model}
             try:
                 verdict = await critic.critique(
-                    clients[f"critic{index}"], subject=state["subject"], topic=state["topic"],
+                    clients[role], subject=state["subject"], topic=state["topic"],
                     problem=row["problem"], answer=row["answer"], retries=deps.retries, context=context(state))
-                vote = {"verdict": verdict.verdict, "agrees": verdict.agrees_with_reference}
-                stored = {**verdict.model_dump(), "model": clients[f"critic{index}"].model}
+                matches, how = answer_matches(row["answer"], verdict.own_answer, verdict.agrees_with_reference)
+                vote = {"verdict": verdict.verdict, "agrees": matches}
+                stored |= {**verdict.model_dump(), "own_answer_matches": matches, "match_method": how}
             except ReplyError as error:
                 vote = {"verdict": "reject", "agrees": False, "unparseable": error.reason}
-                stored = {"verdict": "reject", "reasons": f"unparseable reply: {error.reason}", "own_answer": None,
-                          "agrees_with_reference": False, "model": clients[f"critic{index}"].model}
+                stored |= {"verdict": "reject", "reasons": f"unparseable reply: {error.reason}"}
             except CallFailed as error:
                 vote = {"verdict": "failed", "agrees": False, "reason": str(error)}
-                stored = {"verdict": "failed", "reasons": str(error), "own_answer": None,
-                          "agrees_with_reference": False, "model": clients[f"critic{index}"].model}
+                stored |= {"verdict": "failed", "reasons": str(error)}
             store.record_vote(state["problem_id"], round_=round_, critic=index, vote=stored)
             return {"votes": {f"{round_}:{index}": vote}}
 
-        critic_node.__name__ = f"critic{index}"
+        critic_node.__name__ = role
         return critic_node
 
     async def judge(state: ProblemState) -> dict[str, Any]:
         round_ = state.get("revisions", 0)
         votes = {i: state["votes"][f"{round_}:{i}"] for i in CRITICS}
+        if disagreed(votes):
+            store.mark_disagreement(state["problem_id"])
         decision = decide(votes, round_, config.max_revisions)
         return {"action": decision.action, "reason": decision.reason}
 
@@ -97,47 +124,81 @@ def build_problem_graph(deps: Deps) -> StateGraph:
         store.save_revision(state["problem_id"], revision=round_ + 1, problem=revised.problem, answer=revised.answer)
         return {"revisions": round_ + 1, "action": "critique"}
 
-    async def solve(state: ProblemState) -> dict[str, Any]:
+    async def dedup(state: ProblemState) -> dict[str, Any]:
         row = store.problem(state["problem_id"])
+        index = deps.index
+        if index is None or row["indexed"]:
+            return {"action": "solve"}  # no dedup, or this problem already passed it before a restart
+        match = index.find(row["problem"])
+        if match is not None and match.key != state["problem_id"]:
+            store.mark_duplicate(state["problem_id"], match.key, match.similarity)
+            return {"action": "reject", "reason": "duplicate"}
+        # Check and insert with no await between: concurrent topics cannot both pass as originals.
+        index.add(state["problem_id"], row["problem"])
+        store.mark_indexed(state["problem_id"])
+        return {"action": "solve"}
+
+    def fan_out_solves(state: ProblemState) -> Any:
+        if state["action"] != "solve":
+            return state["action"]
+        task = {key: state[key] for key in ProblemInput.__annotations__}
+        return [Send("solve_one", {**task, "sample": j}) for j in range(config.solver.samples)]
+
+    async def solve_one(task: SolveTask) -> dict[str, Any]:
+        row = store.problem(task["problem_id"])
+        j = task["sample"]
+        # Sample 0 is the paper's plain request; further samples carry a seed so they differ and replay alike.
+        extra = {"seed": j} if j else {}
         try:
-            reply = await solver.solve(clients["solver"], problem=row["problem"], context=context(state))
+            reply = await solver.solve(clients["solver"], problem=row["problem"], context=context(task), **extra)
+            retried = 0
+            if reply.truncated and config.solver.max_tokens_retry:
+                reply = await solver.solve(clients["solver"], problem=row["problem"], context=context(task),
+                                           max_tokens=config.solver.max_tokens_retry, **extra)
+                retried = 1
         except CallFailed as error:
-            return {"action": "fail", "reason": str(error)}
+            return {"solved": [{"sample": j, "correct": None, "truncated": False, "failed": str(error)}]}
+        sample_id = f"{task['problem_id']}-{j}"
         store.save_sample({
-            "id": state["problem_id"], "problem_id": state["problem_id"], "run": deps.run,
-            "subject": state["subject"], "topic": state["topic"], "problem": row["problem"], "answer": row["answer"],
+            "id": sample_id, "problem_id": task["problem_id"], "sample_index": j, "run": deps.run,
+            "subject": task["subject"], "topic": task["topic"], "problem": row["problem"], "answer": row["answer"],
             "reasoning": reply.reasoning, "solution": reply.content, "predicted_answer": None, "correct": None,
-            "label_method": None, "label_detail": None, "truncated": int(reply.truncated),
-            "finish_reason": reply.finish_reason,
+            "label_method": None, "label_detail": None, "truncated": int(reply.truncated), "retried": retried,
+            "finish_reason": reply.finish_reason, "pass_rate": None,
             "models": {role: client.model for role, client in clients.items() if role != "expander"},
             "usage": {"solver_tokens_in": reply.tokens_in, "solver_tokens_out": reply.tokens_out,
                       "solver_reasoning_tokens": reply.reasoning_tokens},
         })
-        return {"action": "label"}
-
-    async def label(state: ProblemState) -> dict[str, Any]:
-        sample = store.sample(state["problem_id"])
-        if sample["truncated"]:
+        if reply.truncated:
             # A trajectory cut at max_tokens is not a wrong answer: it is kept, flagged, and left unlabeled.
-            store.update_sample(sample["id"], {"label_method": "truncated", "label_detail": "cut at max_tokens"})
-            return {"action": "commit"}
+            store.update_sample(sample_id, {"label_method": "truncated", "label_detail": "cut at max_tokens"})
+            return {"solved": [{"sample": j, "correct": None, "truncated": True, "failed": None}]}
         try:
             result = await labeler.label_answer(
-                clients["labeler"], problem=sample["problem"], reference=sample["answer"],
-                response=sample["solution"], retries=deps.retries, context=context(state))
+                clients["labeler"], problem=row["problem"], reference=row["answer"], response=reply.content,
+                retries=deps.retries, context=context(task))
         except ReplyError as error:
             result = Grade(None, "unlabeled", None, f"judge reply unparseable: {error.reason}")
         except CallFailed as error:
-            return {"action": "fail", "reason": str(error)}
-        fields = {"predicted_answer": result.extracted, "correct": result.correct,
-                  "label_method": result.method, "label_detail": result.detail}
-        store.update_sample(sample["id"], {**fields, "correct": None if fields["correct"] is None else int(fields["correct"])})
-        return {"action": "commit"}
+            return {"solved": [{"sample": j, "correct": None, "truncated": False, "failed": str(error)}]}
+        store.update_sample(sample_id, {
+            "predicted_answer": result.extracted, "correct": None if result.correct is None else int(result.correct),
+            "label_method": result.method, "label_detail": result.detail})
+        return {"solved": [{"sample": j, "correct": result.correct, "truncated": False, "failed": None}]}
+
+    async def commit(state: ProblemState) -> dict[str, Any]:
+        solved = state.get("solved", [])
+        failures = [s["failed"] for s in solved if s["failed"]]
+        if failures and len(failures) == len(solved):
+            store.finish_problem(state["problem_id"], "failed", failures[0])
+            return {"outcomes": [{"problem_id": state["problem_id"], "status": "failed"}]}
+        store.set_pass_rate(state["problem_id"], pass_rate(solved))
+        store.finish_problem(state["problem_id"], "accepted")
+        return {"outcomes": [{"problem_id": state["problem_id"], "status": "accepted"}]}
 
     def finish(status: str):
         async def finish_node(state: ProblemState) -> dict[str, Any]:
-            reason = state.get("reason") if status != "accepted" else None
-            store.finish_problem(state["problem_id"], status, reason)
+            store.finish_problem(state["problem_id"], status, state.get("reason"))
             return {"outcomes": [{"problem_id": state["problem_id"], "status": status}]}
 
         return finish_node
@@ -154,16 +215,16 @@ def build_problem_graph(deps: Deps) -> StateGraph:
         graph.add_edge(START, f"critic{index}")
     graph.add_node("judge", judge)
     graph.add_node("revise", revise)
-    graph.add_node("solve", solve)
-    graph.add_node("label", label)
-    graph.add_node("commit", finish("accepted"))
+    graph.add_node("dedup", dedup)
+    graph.add_node("solve_one", solve_one)
+    graph.add_node("commit", commit)
     graph.add_node("reject", finish("rejected"))
     graph.add_node("fail", finish("failed"))
     graph.add_edge([f"critic{i}" for i in CRITICS], "judge")
-    graph.add_conditional_edges("judge", route, {"solve": "solve", "revise": "revise", "reject": "reject", "fail": "fail"})
+    graph.add_conditional_edges("judge", route, {"solve": "dedup", "revise": "revise", "reject": "reject", "fail": "fail"})
     graph.add_conditional_edges("revise", after_revise, [*(f"critic{i}" for i in CRITICS), "reject", "fail"])
-    graph.add_conditional_edges("solve", route, {"label": "label", "fail": "fail"})
-    graph.add_conditional_edges("label", route, {"commit": "commit", "fail": "fail"})
+    graph.add_conditional_edges("dedup", fan_out_solves, ["solve_one", "reject"])
+    graph.add_edge("solve_one", "commit")
     for end in ("commit", "reject", "fail"):
         graph.add_edge(end, END)
     return graph

@@ -20,9 +20,16 @@ class ScriptedChat(FakeMessagesListChatModel):
         return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
 
 
-def reply(value: Any) -> AIMessage:
+def reply(value: Any, finish_reason: str = "stop") -> AIMessage:
+    if isinstance(value, AIMessage):
+        return value
     text = value if isinstance(value, str) else json.dumps(value)
-    return AIMessage(content=text, response_metadata={"finish_reason": "stop"})
+    return AIMessage(content=text, response_metadata={"finish_reason": finish_reason})
+
+
+def cut(text: str) -> AIMessage:
+    """A reply the server cut at max_tokens."""
+    return reply(text, finish_reason="length")
 
 
 def scripted(role: str, *replies: Any, budget: InflightBudget | None = None) -> RoleClient:

@@ -36,7 +36,7 @@ def run_problem(deps):
     graph = build_problem_graph(deps).compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Addition", "problem_id": "p1",
                                "slot": 0}, {"configurable": {"thread_id": "p1"}}))
-    return deps.store.problem("p1"), deps.store.sample("p1")
+    return deps.store.problem("p1"), deps.store.sample("p1-0")
 
 
 def calls(deps, role):
@@ -104,7 +104,7 @@ def test_the_judge_decides_only_what_rules_cannot(tmp_path):
     graph = build_problem_graph(deps).compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Lit", "topic": "Forms", "problem_id": "p1", "slot": 0},
                               {"configurable": {"thread_id": "p1"}}))
-    sample = deps.store.sample("p1")
+    sample = deps.store.sample("p1-0")
     assert calls(deps, "labeler") == 1
     assert sample["correct"] == 0 and sample["label_method"] == "judge" and sample["label_detail"] == "no"
 

@@ -1,0 +1,140 @@
+"""Auditable verification: graded critic agreement, duplicate rejection, k samples, truncation, SFT / RL splits."""
+
+import asyncio
+import json
+
+from langgraph.checkpoint.memory import InMemorySaver
+from scripted import cut, scripted, vote
+
+from chimera.config import parse_config
+from chimera.export import records
+from chimera.graphs import build_problem_graph
+from chimera.graphs.deps import Deps
+from chimera.store import Store
+from chimera.tools.dedup import ProblemIndex, shingles
+
+PROBLEM = "A committee of 3 members is to be chosen from 10 distinct candidates. In how many ways?"
+
+
+def make_deps(tmp_path, *, index=None, **overrides):
+    clients = {
+        "drafter": scripted("drafter", {"problem": PROBLEM + " Exactly.", "answer": "120"}),
+        "critic0": scripted("critic0", vote("accept", own="120")),
+        "critic1": scripted("critic1", vote("accept", own="120")),
+        "solver": scripted("solver", "<think>C(10,3)</think>\\boxed{120}"),
+        "labeler": scripted("labeler", {"correct": True, "extracted_answer": "", "rationale": ""}),
+        "expander": scripted("expander", {"topics": []}),
+    }
+    settings = {k: overrides.pop(k) for k in list(overrides) if k == "max_revisions"}
+    clients.update(overrides)
+    config = parse_config({"run": {"name": "r", "db": str(tmp_path / "r.db")},
+                           "subjects": [{"name": "Math", "topics": ["Counting"]}], **settings})
+    return Deps(config=config, store=Store(tmp_path / "r.db"), clients=clients, index=index)
+
+
+def run(deps, pid="p1", problem=PROBLEM, answer="120"):
+    deps.store.save_draft(id=pid, run="r", topic_id="t1", subject="Math", topic="Counting", slot=int(pid[1:]) - 1,
+                          problem=problem, answer=answer)
+    graph = build_problem_graph(deps).compile(checkpointer=InMemorySaver())
+    asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Counting", "problem_id": pid,
+                               "slot": 0}, {"configurable": {"thread_id": pid}}))
+    return deps.store.problem(pid)
+
+
+def test_accept_needs_the_critics_own_answers_to_grade_equal_to_the_reference(tmp_path):
+    # The critic claims agreement, but its own answer is 119: the grader, not the claim, decides.
+    deps = make_deps(tmp_path, max_revisions=0, critic1=scripted("critic1", vote("accept", own="119", agrees=True)))
+    problem = run(deps)
+    assert problem["status"] == "rejected" and problem["disagreement"] == 1
+    stored = json.loads(problem["critic_verdicts"])["0"]["1"]
+    assert stored["own_answer_matches"] is False and stored["match_method"] == "numeric"
+
+
+def test_an_equivalent_own_answer_counts_as_agreement(tmp_path):
+    deps = make_deps(tmp_path, critic0=scripted("critic0", vote("accept", own="\\binom{10}{3} = 120")),
+                     critic1=scripted("critic1", vote("accept", own="1.2 \\times 10^{2}")))
+    problem = run(deps)
+    assert problem["status"] == "accepted" and not problem["disagreement"]
+
+
+def test_every_vote_of_every_round_is_kept(tmp_path):
+    deps = make_deps(tmp_path, critic0=scripted("critic0", vote("revise", own="120"), vote("accept", own="120")))
+    problem = run(deps)
+    votes = json.loads(problem["critic_verdicts"])
+    assert sorted(votes) == ["0", "1"] and sorted(votes["0"]) == ["0", "1"]
+    assert votes["0"]["0"]["verdict"] == "revise" and votes["1"]["0"]["verdict"] == "accept"
+
+
+def test_a_reworded_duplicate_is_rejected_with_a_pointer(tmp_path):
+    index = ProblemIndex(threshold=0.5)
+    votes = [vote("accept", own="120"), vote("accept", own="120"), vote("accept", own="66")]
+    deps = make_deps(tmp_path, index=index, critic0=scripted("critic0", *votes), critic1=scripted("critic1", *votes),
+                     solver=scripted("solver", "\\boxed{120}", "\\boxed{66}"))
+    assert run(deps, "p1")["status"] == "accepted"
+    reworded = "A committee of 3 members is to be chosen from 10 distinct candidates. In how many different ways?"
+    duplicate = run(deps, "p2", problem=reworded)
+    assert duplicate["status"] == "rejected" and duplicate["rejection_reason"] == "duplicate"
+    assert duplicate["duplicate_of"] == "p1" and 0.5 <= duplicate["similarity"] < 1
+    distinct = run(deps, "p3", problem="How many edges does the complete graph on 12 vertices have?", answer="66")
+    assert distinct["status"] == "accepted"
+    assert len(deps.clients["solver"].chat.seen) == 2, "a duplicate is never sent to the solver"
+
+
+def test_index_finds_near_duplicates_and_passes_distinct_text():
+    index = ProblemIndex(threshold=0.7)
+    index.add("a", "Compute the remainder when 7 to the power 222 is divided by 13 and justify each step")
+    assert index.find("Compute the remainder when 7 to the power 222 is divided by 13, and justify each step.").key == "a"
+    assert index.find("Find the number of spanning trees of the complete graph on nine labelled vertices") is None
+    assert shingles("One two three four", 3) == {"one two three", "two three four"}
+
+
+def test_k_samples_give_a_pass_rate(tmp_path):
+    solver = scripted("solver", "\\boxed{120}", "\\boxed{121}", "\\boxed{120}", "\\boxed{120}")
+    deps = make_deps(tmp_path, solver=solver)
+    deps.config.solver.samples = 4
+    problem = run(deps)
+    samples = deps.store.samples_of("p1")
+    assert [s["sample_index"] for s in samples] == [0, 1, 2, 3]
+    assert problem["pass_rate"] == 0.75 and {s["pass_rate"] for s in samples} == {0.75}
+    assert sorted(s["correct"] for s in samples) == [0, 1, 1, 1]
+
+
+def test_a_cut_trajectory_is_retried_once_with_the_larger_budget(tmp_path):
+    solver = scripted("solver", cut("<think>long..."), "<think>long enough</think>\\boxed{120}")
+    deps = make_deps(tmp_path, solver=solver)
+    deps.config.solver.max_tokens_retry = 65536
+    run(deps)
+    sample = deps.store.samples_of("p1")[0]
+    assert sample["retried"] == 1 and sample["truncated"] == 0 and sample["correct"] == 1
+
+
+def test_without_a_retry_budget_a_cut_trajectory_is_truncated_and_kept_out_of_sft(tmp_path):
+    deps = make_deps(tmp_path, solver=scripted("solver", cut("<think>long...")))
+    deps.config.solver.samples = 2
+    problem = run(deps)
+    samples = deps.store.samples_of("p1")
+    assert all(s["truncated"] == 1 and s["label_method"] == "truncated" and s["correct"] is None for s in samples)
+    assert problem["status"] == "accepted" and problem["pass_rate"] is None
+    assert list(records(deps.store, "sft")) == []
+    rl = list(records(deps.store, "rl"))
+    assert [(r["id"], r["pass_rate"], r["samples"]) for r in rl] == [("p1", None, 2)]
+
+
+def test_sft_holds_only_correct_untruncated_trajectories_as_chats(tmp_path):
+    solver = scripted("solver", "<think>a</think>\\boxed{120}", "<think>b</think>\\boxed{7}", cut("<think>c"))
+    deps = make_deps(tmp_path, solver=solver)
+    deps.config.solver.samples = 3
+    run(deps)
+    sft = list(records(deps.store, "sft"))
+    assert len(sft) == 1
+    assert sft[0]["messages"] == [{"role": "user", "content": PROBLEM},
+                                  {"role": "assistant", "content": "<think>\na\n</think>\n\n\\boxed{120}"}]
+
+
+def test_index_rebuilds_from_the_store_after_a_restart(tmp_path):
+    from chimera.runner import _rebuild_index
+
+    deps = make_deps(tmp_path, index=ProblemIndex(threshold=0.5))
+    run(deps, "p1")
+    rebuilt = _rebuild_index(deps.config, deps.store)
+    assert len(rebuilt) == 1 and rebuilt.find(PROBLEM).key == "p1"

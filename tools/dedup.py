@@ -1,0 +1,68 @@
+"""Near-duplicate problems: MinHash LSH over word shingles (datasketch), confirmed by exact Jaccard.
+
+LSH finds candidates in sub-linear time; the exact Jaccard of the two shingle
+sets then decides, so a reported similarity is a measured one, not an estimate.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from datasketch import MinHash, MinHashLSH
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def shingles(text: str, size: int) -> set[str]:
+    words = _WORD.findall(text.lower())
+    if len(words) < size:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+@dataclass(frozen=True)
+class Match:
+    key: str
+    similarity: float
+
+
+class ProblemIndex:
+    """Problems kept so far in a run; `find` names the most similar one above the threshold."""
+
+    def __init__(self, threshold: float = 0.8, shingle_words: int = 3, num_perm: int = 128):
+        self.threshold = threshold
+        self.shingle_words = shingle_words
+        self.num_perm = num_perm
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self._shingles: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._shingles)
+
+    def _minhash(self, grams: set[str]) -> MinHash:
+        signature = MinHash(num_perm=self.num_perm)
+        signature.update_batch([g.encode() for g in grams])
+        return signature
+
+    def find(self, text: str) -> Match | None:
+        grams = shingles(text, self.shingle_words)
+        if not grams or not self._shingles:
+            return None
+        candidates = self._lsh.query(self._minhash(grams))
+        scored = [Match(key, jaccard(grams, self._shingles[key])) for key in candidates]
+        scored = [m for m in scored if m.similarity >= self.threshold]
+        return max(scored, key=lambda m: (m.similarity, m.key), default=None)
+
+    def add(self, key: str, text: str) -> None:
+        if key in self._shingles:
+            return
+        grams = shingles(text, self.shingle_words)
+        if not grams:
+            return
+        self._lsh.insert(key, self._minhash(grams))
+        self._shingles[key] = grams

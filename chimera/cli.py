@@ -16,6 +16,8 @@ from chimera.errors import ChimeraError
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal:
+    out = Console(highlight=False, soft_wrap=True, width=160)  # a file or pipe: no reason to squeeze tables to 80
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -28,7 +30,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config.run.db = args.db
     display = ProgressDisplay(err, quiet=args.quiet)
     with display:
-        summary = asyncio.run(run_pipeline(config, on_progress=display.update))
+        summary = asyncio.run(run_pipeline(config, on_progress=display.update, topics_only=args.topics_only))
     counts = summary.counts
     by_status = counts["by_status"]
     share = summary.checkpoint_bytes / summary.db_bytes if summary.db_bytes else 0
@@ -42,10 +44,82 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _only_run(store, wanted: str | None) -> str:
+    runs = [r["name"] for r in store.runs()]
+    if wanted:
+        if wanted not in runs:
+            raise ChimeraError(f"{store.path}: no run named {wanted!r} (runs: {', '.join(runs) or 'none'})")
+        return wanted
+    if len(runs) != 1:
+        raise ChimeraError(f"{store.path}: holds {len(runs)} runs ({', '.join(runs) or 'none'}); name one with --run")
+    return runs[0]
+
+
+def _cmd_yield(store, args: argparse.Namespace) -> int:
+    from chimera.yield_report import yield_by
+
+    report = yield_by(store, _only_run(store, args.run), args.by)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    table = Table(title=f"yield by {args.by}")
+    table.add_column(args.by, overflow="fold")
+    for column in ("drafted", "accepted", "rejected", "revisions", "correct", "tokens", "$/sample"):
+        table.add_column(column, justify="right", no_wrap=True)
+    reasons = []
+    for item in report:
+        rate = "-" if item["correct_rate"] is None else f"{item['correct_rate']:.0%}"
+        cost = "-" if item["cost_per_accepted_sample"] is None else f"{item['cost_per_accepted_sample']:.4f}"
+        table.add_row(item[args.by], str(item["drafted"]), str(item["accepted"]),
+                      str(item["rejected"] + item["failed"]), str(item["revisions"]), rate,
+                      f"{item['tokens_in'] + item['tokens_out']:,}", cost)
+        reasons += [f"  {item[args.by]}: {reason} ({n})" for reason, n in item["rejected_by_reason"].items()]
+    out.print(table)
+    if reasons:
+        out.print("rejections and failures:\n" + "\n".join(reasons), markup=False)
+    if any(item["cost"] is None for item in report):
+        out.print("$/sample is '-' where a model used has no price_per_mtok_in/out in the config", markup=False)
+    return 0
+
+
+def _cmd_taxonomy(args: argparse.Namespace) -> int:
+    from chimera.store import Store
+    from chimera.taxonomy_io import import_tree, read_file, tree
+
+    store = Store(args.db, create=bool(args.import_file))
+    if args.import_file:
+        taxonomy = read_file(Path(args.import_file))
+        counts = import_tree(store, taxonomy)
+        err.print(f"imported {counts['topics']} topics into run {taxonomy.run} ({counts['removed']} removed); "
+                  "chimera run will skip Stage 1 for it")
+        return 0
+    taxonomy = tree(store, _only_run(store, args.run))
+    if args.json:
+        print(taxonomy.model_dump_json(indent=2))
+        return 0
+    from rich.tree import Tree
+
+    total = sum(len(f.topics) for s in taxonomy.subjects for f in s.subfields)
+    root = Tree(f"run {taxonomy.run}: {len(taxonomy.subjects)} subjects, {total} topics, "
+                f"{len(taxonomy.merges)} merged away")
+    for subject in taxonomy.subjects:
+        count = sum(len(f.topics) for f in subject.subfields)
+        slots = sum(t.slots or 0 for f in subject.subfields for t in f.topics)
+        branch = root.add(f"{subject.name} ({count} topics, {slots} problem slots, weight {subject.weight:g})")
+        for subfield in subject.subfields:
+            leaf = branch.add(f"{subfield.name} ({len(subfield.topics)})")
+            for topic in subfield.topics:
+                leaf.add(f"{topic.name}" + (f" [{topic.slots}]" if topic.slots is not None else ""))
+    out.print(root)
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from chimera.store import Store
 
     store = Store(args.db, create=False)
+    if args.by:
+        return _cmd_yield(store, args)
     runs = [r["name"] for r in store.runs()]
     report = {name: store.counts(name) for name in runs}
     if args.json:
@@ -131,12 +205,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="YAML config file")
     run.add_argument("--db", help="use this database instead of run.db")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--topics-only", action="store_true",
+                     help="stop after Stage 1, to review or edit the taxonomy (chimera taxonomy) before problems")
     run.set_defaults(func=_cmd_run)
 
     status = sub.add_parser("status", help="counts of a run database")
     status.add_argument("db")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--by", choices=["topic", "subject"], help="yield per topic or per subject")
+    status.add_argument("--run", help="which run (needed when the database holds several)")
     status.set_defaults(func=_cmd_status)
+
+    taxonomy = sub.add_parser("taxonomy", help="print, write or import the topic tree of a run")
+    taxonomy.add_argument("db")
+    taxonomy.add_argument("--json", action="store_true", help="write the tree as JSON to stdout")
+    taxonomy.add_argument("--import", dest="import_file", metavar="FILE",
+                          help="make the run's topics those of FILE (the --json format); Stage 1 is then skipped")
+    taxonomy.add_argument("--run", help="which run (needed when the database holds several)")
+    taxonomy.set_defaults(func=_cmd_taxonomy)
 
     export = sub.add_parser("export", help="write the dataset")
     export.add_argument("db")
@@ -171,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     except ChimeraError as error:
         err.print(f"chimera: error: {error}", markup=False, soft_wrap=True)
         return error.exit_code
+    except BrokenPipeError:
+        return 0  # the reader (head, less) went away; nothing is wrong
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
         err.print(f"chimera: error: {where}{error.strerror or error}", markup=False)

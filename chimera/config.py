@@ -34,15 +34,36 @@ class RunSettings(_Strict):
 class SubjectSpec(_Strict):
     name: str = Field(min_length=1)
     topics: int | list[str] = Field(description="how many topics to expand into, or explicit topic names")
+    subfields: int | list[str] | None = Field(
+        default=None, description="how many subfields to expand into first, or explicit subfield names")
+    weight: float = Field(default=1.0, gt=0, description="problems its topics get relative to other subjects'")
 
-    @field_validator("topics")
+    @field_validator("topics", "subfields")
     @classmethod
-    def _topics_not_empty(cls, value: int | list[str]) -> int | list[str]:
+    def _not_empty(cls, value: int | list[str] | None) -> int | list[str] | None:
         if isinstance(value, int) and value < 1:
             raise ValueError("must be at least 1")
         if isinstance(value, list) and not value:
-            raise ValueError("must name at least one topic")
+            raise ValueError("must name at least one")
         return value
+
+    def subfield_target(self) -> int:
+        """How many subfields to ask for when none are named: about the square root of the topic target."""
+        if isinstance(self.subfields, list):
+            return len(self.subfields)
+        if isinstance(self.subfields, int):
+            return self.subfields
+        target = self.topics if isinstance(self.topics, int) else 1
+        return max(1, min(target, round(target ** 0.5)))
+
+
+class TaxonomySettings(_Strict):
+    """Stage 1: expansion rounds and topic dedup."""
+
+    max_rounds: int = Field(default=4, ge=1, le=20, description="expander calls per subfield at most")
+    similarity_threshold: float = Field(default=0.9, gt=0, le=1, description="embedding cosine to merge topics")
+    lexical_threshold: float = Field(default=0.8, gt=0, le=1,
+                                     description="character-trigram Jaccard to merge topics when no embedder is set")
 
 
 class ModelSpec(_Strict):
@@ -56,6 +77,8 @@ class ModelSpec(_Strict):
     timeout_s: float = Field(default=600.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=20)
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    price_per_mtok_in: float | None = Field(default=None, ge=0, description="price per million input tokens")
+    price_per_mtok_out: float | None = Field(default=None, ge=0, description="price per million output tokens")
 
     @model_validator(mode="after")
     def _endpoint_named(self) -> "ModelSpec":
@@ -76,6 +99,8 @@ class SimSettings(_Strict):
     critic_revise_rate: float = Field(default=0.05, ge=0, le=1, description="share of votes asking for clarity")
     solver_correct_rate: float = Field(default=0.75, ge=0, le=1)
     trajectory_words: int = Field(default=400, ge=1)
+    topic_near_duplicate_rate: float = Field(default=0.05, ge=0, le=1,
+                                             description="share of expanded topics that reword an earlier one")
     reasoning_shape: Literal["reasoning_content", "reasoning", "think", "close_think", "mixed"] = "mixed"
     latency_s: float = Field(default=0.0, ge=0)
     latency_jitter: float = Field(default=0.0, ge=0, le=1, description="latency varies by +- this share")
@@ -109,6 +134,7 @@ class ModelsConfig(_Strict):
     critics: list[ModelSpec] = Field(min_length=2, max_length=2)
     solver: ModelSpec
     labeler: ModelSpec
+    embedder: ModelSpec | None = None
 
     def role(self, role: str) -> ModelSpec:
         """The spec of `role`, where critics are addressed as critic0 and critic1."""
@@ -126,10 +152,13 @@ class Config(_Strict):
     run: RunSettings
     subjects: list[SubjectSpec] = Field(min_length=1)
     problems_per_topic: int = Field(default=2, ge=1, le=1000)
+    problems_total: int | None = Field(default=None, ge=1, description="spread over topics by subject weight; "
+                                       "overrides problems_per_topic")
     max_revisions: int = Field(default=1, ge=0, le=10)
     parse_retries: int = Field(default=1, ge=0, le=5, description="re-asks after an unparseable structured reply")
     models: ModelsConfig
     solver: SolverSettings = Field(default_factory=SolverSettings)
+    taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
 
@@ -142,7 +171,7 @@ def _merge_models(raw_models: Any) -> Any:
     """Fill each role from `models.default`; no section at all means every role is simulated."""
     if raw_models is None:
         sim = {"provider": "sim"}
-        return {"expander": sim, "drafter": sim, "critics": [sim, sim], "solver": sim, "labeler": sim}
+        return {"expander": sim, "drafter": sim, "critics": [sim, sim], "solver": sim, "labeler": sim, "embedder": sim}
     if not isinstance(raw_models, dict):
         return raw_models  # let pydantic name the type error
     default = raw_models.get("default") or {}
@@ -152,6 +181,8 @@ def _merge_models(raw_models: Any) -> Any:
     for role in SINGLE_ROLES:
         entry = merged.get(role, {})
         merged[role] = {**default, **entry} if isinstance(entry, dict) else entry
+    if isinstance(merged.get("embedder"), dict):
+        merged["embedder"] = {**default, **merged["embedder"]}
     critics = merged.get("critics", [{}, {}])
     if isinstance(critics, list):
         merged["critics"] = [{**default, **c} if isinstance(c, dict) else c for c in critics]

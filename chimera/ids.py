@@ -19,8 +19,8 @@ def normalize_topic(name: str) -> str:
     return " ".join(text.split())
 
 
-def topic_id(run: str, subject: str, topic: str) -> str:
-    return "t" + _digest(run, subject, normalize_topic(topic))
+def topic_id(run: str, subject: str, subfield: str, topic: str) -> str:
+    return "t" + _digest(run, subject, normalize_topic(subfield), normalize_topic(topic))
 
 
 def problem_id(run: str, topic_id_: str, slot: int) -> str:

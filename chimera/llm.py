@@ -214,7 +214,7 @@ def _reply_from_completion(completion: dict[str, Any], model: str) -> Reply:
     )
 
 
-def _api_key(role: str, spec: ModelSpec) -> str:
+def api_key_for(role: str, spec: ModelSpec) -> str:
     if spec.provider == "sim":
         return "sim"
     if not spec.api_key_env:
@@ -236,7 +236,7 @@ def build_client(role: str, spec: ModelSpec, *, budget: InflightBudget, sim_url:
     chat = ReasoningChatOpenAI(
         model=model,
         base_url=base_url,
-        api_key=_api_key(role, spec),
+        api_key=api_key_for(role, spec),
         temperature=spec.temperature,
         top_p=spec.top_p,
         max_tokens=spec.max_tokens,
@@ -258,4 +258,5 @@ def build_clients(config: Config, *, budget: InflightBudget, sim_url: str | None
 
 
 def uses_simulator(config: Config) -> bool:
-    return any(spec.provider == "sim" for spec in config.models.all_roles().values())
+    specs = [*config.models.all_roles().values(), config.models.embedder]
+    return any(spec is not None and spec.provider == "sim" for spec in specs)

@@ -17,6 +17,12 @@ class _Reply(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SubfieldList(_Reply):
+    """Expander, first level: the main subfields of one subject."""
+
+    subfields: list[str] = Field(description="distinct subfield names")
+
+
 class TopicList(_Reply):
     """Expander: fine-grained topics of one subject."""
 

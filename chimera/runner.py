@@ -19,6 +19,7 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from chimera.config import Config
+from chimera.embeddings import Embedder
 from chimera.graphs.deps import Deps
 from chimera.graphs.taxonomy import build_taxonomy_graph, subject_tasks
 from chimera.graphs.topic import build_topic_graph
@@ -86,7 +87,7 @@ async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recurs
 
 
 async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = None,
-                       progress_every_s: float = 0.5) -> RunSummary:
+                       progress_every_s: float = 0.5, topics_only: bool = False) -> RunSummary:
     started = time.monotonic()
     Path(config.run.db).parent.mkdir(parents=True, exist_ok=True)
     store = Store(config.run.db)
@@ -101,23 +102,31 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         if uses_simulator(config):
             sim_runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
         clients = build_clients(config, budget=budget, sim_url=sim_url, log=store.log_call)
-        deps = Deps(config=config, store=store, clients=clients, index=_rebuild_index(config, store))
+        embedder = None
+        if config.models.embedder is not None:
+            embedder = Embedder(config.models.embedder, budget=budget, sim_url=sim_url, log=store.log_call)
+        deps = Deps(config=config, store=store, clients=clients, index=_rebuild_index(config, store),
+                    embedder=embedder)
         saver, saver_stack = await _open_saver(config.run.db)
         if on_progress is not None:
             ticker = asyncio.create_task(_tick(monitor, on_progress, progress_every_s))
 
         monitor.stage = "stage 1: topics"
-        taxonomy = build_taxonomy_graph(deps).compile(checkpointer=saver)
-        await run_thread(taxonomy, taxonomy_thread_id(config.run.name), {"subjects": subject_tasks(deps)},
-                         recursion_limit=50)
+        if store.taxonomy_source(config.run.name) != "imported":  # an imported taxonomy replaces Stage 1
+            taxonomy = build_taxonomy_graph(deps).compile(checkpointer=saver)
+            await run_thread(taxonomy, taxonomy_thread_id(config.run.name), {"subjects": subject_tasks(deps)},
+                             recursion_limit=50)
 
+        topics = store.topics(config.run.name, live=True)
+        if topics_only:
+            topics = []
         monitor.stage = "stages 2-3: problems"
-        topics = store.topics(config.run.name)
         monitor.topics_total = len(topics)
         pending = [t for t in topics if t["status"] != "done"]
         monitor.topics_finished = len(topics) - len(pending)
         topic_graph = build_topic_graph(deps).compile(checkpointer=saver)
-        limit = 20 + 4 * config.problems_per_topic * (config.max_revisions + 2)
+        most_slots = max([t["slots"] or 0 for t in topics] + [config.problems_per_topic])
+        limit = 20 + 4 * most_slots * (config.max_revisions + 2)
         gate = asyncio.Semaphore(config.run.topics_in_flight)
 
         async def one_topic(topic: dict[str, Any]) -> None:
@@ -125,7 +134,7 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
                 await run_thread(
                     topic_graph, topic_thread_id(config.run.name, topic["id"]),
                     {"topic_id": topic["id"], "subject": topic["subject"], "topic": topic["name"],
-                     "slots": config.problems_per_topic},
+                     "slots": config.problems_per_topic if topic["slots"] is None else topic["slots"]},
                     recursion_limit=limit)
                 monitor.topics_finished += 1
 

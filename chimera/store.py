@@ -75,10 +75,23 @@ def _add_verification_columns(db: sqlite_utils.Database) -> None:
     db["samples"].add_column("retried", int)
 
 
+def _add_taxonomy(db: sqlite_utils.Database) -> None:
+    db["topics"].add_column("subfield", str)
+    db["topics"].add_column("slots", int)
+    db["topics"].add_column("weight", float)
+    db["runs"].add_column("taxonomy", str)  # how Stage 1 was settled: "expanded" or "imported"
+    db["topic_merges"].create(
+        {"run": str, "dropped_id": str, "dropped": str, "kept_id": str, "kept": str, "similarity": float,
+         "method": str},
+        pk=("run", "dropped_id"),
+    )
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_verification", _add_verification_columns),
+    ("0003_taxonomy", _add_taxonomy),
 ]
 
 
@@ -134,23 +147,48 @@ class Store:
         return list(self.db["runs"].rows_where(order_by="created_at"))
 
     # -- topics -----------------------------------------------------------
-    def upsert_topic(self, *, id: str, run: str, subject: str, name: str, position: int, source: str) -> None:
+    def upsert_topic(self, *, id: str, run: str, subject: str, name: str, position: int, source: str,
+                     subfield: str | None = None, weight: float = 1.0, status: str | None = None) -> None:
         now = time.time()
         row = self._get("topics", id)
         self.db["topics"].upsert(
             {
-                "id": id, "run": run, "subject": subject, "name": name, "position": position, "source": source,
-                "status": row["status"] if row else "pending",
+                "id": id, "run": run, "subject": subject, "subfield": subfield, "name": name, "position": position,
+                "source": source, "weight": weight, "slots": row["slots"] if row else None,
+                "status": status or (row["status"] if row else "pending"),
                 "created_at": row["created_at"] if row else now, "updated_at": now,
             },
             pk="id",
         )
 
+    def set_slots(self, slots: dict[str, int]) -> None:
+        with self.db.conn:
+            self.db.conn.executemany("update topics set slots = ? where id = ?", [(n, t) for t, n in slots.items()])
+
+    def record_merge(self, run: str, *, dropped_id: str, dropped: str, kept_id: str, kept: str,
+                     similarity: float, method: str) -> None:
+        self.db["topic_merges"].upsert(
+            {"run": run, "dropped_id": dropped_id, "dropped": dropped, "kept_id": kept_id, "kept": kept,
+             "similarity": round(similarity, 4), "method": method}, pk=("run", "dropped_id"))
+        self.set_topic_status(dropped_id, "merged")
+
+    def merges(self, run: str) -> list[dict[str, Any]]:
+        return list(self.db["topic_merges"].rows_where("run = ?", [run], order_by="kept, dropped"))
+
+    def set_taxonomy_source(self, run: str, source: str) -> None:
+        self.db["runs"].update(run, {"taxonomy": source})
+
+    def taxonomy_source(self, run: str) -> str | None:
+        rows = list(self.db["runs"].rows_where("name = ?", [run]))
+        return rows[0]["taxonomy"] if rows else None
+
     def set_topic_status(self, topic_id: str, status: str) -> None:
         self.db["topics"].update(topic_id, {"status": status, "updated_at": time.time()})
 
-    def topics(self, run: str) -> list[dict[str, Any]]:
-        return list(self.db["topics"].rows_where("run = ?", [run], order_by="subject, position"))
+    def topics(self, run: str, *, live: bool = False) -> list[dict[str, Any]]:
+        """Topics of a run; `live` leaves out those merged into another or removed by an import."""
+        where = "run = ? and status not in ('merged', 'removed')" if live else "run = ?"
+        return list(self.db["topics"].rows_where(where, [run], order_by="subject, position"))
 
     # -- problems ---------------------------------------------------------
     def _get(self, table: str, pk: str) -> dict[str, Any] | None:

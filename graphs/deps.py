@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chimera.config import Config
+from chimera.embeddings import Embedder
 from chimera.llm import RoleClient
 from chimera.store import Store
 from chimera.tools.dedup import ProblemIndex
@@ -21,6 +22,7 @@ class Deps:
     store: Store
     clients: dict[str, RoleClient]
     index: ProblemIndex | None = None  # problems kept so far, for near-duplicate rejection
+    embedder: Embedder | None = None  # topic dedup by embeddings; lexical similarity without one
 
     @property
     def run(self) -> str:

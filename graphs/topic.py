@@ -76,7 +76,7 @@ def build_topic_graph(deps: Deps) -> StateGraph:
     graph.add_node("draft", draft)
     graph.add_node("problem", build_problem_graph(deps).compile())
     graph.add_node("finish", finish)
-    graph.add_edge(START, "draft")
+    graph.add_conditional_edges(START, lambda state: "draft" if state["slots"] > 0 else "finish", ["draft", "finish"])
     graph.add_conditional_edges("draft", after_draft, ["draft", "problem", "finish"])
     graph.add_edge("problem", "finish")
     graph.add_edge("finish", END)

@@ -5,8 +5,9 @@ from chimera.store import MIGRATIONS, Store
 
 
 def test_ids_are_deterministic_and_normalize_topic_names():
-    assert topic_id("r", "Math", "Graph  Theory") == topic_id("r", "Math", "graph theory!")
-    assert topic_id("r", "Math", "Graph theory") != topic_id("r2", "Math", "Graph theory")
+    assert topic_id("r", "Math", "Graphs", "Graph  Theory") == topic_id("r", "Math", "graphs", "graph theory!")
+    assert topic_id("r", "Math", "Graphs", "Graph theory") != topic_id("r2", "Math", "Graphs", "Graph theory")
+    assert topic_id("r", "Math", "Graphs", "Graph theory") != topic_id("r", "Math", "Algebra", "Graph theory")
     assert problem_id("r", "t1", 0) == problem_id("r", "t1", 0) != problem_id("r", "t1", 1)
 
 

@@ -194,18 +194,46 @@ TOPIC_AREAS = {
 }
 TOPIC_ANGLES = ["extremal cases in", "invariants in", "counting arguments in", "limiting behaviour in",
                 "symmetry in", "constructions in", "estimates in", "exact computation in",
-                "boundary conditions in", "classical results in", "parametrized families in", "inverse problems in"]
+                "boundary conditions in", "classical results in", "parametrized families in", "inverse problems in",
+                "stability questions in", "optimization problems in", "asymptotic analysis in",
+                "discrete models in", "conservation laws in", "uniqueness results in", "approximation methods in",
+                "worked examples in", "historical problems in", "algorithmic aspects in", "probabilistic methods in",
+                "geometric views of", "dimensional analysis in", "degenerate cases in", "recursive structure in",
+                "computational checks in", "qualitative behaviour in", "design problems in"]
 
 
-def topic_names(subject: str, rng: random.Random, count: int, existing: set[str]) -> list[str]:
-    """`count` topic names for a subject, none in `existing` (compared lower-cased)."""
-    areas = TOPIC_AREAS[family_of(subject)]
-    pool = [f"{angle.capitalize()} {area}" for area in areas for angle in TOPIC_ANGLES]
+def subfield_names(subject: str, count: int, existing: set[str]) -> list[str]:
+    """`count` subfields of a subject not in `existing` (lower-cased); numbered variants past the known areas."""
+    areas = [a for a in TOPIC_AREAS[family_of(subject)] if a.lower() not in existing]
+    serial = 2
+    while len(areas) < count:
+        areas += [f"{a} {serial}" for a in TOPIC_AREAS[family_of(subject)] if f"{a} {serial}".lower() not in existing]
+        serial += 1
+    return [a.capitalize() for a in areas[:count]]
+
+
+def topic_names(subfield: str, rng: random.Random, count: int, existing: set[str],
+                near_duplicate_rate: float = 0.0) -> list[str]:
+    """`count` topic names in a subfield, none in `existing` (lower-cased).
+
+    With `near_duplicate_rate`, some names are rewordings of names already given
+    ("X in Y" -> "X within Y"), as a real expander sometimes writes.
+    """
+    area = subfield.lower()
+    pool = [f"{angle.capitalize()} {area}" for angle in TOPIC_ANGLES]
     rng.shuffle(pool)
     fresh = [name for name in pool if name.lower() not in existing]
-    names = fresh[:count]
+    names: list[str] = []
     serial = 2
-    while len(names) < count:  # the pool is finite; further names are numbered variants
-        names += [f"{name} ({serial})" for name in fresh if f"{name} ({serial})".lower() not in existing][: count - len(names)]
-        serial += 1
+    while len(names) < count:
+        if names and rng.random() < near_duplicate_rate:
+            variant = rng.choice(names).replace(" in ", " within ", 1).replace(" of ", " regarding ", 1)
+            if variant.lower() not in existing and variant not in names:
+                names.append(variant)
+                continue
+        if fresh:
+            names.append(fresh.pop(0))
+        else:  # the pool is finite; further names are numbered variants
+            fresh = [f"{name} ({serial})" for name in pool if f"{name} ({serial})".lower() not in existing]
+            serial += 1
     return names

@@ -149,7 +149,7 @@ class Simulator:
         rng = _seeded(self.seed, body)
         task = _schema_name(body) or "solve"
         handler = {
-            "TopicList": self._expand, "DraftedProblem": self._draft, "CriticVerdict": self._critic,
+            "SubfieldList": self._subfields, "TopicList": self._expand, "DraftedProblem": self._draft, "CriticVerdict": self._critic,
             "LabelVerdict": self._label, "solve": self._solve,
         }.get(task)
         if handler is None:
@@ -159,11 +159,18 @@ class Simulator:
         return self._completion(body, content, reasoning, rng, prompt="\n".join(
             str(m.get("content") or "") for m in messages))
 
-    def _expand(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
+    def _subfields(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
         subject = _field(user, "Subject")
+        count = int(_field(user, "Number of subfields") or 5)
+        existing = {name.lower() for name in _listed(user, "Subfields already listed")}
+        return json.dumps({"subfields": problems.subfield_names(subject, count, existing)}), ""
+
+    def _expand(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
+        subfield = _field(user, "Subfield") or _field(user, "Subject")
         count = int(_field(user, "Number of topics") or 5)
         existing = {name.lower() for name in _listed(user, "Topics already listed")}
-        return json.dumps({"topics": problems.topic_names(subject, rng, count, existing)}), ""
+        names = problems.topic_names(subfield, rng, count, existing, self.settings.topic_near_duplicate_rate)
+        return json.dumps({"topics": names}), ""
 
     def _draft(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
         subject = _field(user, "Subject")
@@ -299,10 +306,16 @@ def _same(a: str, b: str) -> bool:
         return a.lower() == b.lower()
 
 
+STOPWORDS = {"a", "an", "and", "the", "of", "in", "within", "on", "for", "to", "regarding", "with", "by", "at"}
+
+
 def embed(text: str, dims: int = 256) -> list[float]:
-    """A deterministic bag-of-words embedding (feature hashing), unit length."""
+    """A deterministic embedding: hashed content words (stopwords and a plural s ignored), unit length."""
     vector = [0.0] * dims
     for word in re.findall(r"[a-z0-9]+", text.lower()):
+        if word in STOPWORDS:
+            continue
+        word = word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
         h = int.from_bytes(hashlib.md5(word.encode()).digest()[:4], "big")
         vector[h % dims] += 1.0 if h & 1 << 31 else -1.0
     norm = math.sqrt(sum(v * v for v in vector)) or 1.0

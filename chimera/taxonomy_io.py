@@ -1,0 +1,98 @@
+"""The stored taxonomy as a tree: printed, written as JSON, and read back from an edited file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chimera.errors import ChimeraError
+from chimera.graphs.taxonomy import POSITION_STRIDE
+from chimera.ids import topic_id
+from chimera.store import Store
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TopicEntry(_Strict):
+    name: str = Field(min_length=1)
+    slots: int | None = Field(default=None, ge=0)
+
+
+class SubfieldEntry(_Strict):
+    name: str = Field(min_length=1)
+    topics: list[TopicEntry]
+
+
+class SubjectEntry(_Strict):
+    name: str = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0)
+    subfields: list[SubfieldEntry]
+
+
+class TaxonomyFile(_Strict):
+    run: str = Field(min_length=1)
+    subjects: list[SubjectEntry]
+    merges: list[dict[str, Any]] = Field(default_factory=list, description="written for audit; ignored on import")
+
+
+def tree(store: Store, run: str) -> TaxonomyFile:
+    subjects: dict[str, SubjectEntry] = {}
+    for topic in store.topics(run, live=True):
+        subject = subjects.setdefault(topic["subject"], SubjectEntry(name=topic["subject"], weight=topic["weight"] or 1.0,
+                                                                     subfields=[]))
+        subfield_name = topic["subfield"] or "General"
+        if not subject.subfields or subject.subfields[-1].name != subfield_name:
+            subject.subfields.append(SubfieldEntry(name=subfield_name, topics=[]))
+        subject.subfields[-1].topics.append(TopicEntry(name=topic["name"], slots=topic["slots"]))
+    merges = [{k: m[k] for k in ("dropped", "kept", "similarity", "method")} for m in store.merges(run)]
+    return TaxonomyFile(run=run, subjects=list(subjects.values()), merges=merges)
+
+
+def read_file(path: Path) -> TaxonomyFile:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ChimeraError(f"{path}: cannot read ({error.strerror or error})") from None
+    except json.JSONDecodeError as error:
+        raise ChimeraError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
+    try:
+        return TaxonomyFile.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ChimeraError(f"{path}: {where}: {first['msg']}") from None
+
+
+def import_tree(store: Store, taxonomy: TaxonomyFile) -> dict[str, int]:
+    """Make the run's topics exactly those of the file; Stage 1 is then skipped by `chimera run`."""
+    run = taxonomy.run
+    if not store.runs() or run not in {r["name"] for r in store.runs()}:
+        store.save_run(run, {})
+    listed: set[str] = set()
+    for subject in taxonomy.subjects:
+        for s_index, subfield in enumerate(subject.subfields):
+            for t_index, topic in enumerate(subfield.topics):
+                tid = topic_id(run, subject.name, subfield.name, topic.name)
+                if tid in listed:
+                    raise ChimeraError(f"topic {topic.name!r} is listed twice under {subject.name} / {subfield.name}")
+                listed.add(tid)
+                existing = store.db["topics"].rows_where("id = ?", [tid])
+                status = next((row["status"] for row in existing), None)
+                store.upsert_topic(id=tid, run=run, subject=subject.name, subfield=subfield.name, name=topic.name,
+                                   position=s_index * POSITION_STRIDE + t_index, source="imported",
+                                   weight=subject.weight,
+                                   status=status if status in ("pending", "done") else "pending")
+                if topic.slots is not None:
+                    store.set_slots({tid: topic.slots})
+    removed = 0
+    for topic in store.topics(run, live=True):
+        if topic["id"] not in listed:
+            store.set_topic_status(topic["id"], "removed")
+            removed += 1
+    store.set_taxonomy_source(run, "imported")
+    return {"topics": len(listed), "removed": removed}

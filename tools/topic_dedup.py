@@ -1,0 +1,78 @@
+"""Topic dedup: normalized exact match first, then near-duplicates by embedding or lexical similarity.
+
+Greedy in the given order (subjects, then subfields, then the expander's order):
+a topic is kept unless a topic kept before it is the same after normalization
+or at least as similar as the threshold. Every drop is returned as a merge
+(dropped, kept, similarity, method) so a user can audit it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from chimera.ids import normalize_topic
+
+
+@dataclass(frozen=True)
+class Merge:
+    dropped: int
+    kept: int
+    similarity: float
+    method: str  # "exact", "embedding" or "lexical"
+
+
+@dataclass(frozen=True)
+class DedupResult:
+    kept: list[int]
+    merges: list[Merge]
+
+
+def trigrams(name: str) -> set[str]:
+    text = f"  {normalize_topic(name)} "
+    return {text[i : i + 3] for i in range(len(text) - 2)}
+
+
+def dedup_topics(names: list[str], vectors: np.ndarray | None = None, *, threshold: float = 0.9,
+                 lexical_threshold: float = 0.8) -> DedupResult:
+    """Indexes of `names` to keep, and a merge for every other one. `vectors`: one embedding per name."""
+    kept: list[int] = []
+    merges: list[Merge] = []
+    first_of: dict[str, int] = {}
+    unit = None
+    if vectors is not None:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        unit = vectors / np.where(norms == 0, 1, norms)
+    grams = [trigrams(n) for n in names] if unit is None else []
+    postings: dict[str, list[int]] = defaultdict(list)  # trigram -> kept topics holding it
+    kept_matrix: list[np.ndarray] = []
+    for i, name in enumerate(names):
+        key = normalize_topic(name)
+        if key in first_of:
+            merges.append(Merge(i, first_of[key], 1.0, "exact"))
+            continue
+        best, similarity, method = None, 0.0, ""
+        if unit is not None and kept_matrix:
+            scores = np.asarray(kept_matrix) @ unit[i]
+            j = int(np.argmax(scores))
+            best, similarity, method = kept[j], float(scores[j]), "embedding"
+            limit = threshold
+        elif unit is None:
+            shared = Counter(k for g in grams[i] for k in postings[g])
+            if shared:
+                k, inter = max(shared.items(), key=lambda kv: (kv[1] / (len(grams[i]) + len(grams[kv[0]]) - kv[1]), -kv[0]))
+                best, similarity, method = k, inter / (len(grams[i]) + len(grams[k]) - inter), "lexical"
+            limit = lexical_threshold
+        if best is not None and similarity >= limit:
+            merges.append(Merge(i, best, similarity, method))
+            continue
+        kept.append(i)
+        first_of[key] = i
+        if unit is not None:
+            kept_matrix.append(unit[i])
+        else:
+            for g in grams[i]:
+                postings[g].append(i)
+    return DedupResult(kept, merges)

@@ -51,6 +51,6 @@ class Embedder:
             raise CallFailed("embedder", self.base_url, f"HTTP {error.status_code}") from error
         finally:
             self.log({"run": context.get("run"), "role": "embedder", "model": self.model, "base_url": self.base_url,
-                      "topic_id": None, "problem_id": None, "tokens_in": tokens, "tokens_out": 0,
+                      "topic_id": None, "problem_id": None, "scope": "topic dedup", "tokens_in": tokens, "tokens_out": 0,
                       "reasoning_tokens": 0, "latency_s": round(time.perf_counter() - started, 4),
                       "finish_reason": None, "outcome": outcome, "error": error_text})

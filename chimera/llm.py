@@ -148,7 +148,7 @@ class RoleClient:
         context = context or {}
         self.log({
             "run": context.get("run"), "role": self.role, "model": self.model, "base_url": self.base_url,
-            "topic_id": context.get("topic_id"), "problem_id": context.get("problem_id"),
+            "topic_id": context.get("topic_id"), "problem_id": context.get("problem_id"), "scope": context.get("scope"),
             "tokens_in": reply.tokens_in if reply else 0, "tokens_out": reply.tokens_out if reply else 0,
             "reasoning_tokens": reply.reasoning_tokens if reply else 0,
             "latency_s": round(time.perf_counter() - started, 4),

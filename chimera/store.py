@@ -87,11 +87,16 @@ def _add_taxonomy(db: sqlite_utils.Database) -> None:
     )
 
 
+def _add_call_scope(db: sqlite_utils.Database) -> None:
+    db["llm_calls"].add_column("scope", str)  # what a call outside any problem was for ("Physics / Optics")
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_verification", _add_verification_columns),
     ("0003_taxonomy", _add_taxonomy),
+    ("0004_call_scope", _add_call_scope),
 ]
 
 

@@ -103,7 +103,8 @@ def build_taxonomy_graph(deps: Deps) -> StateGraph:
         else:
             async def ask(missing: int, so_far: list[str]) -> list[str]:
                 return await expander.expand_subfields(deps.clients["expander"], subject=subject, count=missing,
-                                                       existing=so_far, retries=deps.retries, context=deps.context())
+                                                       existing=so_far, retries=deps.retries,
+                                                       context=deps.context(scope=subject))
 
             subfields, _, _ = await grow(ask, task["subfields"], settings.max_rounds)
             subfields = subfields or [GIVEN]
@@ -122,7 +123,7 @@ def build_taxonomy_graph(deps: Deps) -> StateGraph:
             async def ask(missing: int, so_far: list[str]) -> list[str]:
                 return await expander.expand(deps.clients["expander"], subject=subject, subfield=subfield,
                                              count=missing, existing=so_far, retries=deps.retries,
-                                             context=deps.context())
+                                             context=deps.context(scope=f"{subject} / {subfield}"))
 
             names, calls, note = await grow(ask, task["target"], settings.max_rounds)
         source = "explicit" if task["explicit"] is not None else "expanded"

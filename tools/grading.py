@@ -18,8 +18,6 @@ import re
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
-from math_verify import parse, verify
-
 from chimera.tools.fastmath import equivalent, evaluate, same_bracketed
 
 
@@ -274,11 +272,15 @@ def grade(reference: str, response: str) -> Grade:
         return Grade(same, "evaluation", extracted, "equal at every test point" if same else "differ at a test point")
     gold, predicted = _math(ref), _math(got)
     if gold and predicted:
+        from math_verify import verify
+
         return Grade(bool(verify(gold, predicted)), "math-verify", extracted, f"{predicted[-1]} vs {gold[-1]}")
     return Grade(None, "undecided", extracted, "no rule applies; needs a judge")
 
 
 def _math(text: str) -> list:
+    from math_verify import parse  # imported on first use: it loads sympy, seconds of start-up most runs never need
+
     try:
         return parse(f"${text}$") or parse(text)
     except Exception:  # noqa: BLE001 - math-verify raises on odd LaTeX; no parse means no rule applies

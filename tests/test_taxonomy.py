@@ -1,0 +1,188 @@
+"""Stage 1: hierarchical expansion, audited dedup, quotas, an editable taxonomy, and resume after a kill."""
+
+import asyncio
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from helpers import CHIMERA, chimera, write_config
+from langgraph.checkpoint.memory import InMemorySaver
+from scripted import scripted
+
+from chimera.config import parse_config
+from chimera.graphs.deps import Deps
+from chimera.graphs.taxonomy import build_taxonomy_graph, grow, subject_tasks
+from chimera.ids import normalize_topic
+from chimera.quotas import allocate
+from chimera.sim.server import embed
+from chimera.store import Store
+from chimera.tools.topic_dedup import dedup_topics
+
+PLANTED = [
+    ("Symmetry in graph theory", "Symmetry within graph theory"),
+    ("Invariants of knots", "invariants of  knots!"),
+    ("Entropy in statistical mechanics", "Entropy within statistical mechanic"),
+]
+DISTINCT = ["Symmetry in group theory", "Spectral graph theory", "Knot polynomials", "Entropy of black holes",
+            "Catalysis in enzymes", "Phase transitions in magnets"]
+
+
+@pytest.mark.parametrize("with_embeddings", [True, False], ids=["embedding", "lexical"])
+def test_dedup_merges_planted_near_duplicates_and_keeps_distinct_topics(with_embeddings):
+    names = [a for a, _ in PLANTED] + DISTINCT + [b for _, b in PLANTED]
+    vectors = np.array([embed(n) for n in names]) if with_embeddings else None
+    result = dedup_topics(names, vectors, threshold=0.9, lexical_threshold=0.7)
+    kept = [names[i] for i in result.kept]
+    assert kept == [a for a, _ in PLANTED] + DISTINCT
+    merges = {(names[m.dropped], names[m.kept]) for m in result.merges}
+    assert merges == {(b, a) for a, b in PLANTED}
+    exact = [m for m in result.merges if m.method == "exact"]
+    assert [names[m.dropped] for m in exact] == ["invariants of  knots!"]
+
+
+def test_no_two_kept_topics_are_as_similar_as_the_threshold():
+    names = [f"{angle} {area}" for angle in ("Extremal cases in", "Extremal cases within", "Limits in", "Bounds in")
+             for area in ("graph theory", "group theory", "graph theories", "number theory")]
+    vectors = np.array([embed(n) for n in names])
+    result = dedup_topics(names, vectors, threshold=0.9)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    kept = unit[result.kept]
+    similarity = kept @ kept.T
+    np.fill_diagonal(similarity, 0)
+    assert similarity.max() < 0.9
+    assert len(result.kept) + len(result.merges) == len(names)
+
+
+def test_rounds_stop_when_a_round_adds_nothing_new():
+    answers = [["A", "B"], ["b", "C"], ["a", "c "]]
+    asked = []
+
+    async def ask(missing, so_far):
+        asked.append((missing, list(so_far)))
+        return answers[len(asked) - 1]
+
+    names, calls, note = asyncio.run(grow(ask, target=5, max_rounds=10))
+    assert names == ["A", "B", "C"] and calls == 3 and note == "the expander ran out of new names"
+    assert asked == [(5, []), (3, ["A", "B"]), (2, ["A", "B", "C"])], "each round asks only for what is missing"
+
+
+def test_rounds_stop_at_the_target():
+    async def ask(missing, so_far):
+        return [f"T{len(so_far) + i}" for i in range(missing + 3)]
+
+    names, calls, _ = asyncio.run(grow(ask, target=4, max_rounds=10))
+    assert names == ["T0", "T1", "T2", "T3"] and calls == 1
+
+
+@pytest.mark.parametrize("total", [1, 7, 100, 9225])
+def test_quotas_add_up_to_the_total_and_follow_the_weights(total):
+    weights = {f"math{i}": 2.0 for i in range(10)} | {f"bio{i}": 1.0 for i in range(13)}
+    slots = allocate(weights, total)
+    assert sum(slots.values()) == total
+    if total >= 100:
+        assert min(slots[f"math{i}"] for i in range(10)) >= 2 * min(slots[f"bio{i}"] for i in range(13)) - 1
+
+
+def test_the_graph_expands_subjects_into_subfields_into_topics(tmp_path):
+    config = parse_config({
+        "run": {"name": "r", "db": str(tmp_path / "r.db")}, "problems_total": 30,
+        "subjects": [{"name": "Math", "topics": 4, "subfields": 2, "weight": 2},
+                     {"name": "Bio", "topics": ["Genetics", "Ecology"], "weight": 1}],
+        "taxonomy": {"lexical_threshold": 0.95}})
+    expander = scripted("expander", {"subfields": ["Algebra", "Graphs"]}, {"topics": ["Rings", "Fields"]},
+                        {"topics": ["Trees", "Cycles"]})
+    deps = Deps(config=config, store=Store(tmp_path / "r.db"), clients={"expander": expander})
+    deps.store.save_run("r", {})
+    graph = build_taxonomy_graph(deps).compile(checkpointer=InMemorySaver())
+    asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps)}, {"configurable": {"thread_id": "x"}}))
+    topics = deps.store.topics("r", live=True)
+    assert {(t["subject"], t["subfield"], t["name"]) for t in topics} == {
+        ("Math", "Algebra", "Rings"), ("Math", "Algebra", "Fields"), ("Math", "Graphs", "Trees"),
+        ("Math", "Graphs", "Cycles"), ("Bio", "General", "Genetics"), ("Bio", "General", "Ecology")}
+    slots = {t["name"]: t["slots"] for t in topics}
+    assert sum(slots.values()) == 30 and slots["Rings"] == 2 * slots["Genetics"]
+    assert "Subfield: Algebra" in expander.chat.seen[1] or "Subfield: Algebra" in expander.chat.seen[2]
+
+
+def test_taxonomy_json_round_trips_through_import(tmp_path):
+    config = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 6},
+                                              {"name": "Physics", "topics": ["Optics", "Acoustics"]}])
+    assert chimera("run", str(config), "--topics-only", "--quiet").returncode == 0
+    exported = chimera("taxonomy", str(tmp_path / "t.db"), "--json")
+    tree = json.loads(exported.stdout)
+    assert [s["name"] for s in tree["subjects"]] == ["Mathematics", "Physics"]
+    path = tmp_path / "tree.json"
+    path.write_text(exported.stdout)
+    imported = chimera("taxonomy", str(tmp_path / "other.db"), "--import", str(path))
+    assert imported.returncode == 0, imported.stderr
+    again = json.loads(chimera("taxonomy", str(tmp_path / "other.db"), "--json").stdout)
+    assert again["subjects"] == tree["subjects"]
+
+
+def test_an_edited_taxonomy_replaces_stage_1(tmp_path):
+    config = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 4}], problems_per_topic=1)
+    assert chimera("run", str(config), "--topics-only", "--quiet").returncode == 0
+    tree = json.loads(chimera("taxonomy", str(tmp_path / "t.db"), "--json").stdout)
+    tree["subjects"][0]["subfields"] = [{"name": "Curated", "topics": [{"name": "Graph colouring", "slots": 2}]}]
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(tree))
+    assert chimera("taxonomy", str(tmp_path / "t.db"), "--import", str(path)).returncode == 0
+    assert chimera("run", str(config), "--quiet").returncode == 0
+    db = sqlite3.connect(tmp_path / "t.db")
+    assert db.execute("select distinct topic from problems").fetchall() == [("Graph colouring",)]
+    assert db.execute("select count(*) from problems").fetchone()[0] == 2
+
+
+def test_a_bad_taxonomy_file_is_named(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"run": "t", "subjects": [{"name": "M", "subfields": [{"name": "A", "topics": [{}]}]}]}))
+    result = chimera("taxonomy", str(tmp_path / "x.db"), "--import", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"chimera: error: {path}: subjects.0.subfields.0.topics.0.name: Field required"
+
+
+def test_killing_stage_1_resumes_without_redoing_finished_subfields(tmp_path):
+    subjects = [{"name": name, "topics": 6, "subfields": 3} for name in ("Mathematics", "Physics", "Chemistry", "Biology")]
+    config = write_config(tmp_path, subjects=subjects, sim={"latency_s": 0.15})
+    config_text = config.read_text().replace("concurrency: 8", "concurrency: 2")
+    config.write_text(config_text)
+    straight = chimera("run", str(config), "--topics-only", "--quiet", "--db", str(tmp_path / "straight.db"))
+    assert straight.returncode == 0
+    full_calls = sqlite3.connect(tmp_path / "straight.db").execute(
+        "select count(*) from llm_calls where role = 'expander'").fetchone()[0]
+
+    db_path = tmp_path / "killed.db"
+    process = subprocess.Popen([CHIMERA, "run", str(config), "--topics-only", "--quiet", "--db", str(db_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    subfields_done = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        try:
+            subfields_done = sqlite3.connect(db_path).execute(
+                "select count(distinct subject || subfield) from topics").fetchone()[0]
+        except sqlite3.OperationalError:
+            continue
+        if subfields_done >= 3:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 3 <= subfields_done < 12, "the kill must land mid-way"
+    db = sqlite3.connect(db_path)
+    before = db.execute("select max(id) from llm_calls").fetchone()[0]
+
+    assert chimera("run", str(config), "--topics-only", "--quiet", "--db", str(db_path)).returncode == 0
+    redone = db.execute("select count(*) from llm_calls where role = 'expander' and id > ?", [before]).fetchone()[0]
+    assert redone < full_calls, "finished subfields must not be expanded again"
+    finished_before = {row[0] for row in db.execute(
+        "select distinct subject || ' / ' || subfield from topics where created_at < "
+        "(select created_at from llm_calls where id = ?)", [before])}
+    asked_again = {row[0] for row in db.execute("select distinct scope from llm_calls where id > ?", [before])}
+    assert finished_before - asked_again, "at least the subfields finished before the kill are not asked again"
+    names = lambda path: sorted(normalize_topic(r[0]) for r in sqlite3.connect(path).execute(  # noqa: E731
+        "select name from topics where status != 'merged'"))
+    assert names(db_path) == names(tmp_path / "straight.db")

@@ -7,6 +7,7 @@ OpenAI-compatible peer (the simulator included) can tell the tasks apart.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,8 +54,9 @@ class LabelVerdict(_Reply):
     rationale: str
 
 
+@cache
 def response_format_for(model: type[BaseModel]) -> dict[str, Any]:
-    """The `response_format` body for a strict JSON-schema structured call."""
+    """The `response_format` body for a strict JSON-schema structured call (built once per model; do not mutate)."""
     schema = model.model_json_schema()
     schema.pop("title", None)
     schema.pop("description", None)

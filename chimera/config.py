@@ -27,8 +27,10 @@ class RunSettings(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     db: str = Field(min_length=1, description="one SQLite file: dataset tables and checkpoints")
     seed: int = 0
-    concurrency: int = Field(default=32, ge=1, le=4096, description="model requests in flight across the run")
-    topics_in_flight: int = Field(default=64, ge=1, description="topic graphs running at once")
+    concurrency: int = Field(default=32, ge=1, le=4096,
+                             description="requests in flight per endpoint (unless its max_in_flight says otherwise)")
+    topics_in_flight: int | None = Field(default=None, ge=1,
+                                         description="topic graphs running at once (default: enough to fill the budget)")
 
 
 class SubjectSpec(_Strict):
@@ -68,14 +70,17 @@ class TaxonomySettings(_Strict):
 
 class ModelSpec(_Strict):
     provider: Literal["openai", "sim"] = "openai"
-    base_url: str | None = None
+    base_url: str | list[str] | None = Field(default=None, description="one endpoint, or replicas of one model")
     model: str | None = None
     api_key_env: str | None = Field(default=None, description="name of the environment variable holding the key")
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)
     timeout_s: float = Field(default=600.0, gt=0)
-    max_retries: int = Field(default=2, ge=0, le=20)
+    max_retries: int = Field(default=3, ge=0, le=20, description="retries of 429, 5xx, timeouts, lost connections")
+    max_in_flight: int | None = Field(default=None, ge=1, description="this endpoint's budget (run.concurrency if unset)")
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute at most")
+    tpm: int | None = Field(default=None, ge=1, description="tokens per minute at most (estimated before, settled after)")
     extra_body: dict[str, Any] = Field(default_factory=dict)
     price_per_mtok_in: float | None = Field(default=None, ge=0, description="price per million input tokens")
     price_per_mtok_out: float | None = Field(default=None, ge=0, description="price per million output tokens")
@@ -85,6 +90,8 @@ class ModelSpec(_Strict):
         if self.provider == "openai":
             if not self.base_url:
                 raise ValueError("base_url is required unless provider is sim")
+            if isinstance(self.base_url, list) and len(set(self.base_url)) != len(self.base_url):
+                raise ValueError("base_url lists the same replica twice")
             if not self.model:
                 raise ValueError("model is required unless provider is sim")
         return self

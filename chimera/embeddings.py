@@ -10,16 +10,18 @@ import openai
 
 from chimera.config import ModelSpec
 from chimera.errors import CallFailed, EndpointError
-from chimera.llm import CallLogger, InflightBudget, api_key_for
+from chimera.dispatch import Endpoints
+from chimera.llm import CallLogger, api_key_for
 
 BATCH = 256
 
 
 class Embedder:
-    def __init__(self, spec: ModelSpec, *, budget: InflightBudget, sim_url: str | None, log: CallLogger):
+    def __init__(self, spec: ModelSpec, *, endpoints: Endpoints, sim_url: str | None, log: CallLogger):
         self.base_url = sim_url if spec.provider == "sim" else spec.base_url
         self.model = spec.model or "sim-embedder"
-        self.spec, self.budget, self.log = spec, budget, log
+        self.spec, self.log = spec, log
+        self.budget = endpoints.budget(self.base_url, spec.max_in_flight)
         self.client = openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key_for("embedder", spec),
                                          timeout=spec.timeout_s, max_retries=spec.max_retries)
 
@@ -33,8 +35,11 @@ class Embedder:
         started = time.perf_counter()
         outcome, error_text, tokens = "ok", None, 0
         try:
-            async with self.budget:
+            await self.budget.acquire()
+            try:
                 reply = await self.client.embeddings.create(model=self.model, input=texts)
+            finally:
+                await self.budget.release(ok=True)
             tokens = reply.usage.prompt_tokens if reply.usage else 0
             ordered = sorted(reply.data, key=lambda d: d.index)
             if len(ordered) != len(texts):

@@ -10,7 +10,8 @@ from typing import Any
 from chimera.agents.labeler import label_answer
 from chimera.config import Config
 from chimera.errors import ChimeraError
-from chimera.llm import InflightBudget, build_client
+from chimera.dispatch import Endpoints
+from chimera.llm import build_client
 from chimera.sim import server as sim_server
 from chimera.tools.grading import Grade, grade
 
@@ -49,7 +50,7 @@ async def grade_pairs(pairs: list[tuple[str, str]], *, config: Config | None, ju
         sim_url = None
         if spec.provider == "sim":
             runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
-        client = build_client("labeler", spec, budget=InflightBudget(config.run.concurrency), sim_url=sim_url,
+        client = build_client("labeler", spec, endpoints=Endpoints(config.run.concurrency), sim_url=sim_url,
                               log=lambda call: None)
         for i in undecided:
             reference, response = pairs[i]

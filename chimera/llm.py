@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 
 from chimera.config import Config, ModelSpec
+from chimera.dispatch import EndpointBudget, Endpoints, RateLimiter
 from chimera.errors import CallFailed, ConfigError, EndpointError
 from chimera.tools.reasoning import split_reasoning
 
@@ -65,24 +67,6 @@ class ReasoningChatOpenAI(ChatOpenAI):
         return generation
 
 
-class InflightBudget:
-    """The run's one budget of requests in flight, shared by every topic and role."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.in_flight = 0
-        self._semaphore = asyncio.Semaphore(limit)
-
-    async def __aenter__(self) -> "InflightBudget":
-        await self._semaphore.acquire()
-        self.in_flight += 1
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.in_flight -= 1
-        self._semaphore.release()
-
-
 @dataclass
 class Reply:
     content: str
@@ -100,19 +84,38 @@ class Reply:
 
 
 CallLogger = Callable[[dict[str, Any]], None]
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class Replica:
+    """One endpoint serving a role's model, with the budget of that endpoint."""
+
+    url: str
+    chat: ChatOpenAI
+    budget: EndpointBudget
 
 
 @dataclass
 class RoleClient:
-    """Everything needed to call one role's endpoint."""
+    """Everything needed to call one role's model, on one endpoint or several replicas."""
 
     role: str
     spec: ModelSpec
-    base_url: str
     model: str
-    chat: ChatOpenAI
-    budget: InflightBudget
+    replicas: list[Replica]
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(None, None))
     log: CallLogger = field(default=lambda call: None)
+
+    @property
+    def base_url(self) -> str:
+        return ", ".join(r.url for r in self.replicas)
+
+    def _pick(self, avoid: str | None) -> Replica:
+        """The replica with the most free room, leaving out one that just failed when there is a choice."""
+        choices = [r for r in self.replicas if r.url != avoid] or self.replicas
+        return min(choices, key=lambda r: (r.budget.in_flight / max(1.0, r.budget.current), r.url))
 
     async def complete(
         self,
@@ -123,6 +126,10 @@ class RoleClient:
         context: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> Reply:
+        """One model call, retried on 429 (after its retry-after), 5xx, timeouts and lost connections.
+
+        Every attempt is a row of `llm_calls`. A 429 also halves the endpoint's budget for a while.
+        """
         kwargs: dict[str, Any] = dict(overrides)
         body = {**self.spec.extra_body, **(extra_body or {})}
         if response_format is not None:
@@ -131,26 +138,46 @@ class RoleClient:
             body["response_format"] = response_format
         if body != self.spec.extra_body:
             kwargs["extra_body"] = body
-        started = time.perf_counter()
-        async with self.budget:
+        estimate = sum(len(str(m.content)) for m in messages) // 4 + (overrides.get("max_tokens") or self.spec.max_tokens or 1024)
+        avoid: str | None = None
+        for attempt in range(self.spec.max_retries + 1):
+            replica = self._pick(avoid)
+            await self.limiter.acquire(estimate)
+            await replica.budget.acquire()
+            started = time.perf_counter()
+            ok = False
             try:
-                message = await self.chat.ainvoke(messages, **kwargs)
-                reply = _reply_from_message(message, self.model)
-            except openai.LengthFinishReasonError as error:
-                # The openai client refuses to parse a structured reply cut at max_tokens; keep it as truncated.
-                reply = _reply_from_completion(error.completion.model_dump(), self.model)
-            except Exception as error:  # noqa: BLE001 - mapped to a typed error below, and logged first
-                self._log(context, started, None, outcome=_outcome_of(error), error=_short(error))
-                raise self._map_error(error) from error
-        reply.latency_s = time.perf_counter() - started
-        self._log(context, started, reply, outcome="truncated" if reply.truncated else "ok")
-        return reply
+                try:
+                    message = await replica.chat.ainvoke(messages, **kwargs)
+                    reply = _reply_from_message(message, self.model)
+                except openai.LengthFinishReasonError as error:
+                    reply = _reply_from_completion(error.completion.model_dump(), self.model)
+                ok = True
+            except Exception as error:  # noqa: BLE001 - classified, logged, and retried or mapped below
+                self._log(replica.url, context, started, None, outcome=_outcome_of(error), error=_short(error))
+                last_attempt = attempt == self.spec.max_retries
+                if not _retryable(error) or last_attempt:
+                    raise self._map_error(error, replica.url) from error
+                if isinstance(error, openai.RateLimitError):
+                    replica.budget.back_off()
+                if isinstance(error, openai.APIConnectionError) and not isinstance(error, openai.APITimeoutError):
+                    avoid = replica.url
+                wait = _retry_after(error) or min(MAX_BACKOFF_S, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+            finally:
+                await replica.budget.release(ok=ok)
+            if ok:
+                reply.latency_s = time.perf_counter() - started
+                self.limiter.settle(estimate, reply.tokens_in + reply.tokens_out)
+                self._log(replica.url, context, started, reply, outcome="truncated" if reply.truncated else "ok")
+                return reply
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _log(self, context: dict[str, Any] | None, started: float, reply: Reply | None, *,
+    def _log(self, url: str, context: dict[str, Any] | None, started: float, reply: Reply | None, *,
              outcome: str, error: str | None = None) -> None:
         context = context or {}
         self.log({
-            "run": context.get("run"), "role": self.role, "model": self.model, "base_url": self.base_url,
+            "run": context.get("run"), "role": self.role, "model": self.model, "base_url": url,
             "topic_id": context.get("topic_id"), "problem_id": context.get("problem_id"), "scope": context.get("scope"),
             "tokens_in": reply.tokens_in if reply else 0, "tokens_out": reply.tokens_out if reply else 0,
             "reasoning_tokens": reply.reasoning_tokens if reply else 0,
@@ -158,18 +185,33 @@ class RoleClient:
             "finish_reason": reply.finish_reason if reply else None, "outcome": outcome, "error": error,
         })
 
-    def _map_error(self, error: Exception) -> Exception:
+    def _map_error(self, error: Exception, url: str) -> Exception:
         if isinstance(error, openai.APITimeoutError):
-            return CallFailed(self.role, self.base_url, f"timed out after {self.spec.timeout_s:g}s")
+            return CallFailed(self.role, url, f"timed out after {self.spec.timeout_s:g}s")
         if isinstance(error, openai.APIConnectionError):
-            return EndpointError(self.role, self.base_url, "cannot connect (is the server running?)")
+            return EndpointError(self.role, url, "cannot connect (is the server running?)")
         if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
-            return EndpointError(self.role, self.base_url, f"refused the API key (HTTP {error.status_code})")
+            return EndpointError(self.role, url, f"refused the API key (HTTP {error.status_code})")
         if isinstance(error, openai.NotFoundError):
-            return EndpointError(self.role, self.base_url, f"model {self.model!r} or path not found (HTTP 404)")
+            return EndpointError(self.role, url, f"model {self.model!r} or path not found (HTTP 404)")
         if isinstance(error, openai.APIStatusError):
-            return CallFailed(self.role, self.base_url, f"HTTP {error.status_code}: {_short(error)}")
-        return CallFailed(self.role, self.base_url, _short(error))
+            return CallFailed(self.role, url, f"HTTP {error.status_code}: {_short(error)}")
+        return CallFailed(self.role, url, _short(error))
+
+
+def _retryable(error: Exception) -> bool:
+    if isinstance(error, openai.APIConnectionError):  # timeouts included
+        return True
+    return isinstance(error, openai.APIStatusError) and error.status_code in RETRYABLE_STATUS
+
+
+def _retry_after(error: Exception) -> float | None:
+    response = getattr(error, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return min(MAX_BACKOFF_S, max(0.0, float(value))) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _outcome_of(error: Exception) -> str:
@@ -228,34 +270,40 @@ def api_key_for(role: str, spec: ModelSpec) -> str:
     return key
 
 
-def build_client(role: str, spec: ModelSpec, *, budget: InflightBudget, sim_url: str | None,
+def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: str | None,
                  log: CallLogger) -> RoleClient:
     if spec.provider == "sim":
         if sim_url is None:
             raise ConfigError(f"models.{role}: provider sim needs the simulator running")
-        base_url, model = sim_url, spec.model or f"sim-{role}"
+        urls, model = [sim_url], spec.model or f"sim-{role}"
     else:
-        base_url, model = spec.base_url, spec.model
-    chat = ReasoningChatOpenAI(
-        model=model,
-        base_url=base_url,
-        api_key=api_key_for(role, spec),
-        temperature=spec.temperature,
-        top_p=spec.top_p,
-        max_tokens=spec.max_tokens,
-        timeout=spec.timeout_s,
-        max_retries=spec.max_retries,
-        extra_body=spec.extra_body or None,
-        stream_usage=True,
-    )
-    return RoleClient(role=role, spec=spec, base_url=base_url, model=model, chat=chat, budget=budget, log=log)
+        urls = spec.base_url if isinstance(spec.base_url, list) else [spec.base_url]
+        model = spec.model
+    key = api_key_for(role, spec)
+    replicas = [
+        Replica(url=url, budget=endpoints.budget(url, spec.max_in_flight), chat=ReasoningChatOpenAI(
+            model=model,
+            base_url=url,
+            api_key=key,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            max_tokens=spec.max_tokens,
+            timeout=spec.timeout_s,
+            max_retries=0,  # retries are ours: each attempt is logged, and a 429 backs the budget off
+            extra_body=spec.extra_body or None,
+            stream_usage=True,
+        ))
+        for url in urls
+    ]
+    return RoleClient(role=role, spec=spec, model=model, replicas=replicas, limiter=RateLimiter(spec.rpm, spec.tpm),
+                      log=log)
 
 
-def build_clients(config: Config, *, budget: InflightBudget, sim_url: str | None,
+def build_clients(config: Config, *, endpoints: Endpoints, sim_url: str | None,
                   log: CallLogger) -> dict[str, RoleClient]:
     """One client per role: expander, drafter, critic0, critic1, solver, labeler."""
     return {
-        role: build_client(role, spec, budget=budget, sim_url=sim_url, log=log)
+        role: build_client(role, spec, endpoints=endpoints, sim_url=sim_url, log=log)
         for role, spec in config.models.all_roles().items()
     }
 

@@ -42,7 +42,7 @@ class ProgressDisplay:
             "problems": f"{by.get('accepted', 0)} accepted, {by.get('rejected', 0)} rejected, "
                         f"{by.get('failed', 0)} failed, {by.get('pending', 0)} in progress",
             "samples": f"{counts['samples']} ({counts['correct']} correct)",
-            "model calls": f"{counts['calls']} ({monitor.budget.in_flight}/{monitor.budget.limit} in flight)",
+            "model calls": f"{counts['calls']} ({monitor.endpoints.in_flight}/{monitor.endpoints.limit} in flight)",
             "tokens": f"{counts['tokens_in'] + counts['tokens_out']:,}",
             "elapsed": f"{elapsed:.0f}s",
         }

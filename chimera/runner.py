@@ -24,7 +24,8 @@ from chimera.graphs.deps import Deps
 from chimera.graphs.taxonomy import build_taxonomy_graph, subject_tasks
 from chimera.graphs.topic import build_topic_graph
 from chimera.ids import taxonomy_thread_id, topic_thread_id
-from chimera.llm import InflightBudget, build_clients, uses_simulator
+from chimera.dispatch import Endpoints
+from chimera.llm import build_clients, uses_simulator
 from chimera.sim import server as sim_server
 from chimera.store import Store
 from chimera.tools.dedup import ProblemIndex
@@ -50,7 +51,7 @@ class RunMonitor:
 
     store: Store
     run: str
-    budget: InflightBudget
+    endpoints: Endpoints
     stage: str = "starting"
     topics_total: int = 0
     topics_finished: int = 0
@@ -92,8 +93,8 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
     Path(config.run.db).parent.mkdir(parents=True, exist_ok=True)
     store = Store(config.run.db)
     store.save_run(config.run.name, config.redacted())
-    budget = InflightBudget(config.run.concurrency)
-    monitor = RunMonitor(store=store, run=config.run.name, budget=budget)
+    endpoints = Endpoints(config.run.concurrency)
+    monitor = RunMonitor(store=store, run=config.run.name, endpoints=endpoints)
     sim_runner = None
     sim_url = None
     ticker: asyncio.Task | None = None
@@ -101,10 +102,10 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
     try:
         if uses_simulator(config):
             sim_runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
-        clients = build_clients(config, budget=budget, sim_url=sim_url, log=store.log_call)
+        clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=store.log_call)
         embedder = None
         if config.models.embedder is not None:
-            embedder = Embedder(config.models.embedder, budget=budget, sim_url=sim_url, log=store.log_call)
+            embedder = Embedder(config.models.embedder, endpoints=endpoints, sim_url=sim_url, log=store.log_call)
         deps = Deps(config=config, store=store, clients=clients, index=_rebuild_index(config, store),
                     embedder=embedder)
         saver, saver_stack = await _open_saver(config.run.db)
@@ -127,7 +128,7 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         topic_graph = build_topic_graph(deps).compile(checkpointer=saver)
         most_slots = max([t["slots"] or 0 for t in topics] + [config.problems_per_topic])
         limit = 20 + 4 * most_slots * (config.max_revisions + 2)
-        gate = asyncio.Semaphore(config.run.topics_in_flight)
+        gate = asyncio.Semaphore(config.run.topics_in_flight or _topics_to_fill(config, endpoints))
 
         async def one_topic(topic: dict[str, Any]) -> None:
             async with gate:
@@ -158,6 +159,12 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         if sim_runner is not None:
             await sim_runner.cleanup()
         store.close()
+
+
+def _topics_to_fill(config: Config, endpoints: Endpoints) -> int:
+    """Topic graphs to run at once: enough that every endpoint's budget stays full (a topic drafts one
+    problem at a time, then solves its slots side by side)."""
+    return max(16, 2 * endpoints.limit)
 
 
 def _rebuild_index(config: Config, store: Store) -> ProblemIndex | None:

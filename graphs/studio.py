@@ -13,7 +13,8 @@ from chimera.errors import ConfigError
 from chimera.graphs.deps import Deps
 from chimera.graphs.taxonomy import build_taxonomy_graph
 from chimera.graphs.topic import build_topic_graph
-from chimera.llm import InflightBudget, build_clients
+from chimera.dispatch import Endpoints
+from chimera.llm import build_clients
 from chimera.store import Store
 
 
@@ -23,7 +24,7 @@ def _deps() -> Deps:
         raise ConfigError("CHIMERA_CONFIG: set it to the run config the graphs should use")
     config = load_config(path)
     store = Store(config.run.db)
-    clients = build_clients(config, budget=InflightBudget(config.run.concurrency),
+    clients = build_clients(config, endpoints=Endpoints(config.run.concurrency),
                             sim_url=os.environ.get("CHIMERA_SIM_URL"), log=store.log_call)
     return Deps(config=config, store=store, clients=clients)
 

@@ -9,7 +9,8 @@ from langchain_core.language_models.fake_chat_models import FakeMessagesListChat
 from langchain_core.messages import AIMessage
 
 from chimera.config import ModelSpec
-from chimera.llm import InflightBudget, RoleClient
+from chimera.dispatch import EndpointBudget
+from chimera.llm import Replica, RoleClient
 
 
 class ScriptedChat(FakeMessagesListChatModel):
@@ -32,11 +33,16 @@ def cut(text: str) -> AIMessage:
     return reply(text, finish_reason="length")
 
 
-def scripted(role: str, *replies: Any, budget: InflightBudget | None = None) -> RoleClient:
+def scripted(role: str, *replies: Any) -> RoleClient:
     chat = ScriptedChat(responses=[reply(r) for r in replies] or [reply("")])
-    return RoleClient(role=role, spec=ModelSpec(provider="sim"), base_url="scripted://", model=f"scripted-{role}",
-                      chat=chat, budget=budget or InflightBudget(8))
+    replica = Replica(url="scripted://", chat=chat, budget=EndpointBudget("scripted://", 8))
+    return RoleClient(role=role, spec=ModelSpec(provider="sim"), model=f"scripted-{role}", replicas=[replica])
 
 
 def vote(verdict: str, own: str = "7", agrees: bool = True) -> dict[str, Any]:
     return {"verdict": verdict, "reasons": f"{verdict} because", "own_answer": own, "agrees_with_reference": agrees}
+
+
+def seen(client: RoleClient) -> list[str]:
+    """The last message of every prompt a scripted client was sent, in order."""
+    return client.replicas[0].chat.seen

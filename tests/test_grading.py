@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from scripted import scripted
+from scripted import scripted, seen
 
 from chimera.agents.labeler import label_answer
 from chimera.tools.grading import extract_final_answer, grade, normalize
@@ -84,7 +84,7 @@ def test_the_judge_is_called_only_when_no_rule_decides():
         return [await label_answer(judge, problem="p", reference=r, response=s, retries=0) for r, s in pairs]
 
     grades = asyncio.run(go())
-    assert len(judge.chat.seen) == 1
+    assert len(seen(judge)) == 1
     assert [g.method for g in grades] == ["exact", "numeric", "judge", "choice"]
     assert grades[2].correct is True and grades[2].detail == "synonym"
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
-from scripted import scripted, vote
+from scripted import scripted, seen, vote
 
 from chimera.config import parse_config
 from chimera.graphs import build_problem_graph, build_topic_graph
@@ -40,7 +40,7 @@ def run_problem(deps):
 
 
 def calls(deps, role):
-    return len(deps.clients[role].chat.seen)
+    return len(seen(deps.clients[role]))
 
 
 def test_both_critics_accept_then_solve_label_and_commit(tmp_path):
@@ -58,8 +58,8 @@ def test_a_revise_vote_sends_the_critiques_to_the_drafter_and_critics_see_the_re
     problem, sample = run_problem(deps)
     assert problem["status"] == "accepted" and problem["revisions"] == 1
     assert problem["problem"] == "Compute 3 + 4, exactly." and problem["draft_problem"] == PROBLEM
-    assert "revise because" in deps.clients["drafter"].chat.seen[0]
-    assert "Compute 3 + 4, exactly." in deps.clients["critic1"].chat.seen[1]
+    assert "revise because" in seen(deps.clients["drafter"])[0]
+    assert "Compute 3 + 4, exactly." in seen(deps.clients["critic1"])[1]
     assert sample["problem"] == "Compute 3 + 4, exactly."
 
 
@@ -116,10 +116,10 @@ def test_slot_k_drafter_sees_the_problems_of_earlier_slots(tmp_path):
     graph = build_topic_graph(deps).compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Addition", "slots": 3},
                               {"configurable": {"thread_id": "t1"}}))
-    seen = deps.clients["drafter"].chat.seen
-    assert "(none)" in seen[0]
-    assert "Problem number 0." in seen[1] and "Problem number 1." not in seen[1]
-    assert "Problem number 0." in seen[2] and "Problem number 1." in seen[2]
+    prompts = seen(deps.clients["drafter"])
+    assert "(none)" in prompts[0]
+    assert "Problem number 0." in prompts[1] and "Problem number 1." not in prompts[1]
+    assert "Problem number 0." in prompts[2] and "Problem number 1." in prompts[2]
     statuses = [p["status"] for p in deps.store.problems("r")]
     assert statuses == ["accepted"] * 3
     assert deps.store.topics("r")[0]["status"] == "done"

@@ -6,7 +6,8 @@ import pytest
 
 from chimera.agents import solver
 from chimera.config import ModelSpec, SimSettings
-from chimera.llm import InflightBudget, build_client
+from chimera.dispatch import Endpoints
+from chimera.llm import build_client
 from chimera.tools.reasoning import split_reasoning
 
 ANSWER = "So the answer is \\boxed{42}."
@@ -30,7 +31,7 @@ def test_each_server_shape_is_captured_over_http(simulator, shape):
 
     async def go():
         client = build_client("solver", ModelSpec(provider="openai", base_url=url, model="sim-solver"),
-                              budget=InflightBudget(4), sim_url=None, log=lambda call: None)
+                              endpoints=Endpoints(4), sim_url=None, log=lambda call: None)
         return await solver.solve(client, problem="How many edges does the complete graph on 10 vertices have?")
 
     reply = asyncio.run(go())
@@ -46,7 +47,7 @@ def test_a_reply_cut_at_max_tokens_is_marked_truncated(simulator):
 
     async def go():
         spec = ModelSpec(provider="openai", base_url=url, model="sim-solver", max_tokens=50)
-        client = build_client("solver", spec, budget=InflightBudget(4), sim_url=None, log=lambda call: None)
+        client = build_client("solver", spec, endpoints=Endpoints(4), sim_url=None, log=lambda call: None)
         return await solver.solve(client, problem="How many edges does the complete graph on 10 vertices have?")
 
     reply = asyncio.run(go())

@@ -4,7 +4,7 @@ import asyncio
 import json
 
 from langgraph.checkpoint.memory import InMemorySaver
-from scripted import cut, scripted, vote
+from scripted import cut, scripted, seen, vote
 
 from chimera.config import parse_config
 from chimera.export import records
@@ -77,7 +77,7 @@ def test_a_reworded_duplicate_is_rejected_with_a_pointer(tmp_path):
     assert duplicate["duplicate_of"] == "p1" and 0.5 <= duplicate["similarity"] < 1
     distinct = run(deps, "p3", problem="How many edges does the complete graph on 12 vertices have?", answer="66")
     assert distinct["status"] == "accepted"
-    assert len(deps.clients["solver"].chat.seen) == 2, "a duplicate is never sent to the solver"
+    assert len(seen(deps.clients["solver"])) == 2, "a duplicate is never sent to the solver"
 
 
 def test_index_finds_near_duplicates_and_passes_distinct_text():

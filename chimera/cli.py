@@ -30,7 +30,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config.run.db = args.db
     display = ProgressDisplay(err, quiet=args.quiet)
     with display:
-        summary = asyncio.run(run_pipeline(config, on_progress=display.update, topics_only=args.topics_only))
+        summary = asyncio.run(run_pipeline(config, on_progress=display.update, topics_only=args.topics_only,
+                                           retry_failed=args.retry_failed))
     counts = summary.counts
     by_status = counts["by_status"]
     share = summary.checkpoint_bytes / summary.db_bytes if summary.db_bytes else 0
@@ -143,7 +144,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             table.add_row(f"  {outcome}", str(n))
         table.add_row("tokens in / out", f"{counts['tokens_in']:,} / {counts['tokens_out']:,}")
         for reason in counts["rejection_reasons"]:
-            table.add_row("rejected because", f"{reason['reason']} ({reason['count']})")
+            table.add_row("rejected or failed because", f"{reason['reason']} ({reason['count']})")
         out.print(table)
     return 0
 
@@ -205,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="YAML config file")
     run.add_argument("--db", help="use this database instead of run.db")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="take again the problem slots whose model calls ran out of retries")
     run.add_argument("--topics-only", action="store_true",
                      help="stop after Stage 1, to review or edit the taxonomy (chimera taxonomy) before problems")
     run.set_defaults(func=_cmd_run)

@@ -21,6 +21,7 @@ class EndpointBudget:
         self.limit = limit
         self.current = float(limit)
         self.in_flight = 0
+        self.peak = 0
         self.completed = 0
         self._changed = asyncio.Condition()
         self._area = 0.0  # integral of in_flight over time, for time-averaged concurrency
@@ -37,6 +38,7 @@ class EndpointBudget:
             await self._changed.wait_for(lambda: self.in_flight < max(1, int(self.current)))
             self._account()
             self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
 
     async def release(self, *, ok: bool) -> None:
         async with self._changed:

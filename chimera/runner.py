@@ -21,6 +21,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from chimera.config import Config
 from chimera.embeddings import Embedder
 from chimera.graphs.deps import Deps
+from chimera.graphs.retry import build_retry_graph
 from chimera.graphs.taxonomy import build_taxonomy_graph, subject_tasks
 from chimera.graphs.topic import build_topic_graph
 from chimera.ids import taxonomy_thread_id, topic_thread_id
@@ -88,7 +89,8 @@ async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recurs
 
 
 async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = None,
-                       progress_every_s: float = 0.5, topics_only: bool = False) -> RunSummary:
+                       progress_every_s: float = 0.5, topics_only: bool = False,
+                       retry_failed: bool = False) -> RunSummary:
     started = time.monotonic()
     Path(config.run.db).parent.mkdir(parents=True, exist_ok=True)
     store = Store(config.run.db)
@@ -140,6 +142,20 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
                 monitor.topics_finished += 1
 
         await _all_or_first_error([one_topic(t) for t in pending])
+
+        # Slots whose calls ran out of retries end `failed`; --retry-failed takes them again, and a
+        # retry cut short by a kill is picked up by the next run in any case.
+        retries = store.pending_retries(config.run.name)
+        if retry_failed:
+            retries += store.reopen_failed(config.run.name)
+        if retries:
+            monitor.stage = f"retrying {len(retries)} failed slots"
+            retry_graph = build_retry_graph(deps).compile(checkpointer=saver)
+            await _all_or_first_error([
+                run_thread(retry_graph, f"{topic_thread_id(config.run.name, row['topic_id'])}:retry{row['retries']}:"
+                           f"{row['slot']}", {key: row[key] for key in ("topic_id", "subject", "topic", "slot")}
+                           | {"problem_id": row["id"]}, recursion_limit=limit)
+                for row in retries])
         monitor.stage = "done"
         summary = RunSummary(name=config.run.name, db=config.run.db, seconds=time.monotonic() - started,
                              topics_run=len(pending), counts=store.counts(config.run.name))

@@ -91,12 +91,17 @@ def _add_call_scope(db: sqlite_utils.Database) -> None:
     db["llm_calls"].add_column("scope", str)  # what a call outside any problem was for ("Physics / Optics")
 
 
+def _add_retries(db: sqlite_utils.Database) -> None:
+    db["problems"].add_column("retries", int)  # how many times `chimera run --retry-failed` took the slot again
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
     ("0002_verification", _add_verification_columns),
     ("0003_taxonomy", _add_taxonomy),
     ("0004_call_scope", _add_call_scope),
+    ("0005_retries", _add_retries),
 ]
 
 
@@ -246,6 +251,19 @@ class Store:
         self.db["problems"].update(
             problem_id, {"status": status, "rejection_reason": reason, "updated_at": time.time()}
         )
+
+    def reopen_failed(self, run: str) -> list[dict[str, Any]]:
+        """Failed slots of a run, set back to pending with their retry count raised; returns them."""
+        failed = list(self.db["problems"].rows_where("run = ? and status = 'failed'", [run], order_by="topic_id, slot"))
+        with self.db.conn:
+            self.db.execute("update problems set status = 'pending', rejection_reason = null, "
+                            "retries = coalesce(retries, 0) + 1 where run = ? and status = 'failed'", [run])
+        return [{**row, "retries": (row["retries"] or 0) + 1} for row in failed]
+
+    def pending_retries(self, run: str) -> list[dict[str, Any]]:
+        """Slots reopened by an earlier --retry-failed that have not finished (a retry cut short)."""
+        return list(self.db["problems"].rows_where("run = ? and status = 'pending' and retries > 0", [run],
+                                                   order_by="topic_id, slot"))
 
     def mark_disagreement(self, problem_id: str) -> None:
         self.db["problems"].update(problem_id, {"disagreement": 1})

@@ -1,0 +1,137 @@
+"""Throughput and faults: per-endpoint budgets, 429 back-off, replicas, failed slots, and interrupted runs."""
+
+import asyncio
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+
+from helpers import CHIMERA, chimera, write_config
+
+from chimera.config import load_config
+from chimera.dispatch import EndpointBudget, RateLimiter
+from chimera.runner import run_pipeline
+
+
+def test_a_429_halves_the_budget_and_successes_win_it_back():
+    async def go():
+        budget = EndpointBudget("u", 8)
+        budget.back_off()
+        assert budget.current == 4
+        for _ in range(4):
+            await budget.acquire()
+        blocked = asyncio.create_task(budget.acquire())
+        await asyncio.sleep(0.05)
+        assert not blocked.done(), "a fifth request must wait while the backed-off budget is full"
+        await budget.release(ok=True)
+        await asyncio.wait_for(blocked, 1)
+        for _ in range(10):
+            await budget.release(ok=True)
+            await budget.acquire()
+        assert budget.current == 8, "it recovers, but never past the configured limit"
+
+    asyncio.run(go())
+
+
+def test_rpm_limit_holds_back_the_request_over_the_limit():
+    async def go():
+        limiter = RateLimiter(rpm=2, tpm=None)
+        await limiter.acquire(10)
+        await limiter.acquire(10)
+        third = asyncio.create_task(limiter.acquire(10))
+        await asyncio.sleep(0.1)
+        assert not third.done()
+        third.cancel()
+
+    asyncio.run(go())
+
+
+def test_the_budget_fills_across_topics_of_uneven_size(tmp_path):
+    path = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": ["Big"]},
+                                            {"name": "Physics", "topics": ["Small one", "Small two"]}],
+                        problems_total=12, sim={"latency_s": 0.2})
+    config = load_config(path)
+    config.run.concurrency = 4
+    peaks = []
+    asyncio.run(run_pipeline(config, on_progress=lambda m: peaks.append(max(b.peak for b in m.endpoints.budgets.values()))))
+    assert peaks[-1] == 4, "the run kept as many requests in flight as the budget allows"
+
+
+def test_a_fault_mix_loses_no_slot_and_logs_every_failed_attempt(tmp_path):
+    faults = {"fault_429": 0.05, "fault_5xx": 0.05, "fault_malformed": 0.03, "fault_truncate": 0.02}
+    config = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 6}], problems_per_topic=3,
+                          sim=faults, models={"default": {"provider": "sim", "max_retries": 4}})
+    result = chimera("run", str(config), "--quiet")
+    assert result.returncode == 0, result.stderr
+    db = sqlite3.connect(tmp_path / "t.db")
+    statuses = dict(db.execute("select status, count(*) from problems group by status").fetchall())
+    assert sum(statuses.values()) == 18 and "pending" not in statuses
+    outcomes = dict(db.execute("select outcome, count(*) from llm_calls group by outcome").fetchall())
+    assert outcomes.get("http_429", 0) + outcomes.get("http_500", 0) > 0
+    assert outcomes.get("truncated", 0) > 0
+
+
+def test_failed_slots_are_taken_again_with_retry_failed(tmp_path):
+    models = {"default": {"provider": "sim", "max_retries": 0}}
+    flaky = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 4}], problems_per_topic=3,
+                         sim={"fault_5xx": 0.2}, models=models)
+    assert chimera("run", str(flaky), "--quiet").returncode == 0
+    db = sqlite3.connect(tmp_path / "t.db")
+    failed = db.execute("select count(*) from problems where status = 'failed'").fetchone()[0]
+    assert failed > 0, "with no retries some slots must fail"
+    healthy = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 4}], problems_per_topic=3,
+                           models=models)
+    assert chimera("run", str(healthy), "--quiet").returncode == 0
+    assert db.execute("select count(*) from problems where status = 'failed'").fetchone()[0] == failed, \
+        "a plain re-run leaves failed slots alone"
+    assert chimera("run", str(healthy), "--quiet", "--retry-failed").returncode == 0
+    assert db.execute("select count(*) from problems where status in ('failed', 'pending')").fetchone()[0] == 0
+    assert db.execute("select count(*) from problems where retries = 1").fetchone()[0] == failed
+
+
+def test_replicas_share_the_load(tmp_path):
+    servers = [subprocess.Popen([CHIMERA, "sim", "--port", "0", "--seed", "1"], stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    try:
+        urls = [s.stderr.readline().split("serving at ")[1].split()[0] for s in servers]
+        config = write_config(tmp_path, models={"default": {"base_url": urls, "model": "m"}},
+                              subjects=[{"name": "Mathematics", "topics": 4}], problems_per_topic=3)
+        assert chimera("run", str(config), "--quiet").returncode == 0
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(10)
+    calls = dict(sqlite3.connect(tmp_path / "t.db").execute(
+        "select base_url, count(*) from llm_calls group by base_url").fetchall())
+    assert set(calls) == set(urls)
+    assert min(calls.values()) >= 0.3 * sum(calls.values()), calls
+
+
+def test_sigint_leaves_a_database_the_next_run_completes(tmp_path):
+    shape = dict(subjects=[{"name": "Mathematics", "topics": 5}], problems_per_topic=3, sim={"latency_s": 0.3})
+    config = write_config(tmp_path, **shape)
+    straight = write_config(tmp_path, name="s", **shape)
+    process = subprocess.Popen([CHIMERA, "run", str(config), "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            if sqlite3.connect(tmp_path / "t.db").execute("select count(*) from samples").fetchone()[0] >= 2:
+                break
+        except sqlite3.OperationalError:
+            continue
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "chimera: interrupted; run the same command again to resume"
+    assert chimera("run", str(config), "--quiet").returncode == 0
+    assert chimera("run", str(straight), "--quiet").returncode == 0
+
+    def dataset(name):
+        result = chimera("export", str(tmp_path / f"{name}.db"), "-o", str(tmp_path / f"{name}.jsonl"))
+        assert result.returncode == 0
+        rows = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        return [(r["problem"], r["answer"], r["reasoning"], r["solution"], r["correct"]) for r in rows]
+
+    assert dataset("t") == dataset("s")

@@ -9,11 +9,10 @@ from importlib import resources
 from string import Template
 from typing import Any, TypeVar
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ValidationError
 
 from chimera.errors import ReplyError
-from chimera.llm import Reply, RoleClient
+from chimera.llm import Message, Reply, RoleClient
 from chimera.records import response_format_for
 
 Parsed = TypeVar("Parsed", bound=BaseModel)
@@ -27,12 +26,12 @@ def prompt_template(name: str) -> Template:
     return Template(text)
 
 
-def render(name: str, **values: Any) -> list[BaseMessage]:
+def render(name: str, **values: Any) -> list[Message]:
     """Messages from `<name>.system` and `<name>.user` prompt files."""
     system = prompt_template(f"{name}.system").substitute(values).strip()
     user = prompt_template(f"{name}.user").substitute(values).strip()
     # An empty system file means none is sent (Qwen's thinking models are tuned without one).
-    return ([SystemMessage(system)] if system else []) + [HumanMessage(user)]
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
 
 
 def numbered(items: list[str], empty: str = "(none)") -> str:
@@ -62,7 +61,7 @@ def parse_reply(schema: type[Parsed], reply: Reply) -> Parsed:
 async def ask_structured(
     client: RoleClient,
     schema: type[Parsed],
-    messages: list[BaseMessage],
+    messages: list[Message],
     *,
     retries: int,
     context: dict[str, Any] | None = None,

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -29,9 +30,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.db:
         config.run.db = args.db
     display = ProgressDisplay(err, quiet=args.quiet)
+    hook = display.update
+    if args.trace:
+        trace = open(args.trace, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
+
+        def hook(monitor, show=display.update):
+            show(monitor)
+            trace.write(json.dumps({"t": time.time(), "in_flight": monitor.endpoints.in_flight,
+                                    "limit": monitor.endpoints.limit, "stage": monitor.stage}) + "\n")
+            trace.flush()
+
     with display:
-        summary = asyncio.run(run_pipeline(config, on_progress=display.update, topics_only=args.topics_only,
-                                           retry_failed=args.retry_failed))
+        summary = asyncio.run(run_pipeline(config, on_progress=hook, topics_only=args.topics_only,
+                                           retry_failed=args.retry_failed,
+                                           progress_every_s=0.1 if args.trace else 0.5))
     counts = summary.counts
     by_status = counts["by_status"]
     share = summary.checkpoint_bytes / summary.db_bytes if summary.db_bytes else 0
@@ -176,6 +188,46 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from chimera.evals.bench import BenchSpec, parse_pairs, run_bench
+
+    spec = BenchSpec(problems=args.problems, budget=args.budget, problems_per_topic=args.problems_per_topic,
+                     latency=parse_pairs(args.latency), jitter=args.jitter, capacity=args.capacity,
+                     faults=parse_pairs(args.faults), trajectory_words=args.trajectory_words,
+                     restart=not args.no_restart, baseline=not args.no_baseline)
+    err.print(f"benchmark: {spec.problems} problems, budget {spec.budget}, latency {args.latency}, "
+              f"faults {args.faults or 'none'} ...")
+    result = run_bench(spec, Path(args.out) if args.out else None)
+    table = Table(title="chimera bench", show_header=False)
+    pipeline = result["pipeline"]
+    rows = [
+        ("calls / seconds", f"{pipeline['calls']} in {pipeline['seconds']} s"),
+        ("in flight / budget", f"{pipeline['mean_in_flight']} / {spec.budget} = {pipeline['in_flight_ratio']}"),
+        ("requests/s / Little's law ideal",
+         f"{pipeline['requests_per_s']} / {pipeline['ideal_requests_per_s']} = {pipeline['throughput_ratio']}"),
+        ("orchestration CPU per call", f"{pipeline['cpu_ms_per_call']} ms"),
+        ("checkpoint bytes per sample", f"{pipeline['checkpoint_bytes_per_sample']:,} "
+                                        f"({pipeline['checkpoint_to_sample_ratio']}x the sample's {pipeline['sample_bytes']:,})"),
+        ("dataset bytes per sample", f"{pipeline['dataset_bytes_per_sample']:,}"),
+        ("peak RSS", f"{pipeline['peak_rss_mb']} MB"),
+        ("problems by status", json.dumps(pipeline["problems_by_status"])),
+        ("call outcomes", json.dumps(pipeline["call_outcomes"])),
+    ]
+    if "baseline" in result:
+        base = result["baseline"]
+        rows += [("baseline (openai client, no graph)", f"{base['cpu_ms_per_call']} ms/call, in flight "
+                                                         f"{base['mean_in_flight']} ({base['in_flight_ratio']})"),
+                 ("CPU overhead ratio", f"{result['overhead_ratio']}x")]
+    if "restart" in result:
+        rows.append(("restart to full budget", f"{result['restart']['seconds_to_full_budget']} s"))
+    for key, value in rows:
+        table.add_row(key, str(value))
+    out.print(table)
+    if args.out:
+        err.print(f"results written to {args.out}")
+    return 0
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     from chimera.config import SimSettings, load_config
     from chimera.sim import server
@@ -184,6 +236,14 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.config:
         config = load_config(args.config)
         settings, seed = config.sim, config.run.seed if args.seed is None else args.seed
+    if args.settings:
+        from pydantic import ValidationError
+
+        try:
+            settings = SimSettings.model_validate_json(args.settings)
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise ChimeraError(f"--settings: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
     async def serve() -> None:
         runner, url, _ = await server.start(settings, seed=seed or 0, host=args.host, port=args.port)
@@ -208,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--retry-failed", action="store_true",
                      help="take again the problem slots whose model calls ran out of retries")
+    run.add_argument("--trace", metavar="FILE", help="append a JSON line of requests in flight every 0.1 s")
     run.add_argument("--topics-only", action="store_true",
                      help="stop after Stage 1, to review or edit the taxonomy (chimera taxonomy) before problems")
     run.set_defaults(func=_cmd_run)
@@ -244,11 +305,26 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--config", help="run config whose models.labeler judges what rules cannot decide")
     grade.set_defaults(func=_cmd_grade)
 
+    bench = sub.add_parser("bench", help="measure the pipeline against the simulator in its own process")
+    bench.add_argument("--problems", type=int, default=2000)
+    bench.add_argument("--budget", type=int, default=256, help="requests in flight to keep")
+    bench.add_argument("--problems-per-topic", type=int, default=4)
+    bench.add_argument("--latency", default="solve=2,other=0.3", help="seconds per task: solve, draft, critic, label, other")
+    bench.add_argument("--jitter", type=float, default=0.5, help="latency varies by +- this share")
+    bench.add_argument("--capacity", type=int, help="the simulator answers 429 past this many requests")
+    bench.add_argument("--faults", help="shares of requests, e.g. 429=0.05,5xx=0.05,hang=0.01,malformed=0.03,truncate=0.02")
+    bench.add_argument("--trajectory-words", type=int, default=400)
+    bench.add_argument("--no-restart", action="store_true", help="skip the kill-and-restart measurement")
+    bench.add_argument("--no-baseline", action="store_true", help="skip the plain openai-client baseline")
+    bench.add_argument("--out", help="write the results as JSON here")
+    bench.set_defaults(func=_cmd_bench)
+
     sim = sub.add_parser("sim", help="serve the OpenAI-compatible simulator")
     sim.add_argument("--port", type=int, default=8400)
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--seed", type=int)
     sim.add_argument("--config", help="take the sim section and seed from this run config")
+    sim.add_argument("--settings", help="the sim section as JSON, e.g. '{\"latency_s\": 0.5}'")
     sim.set_defaults(func=_cmd_sim)
     return parser
 

@@ -110,6 +110,8 @@ class SimSettings(_Strict):
                                              description="share of expanded topics that reword an earlier one")
     reasoning_shape: Literal["reasoning_content", "reasoning", "think", "close_think", "mixed"] = "mixed"
     latency_s: float = Field(default=0.0, ge=0)
+    latency_by_task: dict[Literal["expand", "draft", "critic", "solve", "label", "embed"], float] = Field(
+        default_factory=dict, description="seconds per task, overriding latency_s (e.g. solve: 2.0)")
     latency_jitter: float = Field(default=0.0, ge=0, le=1, description="latency varies by +- this share")
     capacity: int | None = Field(default=None, ge=1, description="max concurrent requests; more get 429")
     fault_429: float = Field(default=0.0, ge=0, le=1)

@@ -52,10 +52,13 @@ async def grade_pairs(pairs: list[tuple[str, str]], *, config: Config | None, ju
             runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
         client = build_client("labeler", spec, endpoints=Endpoints(config.run.concurrency), sim_url=sim_url,
                               log=lambda call: None)
-        for i in undecided:
-            reference, response = pairs[i]
-            grades[i] = await label_answer(client, problem="(not given)", reference=reference, response=response,
-                                           retries=config.parse_retries)
+        try:
+            for i in undecided:
+                reference, response = pairs[i]
+                grades[i] = await label_answer(client, problem="(not given)", reference=reference,
+                                               response=response, retries=config.parse_retries)
+        finally:
+            await client.close()
     finally:
         if runner is not None:
             await runner.cleanup()

@@ -26,7 +26,7 @@ from chimera.graphs.taxonomy import build_taxonomy_graph, subject_tasks
 from chimera.graphs.topic import build_topic_graph
 from chimera.ids import taxonomy_thread_id, topic_thread_id
 from chimera.dispatch import Endpoints
-from chimera.llm import build_clients, uses_simulator
+from chimera.llm import build_clients, close_clients, uses_simulator
 from chimera.sim import server as sim_server
 from chimera.store import Store
 from chimera.tools.dedup import ProblemIndex
@@ -100,6 +100,7 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
     sim_runner = None
     sim_url = None
     ticker: asyncio.Task | None = None
+    clients: dict = {}
     saver_stack: contextlib.AsyncExitStack | None = None
     try:
         if uses_simulator(config):
@@ -172,6 +173,7 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
             on_progress(monitor)
         if saver_stack is not None:
             await saver_stack.aclose()
+        await close_clients(clients)
         if sim_runner is not None:
             await sim_runner.cleanup()
         store.close()

@@ -126,6 +126,7 @@ class Store:
         except sqlite3.DatabaseError as error:
             raise ChimeraError(f"{path}: not a chimera database ({error})") from None
         self.path = path
+        self.conn = self.db.conn
         self.migrate()
 
     # -- schema -----------------------------------------------------------
@@ -193,17 +194,35 @@ class Store:
         return rows[0]["taxonomy"] if rows else None
 
     def set_topic_status(self, topic_id: str, status: str) -> None:
-        self.db["topics"].update(topic_id, {"status": status, "updated_at": time.time()})
+        self._update("topics", topic_id, {"status": status, "updated_at": time.time()})
 
     def topics(self, run: str, *, live: bool = False) -> list[dict[str, Any]]:
         """Topics of a run; `live` leaves out those merged into another or removed by an import."""
         where = "run = ? and status not in ('merged', 'removed')" if live else "run = ?"
         return list(self.db["topics"].rows_where(where, [run], order_by="subject, position"))
 
-    # -- problems ---------------------------------------------------------
+    # -- row helpers: plain SQL on the hot path (sqlite-utils re-reads the schema on every call) ----
     def _get(self, table: str, pk: str) -> dict[str, Any] | None:
-        rows = list(self.db[table].rows_where("id = ?", [pk]))
-        return rows[0] if rows else None
+        cursor = self.conn.execute(f"select * from [{table}] where id = ?", [pk])
+        row = cursor.fetchone()
+        return dict(zip([d[0] for d in cursor.description], row)) if row else None
+
+    def _update(self, table: str, pk: str, fields: dict[str, Any]) -> None:
+        sets = ", ".join(f"[{name}] = ?" for name in fields)
+        with self.conn:
+            self.conn.execute(f"update [{table}] set {sets} where id = ?", [*fields.values(), pk])
+
+    def _upsert(self, table: str, row: dict[str, Any], keep: tuple[str, ...] = ("created_at",)) -> None:
+        """Insert, or overwrite every column but `keep` (kept from the first write)."""
+        names = list(row)
+        columns = ", ".join(f"[{n}]" for n in names)
+        updates = ", ".join(f"[{n}] = excluded.[{n}]" for n in names if n != "id" and n not in keep)
+        with self.conn:
+            self.conn.execute(
+                f"insert into [{table}] ({columns}) values ({', '.join('?' * len(names))}) "
+                f"on conflict(id) do update set {updates}", list(row.values()))
+
+    # -- problems ---------------------------------------------------------
 
     def problem(self, problem_id: str) -> dict[str, Any] | None:
         return self._get("problems", problem_id)
@@ -211,17 +230,12 @@ class Store:
     def save_draft(self, *, id: str, run: str, topic_id: str, subject: str, topic: str, slot: int,
                    problem: str, answer: str) -> None:
         now = time.time()
-        row = self._get("problems", id)
-        self.db["problems"].upsert(
-            {
-                "id": id, "run": run, "topic_id": topic_id, "subject": subject, "topic": topic, "slot": slot,
-                "status": "pending", "problem": problem, "answer": answer,
-                "draft_problem": problem, "draft_answer": answer, "revisions": 0,
-                "critic_verdicts": "{}", "rejection_reason": None,
-                "created_at": row["created_at"] if row else now, "updated_at": now,
-            },
-            pk="id",
-        )
+        self._upsert("problems", {
+            "id": id, "run": run, "topic_id": topic_id, "subject": subject, "topic": topic, "slot": slot,
+            "status": "pending", "problem": problem, "answer": answer,
+            "draft_problem": problem, "draft_answer": answer, "revisions": 0,
+            "critic_verdicts": "{}", "rejection_reason": None, "created_at": now, "updated_at": now,
+        })
 
     def record_unparseable_draft(self, *, id: str, run: str, topic_id: str, subject: str, topic: str,
                                  slot: int, reason: str) -> None:
@@ -230,16 +244,15 @@ class Store:
         self.finish_problem(id, "rejected", reason)
 
     def save_revision(self, problem_id: str, *, revision: int, problem: str, answer: str) -> None:
-        self.db["problems"].update(
-            problem_id, {"problem": problem, "answer": answer, "revisions": revision, "updated_at": time.time()}
-        )
+        self._update("problems", problem_id,
+                     {"problem": problem, "answer": answer, "revisions": revision, "updated_at": time.time()})
 
     def record_vote(self, problem_id: str, *, round_: int, critic: int, vote: dict[str, Any]) -> None:
         # Keyed by round and critic, so a re-executed critic overwrites its own vote.
         row = self._get("problems", problem_id)
         votes = json.loads(row["critic_verdicts"] or "{}")
         votes.setdefault(str(round_), {})[str(critic)] = vote
-        self.db["problems"].update(problem_id, {"critic_verdicts": json.dumps(votes), "updated_at": time.time()})
+        self._update("problems", problem_id, {"critic_verdicts": json.dumps(votes), "updated_at": time.time()})
 
     def votes(self, problem_id: str, round_: int) -> dict[int, dict[str, Any]]:
         row = self._get("problems", problem_id)
@@ -248,9 +261,8 @@ class Store:
 
     def finish_problem(self, problem_id: str, status: str, reason: str | None = None) -> None:
         assert status in PROBLEM_STATUSES
-        self.db["problems"].update(
-            problem_id, {"status": status, "rejection_reason": reason, "updated_at": time.time()}
-        )
+        self._update("problems", problem_id,
+                     {"status": status, "rejection_reason": reason, "updated_at": time.time()})
 
     def reopen_failed(self, run: str) -> list[dict[str, Any]]:
         """Failed slots of a run, set back to pending with their retry count raised; returns them."""
@@ -266,13 +278,13 @@ class Store:
                                                    order_by="topic_id, slot"))
 
     def mark_disagreement(self, problem_id: str) -> None:
-        self.db["problems"].update(problem_id, {"disagreement": 1})
+        self._update("problems", problem_id, {"disagreement": 1})
 
     def mark_indexed(self, problem_id: str) -> None:
-        self.db["problems"].update(problem_id, {"indexed": 1})
+        self._update("problems", problem_id, {"indexed": 1})
 
     def mark_duplicate(self, problem_id: str, duplicate_of: str, similarity: float) -> None:
-        self.db["problems"].update(problem_id, {"duplicate_of": duplicate_of, "similarity": round(similarity, 4)})
+        self._update("problems", problem_id, {"duplicate_of": duplicate_of, "similarity": round(similarity, 4)})
 
     def indexed_problems(self, run: str) -> list[tuple[str, str]]:
         """Problems that passed the duplicate check, in the order the index first saw them."""
@@ -281,7 +293,7 @@ class Store:
         ).fetchall()
 
     def set_pass_rate(self, problem_id: str, pass_rate: float | None) -> None:
-        self.db["problems"].update(problem_id, {"pass_rate": pass_rate})
+        self._update("problems", problem_id, {"pass_rate": pass_rate})
         with self.db.conn:
             self.db.execute("update samples set pass_rate = ? where problem_id = ?", [pass_rate, problem_id])
 
@@ -294,18 +306,17 @@ class Store:
 
     # -- samples ----------------------------------------------------------
     def save_sample(self, sample: dict[str, Any]) -> None:
-        row = self._get("samples", sample["id"])
-        record = {**sample, "created_at": row["created_at"] if row else time.time()}
+        record = {**sample, "created_at": time.time()}
         for key in ("models", "usage"):
             if not isinstance(record.get(key), str):
                 record[key] = json.dumps(record.get(key) or {}, sort_keys=True)
-        self.db["samples"].upsert(record, pk="id", alter=False)
+        self._upsert("samples", record)
 
     def sample(self, sample_id: str) -> dict[str, Any] | None:
         return self._get("samples", sample_id)
 
     def update_sample(self, sample_id: str, fields: dict[str, Any]) -> None:
-        self.db["samples"].update(sample_id, fields)
+        self._update("samples", sample_id, fields)
 
     def samples(self, run: str | None = None) -> Iterator[dict[str, Any]]:
         query = (
@@ -320,7 +331,10 @@ class Store:
 
     # -- llm calls --------------------------------------------------------
     def log_call(self, call: dict[str, Any]) -> None:
-        self.db["llm_calls"].insert({**call, "created_at": time.time()})
+        row = {**call, "created_at": time.time()}
+        with self.conn:
+            self.conn.execute(f"insert into llm_calls ({', '.join(row)}) values ({', '.join('?' * len(row))})",
+                              list(row.values()))
 
     def usage_for_problem(self, problem_id: str) -> dict[str, int]:
         row = self.db.execute(

@@ -197,6 +197,8 @@ def _big_o(text: str) -> str | None:
     return f"{match.group(1).lstrip(chr(92))}({body})"
 
 
+_NUMBER_WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                 "twelve", "twenty", "hundred", "thousand", "million", "half", "third", "quarter"}
 _YES = {"yes", "true", "y"}
 _NO = {"no", "false", "n"}
 
@@ -243,6 +245,10 @@ def grade(reference: str, response: str) -> Grade:
         got_choice = _choice(got)
         if got_choice is not None:
             return Grade(got_choice == ref_choice, "choice", extracted, f"{got_choice} vs {ref_choice}")
+    if as_number(ref) is not None and _is_text_answer(got):
+        if any(word in _NUMBER_WORDS for word in _words(got).split()):
+            return Grade(None, "undecided", extracted, "a number in words; needs a judge")
+        return Grade(False, "numeric", extracted, "a word where the reference is a number")
     numeric = _numbers_equal(ref, got)
     if numeric is not None:
         return Grade(numeric, "numeric", extracted, f"{got} vs {ref}")

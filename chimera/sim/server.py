@@ -24,6 +24,8 @@ from aiohttp import web
 from chimera.config import SimSettings
 from chimera.sim import problems
 
+TASKS = {"SubfieldList": "expand", "TopicList": "expand", "DraftedProblem": "draft", "CriticVerdict": "critic",
+         "LabelVerdict": "label", "solve": "solve"}
 SHAPES = ("reasoning_content", "reasoning", "think", "close_think")
 FILLER = ("We restate what is given and what is asked.", "Let us check the units and the definitions first.",
           "Consider a smaller case to see the pattern.", "This suggests an invariant worth testing.",
@@ -110,7 +112,7 @@ class Simulator:
             return _error(429, "simulator at capacity", headers={"retry-after": "1"})
         self.in_flight += 1
         try:
-            await self._latency(key)
+            await self._latency(key, TASKS.get(_schema_name(body) or "solve", "solve"))
             if fault() < settings.fault_429:
                 return _error(429, "rate limited (injected)", headers={"retry-after": "1"})
             if fault() < settings.fault_5xx:
@@ -134,8 +136,8 @@ class Simulator:
             return _error(400, "request body is not valid JSON")
         return body if isinstance(body, dict) else _error(400, "request body must be a JSON object")
 
-    async def _latency(self, key: str) -> None:
-        base = self.settings.latency_s
+    async def _latency(self, key: str, task: str) -> None:
+        base = self.settings.latency_by_task.get(task, self.settings.latency_s)
         if base <= 0:
             return
         jitter = self.settings.latency_jitter

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from datasketch import MinHash, MinHashLSH
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -38,14 +37,17 @@ class ProblemIndex:
         self.threshold = threshold
         self.shingle_words = shingle_words
         self.num_perm = num_perm
+        from datasketch import MinHash, MinHashLSH  # imported here: it loads scipy, a third of a second at start-up
+
+        self._minhash_type = MinHash
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._shingles: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._shingles)
 
-    def _minhash(self, grams: set[str]) -> MinHash:
-        signature = MinHash(num_perm=self.num_perm)
+    def _minhash(self, grams: set[str]):
+        signature = self._minhash_type(num_perm=self.num_perm)
         signature.update_batch([g.encode() for g in grams])
         return signature
 

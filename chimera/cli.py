@@ -228,6 +228,37 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_solver(args: argparse.Namespace) -> int:
+    import shlex
+
+    from chimera.tools.vllm_launcher import ServerProcess, ServeSpec, describe, solver_config_block
+
+    extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
+    spec = ServeSpec(model=args.model, served_name=args.served_model_name, host=args.host, port=args.port,
+                     tensor_parallel=args.tensor_parallel_size, pipeline_parallel=args.pipeline_parallel_size,
+                     data_parallel=args.data_parallel_size, reasoning_parser=args.reasoning_parser or None,
+                     max_model_len=args.max_model_len, extra=extra, vllm=shlex.split(args.vllm))
+    print(describe(spec))
+    if args.dry_run:
+        return 0
+    server = ServerProcess(spec, log=Path(args.log) if args.log else None)
+    try:
+        err.print(f"waiting for {spec.base_url} ...")
+        try:
+            server.wait_healthy(args.timeout)
+        except RuntimeError as error:
+            raise ChimeraError(str(error).splitlines()[0]) from None
+        err.print("ready; add this to your run config under models (Ctrl-C stops the server):")
+        print(solver_config_block(spec), flush=True)
+        server.process.wait()
+        raise ChimeraError(f"vLLM exited with {server.process.returncode}")
+    except KeyboardInterrupt:
+        err.print("stopping vLLM ...")
+        return 0
+    finally:
+        server.stop()
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     from chimera.config import SimSettings, load_config
     from chimera.sim import server
@@ -318,6 +349,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-baseline", action="store_true", help="skip the plain openai-client baseline")
     bench.add_argument("--out", help="write the results as JSON here")
     bench.set_defaults(func=_cmd_bench)
+
+    serve = sub.add_parser("serve-solver", help="start vLLM for the solver and print its models.solver block")
+    serve.add_argument("--model", default="Qwen/Qwen3-235B-A22B-Thinking-2507", help="model name or local path")
+    serve.add_argument("--served-model-name")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per model copy within a node")
+    serve.add_argument("--pipeline-parallel-size", type=int, default=1, help="nodes per model copy (Ray)")
+    serve.add_argument("--data-parallel-size", type=int, default=1, help="model copies behind this server")
+    serve.add_argument("--reasoning-parser", default="deepseek_r1", help="'' for none")
+    serve.add_argument("--max-model-len", type=int)
+    serve.add_argument("--vllm", default="vllm serve", help="the command that starts vLLM")
+    serve.add_argument("--log", help="write the server's output here")
+    serve.add_argument("--timeout", type=float, default=1800, help="seconds to wait for /health")
+    serve.add_argument("--dry-run", action="store_true", help="print the command and stop")
+    serve.add_argument("extra", nargs=argparse.REMAINDER, help="-- then flags passed to vLLM as they are")
+    serve.set_defaults(func=_cmd_serve_solver)
 
     sim = sub.add_parser("sim", help="serve the OpenAI-compatible simulator")
     sim.add_argument("--port", type=int, default=8400)

@@ -30,12 +30,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.db:
         config.run.db = args.db
     display = ProgressDisplay(err, quiet=args.quiet)
-    hook = display.update
-    if args.trace:
-        trace = open(args.trace, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
+    trace = open(args.trace, "a", encoding="utf-8") if args.trace else None  # noqa: SIM115 - open for the run
 
-        def hook(monitor, show=display.update):
-            show(monitor)
+    def hook(monitor) -> None:
+        display.update(monitor)
+        if trace is not None:
             trace.write(json.dumps({"t": time.time(), "in_flight": monitor.endpoints.in_flight,
                                     "limit": monitor.endpoints.limit, "stage": monitor.stage}) + "\n")
             trace.flush()

@@ -3,7 +3,7 @@ the same per-problem subgraph, in a thread of its own so the first attempt's che
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 

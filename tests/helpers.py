@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +37,22 @@ def write_config(folder: Path, *, name: str = "t", seed: int = 5, sim: dict[str,
 def chimera(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([CHIMERA, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def interrupt_when(args: list[str], db: Path, count_sql: str, at_least: int, sig: int = signal.SIGKILL,
+                   timeout: float = 60) -> tuple[int, subprocess.CompletedProcess]:
+    """Start `chimera ARGS`, send `sig` once `count_sql` on `db` reaches `at_least`; returns (count seen, result)."""
+    process = subprocess.Popen([CHIMERA, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        try:
+            seen = sqlite3.connect(db).execute(count_sql).fetchone()[0]
+        except sqlite3.OperationalError:
+            continue  # the tables are not created yet
+        if seen >= at_least:
+            break
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    return seen, subprocess.CompletedProcess(process.args, process.returncode, "", stderr)

@@ -5,9 +5,8 @@ import json
 import signal
 import sqlite3
 import subprocess
-import time
 
-from helpers import CHIMERA, chimera, write_config
+from helpers import CHIMERA, chimera, interrupt_when, write_config
 
 from chimera.config import load_config
 from chimera.dispatch import EndpointBudget, RateLimiter
@@ -112,19 +111,10 @@ def test_sigint_leaves_a_database_the_next_run_completes(tmp_path):
     shape = dict(subjects=[{"name": "Mathematics", "topics": 5}], problems_per_topic=3, sim={"latency_s": 0.3})
     config = write_config(tmp_path, **shape)
     straight = write_config(tmp_path, name="s", **shape)
-    process = subprocess.Popen([CHIMERA, "run", str(config), "--quiet"], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        try:
-            if sqlite3.connect(tmp_path / "t.db").execute("select count(*) from samples").fetchone()[0] >= 2:
-                break
-        except sqlite3.OperationalError:
-            continue
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert stderr.strip().splitlines()[-1] == "chimera: interrupted; run the same command again to resume"
+    _, interrupted = interrupt_when(["run", str(config), "--quiet"], tmp_path / "t.db",
+                                    "select count(*) from samples", 2, sig=signal.SIGINT)
+    assert interrupted.returncode == 130
+    assert interrupted.stderr.strip().splitlines()[-1] == "chimera: interrupted; run the same command again to resume"
     assert chimera("run", str(config), "--quiet").returncode == 0
     assert chimera("run", str(straight), "--quiet").returncode == 0
 

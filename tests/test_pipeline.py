@@ -1,12 +1,10 @@
 """`chimera run` end to end over real HTTP against the simulator, and what survives a kill."""
 
 import json
-import signal
 import sqlite3
 import subprocess
-import time
 
-from helpers import CHIMERA, chimera, write_config
+from helpers import CHIMERA, chimera, interrupt_when, write_config
 
 SAMPLE_FIELDS = ("subject", "topic", "problem", "answer", "reasoning", "solution", "predicted_answer")
 
@@ -67,21 +65,8 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
     assert chimera("run", str(straight), "--quiet", "--db", str(tmp_path / "straight.db")).returncode == 0
 
     killed_db = tmp_path / "killed.db"
-    process = subprocess.Popen([CHIMERA, "run", str(straight), "--quiet", "--db", str(killed_db)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    accepted = 0
-    while time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-        try:
-            accepted = sqlite3.connect(killed_db).execute(
-                "select count(*) from problems where status = 'accepted'").fetchone()[0]
-        except sqlite3.OperationalError:
-            continue  # tables not created yet
-        if accepted >= 3:
-            break
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    accepted, _ = interrupt_when(["run", str(straight), "--quiet", "--db", str(killed_db)], killed_db,
+                                 "select count(*) from problems where status = 'accepted'", 3)
     assert 3 <= accepted < 21, "the kill must land mid-run"
 
     result = chimera("run", str(straight), "--quiet", "--db", str(killed_db))

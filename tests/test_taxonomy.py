@@ -2,14 +2,11 @@
 
 import asyncio
 import json
-import signal
 import sqlite3
-import subprocess
-import time
 
 import numpy as np
 import pytest
-from helpers import CHIMERA, chimera, write_config
+from helpers import chimera, interrupt_when, write_config
 from langgraph.checkpoint.memory import InMemorySaver
 from scripted import scripted, seen
 
@@ -156,21 +153,8 @@ def test_killing_stage_1_resumes_without_redoing_finished_subfields(tmp_path):
         "select count(*) from llm_calls where role = 'expander'").fetchone()[0]
 
     db_path = tmp_path / "killed.db"
-    process = subprocess.Popen([CHIMERA, "run", str(config), "--topics-only", "--quiet", "--db", str(db_path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    subfields_done = 0
-    while time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-        try:
-            subfields_done = sqlite3.connect(db_path).execute(
-                "select count(distinct subject || subfield) from topics").fetchone()[0]
-        except sqlite3.OperationalError:
-            continue
-        if subfields_done >= 3:
-            break
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    subfields_done, _ = interrupt_when(["run", str(config), "--topics-only", "--quiet", "--db", str(db_path)], db_path,
+                                       "select count(distinct subject || subfield) from topics", 3)
     assert 3 <= subfields_done < 12, "the kill must land mid-way"
     db = sqlite3.connect(db_path)
     before = db.execute("select max(id) from llm_calls").fetchone()[0]

@@ -72,7 +72,8 @@ async def _open_saver(db: str) -> tuple[AsyncSqliteSaver, contextlib.AsyncExitSt
     return saver, stack
 
 
-async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recursion_limit: int) -> str:
+async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recursion_limit: int,
+                     known_started: bool = False) -> str:
     """Start a thread that has no checkpoint, or resume one that has.
 
     `ainvoke(None)` is the resume: it replays pending writes of a step cut short and
@@ -80,6 +81,9 @@ async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recurs
     apart: after a kill between a step's last write and its checkpoint it is empty too.)
     """
     config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit}
+    if known_started:  # the store already holds its work: skip reading the state only to learn that
+        await graph.ainvoke(None, config)
+        return "resumed"
     state = await graph.aget_state(config)
     if state.created_at is None:
         await graph.ainvoke(initial, config)
@@ -109,8 +113,8 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         embedder = None
         if config.models.embedder is not None:
             embedder = Embedder(config.models.embedder, endpoints=endpoints, sim_url=sim_url, log=store.log_call)
-        deps = Deps(config=config, store=store, clients=clients, index=_rebuild_index(config, store),
-                    embedder=embedder)
+        deps = Deps(config=config, store=store, clients=clients, embedder=embedder,
+                    index_loader=lambda: _rebuild_index(config, store))
         saver, saver_stack = await _open_saver(config.run.db)
         if on_progress is not None:
             ticker = asyncio.create_task(_tick(monitor, on_progress, progress_every_s))
@@ -131,6 +135,7 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         topic_graph = build_topic_graph(deps).compile(checkpointer=saver)
         most_slots = max([t["slots"] or 0 for t in topics] + [config.problems_per_topic])
         limit = 20 + 4 * most_slots * (config.max_revisions + 2)
+        started_topics = store.topics_with_problems(config.run.name)
         gate = asyncio.Semaphore(config.run.topics_in_flight or _topics_to_fill(config, endpoints))
 
         async def one_topic(topic: dict[str, Any]) -> None:
@@ -139,7 +144,7 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
                     topic_graph, topic_thread_id(config.run.name, topic["id"]),
                     {"topic_id": topic["id"], "subject": topic["subject"], "topic": topic["name"],
                      "slots": config.problems_per_topic if topic["slots"] is None else topic["slots"]},
-                    recursion_limit=limit)
+                    recursion_limit=limit, known_started=topic["id"] in started_topics)
                 monitor.topics_finished += 1
 
         await _all_or_first_error([one_topic(t) for t in pending])

@@ -277,6 +277,9 @@ class Store:
         return list(self.db["problems"].rows_where("run = ? and status = 'pending' and retries > 0", [run],
                                                    order_by="topic_id, slot"))
 
+    def topics_with_problems(self, run: str) -> set[str]:
+        return {row[0] for row in self.conn.execute("select distinct topic_id from problems where run = ?", [run])}
+
     def mark_disagreement(self, problem_id: str) -> None:
         self._update("problems", problem_id, {"disagreement": 1})
 

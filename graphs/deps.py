@@ -6,6 +6,7 @@ async graph in a worker thread, and the store's SQLite connection belongs to the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,14 @@ class Deps:
     store: Store
     clients: dict[str, RoleClient]
     index: ProblemIndex | None = None  # problems kept so far, for near-duplicate rejection
+    index_loader: Callable[[], ProblemIndex | None] | None = None  # builds `index` when first needed
     embedder: Embedder | None = None  # topic dedup by embeddings; lexical similarity without one
+
+    def problem_index(self) -> ProblemIndex | None:
+        """The duplicate index, built on first use: a resumed run starts dispatching before it pays for it."""
+        if self.index is None and self.index_loader is not None:
+            self.index, self.index_loader = self.index_loader(), None
+        return self.index
 
     @property
     def run(self) -> str:

@@ -126,7 +126,7 @@ def build_problem_graph(deps: Deps) -> StateGraph:
 
     async def dedup(state: ProblemState) -> dict[str, Any]:
         row = store.problem(state["problem_id"])
-        index = deps.index
+        index = deps.problem_index()
         if index is None or row["indexed"]:
             return {"action": "solve"}  # no dedup, or this problem already passed it before a restart
         match = index.find(row["problem"])

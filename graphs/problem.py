@@ -1,10 +1,8 @@
 """The per-problem subgraph.
 
-    critic0 ─┐                     ┌─ revise ─> critics again
-             ├─ judge ─┬───────────┤
-    critic1 ─┘         │           └─ reject
-                       └─ dedup ─┬─ solve_one × k (Send) ─ commit
-                                 └─ reject (duplicate)
+    critic0 ─┐           ┌─ revise ─> critics again
+             ├─ judge ───┼─ reject (critics, or a near-duplicate of an earlier problem)
+    critic1 ─┘           └─ solve_one × k (Send) ─ commit
 
 State carries ids and small routing fields only; problem text, votes and
 trajectories are written to the store by the nodes, keyed by deterministic
@@ -106,6 +104,9 @@ def build_problem_graph(deps: Deps) -> StateGraph:
         if disagreed(votes):
             store.mark_disagreement(state["problem_id"])
         decision = decide(votes, round_, config.max_revisions)
+        if decision.action == "solve":
+            # The duplicate check rides in the same step: one checkpoint fewer per problem.
+            return check_duplicate(state)
         return {"action": decision.action, "reason": decision.reason}
 
     async def revise(state: ProblemState) -> dict[str, Any]:
@@ -124,7 +125,7 @@ def build_problem_graph(deps: Deps) -> StateGraph:
         store.save_revision(state["problem_id"], revision=round_ + 1, problem=revised.problem, answer=revised.answer)
         return {"revisions": round_ + 1, "action": "critique"}
 
-    async def dedup(state: ProblemState) -> dict[str, Any]:
+    def check_duplicate(state: ProblemState) -> dict[str, Any]:
         row = store.problem(state["problem_id"])
         index = deps.problem_index()
         if index is None or row["indexed"]:
@@ -203,9 +204,6 @@ def build_problem_graph(deps: Deps) -> StateGraph:
 
         return finish_node
 
-    def route(state: ProblemState) -> str:
-        return state["action"]
-
     def after_revise(state: ProblemState) -> str | list[str]:
         return [f"critic{i}" for i in CRITICS] if state["action"] == "critique" else state["action"]
 
@@ -215,15 +213,13 @@ def build_problem_graph(deps: Deps) -> StateGraph:
         graph.add_edge(START, f"critic{index}")
     graph.add_node("judge", judge)
     graph.add_node("revise", revise)
-    graph.add_node("dedup", dedup)
     graph.add_node("solve_one", solve_one)
     graph.add_node("commit", commit)
     graph.add_node("reject", finish("rejected"))
     graph.add_node("fail", finish("failed"))
     graph.add_edge([f"critic{i}" for i in CRITICS], "judge")
-    graph.add_conditional_edges("judge", route, {"solve": "dedup", "revise": "revise", "reject": "reject", "fail": "fail"})
+    graph.add_conditional_edges("judge", fan_out_solves, ["solve_one", "revise", "reject", "fail"])
     graph.add_conditional_edges("revise", after_revise, [*(f"critic{i}" for i in CRITICS), "reject", "fail"])
-    graph.add_conditional_edges("dedup", fan_out_solves, ["solve_one", "reject"])
     graph.add_edge("solve_one", "commit")
     for end in ("commit", "reject", "fail"):
         graph.add_edge(end, END)

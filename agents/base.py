@@ -74,6 +74,7 @@ async def ask_structured(
             return parse_reply(schema, reply), reply
         except ValueError as error:
             reason, raw = str(error), reply.content
+            client.mark_unusable(reply, reason)
     raise ReplyError(client.role, reason, raw)
 
 

@@ -41,7 +41,8 @@ REASONING_FIELDS = ("reasoning_content", "reasoning")
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_BACKOFF_S = 30.0
 Message = dict[str, str]
-CallLogger = Callable[[dict[str, Any]], None]
+CallLogger = Callable[[dict[str, Any]], Any]  # may return the row's id
+CallRelabeler = Callable[[int, str, str], None]  # (row id, outcome, error): a reply found unusable after the call
 
 
 def reasoning_of(message: dict[str, Any] | None) -> str | None:
@@ -63,6 +64,7 @@ class Reply:
     tokens_out: int = 0
     reasoning_tokens: int = 0
     latency_s: float = 0.0
+    call_id: int | None = None  # its row in llm_calls, when the logger gives one
 
     @property
     def truncated(self) -> bool:
@@ -134,6 +136,7 @@ class RoleClient:
     replicas: list[Replica]
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(None, None))
     log: CallLogger = field(default=lambda call: None)
+    relabel: CallRelabeler = field(default=lambda call_id, outcome, error: None)
 
     @property
     def base_url(self) -> str:
@@ -193,19 +196,25 @@ class RoleClient:
             if reply is not None:
                 reply.latency_s = time.perf_counter() - started
                 self.limiter.settle(estimate, reply.tokens_in + reply.tokens_out)
-                self._log(replica.url, context, started, reply, outcome="truncated" if reply.truncated else "ok")
+                reply.call_id = self._log(replica.url, context, started, reply,
+                                          outcome="truncated" if reply.truncated else "ok")
                 return reply
             await asyncio.sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def mark_unusable(self, reply: Reply, reason: str) -> None:
+        """Record on the call's row that its reply could not be used (malformed JSON, say)."""
+        if reply.call_id is not None and not reply.truncated:  # a cut reply is already recorded as truncated
+            self.relabel(reply.call_id, "malformed_reply", reason)
 
     async def close(self) -> None:
         for replica in self.replicas:
             await replica.transport.close()
 
     def _log(self, url: str, context: dict[str, Any] | None, started: float, reply: Reply | None, *,
-             outcome: str, error: str | None = None) -> None:
+             outcome: str, error: str | None = None) -> Any:
         context = context or {}
-        self.log({
+        return self.log({
             "run": context.get("run"), "role": self.role, "model": self.model, "base_url": url,
             "topic_id": context.get("topic_id"), "problem_id": context.get("problem_id"), "scope": context.get("scope"),
             "tokens_in": reply.tokens_in if reply else 0, "tokens_out": reply.tokens_out if reply else 0,
@@ -286,7 +295,7 @@ def api_key_for(role: str, spec: ModelSpec) -> str:
 
 
 def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: str | None,
-                 log: CallLogger) -> RoleClient:
+                 log: CallLogger, relabel: CallRelabeler | None = None) -> RoleClient:
     if spec.provider == "sim":
         if sim_url is None:
             raise ConfigError(f"models.{role}: provider sim needs the simulator running")
@@ -297,15 +306,18 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
     key = api_key_for(role, spec)
     replicas = [Replica(url=url, transport=OpenAITransport(url, key, spec.timeout_s),
                         budget=endpoints.budget(url, spec.max_in_flight)) for url in urls]
-    return RoleClient(role=role, spec=spec, model=model, replicas=replicas, limiter=RateLimiter(spec.rpm, spec.tpm),
-                      log=log)
+    client = RoleClient(role=role, spec=spec, model=model, replicas=replicas,
+                        limiter=RateLimiter(spec.rpm, spec.tpm), log=log)
+    if relabel is not None:
+        client.relabel = relabel
+    return client
 
 
 def build_clients(config: Config, *, endpoints: Endpoints, sim_url: str | None,
-                  log: CallLogger) -> dict[str, RoleClient]:
+                  log: CallLogger, relabel: CallRelabeler | None = None) -> dict[str, RoleClient]:
     """One client per role: expander, drafter, critic0, critic1, solver, labeler."""
     return {
-        role: build_client(role, spec, endpoints=endpoints, sim_url=sim_url, log=log)
+        role: build_client(role, spec, endpoints=endpoints, sim_url=sim_url, log=log, relabel=relabel)
         for role, spec in config.models.all_roles().items()
     }
 

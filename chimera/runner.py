@@ -109,7 +109,8 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
     try:
         if uses_simulator(config):
             sim_runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
-        clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=store.log_call)
+        clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=store.log_call,
+                                relabel=store.relabel_call)
         embedder = None
         if config.models.embedder is not None:
             embedder = Embedder(config.models.embedder, endpoints=endpoints, sim_url=sim_url, log=store.log_call)

@@ -333,11 +333,16 @@ class Store:
             yield dict(zip(names, values))
 
     # -- llm calls --------------------------------------------------------
-    def log_call(self, call: dict[str, Any]) -> None:
+    def log_call(self, call: dict[str, Any]) -> int:
         row = {**call, "created_at": time.time()}
         with self.conn:
-            self.conn.execute(f"insert into llm_calls ({', '.join(row)}) values ({', '.join('?' * len(row))})",
-                              list(row.values()))
+            cursor = self.conn.execute(f"insert into llm_calls ({', '.join(row)}) values "
+                                       f"({', '.join('?' * len(row))})", list(row.values()))
+        return cursor.lastrowid
+
+    def relabel_call(self, call_id: int, outcome: str, error: str) -> None:
+        with self.conn:
+            self.conn.execute("update llm_calls set outcome = ?, error = ? where id = ?", [outcome, error, call_id])
 
     def usage_for_problem(self, problem_id: str) -> dict[str, int]:
         row = self.db.execute(

@@ -58,7 +58,7 @@ def test_the_budget_fills_across_topics_of_uneven_size(tmp_path):
 
 
 def test_a_fault_mix_loses_no_slot_and_logs_every_failed_attempt(tmp_path):
-    faults = {"fault_429": 0.05, "fault_5xx": 0.05, "fault_malformed": 0.03, "fault_truncate": 0.02}
+    faults = {"fault_429": 0.05, "fault_5xx": 0.05, "fault_malformed": 0.1, "fault_truncate": 0.02}
     config = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 6}], problems_per_topic=3,
                           sim=faults, models={"default": {"provider": "sim", "max_retries": 4}})
     result = chimera("run", str(config), "--quiet")
@@ -69,6 +69,7 @@ def test_a_fault_mix_loses_no_slot_and_logs_every_failed_attempt(tmp_path):
     outcomes = dict(db.execute("select outcome, count(*) from llm_calls group by outcome").fetchall())
     assert outcomes.get("http_429", 0) + outcomes.get("http_500", 0) > 0
     assert outcomes.get("truncated", 0) > 0
+    assert outcomes.get("malformed_reply", 0) > 0, "an unparseable reply is marked on its call's row"
 
 
 def test_failed_slots_are_taken_again_with_retry_failed(tmp_path):

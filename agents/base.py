@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from functools import cache
 from importlib import resources
@@ -76,7 +75,3 @@ async def ask_structured(
             reason, raw = str(error), reply.content
             client.mark_unusable(reply, reason)
     raise ReplyError(client.role, reason, raw)
-
-
-def as_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from chimera.errors import ConfigError
 
-ROLES = ("expander", "drafter", "critics", "solver", "labeler")
 SINGLE_ROLES = ("expander", "drafter", "solver", "labeler")
 
 

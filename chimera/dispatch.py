@@ -22,7 +22,6 @@ class EndpointBudget:
         self.current = float(limit)
         self.in_flight = 0
         self.peak = 0
-        self.completed = 0
         self._changed = asyncio.Condition()
         self._area = 0.0  # integral of in_flight over time, for time-averaged concurrency
         self._since = time.monotonic()
@@ -45,7 +44,6 @@ class EndpointBudget:
             self._account()
             self.in_flight -= 1
             if ok:
-                self.completed += 1
                 self.current = min(self.limit, self.current + 1)
             self._changed.notify_all()
 
@@ -57,10 +55,6 @@ class EndpointBudget:
         self._account()
         elapsed = self._since - (since or self._started)
         return self._area / elapsed if elapsed > 0 else 0.0
-
-    def reset_stats(self) -> None:
-        self._account()
-        self._area, self._started = 0.0, time.monotonic()
 
 
 class RateLimiter:

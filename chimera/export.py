@@ -79,6 +79,3 @@ def _as_json(row: dict[str, Any]) -> dict[str, Any]:
     """Free-form maps (models, usage) go to Parquet as JSON text: their keys differ by role and server."""
     return {key: json.dumps(row[key], sort_keys=True) for key in ("models", "usage") if key in row}
 
-
-def write_jsonl(store: Store, path: Path, run: str | None = None) -> int:
-    return write(store, path, split="all", fmt="jsonl", run=run)

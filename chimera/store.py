@@ -344,13 +344,6 @@ class Store:
         with self.conn:
             self.conn.execute("update llm_calls set outcome = ?, error = ? where id = ?", [outcome, error, call_id])
 
-    def usage_for_problem(self, problem_id: str) -> dict[str, int]:
-        row = self.db.execute(
-            "select count(*), coalesce(sum(tokens_in),0), coalesce(sum(tokens_out),0) "
-            "from llm_calls where problem_id = ?", [problem_id]
-        ).fetchone()
-        return {"calls": row[0], "tokens_in": row[1], "tokens_out": row[2]}
-
     # -- whole-database views --------------------------------------------
     def counts(self, run: str | None = None) -> dict[str, Any]:
         clause, args = (" where run = ?", [run]) if run else ("", [])

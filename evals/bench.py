@@ -33,7 +33,6 @@ from chimera.records import CriticVerdict, DraftedProblem, LabelVerdict, respons
 from chimera.runner import RunMonitor, run_pipeline
 
 CHIMERA = str(Path(sys.executable).parent / "chimera")
-ROLE_TASK = {"drafter": "draft", "critic0": "critic", "critic1": "critic", "solver": "solve", "labeler": "label"}
 
 
 @dataclass

@@ -64,7 +64,6 @@ class Simulator:
         self.seed = seed
         self.in_flight = 0
         self.attempts: Counter[str] = Counter()
-        self.served = 0
 
     # -- HTTP -------------------------------------------------------------
     def app(self) -> web.Application:
@@ -124,7 +123,6 @@ class Simulator:
                 reply["choices"][0]["message"]["content"] = reply["choices"][0]["message"]["content"][: -7] + '",,}'
             if fault() < settings.fault_truncate:
                 _truncate(reply, max(1, reply["usage"]["completion_tokens"] // 2))
-            self.served += 1
             return web.json_response(reply)
         finally:
             self.in_flight -= 1

@@ -9,9 +9,8 @@ import numpy as np
 import openai
 
 from chimera.config import ModelSpec
-from chimera.errors import CallFailed, EndpointError
 from chimera.dispatch import Endpoints
-from chimera.llm import CallLogger, api_key_for
+from chimera.llm import CallLogger, api_key_for, map_error, outcome_of, short
 
 BATCH = 256
 
@@ -43,17 +42,12 @@ class Embedder:
             tokens = reply.usage.prompt_tokens if reply.usage else 0
             ordered = sorted(reply.data, key=lambda d: d.index)
             if len(ordered) != len(texts):
-                raise CallFailed("embedder", self.base_url, f"{len(ordered)} embeddings for {len(texts)} inputs")
+                raise ValueError(f"{len(ordered)} embeddings for {len(texts)} inputs")
             return [d.embedding for d in ordered]
-        except openai.APITimeoutError as error:
-            outcome, error_text = "timeout", str(error)
-            raise CallFailed("embedder", self.base_url, f"timed out after {self.spec.timeout_s:g}s") from error
-        except openai.APIConnectionError as error:
-            outcome, error_text = "connection_error", str(error)
-            raise EndpointError("embedder", self.base_url, "cannot connect (is the server running?)") from error
-        except openai.APIStatusError as error:
-            outcome, error_text = f"http_{error.status_code}", str(error)
-            raise CallFailed("embedder", self.base_url, f"HTTP {error.status_code}") from error
+        except Exception as error:  # noqa: BLE001 - logged, then mapped as for every other model call
+            outcome, error_text = outcome_of(error), short(error)
+            raise map_error(error, role="embedder", url=self.base_url, model=self.model,
+                            timeout_s=self.spec.timeout_s) from error
         finally:
             self.log({"run": context.get("run"), "role": "embedder", "model": self.model, "base_url": self.base_url,
                       "topic_id": None, "problem_id": None, "scope": "topic dedup", "tokens_in": tokens, "tokens_out": 0,

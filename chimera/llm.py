@@ -183,9 +183,10 @@ class RoleClient:
             try:
                 reply = reply_from_completion(await replica.transport.chat(body), self.model)
             except Exception as error:  # noqa: BLE001 - classified, logged, and retried or mapped below
-                self._log(replica.url, context, started, None, outcome=_outcome_of(error), error=_short(error))
+                self._log(replica.url, context, started, None, outcome=outcome_of(error), error=short(error))
                 if not _retryable(error) or attempt == self.spec.max_retries:
-                    raise self._map_error(error, replica.url) from error
+                    raise map_error(error, role=self.role, url=replica.url, model=self.model,
+                                    timeout_s=self.spec.timeout_s) from error
                 if isinstance(error, openai.RateLimitError):
                     replica.budget.back_off()
                 if _unreachable(error):
@@ -223,20 +224,22 @@ class RoleClient:
             "finish_reason": reply.finish_reason if reply else None, "outcome": outcome, "error": error,
         })
 
-    def _map_error(self, error: Exception, url: str) -> Exception:
-        if _unreachable(error):
-            return EndpointError(self.role, url, "cannot connect (is the server running?)")
-        if isinstance(error, openai.APITimeoutError):
-            return CallFailed(self.role, url, f"timed out after {self.spec.timeout_s:g}s")
-        if isinstance(error, openai.APIConnectionError):
-            return CallFailed(self.role, url, f"connection lost: {_short(error)}")
-        if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
-            return EndpointError(self.role, url, f"refused the API key (HTTP {error.status_code})")
-        if isinstance(error, openai.NotFoundError):
-            return EndpointError(self.role, url, f"model {self.model!r} or path not found (HTTP 404)")
-        if isinstance(error, openai.APIStatusError):
-            return CallFailed(self.role, url, f"HTTP {error.status_code}: {_short(error)}")
-        return CallFailed(self.role, url, _short(error))
+def map_error(error: Exception, *, role: str, url: str, model: str, timeout_s: float) -> Exception:
+    """The typed error a failed call becomes: the run stops on an unreachable or refusing endpoint,
+    only the problem slot fails otherwise."""
+    if _unreachable(error):
+        return EndpointError(role, url, "cannot connect (is the server running?)")
+    if isinstance(error, openai.APITimeoutError):
+        return CallFailed(role, url, f"timed out after {timeout_s:g}s")
+    if isinstance(error, openai.APIConnectionError):
+        return CallFailed(role, url, f"connection lost: {short(error)}")
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+        return EndpointError(role, url, f"refused the API key (HTTP {error.status_code})")
+    if isinstance(error, openai.NotFoundError):
+        return EndpointError(role, url, f"model {model!r} or path not found (HTTP 404)")
+    if isinstance(error, openai.APIStatusError):
+        return CallFailed(role, url, f"HTTP {error.status_code}: {short(error)}")
+    return CallFailed(role, url, short(error))
 
 
 def _unreachable(error: BaseException) -> bool:
@@ -264,7 +267,7 @@ def _retry_after(error: Exception) -> float | None:
         return None
 
 
-def _outcome_of(error: Exception) -> str:
+def outcome_of(error: Exception) -> str:
     if _unreachable(error):
         return "connection_error"
     if isinstance(error, openai.APITimeoutError):
@@ -278,7 +281,7 @@ def _outcome_of(error: Exception) -> str:
     return "error"
 
 
-def _short(error: Exception, limit: int = 300) -> str:
+def short(error: Exception, limit: int = 300) -> str:
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -237,11 +237,18 @@ class Store:
             "critic_verdicts": "{}", "rejection_reason": None, "created_at": now, "updated_at": now,
         })
 
-    def record_unparseable_draft(self, *, id: str, run: str, topic_id: str, subject: str, topic: str,
-                                 slot: int, reason: str) -> None:
+    def record_failed_draft(self, *, id: str, run: str, topic_id: str, subject: str, topic: str,
+                            slot: int, status: str, reason: str) -> None:
+        """A slot with no usable draft: empty text, ended `rejected` or `failed` with its reason."""
         self.save_draft(id=id, run=run, topic_id=topic_id, subject=subject, topic=topic, slot=slot,
                         problem="", answer="")
-        self.finish_problem(id, "rejected", reason)
+        self.finish_problem(id, status, reason)
+
+    def drafts_before(self, topic_id: str, slot: int) -> list[str]:
+        """First drafts of a topic's earlier slots, in slot order (the drafter of `slot` sees these)."""
+        return [row[0] for row in self.conn.execute(
+            "select draft_problem from problems where topic_id = ? and slot < ? and draft_problem != '' "
+            "order by slot", [topic_id, slot])]
 
     def save_revision(self, problem_id: str, *, revision: int, problem: str, answer: str) -> None:
         self._update("problems", problem_id,

@@ -7,9 +7,8 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from chimera.agents import drafter
-from chimera.errors import CallFailed, ReplyError
 from chimera.graphs.deps import Deps
+from chimera.graphs.drafting import draft_slot
 from chimera.graphs.problem import ProblemInput, ProblemOutput, build_problem_graph
 
 
@@ -21,25 +20,11 @@ def build_retry_graph(deps: Deps) -> StateGraph:
     store = deps.store
 
     async def redraft(state: RetryState) -> dict[str, Any]:
-        row = store.problem(state["problem_id"])
-        if row["problem"]:
+        if store.problem(state["problem_id"])["problem"]:
             return {"drafted": True}
-        earlier = [p["draft_problem"] for p in store.problems(deps.run)
-                   if p["topic_id"] == state["topic_id"] and p["slot"] < state["slot"] and p["draft_problem"]]
-        ids = dict(id=state["problem_id"], run=deps.run, topic_id=state["topic_id"], subject=state["subject"],
-                   topic=state["topic"], slot=state["slot"])
-        try:
-            drafted = await drafter.draft(deps.clients["drafter"], subject=state["subject"], topic=state["topic"],
-                                          earlier=earlier, retries=deps.retries,
-                                          context=deps.context(topic_id=state["topic_id"], problem_id=state["problem_id"]))
-        except ReplyError as error:
-            store.finish_problem(state["problem_id"], "rejected", f"drafter reply unparseable: {error.reason}")
-            return {"drafted": False}
-        except CallFailed as error:
-            store.finish_problem(state["problem_id"], "failed", str(error))
-            return {"drafted": False}
-        store.save_draft(**ids, problem=drafted.problem, answer=drafted.answer)
-        return {"drafted": True}
+        ok = await draft_slot(deps, problem_id=state["problem_id"], topic_id=state["topic_id"],
+                              subject=state["subject"], topic=state["topic"], slot=state["slot"])
+        return {"drafted": ok}
 
     graph = StateGraph(RetryState, input_schema=ProblemInput)
     graph.add_node("redraft", redraft)

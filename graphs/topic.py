@@ -14,9 +14,8 @@ from typing import Annotated, Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from chimera.agents import drafter
-from chimera.errors import CallFailed, ReplyError
 from chimera.graphs.deps import Deps
+from chimera.graphs.drafting import draft_slot
 from chimera.graphs.problem import build_problem_graph
 from chimera.ids import problem_id
 
@@ -40,22 +39,9 @@ def build_topic_graph(deps: Deps) -> StateGraph:
     async def draft(state: TopicState) -> dict[str, Any]:
         slot = len(state.get("drafted", []))
         pid = problem_id(deps.run, state["topic_id"], slot)
-        earlier = [store.problem(d["problem_id"])["draft_problem"] for d in state.get("drafted", []) if d["ok"]]
-        ids = dict(id=pid, run=deps.run, topic_id=state["topic_id"], subject=state["subject"],
-                   topic=state["topic"], slot=slot)
-        try:
-            drafted = await drafter.draft(deps.clients["drafter"], subject=state["subject"], topic=state["topic"],
-                                          earlier=earlier, retries=deps.retries,
-                                          context=deps.context(topic_id=state["topic_id"], problem_id=pid))
-        except ReplyError as error:
-            store.record_unparseable_draft(**ids, reason=f"drafter reply unparseable: {error.reason}")
-            return {"drafted": [{"problem_id": pid, "ok": False}]}
-        except CallFailed as error:
-            store.record_unparseable_draft(**ids, reason=str(error))
-            store.finish_problem(pid, "failed", str(error))
-            return {"drafted": [{"problem_id": pid, "ok": False}]}
-        store.save_draft(**ids, problem=drafted.problem, answer=drafted.answer)
-        return {"drafted": [{"problem_id": pid, "ok": True}]}
+        ok = await draft_slot(deps, problem_id=pid, topic_id=state["topic_id"], subject=state["subject"],
+                              topic=state["topic"], slot=slot)
+        return {"drafted": [{"problem_id": pid, "ok": ok}]}
 
     def after_draft(state: TopicState) -> Any:
         drafted = state.get("drafted", [])

@@ -23,14 +23,22 @@ if not out.is_terminal:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from chimera.config import load_config
-    from chimera.progress import ProgressDisplay
-    from chimera.runner import run_pipeline
 
     config = load_config(args.config)
     if args.db:
         config.run.db = args.db
-    display = ProgressDisplay(err, quiet=args.quiet)
-    trace = open(args.trace, "a", encoding="utf-8") if args.trace else None  # noqa: SIM115 - open for the run
+    return run_with_progress(config, quiet=args.quiet, trace_path=args.trace, topics_only=args.topics_only,
+                             retry_failed=args.retry_failed)
+
+
+def run_with_progress(config, *, quiet: bool = False, trace_path: str | None = None, topics_only: bool = False,
+                      retry_failed: bool = False) -> int:
+    """Run (or resume) a job with the progress display, then print its one-paragraph summary."""
+    from chimera.progress import ProgressDisplay
+    from chimera.runner import run_pipeline
+
+    display = ProgressDisplay(err, quiet=quiet)
+    trace = open(trace_path, "a", encoding="utf-8") if trace_path else None  # noqa: SIM115 - open for the run
 
     def hook(monitor) -> None:
         display.update(monitor)
@@ -40,9 +48,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             trace.flush()
 
     with display:
-        summary = asyncio.run(run_pipeline(config, on_progress=hook, topics_only=args.topics_only,
-                                           retry_failed=args.retry_failed,
-                                           progress_every_s=0.1 if args.trace else 0.5))
+        summary = asyncio.run(run_pipeline(config, on_progress=hook, topics_only=topics_only,
+                                           retry_failed=retry_failed, progress_every_s=0.1 if trace else 0.5))
     counts = summary.counts
     by_status = counts["by_status"]
     share = summary.checkpoint_bytes / summary.db_bytes if summary.db_bytes else 0
@@ -53,6 +60,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{counts['calls']} model calls, {counts['tokens_in'] + counts['tokens_out']:,} tokens; "
         f"{summary.seconds:.1f}s; database {summary.db_bytes / 1e6:.2f} MB ({share:.0%} checkpoints) at {summary.db}"
     )
+    pending = counts["reviews"]["pending"]
+    if pending:
+        err.print(f"{pending} problem{'s wait' if pending != 1 else ' waits'} for review: chimera review {summary.db}",
+                  markup=False)
     return 0
 
 
@@ -147,6 +158,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
         for status in ("pending", "accepted", "rejected", "failed"):
             table.add_row(f"  {status}", str(by.get(status, 0)))
         table.add_row("critic disagreements", str(counts["disagreements"]))
+        reviews = counts["reviews"]
+        if any(reviews.values()):
+            table.add_row("reviews pending", str(reviews["pending"]))
+            table.add_row("  accepted by human", str(reviews["accepted"]))
+            table.add_row("  rejected by human", str(reviews["rejected"]))
+            table.add_row("  edited by human", str(reviews["edited"]))
+            table.add_row("  sent back by human", str(reviews["sent_back"]))
         table.add_row("samples", str(counts["samples"]))
         table.add_row("  correct", str(counts["correct"]))
         table.add_row("  truncated", str(counts["truncated"]))
@@ -365,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--dry-run", action="store_true", help="print the command and stop")
     serve.add_argument("extra", nargs=argparse.REMAINDER, help="-- then flags passed to vLLM as they are")
     serve.set_defaults(func=_cmd_serve_solver)
+
+    from chimera.review.cli import add_review_parser
+
+    add_review_parser(sub)
 
     sim = sub.add_parser("sim", help="serve the OpenAI-compatible simulator")
     sim.add_argument("--port", type=int, default=8400)

@@ -136,6 +136,37 @@ class DedupSettings(_Strict):
     num_perm: int = Field(default=128, ge=16, le=1024)
 
 
+ReviewPolicy = Literal["none", "disagreement", "rejected", "all", "sample"]
+
+
+class ReviewSettings(_Strict):
+    """Which problems wait for a human before their outcome is final (LangGraph interrupts)."""
+
+    policy: list[ReviewPolicy] = Field(
+        default_factory=lambda: ["none"],
+        description="none; or any of: disagreement (critics split, or a trajectory misses the reference), "
+                    "rejected (before a rejection is final), all (before every accept), sample (a seeded share)")
+    rate: float = Field(default=0.1, ge=0, le=1, description="share of problems the `sample` policy picks")
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("policy")
+    @classmethod
+    def _none_stands_alone(cls, value: list[str]) -> list[str]:
+        if "none" in value and len(value) > 1:
+            raise ValueError("'none' cannot be combined with other policies")
+        if not value:
+            raise ValueError("give at least one policy ('none' to review nothing)")
+        return value
+
+    @property
+    def active(self) -> frozenset[str]:
+        return frozenset(self.policy) - {"none"}
+
+
 class ModelsConfig(_Strict):
     expander: ModelSpec
     drafter: ModelSpec
@@ -169,6 +200,7 @@ class Config(_Strict):
     taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
 
     def redacted(self) -> dict[str, Any]:
         """The config as stored with a run: keys are never read into it, only env var names."""

@@ -17,6 +17,8 @@ from typing import Any
 
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.errors import EmptyInputError
+from langgraph.types import Command
 
 from chimera.config import Config
 from chimera.embeddings import Embedder
@@ -73,17 +75,30 @@ async def _open_saver(db: str) -> tuple[AsyncSqliteSaver, contextlib.AsyncExitSt
 
 
 async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recursion_limit: int,
-                     known_started: bool = False) -> str:
+                     known_started: bool = False, decisions: dict[str, dict[str, Any]] | None = None) -> str:
     """Start a thread that has no checkpoint, or resume one that has.
 
     `ainvoke(None)` is the resume: it replays pending writes of a step cut short and
     goes on, and does nothing on a finished thread. (`state.next` cannot tell the two
     apart: after a kill between a step's last write and its checkpoint it is empty too.)
+    Reviewers' `decisions` (review id -> decision) resume the interrupts that wait for
+    them with `Command(resume=...)`; interrupts still undecided simply wait again.
     """
     config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit}
+    if decisions:
+        state = await graph.aget_state(config)
+        resume = {pending.id: decisions[pending.value["review_id"]] for pending in state.interrupts
+                  if isinstance(pending.value, dict) and pending.value.get("review_id") in decisions}
+        if resume:
+            await graph.ainvoke(Command(resume=resume), config)
+            return "resumed"
     if known_started:  # the store already holds its work: skip reading the state only to learn that
-        await graph.ainvoke(None, config)
-        return "resumed"
+        try:
+            await graph.ainvoke(None, config)
+            return "resumed"
+        except EmptyInputError:
+            pass  # killed after a node's first store write but before the thread's first checkpoint landed
+
     state = await graph.aget_state(config)
     if state.created_at is None:
         await graph.ainvoke(initial, config)
@@ -137,15 +152,21 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         most_slots = max([t["slots"] or 0 for t in topics] + [config.problems_per_topic])
         limit = 20 + 4 * most_slots * (config.max_revisions + 2)
         started_topics = store.topics_with_problems(config.run.name)
+        decided = store.threads_with_decisions(config.run.name)
+
+        def decisions(thread_id: str) -> dict[str, dict[str, Any]] | None:
+            return store.decisions_to_apply(thread_id) if thread_id in decided else None
         gate = asyncio.Semaphore(config.run.topics_in_flight or _topics_to_fill(config, endpoints))
 
         async def one_topic(topic: dict[str, Any]) -> None:
             async with gate:
+                thread_id = topic_thread_id(config.run.name, topic["id"])
                 await run_thread(
-                    topic_graph, topic_thread_id(config.run.name, topic["id"]),
+                    topic_graph, thread_id,
                     {"topic_id": topic["id"], "subject": topic["subject"], "topic": topic["name"],
                      "slots": config.problems_per_topic if topic["slots"] is None else topic["slots"]},
-                    recursion_limit=limit, known_started=topic["id"] in started_topics)
+                    recursion_limit=limit, known_started=topic["id"] in started_topics,
+                    decisions=decisions(thread_id))
                 monitor.topics_finished += 1
 
         await _all_or_first_error([one_topic(t) for t in pending])
@@ -158,11 +179,12 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         if retries:
             monitor.stage = f"retrying {len(retries)} failed slots"
             retry_graph = build_retry_graph(deps).compile(checkpointer=saver)
+            threads = [f"{topic_thread_id(config.run.name, row['topic_id'])}:retry{row['retries']}:{row['slot']}"
+                       for row in retries]
             await _all_or_first_error([
-                run_thread(retry_graph, f"{topic_thread_id(config.run.name, row['topic_id'])}:retry{row['retries']}:"
-                           f"{row['slot']}", {key: row[key] for key in ("topic_id", "subject", "topic", "slot")}
-                           | {"problem_id": row["id"]}, recursion_limit=limit)
-                for row in retries])
+                run_thread(retry_graph, thread_id, {key: row[key] for key in ("topic_id", "subject", "topic", "slot")}
+                           | {"problem_id": row["id"]}, recursion_limit=limit, decisions=decisions(thread_id))
+                for thread_id, row in zip(threads, retries)])
         monitor.stage = "done"
         summary = RunSummary(name=config.run.name, db=config.run.db, seconds=time.monotonic() - started,
                              topics_run=len(pending), counts=store.counts(config.run.name))

@@ -95,6 +95,20 @@ def _add_retries(db: sqlite_utils.Database) -> None:
     db["problems"].add_column("retries", int)  # how many times `chimera run --retry-failed` took the slot again
 
 
+def _add_reviews(db: sqlite_utils.Database) -> None:
+    db["reviews"].create(
+        {
+            "id": str, "run": str, "problem_id": str, "topic_id": str, "subject": str, "topic": str,
+            "thread_id": str, "round": int, "proposed": str, "reasons": str, "payload": str,
+            "action": str, "note": str, "edited_problem": str, "edited_answer": str, "reviewer": str,
+            "decided_at": float, "applied_at": float, "created_at": float,
+        },
+        pk="id",
+    )
+    db["reviews"].create_index(["run", "action"], if_not_exists=True)
+    db["reviews"].create_index(["thread_id"], if_not_exists=True)
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
@@ -102,7 +116,12 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0003_taxonomy", _add_taxonomy),
     ("0004_call_scope", _add_call_scope),
     ("0005_retries", _add_retries),
+    ("0006_reviews", _add_reviews),
 ]
+
+
+def _parse_review(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "reasons": json.loads(row["reasons"] or "[]"), "payload": json.loads(row["payload"] or "{}")}
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -121,6 +140,8 @@ class Store:
         path = str(path)
         if not create and not Path(path).exists():
             raise ChimeraError(f"{path}: no such database")
+        if not Path(path).parent.is_dir():
+            raise ChimeraError(f"{path}: the folder {Path(path).parent} does not exist")
         try:
             self.db = sqlite_utils.Database(_connect(path))
         except sqlite3.DatabaseError as error:
@@ -351,6 +372,77 @@ class Store:
         with self.conn:
             self.conn.execute("update llm_calls set outcome = ?, error = ? where id = ?", [outcome, error, call_id])
 
+    # -- human review -----------------------------------------------------
+    def open_review(self, review: dict[str, Any]) -> None:
+        """Record a problem waiting for a human. Re-opening (the node runs again after a restart) refreshes
+        the payload but never drops a decision, and clears `applied_at` so the decision is applied again."""
+        row = {**review, "reasons": json.dumps(review["reasons"]), "payload": json.dumps(review["payload"]),
+               "created_at": time.time()}
+        names = list(row)
+        with self.conn:
+            self.conn.execute(
+                f"insert into reviews ({', '.join(names)}) values ({', '.join('?' * len(names))}) "
+                "on conflict(id) do update set payload = excluded.payload, reasons = excluded.reasons, "
+                "thread_id = excluded.thread_id, applied_at = null", list(row.values()))
+
+    def reviews(self, run: str | None = None, *, state: str = "pending", subject: str | None = None,
+                reason: str | None = None) -> list[dict[str, Any]]:
+        """Reviews in `state` (pending: no decision yet; decided; all), oldest first, JSON fields parsed."""
+        where, args = ["1 = 1"], []
+        if run:
+            where.append("run = ?"), args.append(run)
+        if state == "pending":
+            where.append("action is null")
+        elif state == "decided":
+            where.append("action is not null")
+        if subject:
+            where.append("subject = ?"), args.append(subject)
+        if reason:
+            where.append("exists (select 1 from json_each(reasons) where value = ?)"), args.append(reason)
+        cursor = self.conn.execute(f"select * from reviews where {' and '.join(where)} order by created_at, id", args)
+        names = [d[0] for d in cursor.description]
+        return [_parse_review(dict(zip(names, values))) for values in cursor]
+
+    def review(self, review_id: str) -> dict[str, Any] | None:
+        row = self._get("reviews", review_id)
+        return _parse_review(row) if row else None
+
+    def decide_review(self, review_id: str, decision: dict[str, Any]) -> None:
+        """Store a decision; the next run resumes the waiting thread with it."""
+        row = self._get("reviews", review_id)
+        if row is None:
+            raise ChimeraError(f"no review item {review_id!r} (list them with: chimera review DB --list)")
+        if row["action"] is not None:
+            raise ChimeraError(f"review item {review_id} was already decided: {row['action']} by {row['reviewer']}")
+        self._update("reviews", review_id, {
+            "action": decision["action"], "note": decision.get("note") or None,
+            "edited_problem": decision.get("problem"), "edited_answer": decision.get("answer"),
+            "reviewer": decision["reviewer"], "decided_at": decision["decided_at"]})
+
+    def decisions_to_apply(self, thread_id: str) -> dict[str, dict[str, Any]]:
+        """Decided but not yet applied reviews of one graph thread: review id -> decision."""
+        cursor = self.conn.execute(
+            "select id, action, note, edited_problem, edited_answer, reviewer, decided_at from reviews "
+            "where thread_id = ? and action is not null and applied_at is null", [thread_id])
+        return {rid: {"action": action, "note": note or "", "problem": problem, "answer": answer,
+                      "reviewer": reviewer, "decided_at": decided_at}
+                for rid, action, note, problem, answer, reviewer, decided_at in cursor}
+
+    def threads_with_decisions(self, run: str) -> set[str]:
+        return {row[0] for row in self.conn.execute(
+            "select distinct thread_id from reviews where run = ? and action is not null and applied_at is null",
+            [run])}
+
+    def mark_review_applied(self, review_id: str) -> None:
+        self._update("reviews", review_id, {"applied_at": time.time()})
+
+    def review_counts(self, run: str | None = None) -> dict[str, int]:
+        clause, args = (" where run = ?", [run]) if run else ("", [])
+        rows = dict(self.conn.execute(
+            f"select coalesce(action, 'pending'), count(*) from reviews{clause} group by 1", args).fetchall())
+        return {"pending": rows.get("pending", 0), "accepted": rows.get("accept", 0),
+                "rejected": rows.get("reject", 0), "edited": rows.get("edit", 0), "sent_back": rows.get("revise", 0)}
+
     # -- whole-database views --------------------------------------------
     def counts(self, run: str | None = None) -> dict[str, Any]:
         clause, args = (" where run = ?", [run]) if run else ("", [])
@@ -376,6 +468,7 @@ class Store:
             "rejection_reasons": [{"reason": r or "(none)", "count": c} for r, c in reasons],
             "calls": calls[0], "tokens_in": calls[1], "tokens_out": calls[2],
             "call_outcomes": dict(failed_calls), "disagreements": disagreements,
+            "reviews": self.review_counts(run),
         }
 
     def table_bytes(self) -> dict[str, int]:

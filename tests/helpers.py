@@ -35,8 +35,9 @@ def write_config(folder: Path, *, name: str = "t", seed: int = 5, sim: dict[str,
 
 
 def chimera(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([CHIMERA, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+            timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CHIMERA, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                          input=input)
 
 
 def interrupt_when(args: list[str], db: Path, count_sql: str, at_least: int, sig: int = signal.SIGKILL,

@@ -61,15 +61,15 @@ KINDS: list[Kind] = [
     ),
     _kind(
         "modpow", ["math", "computer"],
-        lambda r: (f"Compute the remainder when {r.randint(2, 97)}^{r.randint(20, 400)} is divided by "
+        lambda r: (f"Compute the remainder when ${r.randint(2, 97)}^{{{r.randint(20, 400)}}}$ is divided by "
                    f"{r.choice([7, 11, 13, 17, 19, 23, 29, 31, 1000, 997])}."),
-        r"remainder when (\d+)\^(\d+) is divided by (\d+)",
+        r"remainder when \$?(\d+)\^\{?(\d+)\}?\$? is divided by (\d+)",
         lambda m: pow(int(m[1]), int(m[2]), int(m[3])),
     ),
     _kind(
         "roots", ["math"],
-        lambda r: (f"The roots of x^2 - {r.randint(2, 30)}x + {r.randint(1, 60)} = 0 are r and s (possibly complex). "
-                   "Compute r^2 + s^2."),
+        lambda r: (f"The roots of $x^2 - {r.randint(2, 30)}x + {r.randint(1, 60)} = 0$ are $r$ and $s$ (possibly "
+                   "complex). Compute $r^2 + s^2$."),
         r"x\^2 - (\d+)x \+ (\d+) = 0",
         lambda m: int(m[1]) ** 2 - 2 * int(m[2]),
     ),

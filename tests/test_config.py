@@ -65,3 +65,18 @@ def test_cli_reports_a_bad_key_in_one_line_with_exit_code_2(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "problems_per_topic" in lines[0], result.stderr
+
+
+def test_review_policy_is_one_name_or_a_list_and_none_stands_alone():
+    from chimera.config import parse_config
+
+    base = {"run": {"name": "r", "db": "r.db"}, "subjects": [{"name": "Math", "topics": 1}]}
+    assert parse_config(base).review.active == frozenset()
+    assert parse_config({**base, "review": {"policy": "all"}}).review.active == {"all"}
+    assert parse_config({**base, "review": {"policy": ["sample", "rejected"], "rate": 0.2}}).review.active == {
+        "sample", "rejected"}
+    for bad, message in [({"policy": ["none", "all"]}, "review.policy: 'none' cannot be combined"),
+                         ({"policy": "everything"}, "review.policy.0: Input should be"),
+                         ({"rate": 2}, "review.rate: Input should be less than or equal to 1")]:
+        with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+            parse_config({**base, "review": bad})

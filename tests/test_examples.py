@@ -9,13 +9,19 @@ from chimera.config import load_config
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "paper.yaml", "local-vllm.yaml"])
+@pytest.mark.parametrize("name", ["quickstart.yaml", "review.yaml", "paper.yaml", "local-vllm.yaml"])
 def test_example_configs_load(name):
     load_config(EXAMPLES / name)
 
 
 def test_quickstart_runs_on_the_simulator():
     config = load_config(EXAMPLES / "quickstart.yaml")
+    assert {spec.provider for spec in config.models.all_roles().values()} == {"sim"}
+
+
+def test_review_example_stops_on_disagreements_on_the_simulator():
+    config = load_config(EXAMPLES / "review.yaml")
+    assert config.review.active == {"disagreement"}
     assert {spec.provider for spec in config.models.all_roles().values()} == {"sim"}
 
 

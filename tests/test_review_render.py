@@ -1,0 +1,32 @@
+"""What the review page and the editor do to text: LaTeX to MathML, and the edit buffer round trip."""
+
+import pytest
+
+from chimera.review.render import edit_buffer, math_html, parse_edit_buffer
+
+
+def test_inline_and_display_latex_become_mathml_and_the_rest_is_escaped():
+    rendered = math_html(r"If $x^2 = 4$ and <b>y</b>: $$\frac{1}{2}$$ or \(a\) and \[b\]")
+    assert rendered.count("<math") == 4
+    assert rendered.count('display="block"') == 2
+    assert "&lt;b&gt;y&lt;/b&gt;" in rendered and "$" not in rendered
+
+
+def test_a_lone_dollar_amount_stays_text():
+    assert math_html("It costs $5 per unit.") == "It costs $5 per unit."
+
+
+def test_latex_the_converter_cannot_read_stays_visible():
+    assert math_html(r"Broken $\frac{1}{$ here") == r"Broken <code>$\frac{1}{$</code> here"
+
+
+def test_the_edit_buffer_round_trips_and_ignores_comment_lines():
+    buffer = edit_buffer("Compute 3 + 4.\nShow work.", "7")
+    assert parse_edit_buffer(buffer) == ("Compute 3 + 4.\nShow work.", "7")
+    changed = buffer.replace("\n7\n", "\n# a comment\n8\n")
+    assert parse_edit_buffer(changed) == ("Compute 3 + 4.\nShow work.", "8")
+
+
+def test_an_edit_buffer_without_its_markers_is_refused():
+    with pytest.raises(ValueError, match="must keep the lines"):
+        parse_edit_buffer("just text")

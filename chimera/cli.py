@@ -183,6 +183,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from chimera.store import Store
 
     store = Store(args.db, create=False)
+    if args.format == "hf":
+        from chimera.hf_export import export_hf, push
+
+        counts = export_hf(store, _only_run(store, args.run), Path(args.output))
+        err.print(f"wrote {counts['all']} samples (all), {counts['sft']} (sft), {counts['rl']} problems (rl) and "
+                  f"a dataset card to {args.output}", markup=False)
+        if args.push:
+            err.print(f"pushed to {push(Path(args.output), args.push)}", markup=False)
+        return 0
+    if args.push:
+        raise ChimeraError("--push goes with --format hf")
     count = write(store, Path(args.output), split=args.split, fmt=args.format, run=args.run)
     noun = "problems" if args.split == "rl" else "samples"
     err.print(f"wrote {count} {noun} ({args.split}) to {args.output}")
@@ -338,10 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write the dataset")
     export.add_argument("db")
-    export.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    export.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl",
+                        help="hf: a folder for `datasets` (all, sft and rl as Parquet) with a dataset card")
     export.add_argument("--split", choices=["all", "sft", "rl"], default="all",
                         help="all: every sample; sft: correct, untruncated chats; rl: problems with pass rates")
-    export.add_argument("-o", "--output", required=True)
+    export.add_argument("-o", "--output", "--out", required=True, help="file, or folder with --format hf")
+    export.add_argument("--push", metavar="REPO", help="with --format hf: upload to this Hugging Face dataset repo")
     export.add_argument("--run", help="only this run (default: every run in the database)")
     export.set_defaults(func=_cmd_export)
 
@@ -384,9 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("extra", nargs=argparse.REMAINDER, help="-- then flags passed to vLLM as they are")
     serve.set_defaults(func=_cmd_serve_solver)
 
+    from chimera.evals.cli import add_eval_parsers
     from chimera.review.cli import add_review_parser
 
     add_review_parser(sub)
+    add_eval_parsers(sub)
 
     sim = sub.add_parser("sim", help="serve the OpenAI-compatible simulator")
     sim.add_argument("--port", type=int, default=8400)

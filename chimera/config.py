@@ -109,7 +109,7 @@ class SimSettings(_Strict):
                                              description="share of expanded topics that reword an earlier one")
     reasoning_shape: Literal["reasoning_content", "reasoning", "think", "close_think", "mixed"] = "mixed"
     latency_s: float = Field(default=0.0, ge=0)
-    latency_by_task: dict[Literal["expand", "draft", "critic", "solve", "label", "embed"], float] = Field(
+    latency_by_task: dict[Literal["expand", "draft", "critic", "solve", "label", "embed", "evaluate"], float] = Field(
         default_factory=dict, description="seconds per task, overriding latency_s (e.g. solve: 2.0)")
     latency_jitter: float = Field(default=0.0, ge=0, le=1, description="latency varies by +- this share")
     capacity: int | None = Field(default=None, ge=1, description="max concurrent requests; more get 429")
@@ -174,6 +174,7 @@ class ModelsConfig(_Strict):
     solver: ModelSpec
     labeler: ModelSpec
     embedder: ModelSpec | None = None
+    evaluator: ModelSpec | None = None  # `chimera eval quality` only
 
     def role(self, role: str) -> ModelSpec:
         """The spec of `role`, where critics are addressed as critic0 and critic1."""
@@ -211,7 +212,8 @@ def _merge_models(raw_models: Any) -> Any:
     """Fill each role from `models.default`; no section at all means every role is simulated."""
     if raw_models is None:
         sim = {"provider": "sim"}
-        return {"expander": sim, "drafter": sim, "critics": [sim, sim], "solver": sim, "labeler": sim, "embedder": sim}
+        return {"expander": sim, "drafter": sim, "critics": [sim, sim], "solver": sim, "labeler": sim, "embedder": sim,
+                "evaluator": sim}
     if not isinstance(raw_models, dict):
         return raw_models  # let pydantic name the type error
     default = raw_models.get("default") or {}
@@ -221,8 +223,9 @@ def _merge_models(raw_models: Any) -> Any:
     for role in SINGLE_ROLES:
         entry = merged.get(role, {})
         merged[role] = {**default, **entry} if isinstance(entry, dict) else entry
-    if isinstance(merged.get("embedder"), dict):
-        merged["embedder"] = {**default, **merged["embedder"]}
+    for optional in ("embedder", "evaluator"):
+        if isinstance(merged.get(optional), dict):
+            merged[optional] = {**default, **merged[optional]}
     critics = merged.get("critics", [{}, {}])
     if isinstance(critics, list):
         merged["critics"] = [{**default, **c} if isinstance(c, dict) else c for c in critics]

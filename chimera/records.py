@@ -54,6 +54,16 @@ class LabelVerdict(_Reply):
     rationale: str
 
 
+class QualityRating(_Reply):
+    """Evaluator: how good a problem is as a reasoning problem, 1 (poor) to 5 (excellent) on each criterion."""
+
+    clarity: int = Field(ge=1, le=5, description="the statement is unambiguous and easy to follow")
+    well_posedness: int = Field(ge=1, le=5, description="the givens determine exactly one answer")
+    self_containedness: int = Field(ge=1, le=5, description="everything needed is in the statement")
+    reasoning_depth: int = Field(ge=1, le=5, description="how many non-trivial steps a solution needs")
+    rationale: str
+
+
 @cache
 def response_format_for(model: type[BaseModel]) -> dict[str, Any]:
     """The `response_format` body for a strict JSON-schema structured call (built once per model; do not mutate)."""

@@ -109,6 +109,17 @@ def _add_reviews(db: sqlite_utils.Database) -> None:
     db["reviews"].create_index(["thread_id"], if_not_exists=True)
 
 
+def _add_evals(db: sqlite_utils.Database) -> None:
+    db["bench_results"].create(
+        {"id": str, "suite": str, "question": int, "sample": int, "predicted": str, "correct": int,
+         "method": str, "finish_reason": str, "tokens_out": int, "created_at": float}, pk="id")
+    db["bench_results"].create_index(["suite"], if_not_exists=True)
+    db["quality_ratings"].create(
+        {"id": str, "source": str, "item": str, "model": str, "clarity": int, "well_posedness": int,
+         "self_containedness": int, "reasoning_depth": int, "rationale": str, "created_at": float}, pk="id")
+    db["eval_reports"].create({"id": str, "run": str, "kind": str, "report": str, "created_at": float}, pk="id")
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
@@ -117,6 +128,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0004_call_scope", _add_call_scope),
     ("0005_retries", _add_retries),
     ("0006_reviews", _add_reviews),
+    ("0007_evals", _add_evals),
 ]
 
 
@@ -442,6 +454,23 @@ class Store:
             f"select coalesce(action, 'pending'), count(*) from reviews{clause} group by 1", args).fetchall())
         return {"pending": rows.get("pending", 0), "accepted": rows.get("accept", 0),
                 "rejected": rows.get("reject", 0), "edited": rows.get("edit", 0), "sent_back": rows.get("revise", 0)}
+
+    # -- evals ------------------------------------------------------------
+    def save_eval_row(self, table: str, row: dict[str, Any]) -> None:
+        self._upsert(table, {**row, "created_at": time.time()})
+
+    def eval_rows(self, table: str, where: str = "1 = 1", args: list[Any] | None = None) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(f"select * from [{table}] where {where}", args or [])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, values)) for values in cursor]
+
+    def save_report(self, run: str, kind: str, report: dict[str, Any]) -> None:
+        self._upsert("eval_reports", {"id": f"{run}:{kind}", "run": run, "kind": kind,
+                                      "report": json.dumps(report), "created_at": time.time()}, keep=())
+
+    def report(self, run: str, kind: str) -> dict[str, Any] | None:
+        row = self._get("eval_reports", f"{run}:{kind}")
+        return json.loads(row["report"]) if row else None
 
     # -- whole-database views --------------------------------------------
     def counts(self, run: str | None = None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from chimera.config import SimSettings
 from chimera.sim import problems
 
 TASKS = {"SubfieldList": "expand", "TopicList": "expand", "DraftedProblem": "draft", "CriticVerdict": "critic",
-         "LabelVerdict": "label", "solve": "solve"}
+         "LabelVerdict": "label", "QualityRating": "evaluate", "solve": "solve"}
 SHAPES = ("reasoning_content", "reasoning", "think", "close_think")
 FILLER = ("We restate what is given and what is asked.", "Let us check the units and the definitions first.",
           "Consider a smaller case to see the pattern.", "This suggests an invariant worth testing.",
@@ -150,7 +150,7 @@ class Simulator:
         task = _schema_name(body) or "solve"
         handler = {
             "SubfieldList": self._subfields, "TopicList": self._expand, "DraftedProblem": self._draft, "CriticVerdict": self._critic,
-            "LabelVerdict": self._label, "solve": self._solve,
+            "LabelVerdict": self._label, "QualityRating": self._rate, "solve": self._solve,
         }.get(task)
         if handler is None:
             content, reasoning = json.dumps({"error": f"unknown schema {task}"}), ""
@@ -224,6 +224,21 @@ class Simulator:
                    "rationale": "the final answer matches the reference" if correct else
                    "the final answer differs from the reference" if extracted else "no final answer given"}
         return json.dumps(verdict), ""
+
+    def _rate(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
+        """Scores from what the text shows: a statement it can solve is well-posed, a missing quantity is not,
+        a pointer to a figure is not self-contained; each score moves by one at random now and then."""
+        problem = _between(user, "problem")
+        words = len(problem.split())
+        solvable = problems.identify(problem) is not None
+        scores = {
+            "clarity": 5 if 12 <= words <= 250 else 3,
+            "well_posedness": 5 if solvable else (2 if "a certain number of" in problem else 3),
+            "self_containedness": 2 if re.search(r"\b(figure|diagram|table|above|below)\b", problem, re.I) else 5,
+            "reasoning_depth": min(5, 2 + words // 40 + (1 if solvable else 0)),
+        }
+        scores = {k: max(1, min(5, v + rng.choice((-1, 0, 0, 0, 1)))) for k, v in scores.items()}
+        return json.dumps({**scores, "rationale": "rated on clarity, givens, context and steps needed"}), ""
 
     def _solve(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
         problem = user.rsplit("Please reason step by step", 1)[0].strip()

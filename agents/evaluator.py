@@ -1,0 +1,16 @@
+"""Evaluator: rates a problem's quality on four criteria (for `chimera eval quality`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chimera.agents.base import ask_structured, render
+from chimera.llm import RoleClient
+from chimera.records import QualityRating
+
+
+async def rate(client: RoleClient, *, problem: str, retries: int,
+               context: dict[str, Any] | None = None) -> QualityRating:
+    rating, _ = await ask_structured(client, QualityRating, render("evaluator", problem=problem),
+                                     retries=retries, context=context)
+    return rating

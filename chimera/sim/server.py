@@ -249,12 +249,14 @@ class Simulator:
             answer = solved[1]
         else:
             answer = problems.wrong_answer(solved[1], rng)
+        jitter = self.settings.trajectory_jitter
+        length = max(1, round(self.settings.trajectory_words * (1 + jitter * (2 * rng.random() - 1))))
         words: list[str] = []
         step = 1
-        while len(words) < self.settings.trajectory_words:
+        while len(words) < length:
             words += f"Step {step}. {rng.choice(FILLER)}".split()
             step += 1
-        thinking = " ".join(words[: self.settings.trajectory_words])
+        thinking = " ".join(words[:length])
         solution = f"Working through the problem as above, the result is \\boxed{{{answer}}}."
         return solution, thinking
 

@@ -75,7 +75,8 @@ async def _open_saver(db: str) -> tuple[AsyncSqliteSaver, contextlib.AsyncExitSt
 
 
 async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recursion_limit: int,
-                     known_started: bool = False, decisions: dict[str, dict[str, Any]] | None = None) -> str:
+                     known_started: bool = False, decisions: dict[str, dict[str, Any]] | None = None,
+                     on_applied: Callable[[list[str]], None] | None = None) -> str:
     """Start a thread that has no checkpoint, or resume one that has.
 
     `ainvoke(None)` is the resume: it replays pending writes of a step cut short and
@@ -91,6 +92,10 @@ async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recurs
                   if isinstance(pending.value, dict) and pending.value.get("review_id") in decisions}
         if resume:
             await graph.ainvoke(Command(resume=resume), config)
+        # Resumed now, or no longer waiting (applied by a run killed before it could record that).
+        if on_applied is not None:
+            on_applied(list(decisions))
+        if resume:
             return "resumed"
     if known_started:  # the store already holds its work: skip reading the state only to learn that
         try:
@@ -166,7 +171,7 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
                     {"topic_id": topic["id"], "subject": topic["subject"], "topic": topic["name"],
                      "slots": config.problems_per_topic if topic["slots"] is None else topic["slots"]},
                     recursion_limit=limit, known_started=topic["id"] in started_topics,
-                    decisions=decisions(thread_id))
+                    decisions=decisions(thread_id), on_applied=store.mark_reviews_applied)
                 monitor.topics_finished += 1
 
         await _all_or_first_error([one_topic(t) for t in pending])
@@ -183,7 +188,8 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
                        for row in retries]
             await _all_or_first_error([
                 run_thread(retry_graph, thread_id, {key: row[key] for key in ("topic_id", "subject", "topic", "slot")}
-                           | {"problem_id": row["id"]}, recursion_limit=limit, decisions=decisions(thread_id))
+                           | {"problem_id": row["id"]}, recursion_limit=limit, decisions=decisions(thread_id),
+                           on_applied=store.mark_reviews_applied)
                 for thread_id, row in zip(threads, retries)])
         monitor.stage = "done"
         summary = RunSummary(name=config.run.name, db=config.run.db, seconds=time.monotonic() - started,

@@ -386,8 +386,8 @@ class Store:
 
     # -- human review -----------------------------------------------------
     def open_review(self, review: dict[str, Any]) -> None:
-        """Record a problem waiting for a human. Re-opening (the node runs again after a restart) refreshes
-        the payload but never drops a decision, and clears `applied_at` so the decision is applied again."""
+        """Record a problem waiting for a human. Re-opening (the node runs again after a restart)
+        refreshes the payload but never drops a decision."""
         row = {**review, "reasons": json.dumps(review["reasons"]), "payload": json.dumps(review["payload"]),
                "created_at": time.time()}
         names = list(row)
@@ -395,7 +395,7 @@ class Store:
             self.conn.execute(
                 f"insert into reviews ({', '.join(names)}) values ({', '.join('?' * len(names))}) "
                 "on conflict(id) do update set payload = excluded.payload, reasons = excluded.reasons, "
-                "thread_id = excluded.thread_id, applied_at = null", list(row.values()))
+                "thread_id = excluded.thread_id", list(row.values()))
 
     def reviews(self, run: str | None = None, *, state: str = "pending", subject: str | None = None,
                 reason: str | None = None) -> list[dict[str, Any]]:
@@ -445,8 +445,10 @@ class Store:
             "select distinct thread_id from reviews where run = ? and action is not null and applied_at is null",
             [run])}
 
-    def mark_review_applied(self, review_id: str) -> None:
-        self._update("reviews", review_id, {"applied_at": time.time()})
+    def mark_reviews_applied(self, review_ids: list[str]) -> None:
+        with self.conn:
+            self.conn.executemany("update reviews set applied_at = ? where id = ?",
+                                  [(time.time(), rid) for rid in review_ids])
 
     def review_counts(self, run: str | None = None) -> dict[str, int]:
         clause, args = (" where run = ?", [run]) if run else ("", [])

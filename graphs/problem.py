@@ -7,7 +7,8 @@
 `review` is where a human may stop the problem (LangGraph `interrupt`) before
 its outcome is final, as `review.policy` says; a decision can also send it back
 to the critics (edit), to the drafter (revise) or to the solver (accepting a
-would-be rejection). With the default policy `none` it passes straight through.
+would-be rejection). With the default policy `none` the graph has no review
+step at all.
 
 State carries ids and small routing fields only; problem text, votes and
 trajectories are written to the store by the nodes, keyed by deterministic
@@ -80,6 +81,10 @@ def answer_matches(reference: str, own_answer: str | None, claimed: bool) -> tup
 def build_problem_graph(deps: Deps) -> StateGraph:
     store, clients, config = deps.store, deps.clients, deps.config
     policy = config.review.active
+
+    def gate_or(final: str) -> str:
+        """Through the review gate when a policy may stop problems; straight on otherwise (one step fewer)."""
+        return "review" if policy else final
 
     def context(state: ProblemInput) -> dict[str, Any]:
         return deps.context(topic_id=state["topic_id"], problem_id=state["problem_id"])
@@ -155,7 +160,7 @@ def build_problem_graph(deps: Deps) -> StateGraph:
 
     def fan_out_solves(state: ProblemState) -> Any:
         if state["action"] == "reject":
-            return "review"
+            return gate_or("reject")
         if state["action"] != "solve":
             return state["action"]
         task = {key: state[key] for key in ProblemInput.__annotations__}
@@ -187,7 +192,6 @@ def build_problem_graph(deps: Deps) -> StateGraph:
                            "thread_id": get_config()["configurable"]["thread_id"], "round": round_,
                            "proposed": proposed, "reasons": reasons, "payload": payload})
         decision = ReviewDecision.model_validate(interrupt(payload))
-        store.mark_review_applied(review_id)
         return apply_decision(state, decision, proposed, final)
 
     def apply_decision(state: ProblemState, decision: ReviewDecision, proposed: str,
@@ -294,7 +298,7 @@ def build_problem_graph(deps: Deps) -> StateGraph:
     def after_revise(state: ProblemState) -> str | list[str]:
         if state["action"] == "critique":
             return [f"critic{i}" for i in CRITICS]
-        return "review" if state["action"] == "reject" else state["action"]
+        return gate_or("reject") if state["action"] == "reject" else state["action"]
 
     graph = StateGraph(ProblemState, input_schema=ProblemInput, output_schema=ProblemOutput)
     for index in CRITICS:
@@ -309,9 +313,9 @@ def build_problem_graph(deps: Deps) -> StateGraph:
     graph.add_node("fail", finish("failed"))
     graph.add_edge([f"critic{i}" for i in CRITICS], "judge")
     critics = [f"critic{i}" for i in CRITICS]
-    graph.add_conditional_edges("judge", fan_out_solves, ["solve_one", "revise", "review", "fail"])
-    graph.add_conditional_edges("revise", after_revise, [*critics, "review", "fail"])
-    graph.add_edge("solve_one", "review")
+    graph.add_conditional_edges("judge", fan_out_solves, ["solve_one", "revise", "review", "reject", "fail"])
+    graph.add_conditional_edges("revise", after_revise, [*critics, "review", "reject", "fail"])
+    graph.add_edge("solve_one", gate_or("commit"))
     graph.add_conditional_edges("review", after_review, ["solve_one", *critics, "revise", "commit", "reject"])
     for end in ("commit", "reject", "fail"):
         graph.add_edge(end, END)

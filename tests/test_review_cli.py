@@ -96,11 +96,12 @@ def test_killed_while_reviews_are_pending_the_same_items_wait_and_decisions_stil
     by_id = lambda items: sorted((i["payload"] for i in items), key=lambda p: p["review_id"])  # noqa: E731
     assert by_id(pending(db)) == by_id(expected)
 
-    first = pending(db)[0]
+    first = next(i for i in pending(db) if i["proposed"] == "reject")
     assert chimera("review", str(db), first["id"], "--accept").returncode == 0
-    # Killed as soon as the decision is applied: its step may not be checkpointed yet.
+    # Accepting a would-be rejection solves it before committing: kill as soon as its trajectory is stored,
+    # while the decision is being applied.
     interrupt_when(["review", str(db), "--resume", "--quiet"], db,
-                   "select count(*) from reviews where applied_at is not null", 1)
+                   f"select count(*) from samples where problem_id = '{first['payload']['problem_id']}'", 1)
     assert chimera("review", str(db), "--resume", "--quiet").returncode == 0
     problem = statuses(db)[first["payload"]["problem_id"]]
     assert problem[0] == "accepted"

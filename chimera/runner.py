@@ -76,8 +76,8 @@ async def _open_saver(db: str) -> tuple[AsyncSqliteSaver, contextlib.AsyncExitSt
 
 async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recursion_limit: int,
                      known_started: bool = False, decisions: dict[str, dict[str, Any]] | None = None,
-                     on_applied: Callable[[list[str]], None] | None = None) -> str:
-    """Start a thread that has no checkpoint, or resume one that has.
+                     on_applied: Callable[[list[str]], None] | None = None) -> bool:
+    """Start a thread that has no checkpoint, or resume one that has; True when it ended waiting for review.
 
     `ainvoke(None)` is the resume: it replays pending writes of a step cut short and
     goes on, and does nothing on a finished thread. (`state.next` cannot tell the two
@@ -86,30 +86,29 @@ async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recurs
     them with `Command(resume=...)`; interrupts still undecided simply wait again.
     """
     config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit}
+    result: Any = None
     if decisions:
         state = await graph.aget_state(config)
         resume = {pending.id: decisions[pending.value["review_id"]] for pending in state.interrupts
                   if isinstance(pending.value, dict) and pending.value.get("review_id") in decisions}
         if resume:
-            await graph.ainvoke(Command(resume=resume), config)
+            result = await graph.ainvoke(Command(resume=resume), config)
         # Resumed now, or no longer waiting (applied by a run killed before it could record that).
         if on_applied is not None:
             on_applied(list(decisions))
         if resume:
-            return "resumed"
+            return _waiting(result)
     if known_started:  # the store already holds its work: skip reading the state only to learn that
         try:
-            await graph.ainvoke(None, config)
-            return "resumed"
+            return _waiting(await graph.ainvoke(None, config))
         except EmptyInputError:
             pass  # killed after a node's first store write but before the thread's first checkpoint landed
-
     state = await graph.aget_state(config)
-    if state.created_at is None:
-        await graph.ainvoke(initial, config)
-        return "started"
-    await graph.ainvoke(None, config)
-    return "resumed"
+    return _waiting(await graph.ainvoke(initial if state.created_at is None else None, config))
+
+
+def _waiting(result: Any) -> bool:
+    return isinstance(result, dict) and bool(result.get("__interrupt__"))
 
 
 async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = None,
@@ -166,12 +165,14 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         async def one_topic(topic: dict[str, Any]) -> None:
             async with gate:
                 thread_id = topic_thread_id(config.run.name, topic["id"])
-                await run_thread(
+                waiting = await run_thread(
                     topic_graph, thread_id,
                     {"topic_id": topic["id"], "subject": topic["subject"], "topic": topic["name"],
                      "slots": config.problems_per_topic if topic["slots"] is None else topic["slots"]},
                     recursion_limit=limit, known_started=topic["id"] in started_topics,
                     decisions=decisions(thread_id), on_applied=store.mark_reviews_applied)
+                if not waiting:
+                    store.set_topic_status(topic["id"], "done")
                 monitor.topics_finished += 1
 
         await _all_or_first_error([one_topic(t) for t in pending])

@@ -120,6 +120,10 @@ def _add_evals(db: sqlite_utils.Database) -> None:
     db["eval_reports"].create({"id": str, "run": str, "kind": str, "report": str, "created_at": float}, pk="id")
 
 
+def _add_sample_round(db: sqlite_utils.Database) -> None:
+    db["samples"].add_column("round", int)  # the problem's revision the trajectory answered
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
@@ -129,6 +133,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0005_retries", _add_retries),
     ("0006_reviews", _add_reviews),
     ("0007_evals", _add_evals),
+    ("0008_sample_round", _add_sample_round),
 ]
 
 

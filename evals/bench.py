@@ -78,6 +78,9 @@ def _write_config(folder: Path, spec: BenchSpec, url: str, name: str) -> Path:
         "subjects": [{"name": "Mathematics", "topics": [f"Benchmark topic {i}" for i in range(topics)]}],
         "problems_total": spec.problems,
         "max_revisions": 1,
+        # The topics are numbered names that look alike; only exact duplicates may merge, so every topic
+        # keeps its share of the problems (merged topics would leave a few topics drafting long queues).
+        "taxonomy": {"lexical_threshold": 1.0},
         "models": {"default": {"base_url": url, "model": "sim", "max_retries": 6, "timeout_s": 30}},
     }
     path = folder / f"{name}.yaml"

@@ -1,42 +1,42 @@
-"""The per-problem subgraph.
+"""The per-problem flow: nodes that a host graph (a topic, a retried slot) runs once per problem.
 
-    critic0 ─┐           ┌─ revise ─> critics again
-             ├─ judge ───┼──────────────────────────── review ─ reject
-    critic1 ─┘           └─ solve_one × k (Send) ───── review ─ commit
+    validate ─┬─ revise ─> validate             (both critics in one step, then the decision)
+              ├─ solve ─┬─ commit               (k trajectories in one step, labeled)
+              │         └─ review ─> ...        (only with a review policy)
+              └─ reject | fail (or review first)
 
-`review` is where a human may stop the problem (LangGraph `interrupt`) before
-its outcome is final, as `review.policy` says; a decision can also send it back
-to the critics (edit), to the drafter (revise) or to the solver (accepting a
-would-be rejection). With the default policy `none` the graph has no review
-step at all.
+Each problem is its own `Send` branch of the host graph: its small routing
+state travels in the branch's payload, and each node names the next with
+`Command(goto=Send(...))`. One host step (and one checkpoint) then carries the
+work of every problem of a topic that is at that stage, instead of a subgraph
+with its own checkpoints per problem.
 
-State carries ids and small routing fields only; problem text, votes and
-trajectories are written to the store by the nodes, keyed by deterministic
-ids, so re-running a node after a crash overwrites rather than duplicates.
+A node that is re-executed after a crash reuses what the store already holds
+for the current round (a critic's vote, a labeled trajectory), so no finished
+model call is made twice. `review` is where a human may stop the problem
+(LangGraph `interrupt`) before its outcome is final, as `review.policy` says;
+with the default policy `none` no problem goes there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from typing import Annotated, Any, TypedDict
 
 from langgraph.config import get_config
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send, interrupt
+from langgraph.graph import START, StateGraph
+from langgraph.types import Command, Send, interrupt
 
 from chimera.agents import critic, drafter, labeler, solver
 from chimera.errors import CallFailed, ReplyError
-from chimera.graphs.decisions import decide, disagreed, pass_rate
+from chimera.graphs.decisions import Decision, decide, disagreed, pass_rate
 from chimera.graphs.deps import Deps
 from chimera.review.decision import ReviewDecision
 from chimera.review.policy import Facts, review_reasons, sampled
 from chimera.tools.grading import Grade, grade
 
 CRITICS = (0, 1)
-
-
-def _merge(left: dict, right: dict) -> dict:
-    return {**left, **right}
 
 
 class ProblemInput(TypedDict):
@@ -51,21 +51,16 @@ class ProblemOutput(TypedDict):
     outcomes: Annotated[list[dict[str, Any]], operator.add]
 
 
-class ProblemState(ProblemInput, ProblemOutput, total=False):
+class ProblemTask(ProblemInput, total=False):
+    """One problem's branch payload: ids and small routing fields; texts live in the store."""
+
     revisions: int
-    # "round:critic" -> {"verdict", "agrees", ...}: just enough to route; full votes live in the store.
-    votes: Annotated[dict[str, dict[str, Any]], _merge]
     action: str
     reason: str | None
-    # one entry per drawn trajectory: {"round", "sample", "correct", "truncated", "failed"}
-    solved: Annotated[list[dict[str, Any]], operator.add]
+    votes: dict[str, dict[str, Any]]  # critic index -> {"verdict", "agrees", ...} for this round
+    solved: list[dict[str, Any]]  # this round's trajectories: {"sample", "correct", "truncated", "failed"}
     human_accepted: int  # the round a reviewer accepted in: no second review of it after solving
     review_note: str | None  # a reviewer's note for the drafter's next revision
-
-
-class SolveTask(ProblemInput):
-    sample: int
-    round: int
 
 
 def answer_matches(reference: str, own_answer: str | None, claimed: bool) -> tuple[bool, str]:
@@ -78,164 +73,113 @@ def answer_matches(reference: str, own_answer: str | None, claimed: bool) -> tup
     return result.correct, result.method
 
 
-def build_problem_graph(deps: Deps) -> StateGraph:
+def task_of(state: dict[str, Any]) -> ProblemTask:
+    return {key: state[key] for key in ProblemInput.__annotations__}
+
+
+def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
+    """Add the per-problem nodes to `graph`, whose state must have an `outcomes` list channel.
+    Start a problem with `Send("validate", task)`."""
     store, clients, config = deps.store, deps.clients, deps.config
     policy = config.review.active
 
-    def gate_or(final: str) -> str:
-        """Through the review gate when a policy may stop problems; straight on otherwise (one step fewer)."""
-        return "review" if policy else final
+    def context(task: ProblemTask) -> dict[str, Any]:
+        return deps.context(topic_id=task["topic_id"], problem_id=task["problem_id"])
 
-    def context(state: ProblemInput) -> dict[str, Any]:
-        return deps.context(topic_id=state["topic_id"], problem_id=state["problem_id"])
+    def ended(task: ProblemTask, status: str, reason: str | None = None) -> Command:
+        store.finish_problem(task["problem_id"], status, reason)
+        return Command(update={"outcomes": [{"problem_id": task["problem_id"], "status": status}]})
 
-    def make_critic(index: int):
+    def to_outcome(task: ProblemTask, action: str, reason: str | None) -> Command:
+        """A rejection goes by the review gate when a policy is set; a failure never does."""
+        if action == "fail":
+            return ended(task, "failed", reason)
+        if policy:
+            return Command(goto=Send("review", {**task, "action": "reject", "reason": reason}))
+        return ended(task, "rejected", reason)
+
+    # -- validate: both critics, the decision, and the duplicate check --------------------------
+    async def critic_vote(index: int, task: ProblemTask, row: dict[str, Any], round_: int) -> dict[str, Any]:
+        stored = store.votes(task["problem_id"], round_).get(index)
+        if stored is not None and "route" in stored:
+            return stored["route"]  # voted before a restart: reuse, do not ask again
         role = f"critic{index}"
-
-        async def critic_node(state: ProblemState) -> dict[str, Any]:
-            round_ = state.get("revisions", 0)
-            row = store.problem(state["problem_id"])
-            stored: dict[str, Any] = {"model": clients[role].model}
-            try:
-                verdict = await critic.critique(
-                    clients[role], subject=state["subject"], topic=state["topic"],
-                    problem=row["problem"], answer=row["answer"], retries=deps.retries, context=context(state))
-                matches, how = answer_matches(row["answer"], verdict.own_answer, verdict.agrees_with_reference)
-                vote = {"verdict": verdict.verdict, "agrees": matches}
-                stored |= {**verdict.model_dump(), "own_answer_matches": matches, "match_method": how}
-            except ReplyError as error:
-                vote = {"verdict": "reject", "agrees": False, "unparseable": error.reason}
-                stored |= {"verdict": "reject", "reasons": f"unparseable reply: {error.reason}"}
-            except CallFailed as error:
-                vote = {"verdict": "failed", "agrees": False, "reason": str(error)}
-                stored |= {"verdict": "failed", "reasons": str(error)}
-            store.record_vote(state["problem_id"], round_=round_, critic=index, vote=stored)
-            return {"votes": {f"{round_}:{index}": vote}}
-
-        critic_node.__name__ = role
-        return critic_node
-
-    async def judge(state: ProblemState) -> dict[str, Any]:
-        round_ = state.get("revisions", 0)
-        votes = {i: state["votes"][f"{round_}:{i}"] for i in CRITICS}
-        if disagreed(votes):
-            store.mark_disagreement(state["problem_id"])
-        decision = decide(votes, round_, config.max_revisions)
-        if decision.action == "solve":
-            # The duplicate check rides in the same step: one checkpoint fewer per problem.
-            return check_duplicate(state)
-        return {"action": decision.action, "reason": decision.reason}
-
-    async def revise(state: ProblemState) -> dict[str, Any]:
-        round_ = state.get("revisions", 0)
-        row = store.problem(state["problem_id"])
-        votes = store.votes(state["problem_id"], round_)
-        critiques = [f"Reviewer {i + 1} ({v['verdict']}): {v['reasons']}" for i, v in sorted(votes.items())]
-        if state.get("review_note"):
-            critiques.append(f"Human reviewer (takes precedence): {state['review_note']}")
+        kept: dict[str, Any] = {"model": clients[role].model}
         try:
-            revised = await drafter.revise(
-                clients["drafter"], subject=state["subject"], topic=state["topic"], problem=row["problem"],
-                answer=row["answer"], critiques=critiques, retries=deps.retries, context=context(state))
+            verdict = await critic.critique(
+                clients[role], subject=task["subject"], topic=task["topic"], problem=row["problem"],
+                answer=row["answer"], retries=deps.retries, context=context(task))
+            matches, how = answer_matches(row["answer"], verdict.own_answer, verdict.agrees_with_reference)
+            vote = {"verdict": verdict.verdict, "agrees": matches}
+            kept |= {**verdict.model_dump(), "own_answer_matches": matches, "match_method": how}
         except ReplyError as error:
-            return {"action": "reject", "reason": f"drafter revision unparseable: {error.reason}"}
+            vote = {"verdict": "reject", "agrees": False, "unparseable": error.reason}
+            kept |= {"verdict": "reject", "reasons": f"unparseable reply: {error.reason}"}
         except CallFailed as error:
-            return {"action": "fail", "reason": str(error)}
-        store.save_revision(state["problem_id"], revision=round_ + 1, problem=revised.problem, answer=revised.answer)
-        return {"revisions": round_ + 1, "action": "critique", "review_note": None}
+            vote = {"verdict": "failed", "agrees": False, "reason": str(error)}
+            kept |= {"verdict": "failed", "reasons": str(error)}
+        # A failed call is not kept for reuse: a re-run asks again.
+        store.record_vote(task["problem_id"], round_=round_, critic=index,
+                          vote=kept | ({} if vote["verdict"] == "failed" else {"route": vote}))
+        return vote
 
-    def check_duplicate(state: ProblemState) -> dict[str, Any]:
-        row = store.problem(state["problem_id"])
+    async def validate(task: ProblemTask) -> Command:
+        round_ = task.get("revisions", 0)
+        row = store.problem(task["problem_id"])
+        votes = dict(zip(CRITICS, await asyncio.gather(*(critic_vote(i, task, row, round_) for i in CRITICS))))
+        if disagreed(votes):
+            store.mark_disagreement(task["problem_id"])
+        decision = decide(votes, round_, config.max_revisions)
+        if decision.action == "solve" and is_duplicate(task, row):
+            decision = Decision("reject", "duplicate")
+        task = {**task, "votes": {str(i): v for i, v in votes.items()}}
+        if decision.action == "solve":
+            return Command(goto=Send("solve", task))
+        if decision.action == "revise":
+            return Command(goto=Send("revise", task))
+        return to_outcome(task, decision.action, decision.reason)
+
+    def is_duplicate(task: ProblemTask, row: dict[str, Any]) -> bool:
         index = deps.problem_index()
         if index is None or row["indexed"]:
-            return {"action": "solve"}  # no dedup, or this problem already passed it before a restart
-        match = index.find(row["problem"])
-        if match is not None and match.key != state["problem_id"]:
-            store.mark_duplicate(state["problem_id"], match.key, match.similarity)
-            return {"action": "reject", "reason": "duplicate"}
+            return False  # no dedup, or this problem already passed it before a restart
         # Check and insert with no await between: concurrent topics cannot both pass as originals.
-        index.add(state["problem_id"], row["problem"])
-        store.mark_indexed(state["problem_id"])
-        return {"action": "solve"}
+        match = index.check_and_add(task["problem_id"], row["problem"])
+        if match is not None:
+            store.mark_duplicate(task["problem_id"], match.key, match.similarity)
+            return True
+        store.mark_indexed(task["problem_id"])
+        return False
 
-    def fan_out_solves(state: ProblemState) -> Any:
-        if state["action"] == "reject":
-            return gate_or("reject")
-        if state["action"] != "solve":
-            return state["action"]
-        task = {key: state[key] for key in ProblemInput.__annotations__}
-        round_ = state.get("revisions", 0)
-        return [Send("solve_one", {**task, "sample": j, "round": round_}) for j in range(config.solver.samples)]
-
-    def this_round(state: ProblemState) -> list[dict[str, Any]]:
-        round_ = state.get("revisions", 0)
-        return [s for s in state.get("solved", []) if s["round"] == round_]
-
-    async def review(state: ProblemState) -> dict[str, Any]:
-        round_ = state.get("revisions", 0)
-        proposed = "accept" if state["action"] == "solve" else "reject"
-        final = {"action": "commit" if proposed == "accept" else "reject"}
-        solved = this_round(state)
-        if state.get("human_accepted") == round_ or (proposed == "accept" and all(s["failed"] for s in solved)):
-            return final
-        votes = {i: state["votes"][f"{round_}:{i}"] for i in CRITICS if f"{round_}:{i}" in state.get("votes", {})}
-        facts = Facts(proposed=proposed, critics_disagreed=disagreed(votes) if votes else False,
-                      solver_missed=any(s["correct"] is False for s in solved),
-                      sampled="sample" in policy and sampled(state["problem_id"], config.run.seed, config.review.rate))
-        reasons = review_reasons(policy, facts)
-        if not reasons:
-            return final
-        review_id = f"{state['problem_id']}@{round_}"
-        payload = review_payload(state, review_id, proposed, reasons, with_samples=proposed == "accept")
-        store.open_review({"id": review_id, "run": deps.run, "problem_id": state["problem_id"],
-                           "topic_id": state["topic_id"], "subject": state["subject"], "topic": state["topic"],
-                           "thread_id": get_config()["configurable"]["thread_id"], "round": round_,
-                           "proposed": proposed, "reasons": reasons, "payload": payload})
-        decision = ReviewDecision.model_validate(interrupt(payload))
-        return apply_decision(state, decision, proposed, final)
-
-    def apply_decision(state: ProblemState, decision: ReviewDecision, proposed: str,
-                       final: dict[str, Any]) -> dict[str, Any]:
-        round_ = state.get("revisions", 0)
-        if decision.action == "accept":
-            # Accepting a would-be rejection still needs its trajectories: solve, then commit unreviewed.
-            return final if proposed == "accept" else {"action": "solve", "human_accepted": round_}
-        if decision.action == "reject":
-            note = f": {decision.note}" if decision.note else ""
-            return {"action": "reject", "reason": f"rejected by reviewer {decision.reviewer}{note}"}
-        if decision.action == "revise":
-            return {"action": "revise", "review_note": decision.note}
-        row = store.problem(state["problem_id"])
-        store.save_revision(state["problem_id"], revision=round_ + 1, problem=decision.problem or row["problem"],
-                            answer=decision.answer or row["answer"])
-        return {"action": "critique", "revisions": round_ + 1}
-
-    def review_payload(state: ProblemState, review_id: str, proposed: str, reasons: list[str],
-                       with_samples: bool) -> dict[str, Any]:
-        """Everything a reviewer needs to decide, without opening the database."""
-        round_ = state.get("revisions", 0)
-        row = store.problem(state["problem_id"])
-        critics = [{"critic": i, "model": v.get("model"), "verdict": v.get("verdict"), "reasons": v.get("reasons"),
-                    "own_answer": v.get("own_answer"), "matches_reference": v.get("own_answer_matches")}
-                   for i, v in sorted(store.votes(state["problem_id"], round_).items())]
-        samples = [{"sample": s["sample_index"], "answer": s["predicted_answer"], "correct": s["correct"],
-                    "grade": s["label_method"], "truncated": bool(s["truncated"])}
-                   for s in store.samples_of(state["problem_id"])] if with_samples else []
-        return {"review_id": review_id, "problem_id": state["problem_id"], "subject": state["subject"],
-                "topic": state["topic"], "round": round_, "problem": row["problem"], "answer": row["answer"],
-                "proposed": proposed, "reasons": reasons, "rejection_reason": state.get("reason"),
-                "critics": critics, "solver": samples}
-
-    def after_review(state: ProblemState) -> Any:
-        if state["action"] == "solve":
-            return fan_out_solves(state)
-        if state["action"] == "critique":
-            return [f"critic{i}" for i in CRITICS]
-        return state["action"]
-
-    async def solve_one(task: SolveTask) -> dict[str, Any]:
+    # -- revise -----------------------------------------------------------------------------------
+    async def revise(task: ProblemTask) -> Command:
+        round_ = task.get("revisions", 0)
         row = store.problem(task["problem_id"])
-        j, round_ = task["sample"], task["round"]
+        votes = store.votes(task["problem_id"], round_)
+        critiques = [f"Reviewer {i + 1} ({v['verdict']}): {v['reasons']}" for i, v in sorted(votes.items())]
+        if task.get("review_note"):
+            critiques.append(f"Human reviewer (takes precedence): {task['review_note']}")
+        try:
+            revised = await drafter.revise(
+                clients["drafter"], subject=task["subject"], topic=task["topic"], problem=row["problem"],
+                answer=row["answer"], critiques=critiques, retries=deps.retries, context=context(task))
+        except ReplyError as error:
+            return to_outcome(task, "reject", f"drafter revision unparseable: {error.reason}")
+        except CallFailed as error:
+            return to_outcome(task, "fail", str(error))
+        store.save_revision(task["problem_id"], revision=round_ + 1, problem=revised.problem, answer=revised.answer)
+        return Command(goto=Send("validate", next_round(task)))
+
+    def next_round(task: ProblemTask) -> ProblemTask:
+        return {**task, "revisions": task.get("revisions", 0) + 1, "votes": {}, "solved": [], "review_note": None}
+
+    # -- solve: k trajectories side by side, labeled, then commit ----------------------------------
+    async def solve_sample(task: ProblemTask, row: dict[str, Any], j: int, round_: int) -> dict[str, Any]:
+        sample_id = f"{task['problem_id']}-{j}"
+        stored = store.sample(sample_id)
+        if stored is not None and stored["round"] == round_ and stored["label_method"] is not None:
+            return {"sample": j, "correct": None if stored["correct"] is None else bool(stored["correct"]),
+                    "truncated": bool(stored["truncated"]), "failed": None}  # finished before a restart
         # Sample 0 is the paper's plain request; further samples carry a seed so they differ and replay alike.
         extra = {"seed": j} if j else {}
         try:
@@ -246,11 +190,9 @@ def build_problem_graph(deps: Deps) -> StateGraph:
                                            max_tokens=config.solver.max_tokens_retry, **extra)
                 retried = 1
         except CallFailed as error:
-            return {"solved": [{"round": round_, "sample": j, "correct": None, "truncated": False,
-                                "failed": str(error)}]}
-        sample_id = f"{task['problem_id']}-{j}"
+            return {"sample": j, "correct": None, "truncated": False, "failed": str(error)}
         store.save_sample({
-            "id": sample_id, "problem_id": task["problem_id"], "sample_index": j, "run": deps.run,
+            "id": sample_id, "problem_id": task["problem_id"], "sample_index": j, "round": round_, "run": deps.run,
             "subject": task["subject"], "topic": task["topic"], "problem": row["problem"], "answer": row["answer"],
             "reasoning": reply.reasoning, "solution": reply.content, "predicted_answer": None, "correct": None,
             "label_method": None, "label_detail": None, "truncated": int(reply.truncated), "retried": retried,
@@ -262,7 +204,7 @@ def build_problem_graph(deps: Deps) -> StateGraph:
         if reply.truncated:
             # A trajectory cut at max_tokens is not a wrong answer: it is kept, flagged, and left unlabeled.
             store.update_sample(sample_id, {"label_method": "truncated", "label_detail": "cut at max_tokens"})
-            return {"solved": [{"round": round_, "sample": j, "correct": None, "truncated": True, "failed": None}]}
+            return {"sample": j, "correct": None, "truncated": True, "failed": None}
         try:
             result = await labeler.label_answer(
                 clients["labeler"], problem=row["problem"], reference=row["answer"], response=reply.content,
@@ -270,53 +212,114 @@ def build_problem_graph(deps: Deps) -> StateGraph:
         except ReplyError as error:
             result = Grade(None, "unlabeled", None, f"judge reply unparseable: {error.reason}")
         except CallFailed as error:
-            return {"solved": [{"round": round_, "sample": j, "correct": None, "truncated": False,
-                                "failed": str(error)}]}
+            return {"sample": j, "correct": None, "truncated": False, "failed": str(error)}
         store.update_sample(sample_id, {
             "predicted_answer": result.extracted, "correct": None if result.correct is None else int(result.correct),
             "label_method": result.method, "label_detail": result.detail})
-        return {"solved": [{"round": round_, "sample": j, "correct": result.correct, "truncated": False,
-                            "failed": None}]}
+        return {"sample": j, "correct": result.correct, "truncated": False, "failed": None}
 
-    async def commit(state: ProblemState) -> dict[str, Any]:
-        solved = this_round(state)
+    async def solve(task: ProblemTask) -> Command:
+        round_ = task.get("revisions", 0)
+        row = store.problem(task["problem_id"])
+        solved = list(await asyncio.gather(*(solve_sample(task, row, j, round_)
+                                             for j in range(config.solver.samples))))
+        task = {**task, "action": "solve", "solved": solved}
+        if policy and task.get("human_accepted") != round_ and not all(s["failed"] for s in solved):
+            return Command(goto=Send("review", task))
+        return commit(task)
+
+    def commit(task: ProblemTask) -> Command:
+        solved = task["solved"]
         failures = [s["failed"] for s in solved if s["failed"]]
         if failures and len(failures) == len(solved):
-            store.finish_problem(state["problem_id"], "failed", failures[0])
-            return {"outcomes": [{"problem_id": state["problem_id"], "status": "failed"}]}
-        store.set_pass_rate(state["problem_id"], pass_rate(solved))
-        store.finish_problem(state["problem_id"], "accepted")
-        return {"outcomes": [{"problem_id": state["problem_id"], "status": "accepted"}]}
+            return ended(task, "failed", failures[0])
+        store.set_pass_rate(task["problem_id"], pass_rate(solved))
+        return ended(task, "accepted")
 
-    def finish(status: str):
-        async def finish_node(state: ProblemState) -> dict[str, Any]:
-            store.finish_problem(state["problem_id"], status, state.get("reason"))
-            return {"outcomes": [{"problem_id": state["problem_id"], "status": status}]}
+    # -- review: a human decides before the outcome is final ---------------------------------------
+    async def review(task: ProblemTask) -> Command:
+        round_ = task.get("revisions", 0)
+        proposed = "accept" if task["action"] == "solve" else "reject"
+        votes = {int(i): v for i, v in task.get("votes", {}).items()}
+        facts = Facts(proposed=proposed, critics_disagreed=disagreed(votes) if votes else False,
+                      solver_missed=any(s["correct"] is False for s in task.get("solved", [])),
+                      sampled="sample" in policy and sampled(task["problem_id"], config.run.seed, config.review.rate))
+        reasons = review_reasons(policy, facts)
+        if not reasons:
+            return commit(task) if proposed == "accept" else ended(task, "rejected", task.get("reason"))
+        review_id = f"{task['problem_id']}@{round_}"
+        payload = review_payload(task, review_id, proposed, reasons)
+        store.open_review({"id": review_id, "run": deps.run, "problem_id": task["problem_id"],
+                           "topic_id": task["topic_id"], "subject": task["subject"], "topic": task["topic"],
+                           "thread_id": get_config()["configurable"]["thread_id"], "round": round_,
+                           "proposed": proposed, "reasons": reasons, "payload": payload})
+        decision = ReviewDecision.model_validate(interrupt(payload))
+        return apply_decision(task, decision, proposed)
 
-        return finish_node
+    def apply_decision(task: ProblemTask, decision: ReviewDecision, proposed: str) -> Command:
+        round_ = task.get("revisions", 0)
+        if decision.action == "accept":
+            if proposed == "accept":
+                return commit(task)
+            # Accepting a would-be rejection still needs its trajectories: solve, then commit unreviewed.
+            return Command(goto=Send("solve", {**task, "human_accepted": round_}))
+        if decision.action == "reject":
+            note = f": {decision.note}" if decision.note else ""
+            return ended(task, "rejected", f"rejected by reviewer {decision.reviewer}{note}")
+        if decision.action == "revise":
+            return Command(goto=Send("revise", {**task, "review_note": decision.note}))
+        row = store.problem(task["problem_id"])
+        store.save_revision(task["problem_id"], revision=round_ + 1, problem=decision.problem or row["problem"],
+                            answer=decision.answer or row["answer"])
+        return Command(goto=Send("validate", next_round(task)))
 
-    def after_revise(state: ProblemState) -> str | list[str]:
-        if state["action"] == "critique":
-            return [f"critic{i}" for i in CRITICS]
-        return gate_or("reject") if state["action"] == "reject" else state["action"]
+    def review_payload(task: ProblemTask, review_id: str, proposed: str, reasons: list[str]) -> dict[str, Any]:
+        """Everything a reviewer needs to decide, without opening the database."""
+        round_ = task.get("revisions", 0)
+        row = store.problem(task["problem_id"])
+        critics = [{"critic": i, "model": v.get("model"), "verdict": v.get("verdict"), "reasons": v.get("reasons"),
+                    "own_answer": v.get("own_answer"), "matches_reference": v.get("own_answer_matches")}
+                   for i, v in sorted(store.votes(task["problem_id"], round_).items())]
+        samples = [{"sample": s["sample_index"], "answer": s["predicted_answer"], "correct": s["correct"],
+                    "grade": s["label_method"], "truncated": bool(s["truncated"])}
+                   for s in store.samples_of(task["problem_id"])] if proposed == "accept" else []
+        return {"review_id": review_id, "problem_id": task["problem_id"], "subject": task["subject"],
+                "topic": task["topic"], "round": round_, "problem": row["problem"], "answer": row["answer"],
+                "proposed": proposed, "reasons": reasons, "rejection_reason": task.get("reason"),
+                "critics": critics, "solver": samples}
 
-    graph = StateGraph(ProblemState, input_schema=ProblemInput, output_schema=ProblemOutput)
-    for index in CRITICS:
-        graph.add_node(f"critic{index}", make_critic(index))
-        graph.add_edge(START, f"critic{index}")
-    graph.add_node("judge", judge)
-    graph.add_node("revise", revise)
-    graph.add_node("solve_one", solve_one)
-    graph.add_node("review", review)
-    graph.add_node("commit", commit)
-    graph.add_node("reject", finish("rejected"))
-    graph.add_node("fail", finish("failed"))
-    graph.add_edge([f"critic{i}" for i in CRITICS], "judge")
-    critics = [f"critic{i}" for i in CRITICS]
-    graph.add_conditional_edges("judge", fan_out_solves, ["solve_one", "revise", "review", "reject", "fail"])
-    graph.add_conditional_edges("revise", after_revise, [*critics, "review", "reject", "fail"])
-    graph.add_edge("solve_one", gate_or("commit"))
-    graph.add_conditional_edges("review", after_review, ["solve_one", *critics, "revise", "commit", "reject"])
-    for end in ("commit", "reject", "fail"):
-        graph.add_edge(end, END)
+    graph.add_node("validate", validate, destinations=("solve", "revise", "review"))
+    graph.add_node("revise", revise, destinations=("validate", "review"))
+    graph.add_node("solve", solve, destinations=("review",))
+    graph.add_node("review", review, destinations=("solve", "revise", "validate"))
+
+
+class ProblemGraphState(ProblemInput, ProblemOutput):
+    pass
+
+
+def add_problem_flow(graph: StateGraph, deps: Deps) -> str:
+    """Add the problem flow to a host graph; returns the node to `Send` each problem's task to.
+
+    Without a review policy the nodes are the host's own: one host step and one checkpoint
+    carry every problem at that stage. With one, each problem runs as a subgraph inside a
+    single host step: an interrupt stops the host after the step it happens in, and a
+    problem inlined beside it would wait there too, although no human needs to see it.
+    """
+    if deps.config.review.active:
+        graph.add_node("problem", build_problem_graph(deps).compile())
+        return "problem"
+    add_problem_nodes(graph, deps)
+    return "validate"
+
+
+def build_problem_graph(deps: Deps) -> StateGraph:
+    """One problem on its own: the input names a drafted problem in the store."""
+    graph = StateGraph(ProblemGraphState, input_schema=ProblemInput, output_schema=ProblemOutput)
+    add_problem_nodes(graph, deps)
+    graph.add_conditional_edges(START, lambda state: [Send("validate", task_of(state))], ["validate"])
     return graph
+
+
+__all__ = ["ProblemInput", "ProblemOutput", "ProblemTask", "add_problem_flow", "add_problem_nodes",
+           "answer_matches", "build_problem_graph", "task_of"]

@@ -1,15 +1,16 @@
 """A second chance for problem slots that failed (their calls ran out of retries): draft if needed, then
-the same per-problem subgraph, in a thread of its own so the first attempt's checkpoints stay as they were."""
+the same problem nodes, in a thread of its own so the first attempt's checkpoints stay as they were."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
 
 from chimera.graphs.deps import Deps
 from chimera.graphs.drafting import draft_slot
-from chimera.graphs.problem import ProblemInput, ProblemOutput, build_problem_graph
+from chimera.graphs.problem import ProblemInput, ProblemOutput, add_problem_flow, task_of
 
 
 class RetryState(ProblemInput, ProblemOutput, total=False):
@@ -28,8 +29,8 @@ def build_retry_graph(deps: Deps) -> StateGraph:
 
     graph = StateGraph(RetryState, input_schema=ProblemInput)
     graph.add_node("redraft", redraft)
-    graph.add_node("problem", build_problem_graph(deps).compile())
+    entry = add_problem_flow(graph, deps)
     graph.add_edge(START, "redraft")
-    graph.add_conditional_edges("redraft", lambda state: "problem" if state["drafted"] else END, ["problem", END])
-    graph.add_edge("problem", END)
+    graph.add_conditional_edges("redraft", lambda state: [Send(entry, task_of(state))] if state["drafted"]
+                                else END, [entry, END])
     return graph

@@ -1,9 +1,10 @@
-"""The per-topic graph: draft every slot in order, then validate and solve them all in parallel.
+"""The per-topic graph: draft every slot in order, then validate and solve them all side by side.
 
 Slot k's drafter sees the first drafts of slots before k, so drafting is
-sequential and deterministic; each drafted problem then runs the problem
-subgraph as its own `Send` branch, so a topic keeps several calls in flight and
-a resumed run re-runs only the branches that had not finished.
+sequential and deterministic; each drafted problem then runs the problem nodes
+(graphs/problem.py) as its own `Send` branch, so a topic keeps several calls in
+flight and a resumed run re-runs only the branches that had not finished. The
+runner marks the topic done once its thread ends with nothing waiting for review.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from langgraph.types import Send
 
 from chimera.graphs.deps import Deps
 from chimera.graphs.drafting import draft_slot
-from chimera.graphs.problem import build_problem_graph
+from chimera.graphs.problem import add_problem_flow
 from chimera.ids import problem_id
 
 
@@ -34,8 +35,6 @@ class TopicState(TopicInput, total=False):
 
 
 def build_topic_graph(deps: Deps) -> StateGraph:
-    store = deps.store
-
     async def draft(state: TopicState) -> dict[str, Any]:
         slot = len(state.get("drafted", []))
         pid = problem_id(deps.run, state["topic_id"], slot)
@@ -48,22 +47,15 @@ def build_topic_graph(deps: Deps) -> StateGraph:
         if len(drafted) < state["slots"]:
             return "draft"
         sends = [
-            Send("problem", {"topic_id": state["topic_id"], "subject": state["subject"], "topic": state["topic"],
-                             "problem_id": d["problem_id"], "slot": slot})
+            Send(entry, {"topic_id": state["topic_id"], "subject": state["subject"], "topic": state["topic"],
+                              "problem_id": d["problem_id"], "slot": slot})
             for slot, d in enumerate(drafted) if d["ok"]
         ]
-        return sends or "finish"
-
-    async def finish(state: TopicState) -> dict[str, Any]:
-        store.set_topic_status(state["topic_id"], "done")
-        return {}
+        return sends or END
 
     graph = StateGraph(TopicState, input_schema=TopicInput)
     graph.add_node("draft", draft)
-    graph.add_node("problem", build_problem_graph(deps).compile())
-    graph.add_node("finish", finish)
-    graph.add_conditional_edges(START, lambda state: "draft" if state["slots"] > 0 else "finish", ["draft", "finish"])
-    graph.add_conditional_edges("draft", after_draft, ["draft", "problem", "finish"])
-    graph.add_edge("problem", "finish")
-    graph.add_edge("finish", END)
+    entry = add_problem_flow(graph, deps)
+    graph.add_conditional_edges(START, lambda state: "draft" if state["slots"] > 0 else END, ["draft", END])
+    graph.add_conditional_edges("draft", after_draft, ["draft", entry, END])
     return graph

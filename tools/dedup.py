@@ -40,6 +40,8 @@ class ProblemIndex:
         from datasketch import MinHash, MinHashLSH  # imported here: it loads scipy, a third of a second at start-up
 
         self._minhash_type = MinHash
+        template = MinHash(num_perm=num_perm)  # permutations drawn once, not per signature
+        self._permutations, self._scheme = template.permutations, template.scheme
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._shingles: dict[str, set[str]] = {}
 
@@ -47,24 +49,37 @@ class ProblemIndex:
         return len(self._shingles)
 
     def _minhash(self, grams: set[str]):
-        signature = self._minhash_type(num_perm=self.num_perm)
+        signature = self._minhash_type(num_perm=self.num_perm, permutations=self._permutations, scheme=self._scheme)
         signature.update_batch([g.encode() for g in grams])
         return signature
 
     def find(self, text: str) -> Match | None:
         grams = shingles(text, self.shingle_words)
-        if not grams or not self._shingles:
-            return None
-        candidates = self._lsh.query(self._minhash(grams))
-        scored = [Match(key, jaccard(grams, self._shingles[key])) for key in candidates]
+        return self._best(grams, self._minhash(grams)) if grams and self._shingles else None
+
+    def _best(self, grams: set[str], signature) -> Match | None:
+        scored = [Match(key, jaccard(grams, self._shingles[key])) for key in self._lsh.query(signature)]
         scored = [m for m in scored if m.similarity >= self.threshold]
         return max(scored, key=lambda m: (m.similarity, m.key), default=None)
 
     def add(self, key: str, text: str) -> None:
-        if key in self._shingles:
-            return
         grams = shingles(text, self.shingle_words)
-        if not grams:
-            return
-        self._lsh.insert(key, self._minhash(grams))
+        if grams and key not in self._shingles:
+            self._insert(key, grams, self._minhash(grams))
+
+    def _insert(self, key: str, grams: set[str], signature) -> None:
+        self._lsh.insert(key, signature)
         self._shingles[key] = grams
+
+    def check_and_add(self, key: str, text: str) -> Match | None:
+        """The earlier problem this one nearly duplicates (it is then not added), or None after adding it.
+        One signature serves both steps."""
+        grams = shingles(text, self.shingle_words)
+        if not grams or key in self._shingles:
+            return None
+        signature = self._minhash(grams)
+        match = self._best(grams, signature) if self._shingles else None
+        if match is not None and match.key != key:
+            return match
+        self._insert(key, grams, signature)
+        return None

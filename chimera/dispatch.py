@@ -14,7 +14,11 @@ from collections import deque
 
 
 class EndpointBudget:
-    """Requests in flight to one endpoint, with a limit that backs off on 429 and recovers."""
+    """Requests in flight to one endpoint, with a limit that backs off on 429 and recovers.
+
+    Waiters queue in order and a released place is handed to the first of them: one
+    wake-up per release, however many requests wait (a condition variable woke them all).
+    """
 
     def __init__(self, url: str, limit: int):
         self.url = url
@@ -22,7 +26,7 @@ class EndpointBudget:
         self.current = float(limit)
         self.in_flight = 0
         self.peak = 0
-        self._changed = asyncio.Condition()
+        self._waiters: deque[asyncio.Future] = deque()
         self._area = 0.0  # integral of in_flight over time, for time-averaged concurrency
         self._since = time.monotonic()
         self._started = self._since
@@ -32,20 +36,39 @@ class EndpointBudget:
         self._area += self.in_flight * (now - self._since)
         self._since = now
 
+    def _room(self) -> bool:
+        return self.in_flight < max(1, int(self.current))
+
+    def _take(self) -> None:
+        self._account()
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
     async def acquire(self) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.in_flight < max(1, int(self.current)))
-            self._account()
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
+        if self._room() and not self._waiters:
+            self._take()
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # resolved by release(), which has already counted this request in flight
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                await self.release(ok=False)  # handed a place just as we were cancelled: give it on
+            elif waiter in self._waiters:  # release() may have dropped it already
+                self._waiters.remove(waiter)
+            raise
 
     async def release(self, *, ok: bool) -> None:
-        async with self._changed:
-            self._account()
-            self.in_flight -= 1
-            if ok:
-                self.current = min(self.limit, self.current + 1)
-            self._changed.notify_all()
+        self._account()
+        self.in_flight -= 1
+        if ok:
+            self.current = min(self.limit, self.current + 1)
+        while self._waiters and self._room():
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._take()
+                waiter.set_result(None)
 
     def back_off(self) -> None:
         """A 429: halve the places (at least one stays)."""

@@ -126,3 +126,30 @@ def test_sigint_leaves_a_database_the_next_run_completes(tmp_path):
         return [(r["problem"], r["answer"], r["reasoning"], r["solution"], r["correct"]) for r in rows]
 
     assert dataset("t") == dataset("s")
+
+
+def test_a_released_place_goes_to_the_longest_waiter_and_cancelled_waiters_lose_nothing():
+    async def go():
+        budget = EndpointBudget("u", 2)
+        await budget.acquire()
+        await budget.acquire()
+        order: list[int] = []
+
+        async def wait(i):
+            await budget.acquire()
+            order.append(i)
+
+        waiters = [asyncio.create_task(wait(i)) for i in range(4)]
+        await asyncio.sleep(0)
+        waiters[1].cancel()
+        await budget.release(ok=True)
+        await budget.release(ok=True)
+        await asyncio.sleep(0)
+        assert order == [0, 2] and budget.in_flight == 2
+        for _ in range(2):
+            await budget.release(ok=True)
+        await asyncio.sleep(0)
+        assert order == [0, 2, 3] and budget.in_flight == 1
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+    asyncio.run(go())

@@ -64,7 +64,8 @@ class TaxonomySettings(_Strict):
     max_rounds: int = Field(default=4, ge=1, le=20, description="expander calls per subfield at most")
     similarity_threshold: float = Field(default=0.9, gt=0, le=1, description="embedding cosine to merge topics")
     lexical_threshold: float = Field(default=0.8, gt=0, le=1,
-                                     description="character-trigram Jaccard to merge topics when no embedder is set")
+                                     description="character-trigram Jaccard to merge topics when no embedder is set "
+                                                 "(1: only names that normalize the same)")
 
 
 class ModelSpec(_Strict):

@@ -298,7 +298,9 @@ def api_key_for(role: str, spec: ModelSpec) -> str:
 
 
 def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: str | None,
-                 log: CallLogger, relabel: CallRelabeler | None = None) -> RoleClient:
+                 log: CallLogger, relabel: CallRelabeler | None = None,
+                 transports: dict[tuple[str, str, float], OpenAITransport] | None = None) -> RoleClient:
+    """`transports` shares one client (one connection pool) among roles on the same endpoint and key."""
     if spec.provider == "sim":
         if sim_url is None:
             raise ConfigError(f"models.{role}: provider sim needs the simulator running")
@@ -307,7 +309,11 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
         urls = spec.base_url if isinstance(spec.base_url, list) else [spec.base_url]
         model = spec.model
     key = api_key_for(role, spec)
-    replicas = [Replica(url=url, transport=OpenAITransport(url, key, spec.timeout_s),
+    pool = transports if transports is not None else {}
+    for url in urls:
+        if (url, key, spec.timeout_s) not in pool:
+            pool[(url, key, spec.timeout_s)] = OpenAITransport(url, key, spec.timeout_s)
+    replicas = [Replica(url=url, transport=pool[(url, key, spec.timeout_s)],
                         budget=endpoints.budget(url, spec.max_in_flight)) for url in urls]
     client = RoleClient(role=role, spec=spec, model=model, replicas=replicas,
                         limiter=RateLimiter(spec.rpm, spec.tpm), log=log)
@@ -319,15 +325,21 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
 def build_clients(config: Config, *, endpoints: Endpoints, sim_url: str | None,
                   log: CallLogger, relabel: CallRelabeler | None = None) -> dict[str, RoleClient]:
     """One client per role: expander, drafter, critic0, critic1, solver, labeler."""
+    transports: dict[tuple[str, str, float], OpenAITransport] = {}
     return {
-        role: build_client(role, spec, endpoints=endpoints, sim_url=sim_url, log=log, relabel=relabel)
+        role: build_client(role, spec, endpoints=endpoints, sim_url=sim_url, log=log, relabel=relabel,
+                           transports=transports)
         for role, spec in config.models.all_roles().items()
     }
 
 
 async def close_clients(clients: dict[str, RoleClient]) -> None:
+    closed: set[int] = set()
     for client in clients.values():
-        await client.close()
+        for replica in client.replicas:
+            if id(replica.transport) not in closed:  # roles may share one transport
+                closed.add(id(replica.transport))
+                await replica.transport.close()
 
 
 def uses_simulator(config: Config) -> bool:

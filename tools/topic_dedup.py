@@ -45,7 +45,9 @@ def dedup_topics(names: list[str], vectors: np.ndarray | None = None, *, thresho
     if vectors is not None:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         unit = vectors / np.where(norms == 0, 1, norms)
-    grams = [trigrams(n) for n in names] if unit is None else []
+    # A lexical threshold of 1 merges only what normalizes the same: no pairwise trigram work at all.
+    lexical = unit is None and lexical_threshold < 1.0
+    grams = [trigrams(n) for n in names] if lexical else []
     postings: dict[str, list[int]] = defaultdict(list)  # trigram -> kept topics holding it
     kept_matrix: list[np.ndarray] = []
     for i, name in enumerate(names):
@@ -59,7 +61,7 @@ def dedup_topics(names: list[str], vectors: np.ndarray | None = None, *, thresho
             j = int(np.argmax(scores))
             best, similarity, method = kept[j], float(scores[j]), "embedding"
             limit = threshold
-        elif unit is None:
+        elif lexical:
             shared = Counter(k for g in grams[i] for k in postings[g])
             if shared:
                 k, inter = max(shared.items(), key=lambda kv: (kv[1] / (len(grams[i]) + len(grams[kv[0]]) - kv[1]), -kv[0]))
@@ -72,7 +74,7 @@ def dedup_topics(names: list[str], vectors: np.ndarray | None = None, *, thresho
         first_of[key] = i
         if unit is not None:
             kept_matrix.append(unit[i])
-        else:
+        elif lexical:
             for g in grams[i]:
                 postings[g].append(i)
     return DedupResult(kept, merges)

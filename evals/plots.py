@@ -16,6 +16,13 @@ def _pyplot():
     return plt
 
 
+def _whole_numbers(axis) -> None:
+    """Counts get whole-number ticks, even when they are small."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -31,6 +38,7 @@ def stats_plots(stats: dict[str, Any], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.barh(subjects, [stats["accepted_by_subject"][s] for s in subjects], color="#3b7dd8")
     ax.set_xlabel("accepted problems")
+    _whole_numbers(ax.xaxis)
     ax.set_title("Problems per subject")
     paths.append(_save(fig, out / "problems_per_subject.png"))
 
@@ -39,6 +47,7 @@ def stats_plots(stats: dict[str, Any], out: Path) -> list[Path]:
     ax.ticklabel_format(axis="x", style="plain", useOffset=False)
     ax.set_xlabel("solution length (words: reasoning + final solution)")
     ax.set_ylabel("samples")
+    _whole_numbers(ax.yaxis)
     ax.set_title("Solution length")
     paths.append(_save(fig, out / "solution_length.png"))
 
@@ -60,6 +69,7 @@ def stats_plots(stats: dict[str, Any], out: Path) -> list[Path]:
         ax.hist(stats["pass_rates"], bins=[i / 10 for i in range(11)], color="#8a5ad8")
     ax.set_xlabel("pass rate over the solver's samples")
     ax.set_ylabel("problems")
+    _whole_numbers(ax.yaxis)
     ax.set_title("Pass rate distribution")
     paths.append(_save(fig, out / "pass_rate.png"))
     return paths

@@ -67,7 +67,7 @@ def run_with_progress(config, *, quiet: bool = False, trace_path: str | None = N
     return 0
 
 
-def _only_run(store, wanted: str | None) -> str:
+def only_run(store, wanted: str | None) -> str:
     runs = [r["name"] for r in store.runs()]
     if wanted:
         if wanted not in runs:
@@ -81,7 +81,7 @@ def _only_run(store, wanted: str | None) -> str:
 def _cmd_yield(store, args: argparse.Namespace) -> int:
     from chimera.yield_report import yield_by
 
-    report = yield_by(store, _only_run(store, args.run), args.by)
+    report = yield_by(store, only_run(store, args.run), args.by)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -116,7 +116,7 @@ def _cmd_taxonomy(args: argparse.Namespace) -> int:
         err.print(f"imported {counts['topics']} topics into run {taxonomy.run} ({counts['removed']} removed); "
                   "chimera run will skip Stage 1 for it")
         return 0
-    taxonomy = tree(store, _only_run(store, args.run))
+    taxonomy = tree(store, only_run(store, args.run))
     if args.json:
         print(taxonomy.model_dump_json(indent=2))
         return 0
@@ -186,7 +186,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.format == "hf":
         from chimera.hf_export import export_hf, push
 
-        counts = export_hf(store, _only_run(store, args.run), Path(args.output))
+        counts = export_hf(store, only_run(store, args.run), Path(args.output))
         err.print(f"wrote {counts['all']} samples (all), {counts['sft']} (sft), {counts['rl']} problems (rl) and "
                   f"a dataset card to {args.output}", markup=False)
         if args.push:

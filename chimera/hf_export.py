@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -35,8 +34,7 @@ def export_hf(store: Store, run: str, out: Path) -> dict[str, int]:
     counts = {split: write(store, staging / split / "train-00000-of-00001.parquet", split=split, fmt="parquet",
                            run=run) for split in SPLITS}
     stats = dataset_stats(store, run)
-    stored = next(r for r in store.runs() if r["name"] == run)
-    card = dataset_card(run, counts, markdown(stats), stats, json.loads(stored["config"]),
+    card = dataset_card(run, counts, markdown(stats), stats, store.run_config(run),
                         store.report(run, "contamination"), store.report(run, "quality"))
     (staging / "README.md").write_text(card, encoding="utf-8")
     if out.exists():

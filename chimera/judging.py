@@ -10,6 +10,7 @@ from typing import Any
 from chimera.agents.labeler import label_answer
 from chimera.config import Config
 from chimera.errors import ChimeraError
+from chimera.jsonl import json_lines
 from chimera.dispatch import Endpoints
 from chimera.llm import build_client
 from chimera.sim import server as sim_server
@@ -18,17 +19,7 @@ from chimera.tools.grading import Grade, grade
 
 def read_pairs(path: Path) -> Iterator[tuple[str, str]]:
     """`{"reference", "response"}` per line; other fields are ignored; a bad line is named."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise ChimeraError(f"{path}: cannot read ({error.strerror or error})") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ChimeraError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+    for number, item in json_lines(path):
         if not isinstance(item, dict) or not isinstance(item.get("reference"), str) \
                 or not isinstance(item.get("response"), str):
             raise ChimeraError(f"{path}:{number}: needs string fields \"reference\" and \"response\"")

@@ -224,6 +224,11 @@ class Store:
     def merges(self, run: str) -> list[dict[str, Any]]:
         return list(self.db["topic_merges"].rows_where("run = ?", [run], order_by="kept, dropped"))
 
+    def run_config(self, run: str) -> dict[str, Any]:
+        """The config stored with a run (redacted: env var names, never keys); {} for an unknown run."""
+        row = self.conn.execute("select config from runs where name = ?", [run]).fetchone()
+        return json.loads(row[0] or "{}") if row else {}
+
     def set_taxonomy_source(self, run: str, source: str) -> None:
         self.db["runs"].update(run, {"taxonomy": source})
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Any
 
 from chimera.store import Store
 
 
-def _prices(config: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
+def prices_by_role(config: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
     """Role -> (price in, price out) per million tokens, from the config stored with the run."""
     models = config.get("models") or {}
     roles: dict[str, Any] = {r: models.get(r) for r in ("expander", "drafter", "solver", "labeler", "embedder")}
@@ -22,8 +21,7 @@ def yield_by(store: Store, run: str, by: str) -> list[dict[str, Any]]:
     """Rows per topic (`by="topic"`) or subject: problems by status and reason, revisions, correct rate,
     tokens, and the estimated cost per accepted sample (None where a role used has no price in the config)."""
     assert by in ("topic", "subject")
-    config = json.loads(next(iter(store.db["runs"].rows_where("name = ?", [run])), {}).get("config") or "{}")
-    prices = _prices(config)
+    prices = prices_by_role(store.run_config(run))
     key = "p.topic_id" if by == "topic" else "p.subject"
     rows: dict[str, dict[str, Any]] = {}
     topics = {t["id"]: t for t in store.topics(run)}

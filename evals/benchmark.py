@@ -20,6 +20,7 @@ from chimera.agents import solver
 from chimera.config import ModelSpec
 from chimera.errors import CallFailed, ChimeraError
 from chimera.evals.passk import curve
+from chimera.jsonl import json_lines
 from chimera.llm import RoleClient
 from chimera.store import Store
 from chimera.tools.grading import grade
@@ -35,8 +36,6 @@ class Question:
 
 def read_questions(path: Path, question_field: str, answer_field: str, run: str | None = None) -> list[Question]:
     """Questions from a JSONL file, or the accepted problems of a chimera database (its own difficulty)."""
-    if not path.exists():
-        raise ChimeraError(f"{path}: no such file")
     if path.suffix in (".db", ".sqlite", ".sqlite3"):
         store = Store(path, create=False)
         try:
@@ -44,13 +43,7 @@ def read_questions(path: Path, question_field: str, answer_field: str, run: str 
         finally:
             store.close()
     questions = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ChimeraError(f"{path}:{number}: not JSON ({error.msg})") from None
+    for number, item in json_lines(path):
         missing = [f for f in (question_field, answer_field) if not isinstance(item, dict) or f not in item]
         if missing:
             raise ChimeraError(f"{path}:{number}: no field {missing[0]!r} (choose with --question-field / "

@@ -64,25 +64,24 @@ def add_eval_parsers(sub: Any) -> None:
 
 
 def _open(db: str, run: str | None):
-    from chimera.cli import _only_run
+    from chimera.cli import only_run
     from chimera.store import Store
 
     store = Store(db, create=False)
-    return store, _only_run(store, run)
+    return store, only_run(store, run)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from chimera.cli import err, out
-    from chimera.evals.stats import dataset_stats, table_rows, write_outputs
+    from chimera.evals.stats import dataset_stats, public, table_rows, write_outputs
 
     store, run = _open(args.db, args.run)
     stats = dataset_stats(store, run)
-    store.save_report(run, "stats", {k: v for k, v in stats.items() if k not in ("pass_rates", "solution_word_counts")})
+    store.save_report(run, "stats", public(stats))
     if args.json:
-        print(json.dumps({k: v for k, v in stats.items() if k not in ("pass_rates", "solution_word_counts")},
-                         indent=2))
+        print(json.dumps(public(stats), indent=2))
     else:
         table = Table(title=f"run {run}")
         table.add_column("statistic")
@@ -133,8 +132,7 @@ def _eval_config(config_path: str | None, store: Any = None, run: str | None = N
     if config_path:
         return load_config(config_path)
     if store is not None and run is not None:
-        stored = next(r for r in store.runs() if r["name"] == run)
-        return parse_config(json.loads(stored["config"]), source=f"stored config of run {run}")
+        return parse_config(store.run_config(run), source=f"stored config of run {run}")
     return parse_config({"run": {"name": "eval", "db": "eval.db"}, "subjects": [{"name": "eval", "topics": 1}]})
 
 
@@ -198,11 +196,12 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
     if not questions:
         raise ChimeraError(f"{data}: no accepted problems to ask")
     is_db = data.suffix in (".db", ".sqlite", ".sqlite3")
-    config = _eval_config(args.config)
     if is_db and not args.config:
         source, run = _open(str(data), args.run)
         config = _eval_config(None, source, run)
         source.close()
+    else:
+        config = _eval_config(args.config)
     role, spec = spec_for(config, args.model, args.model_name)
     spec = paper_spec(spec, max_tokens=args.max_tokens, top_k=args.top_k)
     store = Store(args.results or (str(data) if is_db else "bench-results.db"))

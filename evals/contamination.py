@@ -8,7 +8,6 @@ shares almost no 8-grams, so the work is near-linear in the text.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chimera.errors import ChimeraError
+from chimera.jsonl import json_lines
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -63,18 +63,8 @@ class BenchmarkIndex:
 
 def read_benchmark(path: Path, field: str) -> list[str]:
     """The `field` of every JSONL line; a line without it or not JSON is an error naming the line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ChimeraError(f"{path}: no such file") from None
     texts = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ChimeraError(f"{path}:{number}: not JSON ({error.msg})") from None
+    for number, item in json_lines(path):
         if not isinstance(item, dict) or not isinstance(item.get(field), str):
             raise ChimeraError(f"{path}:{number}: no text field {field!r} (choose one with --field)")
         texts.append(item[field])

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from chimera.store import Store
-from chimera.yield_report import _prices, yield_by
+from chimera.yield_report import prices_by_role
 
 
 @lru_cache(maxsize=1)
@@ -37,28 +37,28 @@ def _spread(values: list[int]) -> dict[str, float | None]:
 
 def dataset_stats(store: Store, run: str) -> dict[str, Any]:
     """Everything the statistics table shows, computed from the store (no model calls)."""
-    problems = [p for p in store.problems(run) if p["problem"]]
+    every = store.problems(run)  # failed drafts too (no text): they count as drafted
+    problems = [p for p in every if p["problem"]]
     accepted = [p for p in problems if p["status"] == "accepted"]
+    drafted_by_subject = Counter(p["subject"] for p in every)
     samples = list(store.samples(run))
     trajectories = [f"{s['reasoning'] or ''}\n{s['solution'] or ''}".strip() for s in samples]
     per_subject = Counter(p["subject"] for p in accepted)
     labeled = [s for s in samples if s["correct"] is not None]
-    yields = yield_by(store, run, "subject")
     cost = run_cost(store, run)
     calls = store.counts(run)
-    reasons = Counter(p["rejection_reason"] or "(none)" for p in store.problems(run)
-                      if p["status"] in ("rejected", "failed"))
+    reasons = Counter(p["rejection_reason"] or "(none)" for p in every if p["status"] in ("rejected", "failed"))
     return {
         "run": run,
-        "problems_drafted": len(store.problems(run)),
+        "problems_drafted": len(every),
         "problems_accepted": len(accepted),
         "samples": len(samples),
         "subjects": len(per_subject),
         "topics": len({p["topic_id"] for p in accepted}),
         "share_by_subject": {s: round(n / len(accepted), 4) for s, n in sorted(per_subject.items())},
         "accepted_by_subject": dict(sorted(per_subject.items())),
-        "acceptance_by_subject": {y["subject"]: round(y["accepted"] / y["drafted"], 4) if y["drafted"] else None
-                                  for y in yields},
+        "acceptance_by_subject": {subject: round(per_subject[subject] / n, 4)
+                                  for subject, n in sorted(drafted_by_subject.items())},
         "problem_words": _spread([count_words(p["problem"]) for p in accepted]),
         "problem_tokens": _spread(count_tokens([p["problem"] for p in accepted])),
         "solution_words": _spread([count_words(t) for t in trajectories]),
@@ -80,8 +80,7 @@ def dataset_stats(store: Store, run: str) -> dict[str, Any]:
 
 def run_cost(store: Store, run: str) -> float | None:
     """Dollars spent by every model call of the run; None when a role that was called has no price."""
-    stored = next((r for r in store.runs() if r["name"] == run), None)
-    prices = _prices(json.loads(stored["config"]) if stored else {})
+    prices = prices_by_role(store.run_config(run))
     total = 0.0
     for role, tokens_in, tokens_out in store.conn.execute(
             "select role, sum(tokens_in), sum(tokens_out) from llm_calls where run = ? group by role", [run]):
@@ -142,12 +141,16 @@ def markdown(stats: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def public(stats: dict[str, Any]) -> dict[str, Any]:
+    """The statistics without the per-item lists the plots are drawn from."""
+    return {k: v for k, v in stats.items() if k not in ("pass_rates", "solution_word_counts")}
+
+
 def write_outputs(stats: dict[str, Any], out: Path) -> list[Path]:
     """stats.json, stats.md and the four plots, in `out`."""
     from chimera.evals.plots import stats_plots
 
     out.mkdir(parents=True, exist_ok=True)
-    public = {k: v for k, v in stats.items() if k not in ("pass_rates", "solution_word_counts")}
-    (out / "stats.json").write_text(json.dumps(public, indent=2) + "\n", encoding="utf-8")
+    (out / "stats.json").write_text(json.dumps(public(stats), indent=2) + "\n", encoding="utf-8")
     (out / "stats.md").write_text(markdown(stats), encoding="utf-8")
     return [out / "stats.json", out / "stats.md", *stats_plots(stats, out)]

@@ -42,12 +42,12 @@ def add_review_parser(sub: Any) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from chimera.cli import _only_run, err, out
+    from chimera.cli import only_run, err, out
     from chimera.review.decision import default_reviewer
     from chimera.store import Store
 
     store = Store(args.db, create=False)
-    run = _only_run(store, args.run)
+    run = only_run(store, args.run)
     reviewer = args.reviewer or default_reviewer()
     if args.resume:
         return _resume(store, run, args)
@@ -126,8 +126,8 @@ def _resume(store: Any, run: str, args: argparse.Namespace) -> int:
     from chimera.cli import run_with_progress
     from chimera.config import parse_config
 
-    stored = next(r for r in store.runs() if r["name"] == run)
+    stored = store.run_config(run)
     store.close()
-    config = parse_config(json.loads(stored["config"]), source=f"{args.db}: stored config of run {run}")
+    config = parse_config(stored, source=f"{args.db}: stored config of run {run}")
     config.run.db = args.db
     return run_with_progress(config, quiet=args.quiet)

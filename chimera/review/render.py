@@ -28,6 +28,11 @@ def math_html(text: str) -> str:
     return "".join(parts)
 
 
+def yes_no(value: object) -> str:
+    """A tri-state flag (None, falsy, truthy) as the review views show it."""
+    return "-" if value is None else ("yes" if value else "no")
+
+
 PROBLEM_MARK = "=== PROBLEM ==="
 ANSWER_MARK = "=== REFERENCE ANSWER ==="
 

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from chimera.errors import ChimeraError
 from chimera.review.decision import ReviewDecision
-from chimera.review.render import edit_buffer, parse_edit_buffer
+from chimera.review.render import edit_buffer, parse_edit_buffer, yes_no
 from chimera.store import Store
 
 KEYS = {"a": "accept", "r": "reject", "e": "edit", "v": "revise", "s": "skip", "q": "quit"}
@@ -38,7 +38,7 @@ def item_view(item: dict[str, Any], position: str) -> Panel:
         votes.add_column(column, overflow="fold")
     for vote in payload.get("critics", []):
         votes.add_row(f"{vote['critic'] + 1} ({vote.get('model') or '?'})", str(vote.get("verdict")),
-                      str(vote.get("own_answer") or "-"), _yes_no(vote.get("matches_reference")),
+                      str(vote.get("own_answer") or "-"), yes_no(vote.get("matches_reference")),
                       str(vote.get("reasons") or ""))
     parts: list[Any] = [
         Text(f"{payload['subject']} / {payload['topic']}  ·  round {payload['round']}  ·  "
@@ -55,14 +55,10 @@ def item_view(item: dict[str, Any], position: str) -> Panel:
             solver.add_column(column, overflow="fold")
         for sample in payload["solver"]:
             solver.add_row(str(sample["sample"]), str(sample.get("answer") or "-"),
-                           "truncated" if sample.get("truncated") else _yes_no(sample.get("correct")),
+                           "truncated" if sample.get("truncated") else yes_no(sample.get("correct")),
                            str(sample.get("grade") or "-"))
         parts.append(solver)
     return Panel(Group(*parts), title=f"{position}  {item['id']}", title_align="left")
-
-
-def _yes_no(value: Any) -> str:
-    return "-" if value is None else ("yes" if value else "no")
 
 
 class Prompter:

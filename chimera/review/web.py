@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from chimera.errors import ChimeraError
 from chimera.review.decision import ReviewDecision
-from chimera.review.render import math_html
+from chimera.review.render import math_html, yes_no
 from chimera.store import Store
 
 COOKIE = "chimera_review_token"
@@ -61,7 +61,7 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str) -> web.App
         return response
 
     def render(title: str, body: str) -> web.Response:
-        pending = len(store.reviews(run))
+        pending = store.review_counts(run)["pending"]
         return web.Response(content_type="text/html", text=page.substitute(
             title=html.escape(title), run=html.escape(run), db=html.escape(db), pending=pending, body=body))
 
@@ -88,13 +88,13 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str) -> web.App
         critic_rows = "".join(
             f"<tr><td>{v['critic'] + 1} ({html.escape(str(v.get('model') or '?'))})</td>"
             f"<td>{html.escape(str(v.get('verdict')))}</td><td>{math_html(str(v.get('own_answer') or '-'))}</td>"
-            f"<td>{_yes_no(v.get('matches_reference'))}</td><td>{math_html(str(v.get('reasons') or ''))}</td></tr>"
+            f"<td>{yes_no(v.get('matches_reference'))}</td><td>{math_html(str(v.get('reasons') or ''))}</td></tr>"
             for v in p.get("critics", []))
         solver_table = ""
         if p.get("solver"):
             solver_rows = "".join(
                 f"<tr><td>{s['sample']}</td><td>{math_html(str(s.get('answer') or '-'))}</td>"
-                f"<td>{'truncated' if s.get('truncated') else _yes_no(s.get('correct'))}</td>"
+                f"<td>{'truncated' if s.get('truncated') else yes_no(s.get('correct'))}</td>"
                 f"<td>{html.escape(str(s.get('grade') or '-'))}</td></tr>" for s in p["solver"])
             solver_table = ("<h3>Solver</h3><table><thead><tr><th>sample</th><th>answer</th><th>correct</th>"
                             f"<th>graded by</th></tr></thead><tbody>{solver_rows}</tbody></table>")
@@ -156,10 +156,6 @@ def _options(values: list[str], chosen: str | None, everything: str) -> str:
     options += [f'<option value="{html.escape(v, quote=True)}"{" selected" if v == chosen else ""}>'
                 f"{html.escape(v)}</option>" for v in values]
     return "".join(options)
-
-
-def _yes_no(value: Any) -> str:
-    return "-" if value is None else ("yes" if value else "no")
 
 
 def serve(db: str, *, run: str, host: str, port: int, token: str | None, reviewer: str) -> None:

@@ -4,20 +4,43 @@ The budget is what sets throughput: an endpoint (vLLM above all) batches
 whatever is in flight, so a run keeps `limit` requests open there across all
 topics and problem slots. A 429 halves the budget (multiplicative decrease);
 each success gives back one place (additive increase) up to the configured limit.
+
+When requests wait, the least advanced graph thread goes first (its LangGraph
+step), then the earliest pipeline stage (`STAGE_PRIORITY`), then the earliest
+arrival. Why: a topic's next step starts only when every branch of its current
+step is done, so a topic that falls behind walks its last steps alone at the end
+of the run while the budget drains. Serving the least advanced topics first keeps
+them in step, and the run ends on one wide wave of calls. (`chimera bench`,
+2,000 problems, 2 s latency, budget 256: in flight / budget 0.950 first come
+first served, 0.949 by stage alone, 0.963 by step then stage.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from collections import deque
+
+# Lower goes first: a draft opens two critics and a solve, a solve opens nothing more.
+# Roles not listed (an evaluator, say) wait behind the pipeline's own calls.
+STAGE_PRIORITY = {"expander": 0, "embedder": 0, "drafter": 1, "critic0": 2, "critic1": 2, "solver": 3, "labeler": 4}
+LAST_PRIORITY = 5
+QueuePlace = tuple[int, int]
+
+
+def queue_place(role: str, step: int = 0) -> QueuePlace:
+    """Where a call waits in a budget's queue (lower first): its graph step, then its role's stage."""
+    return step, STAGE_PRIORITY.get(role, LAST_PRIORITY)
 
 
 class EndpointBudget:
     """Requests in flight to one endpoint, with a limit that backs off on 429 and recovers.
 
-    Waiters queue in order and a released place is handed to the first of them: one
-    wake-up per release, however many requests wait (a condition variable woke them all).
+    Waiters queue by (queue place, arrival) and a released place is handed to the first of
+    them: one wake-up per release, however many requests wait (a condition variable woke
+    them all).
     """
 
     def __init__(self, url: str, limit: int):
@@ -26,7 +49,8 @@ class EndpointBudget:
         self.current = float(limit)
         self.in_flight = 0
         self.peak = 0
-        self._waiters: deque[asyncio.Future] = deque()
+        self._waiters: list[tuple[QueuePlace, int, asyncio.Future]] = []  # a heap; cancelled entries are skipped
+        self._arrivals = itertools.count()
         self._area = 0.0  # integral of in_flight over time, for time-averaged concurrency
         self._since = time.monotonic()
         self._started = self._since
@@ -44,19 +68,19 @@ class EndpointBudget:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
 
-    async def acquire(self) -> None:
+    async def acquire(self, place: QueuePlace = (0, 0)) -> None:
+        """Wait for a place; among waiters, the lowest `place` and then the earliest goes first."""
+        self._drop_cancelled()
         if self._room() and not self._waiters:
             self._take()
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        heapq.heappush(self._waiters, (place, next(self._arrivals), waiter))
         try:
             await waiter  # resolved by release(), which has already counted this request in flight
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 await self.release(ok=False)  # handed a place just as we were cancelled: give it on
-            elif waiter in self._waiters:  # release() may have dropped it already
-                self._waiters.remove(waiter)
             raise
 
     async def release(self, *, ok: bool) -> None:
@@ -65,10 +89,16 @@ class EndpointBudget:
         if ok:
             self.current = min(self.limit, self.current + 1)
         while self._waiters and self._room():
-            waiter = self._waiters.popleft()
+            waiter = heapq.heappop(self._waiters)[2]
             if not waiter.done():
                 self._take()
                 waiter.set_result(None)
+
+    def _drop_cancelled(self) -> None:
+        """A cancelled waiter stays in the heap until it reaches the top; no live waiter is ever behind
+        room (release hands places out), so a cancelled top is all that could hide a free place."""
+        while self._waiters and self._waiters[0][2].done():
+            heapq.heappop(self._waiters)
 
     def back_off(self) -> None:
         """A 429: halve the places (at least one stays)."""

@@ -9,7 +9,7 @@ import numpy as np
 import openai
 
 from chimera.config import ModelSpec
-from chimera.dispatch import Endpoints
+from chimera.dispatch import Endpoints, queue_place
 from chimera.llm import CallLogger, api_key_for, map_error, outcome_of, short
 
 BATCH = 256
@@ -34,7 +34,7 @@ class Embedder:
         started = time.perf_counter()
         outcome, error_text, tokens = "ok", None, 0
         try:
-            await self.budget.acquire()
+            await self.budget.acquire(queue_place("embedder", context.get("step", 0)))
             try:
                 reply = await self.client.embeddings.create(model=self.model, input=texts)
             finally:

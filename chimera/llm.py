@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import openai
 
 from chimera.config import Config, ModelSpec
-from chimera.dispatch import EndpointBudget, Endpoints, RateLimiter
+from chimera.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
 from chimera.errors import CallFailed, ConfigError, EndpointError
 from chimera.tools.reasoning import split_reasoning
 
@@ -177,7 +177,7 @@ class RoleClient:
         for attempt in range(self.spec.max_retries + 1):
             replica = self._pick(avoid)
             await self.limiter.acquire(estimate)
-            await replica.budget.acquire()
+            await replica.budget.acquire(queue_place(self.role, (context or {}).get("step", 0)))
             started = time.perf_counter()
             reply: Reply | None = None
             try:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from langgraph.config import get_config
+
 from chimera.config import Config
 from chimera.embeddings import Embedder
 from chimera.llm import RoleClient
@@ -41,5 +43,14 @@ class Deps:
         return self.config.parse_retries
 
     def context(self, **ids: Any) -> dict[str, Any]:
-        """Ids attached to every logged model call."""
-        return {"run": self.run, **ids}
+        """Ids attached to every logged model call, and the graph step it is made in (its place in
+        the endpoint's queue: see chimera.dispatch)."""
+        return {"run": self.run, "step": graph_step(), **ids}
+
+
+def graph_step() -> int:
+    """The LangGraph step of the node running now; 0 outside a graph."""
+    try:
+        return get_config()["metadata"].get("langgraph_step", 0)
+    except RuntimeError:  # not inside a graph run
+        return 0

@@ -9,7 +9,7 @@ import subprocess
 from helpers import CHIMERA, chimera, interrupt_when, write_config
 
 from chimera.config import load_config
-from chimera.dispatch import EndpointBudget, RateLimiter
+from chimera.dispatch import EndpointBudget, RateLimiter, queue_place
 from chimera.runner import run_pipeline
 
 
@@ -151,5 +151,31 @@ def test_a_released_place_goes_to_the_longest_waiter_and_cancelled_waiters_lose_
         await asyncio.sleep(0)
         assert order == [0, 2, 3] and budget.in_flight == 1
         await asyncio.gather(*waiters, return_exceptions=True)
+
+    asyncio.run(go())
+
+
+def test_a_released_place_goes_to_the_least_advanced_thread_then_the_earliest_stage_then_the_first_come():
+    async def go():
+        budget = EndpointBudget("u", 1)
+        await budget.acquire()
+        order: list[str] = []
+
+        async def wait(name, role, step):
+            await budget.acquire(queue_place(role, step))
+            order.append(name)
+            await budget.release(ok=True)
+
+        arrivals = [("solve, step 6", "solver", 6), ("critic a, step 5", "critic0", 5), ("solve, step 2", "solver", 2),
+                    ("draft, step 5", "drafter", 5), ("critic b, step 5", "critic1", 5), ("rating", "evaluator", 0)]
+        tasks = []
+        for arrival in arrivals:
+            tasks.append(asyncio.create_task(wait(*arrival)))
+            await asyncio.sleep(0)
+        await budget.release(ok=True)
+        await asyncio.gather(*tasks)
+        assert order == ["rating", "solve, step 2", "draft, step 5", "critic a, step 5", "critic b, step 5",
+                         "solve, step 6"]
+        assert budget.in_flight == 0
 
     asyncio.run(go())

@@ -4,6 +4,10 @@ The budget is what sets throughput: an endpoint (vLLM above all) batches
 whatever is in flight, so a run keeps `limit` requests open there across all
 topics and problem slots. A 429 halves the budget (multiplicative decrease);
 each success gives back one place (additive increase) up to the configured limit.
+As in TCP, one overload is one halving: the 429s of requests sent before the last
+halving tell of the same overload (they left under the larger budget), so they do
+not halve it again. Otherwise a burst of 429s would drive the budget to one place,
+and a server that refuses a steady few percent would keep it pinned near there.
 
 When requests wait, the least advanced graph thread goes first (its LangGraph
 step), then the earliest pipeline stage (`STAGE_PRIORITY`), then the earliest
@@ -54,6 +58,7 @@ class EndpointBudget:
         self._area = 0.0  # integral of in_flight over time, for time-averaged concurrency
         self._since = time.monotonic()
         self._started = self._since
+        self._halved_at = float("-inf")
 
     def _account(self) -> None:
         now = time.monotonic()
@@ -100,9 +105,13 @@ class EndpointBudget:
         while self._waiters and self._waiters[0][2].done():
             heapq.heappop(self._waiters)
 
-    def back_off(self) -> None:
-        """A 429: halve the places (at least one stays)."""
+    def back_off(self, sent_at: float) -> None:
+        """A 429 for a request sent at `sent_at` (time.monotonic()): halve the places (at least one
+        stays), unless the request left before the last halving."""
+        if sent_at < self._halved_at:
+            return
         self.current = max(1.0, self.current / 2)
+        self._halved_at = time.monotonic()
 
     def mean_in_flight(self, since: float | None = None) -> float:
         self._account()

@@ -178,7 +178,7 @@ class RoleClient:
             replica = self._pick(avoid)
             await self.limiter.acquire(estimate)
             await replica.budget.acquire(queue_place(self.role, (context or {}).get("step", 0)))
-            started = time.perf_counter()
+            started, sent_at = time.perf_counter(), time.monotonic()
             reply: Reply | None = None
             try:
                 reply = reply_from_completion(await replica.transport.chat(body), self.model)
@@ -188,7 +188,7 @@ class RoleClient:
                     raise map_error(error, role=self.role, url=replica.url, model=self.model,
                                     timeout_s=self.spec.timeout_s) from error
                 if isinstance(error, openai.RateLimitError):
-                    replica.budget.back_off()
+                    replica.budget.back_off(sent_at)
                 if _unreachable(error):
                     avoid = replica.url
                 wait = _retry_after(error) or min(MAX_BACKOFF_S, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)

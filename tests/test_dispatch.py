@@ -5,6 +5,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import time
 
 from helpers import CHIMERA, chimera, interrupt_when, write_config
 
@@ -16,7 +17,7 @@ from chimera.runner import run_pipeline
 def test_a_429_halves_the_budget_and_successes_win_it_back():
     async def go():
         budget = EndpointBudget("u", 8)
-        budget.back_off()
+        budget.back_off(sent_at=time.monotonic())
         assert budget.current == 4
         for _ in range(4):
             await budget.acquire()
@@ -31,6 +32,17 @@ def test_a_429_halves_the_budget_and_successes_win_it_back():
         assert budget.current == 8, "it recovers, but never past the configured limit"
 
     asyncio.run(go())
+
+
+def test_a_burst_of_429s_to_requests_sent_before_the_halving_halves_the_budget_once():
+    budget = EndpointBudget("u", 64)
+    sent_together = time.monotonic()
+    budget.back_off(sent_at=sent_together)
+    for _ in range(5):
+        budget.back_off(sent_at=sent_together)
+    assert budget.current == 32, "the burst's later 429s tell of the same overload"
+    budget.back_off(sent_at=time.monotonic())
+    assert budget.current == 16, "a request sent after the halving and still refused halves it again"
 
 
 def test_rpm_limit_holds_back_the_request_over_the_limit():
@@ -55,6 +67,21 @@ def test_the_budget_fills_across_topics_of_uneven_size(tmp_path):
     peaks = []
     asyncio.run(run_pipeline(config, on_progress=lambda m: peaks.append(max(b.peak for b in m.endpoints.budgets.values()))))
     assert peaks[-1] == 4, "the run kept as many requests in flight as the budget allows"
+
+
+def test_an_endpoint_at_capacity_answers_429_the_budget_backs_off_and_the_run_completes(tmp_path):
+    path = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 3}], problems_per_topic=2,
+                        sim={"latency_s": 0.2, "capacity": 2}, models={"default": {"provider": "sim", "max_retries": 8}})
+    config = load_config(path)
+    config.run.concurrency = 8
+    places: list[float] = []
+    asyncio.run(run_pipeline(config, on_progress=lambda m: places.extend(b.current for b in m.endpoints.budgets.values()),
+                             progress_every_s=0.05))
+    db = sqlite3.connect(tmp_path / "t.db")
+    assert db.execute("select count(*) from llm_calls where outcome = 'http_429'").fetchone()[0] > 0
+    assert min(places) < 8, "the 429s halved the budget"
+    statuses = dict(db.execute("select status, count(*) from problems group by status").fetchall())
+    assert sum(statuses.values()) == 6 and not {"pending", "failed"} & set(statuses), statuses
 
 
 def test_a_fault_mix_loses_no_slot_and_logs_every_failed_attempt(tmp_path):

@@ -140,8 +140,9 @@ def test_sigint_leaves_a_database_the_next_run_completes(tmp_path):
     config = write_config(tmp_path, **shape)
     straight = write_config(tmp_path, name="s", **shape)
     _, interrupted = interrupt_when(["run", str(config), "--quiet"], tmp_path / "t.db",
-                                    "select count(*) from samples", 2, sig=signal.SIGINT)
-    assert interrupted.returncode == 130
+                                    "select count(*) from llm_calls where role = 'critic0'", 4, sig=signal.SIGINT)
+    assert interrupted.returncode == 130, "the interrupt must land mid-run"
+    assert sqlite3.connect(tmp_path / "t.db").execute("select count(*) from topics where status != 'done'").fetchone()[0]
     assert interrupted.stderr.strip().splitlines()[-1] == "chimera: interrupted; run the same command again to resume"
     assert chimera("run", str(config), "--quiet").returncode == 0
     assert chimera("run", str(straight), "--quiet").returncode == 0

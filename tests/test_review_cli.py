@@ -13,9 +13,10 @@ from helpers import chimera, interrupt_when
 EXAMPLE = Path(__file__).parent.parent / "examples" / "review.yaml"
 
 
-def review_config(folder: Path, name: str = "review") -> Path:
+def review_config(folder: Path, name: str = "review", **sim: float) -> Path:
     config = yaml.safe_load(EXAMPLE.read_text())
     config["run"].update(name=name, db=str(folder / f"{name}.db"))
+    config["sim"].update(sim)
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -85,7 +86,8 @@ def test_decisions_resume_their_threads_and_the_dataset_shows_them(tmp_path):
 
 
 def test_killed_while_reviews_are_pending_the_same_items_wait_and_decisions_still_apply(tmp_path):
-    config = review_config(tmp_path)
+    # Topics move in step, so their reviews open together: a latency that varies spreads them out.
+    config = review_config(tmp_path, latency_s=0.3, latency_jitter=0.5)
     assert chimera("run", str(config), "--quiet").returncode == 0
     expected = pending(tmp_path / "review.db")
 

@@ -40,6 +40,7 @@ from chimera.tools.reasoning import split_reasoning
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_BACKOFF_S = 30.0
+CLIENT_CONNECTIONS = openai.DEFAULT_CONNECTION_LIMITS.max_connections or 1000  # the client's default pool
 Message = dict[str, str]
 CallLogger = Callable[[dict[str, Any]], Any]  # may return the row's id
 CallRelabeler = Callable[[int, str, str], None]  # (row id, outcome, error): a reply found unusable after the call
@@ -101,11 +102,19 @@ class Transport(Protocol):
 
 
 class OpenAITransport:
-    """The openai client (aiohttp transport, no retries of its own: ours log every attempt)."""
+    """The openai client (aiohttp transport, no retries of its own: ours log every attempt).
 
-    def __init__(self, url: str, api_key: str, timeout_s: float):
+    Its connection pool is at least as large as the endpoint's budget: the client's own cap
+    (1,000) would otherwise hold a larger budget back without a word. (The limits type is
+    taken from the client's own default: httpx's in openai 2, httpx2's in openai 3.)"""
+
+    def __init__(self, url: str, api_key: str, timeout_s: float, connections: int = CLIENT_CONNECTIONS):
+        pool = max(CLIENT_CONNECTIONS, connections)
+        http_client = openai.DefaultAioHttpClient(
+            timeout=timeout_s,
+            limits=type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=pool, max_keepalive_connections=pool))
         self.client = openai.AsyncOpenAI(base_url=url, api_key=api_key, timeout=timeout_s, max_retries=0,
-                                         http_client=openai.DefaultAioHttpClient(timeout=timeout_s))
+                                         http_client=http_client)
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         reply = await self.client.post("/chat/completions", body=body, cast_to=object)
@@ -312,7 +321,8 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
     pool = transports if transports is not None else {}
     for url in urls:
         if (url, key, spec.timeout_s) not in pool:
-            pool[(url, key, spec.timeout_s)] = OpenAITransport(url, key, spec.timeout_s)
+            pool[(url, key, spec.timeout_s)] = OpenAITransport(url, key, spec.timeout_s,
+                                                               endpoints.budget(url, spec.max_in_flight).limit)
     replicas = [Replica(url=url, transport=pool[(url, key, spec.timeout_s)],
                         budget=endpoints.budget(url, spec.max_in_flight)) for url in urls]
     client = RoleClient(role=role, spec=spec, model=model, replicas=replicas,

@@ -43,7 +43,10 @@ def chimera(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 def interrupt_when(args: list[str], db: Path, count_sql: str, at_least: int, sig: int = signal.SIGKILL,
                    timeout: float = 60) -> tuple[int, subprocess.CompletedProcess]:
     """Start `chimera ARGS`, send `sig` once `count_sql` on `db` reaches `at_least`; returns (count seen, result)."""
-    process = subprocess.Popen([CHIMERA, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt
+    # handler: give the child the disposition a terminal's foreground process has, wherever pytest runs.
+    process = subprocess.Popen([CHIMERA, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     seen = 0
     while time.monotonic() < deadline and process.poll() is None:

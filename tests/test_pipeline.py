@@ -60,13 +60,14 @@ def test_the_same_seed_gives_the_same_dataset(tmp_path):
 
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
     shape = dict(subjects=[{"name": "Mathematics", "topics": 4}, {"name": "Physics", "topics": 3}],
-                 problems_per_topic=3, sim={"latency_s": 0.05, "reasoning_shape": "mixed"})
+                 problems_per_topic=3, sim={"latency_s": 0.1, "latency_by_task": {"solve": 1.0}, "latency_jitter": 0.5,
+                                            "reasoning_shape": "mixed"})
     straight = write_config(tmp_path, name="k", seed=3, **shape)
     assert chimera("run", str(straight), "--quiet", "--db", str(tmp_path / "straight.db")).returncode == 0
 
     killed_db = tmp_path / "killed.db"
     interrupt_when(["run", str(straight), "--quiet", "--db", str(killed_db)], killed_db,
-                   "select count(*) from llm_calls where role = 'critic0'", 8)
+                   "select count(*) from llm_calls where role = 'critic0'", 1)  # a second of solving to come
     db = sqlite3.connect(killed_db)
     assert db.execute("select count(*) from topics where status != 'done'").fetchone()[0] > 0, \
         "the kill must land mid-run"

@@ -108,7 +108,7 @@ class OpenAITransport:
     (1,000) would otherwise hold a larger budget back without a word. (The limits type is
     taken from the client's own default: httpx's in openai 2, httpx2's in openai 3.)"""
 
-    def __init__(self, url: str, api_key: str, timeout_s: float, connections: int = CLIENT_CONNECTIONS):
+    def __init__(self, url: str, api_key: str, timeout_s: float, connections: int):
         pool = max(CLIENT_CONNECTIONS, connections)
         http_client = openai.DefaultAioHttpClient(
             timeout=timeout_s,
@@ -319,12 +319,13 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
         model = spec.model
     key = api_key_for(role, spec)
     pool = transports if transports is not None else {}
+    replicas = []
     for url in urls:
-        if (url, key, spec.timeout_s) not in pool:
-            pool[(url, key, spec.timeout_s)] = OpenAITransport(url, key, spec.timeout_s,
-                                                               endpoints.budget(url, spec.max_in_flight).limit)
-    replicas = [Replica(url=url, transport=pool[(url, key, spec.timeout_s)],
-                        budget=endpoints.budget(url, spec.max_in_flight)) for url in urls]
+        budget = endpoints.budget(url, spec.max_in_flight)
+        shared = (url, key, spec.timeout_s)
+        if shared not in pool:
+            pool[shared] = OpenAITransport(url, key, spec.timeout_s, connections=budget.limit)
+        replicas.append(Replica(url=url, transport=pool[shared], budget=budget))
     client = RoleClient(role=role, spec=spec, model=model, replicas=replicas,
                         limiter=RateLimiter(spec.rpm, spec.tpm), log=log)
     if relabel is not None:

@@ -23,12 +23,19 @@ async def label(client: RoleClient, *, problem: str, reference: str, solution: s
     return reply
 
 
-async def label_answer(client: RoleClient | None, *, problem: str, reference: str, response: str, retries: int,
-                       context: dict[str, Any] | None = None) -> Grade:
-    """The rules decide what they can; only an undecided answer goes to the judge (when one is given)."""
-    ruled = grade(reference, response)
-    if ruled.correct is not None or client is None:
+async def label_answer(judges: RoleClient | list[RoleClient] | None, *, problem: str, reference: str, response: str,
+                       retries: int, context: dict[str, Any] | None = None) -> Grade:
+    """The rules decide what they can; only an undecided answer goes to the judge, or to both judges, who must
+    agree: when they split, the label stays undecided (`judges-disagree`) and the sample is kept out of SFT."""
+    ruled = grade(reference, response, problem)
+    panel = [judges] if isinstance(judges, RoleClient) else list(judges or [])
+    if ruled.correct is not None or ruled.method != "undecided" or not panel:
         return ruled
-    verdict = await label(client, problem=problem, reference=reference, solution=response, retries=retries,
-                          context=context)
-    return Grade(verdict.correct, "judge", verdict.extracted_answer or ruled.extracted, verdict.rationale)
+    verdicts = [await label(judge, problem=problem, reference=reference, solution=response, retries=retries,
+                            context=context) for judge in panel]
+    extracted = verdicts[0].extracted_answer or ruled.extracted
+    if len({v.correct for v in verdicts}) > 1:
+        detail = " | ".join(f"{judge.role}: {'correct' if v.correct else 'wrong'} ({v.rationale})"
+                            for judge, v in zip(panel, verdicts))
+        return Grade(None, "judges-disagree", extracted, detail)
+    return Grade(verdicts[0].correct, "judge", extracted, " | ".join(v.rationale for v in verdicts))

@@ -9,16 +9,18 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from chimera import __version__
+from chimera.console import PlainConsole
 from chimera.errors import ChimeraError
+from chimera.secrets import redact
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+err = PlainConsole(stderr=True, soft_wrap=True)
+out = PlainConsole(soft_wrap=True)
 if not out.is_terminal:
-    out = Console(highlight=False, soft_wrap=True, width=160)  # a file or pipe: no reason to squeeze tables to 80
+    out = PlainConsole(soft_wrap=True, width=160)  # a file or pipe: no reason to squeeze tables to 80
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -109,7 +111,7 @@ def _cmd_taxonomy(args: argparse.Namespace) -> int:
     from chimera.store import Store
     from chimera.taxonomy_io import import_tree, read_file, tree
 
-    store = Store(args.db, create=bool(args.import_file))
+    store = Store(args.db, create=bool(args.import_file), read_only=not args.import_file)
     if args.import_file:
         taxonomy = read_file(Path(args.import_file))
         counts = import_tree(store, taxonomy)
@@ -140,7 +142,7 @@ def _cmd_taxonomy(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from chimera.store import Store
 
-    store = Store(args.db, create=False)
+    store = Store(args.db, read_only=True)
     if args.by:
         return _cmd_yield(store, args)
     runs = [r["name"] for r in store.runs()]
@@ -182,11 +184,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from chimera.export import write
     from chimera.store import Store
 
-    store = Store(args.db, create=False)
+    store = Store(args.db, read_only=True)
     if args.format == "hf":
         from chimera.hf_export import export_hf, push
 
-        counts = export_hf(store, only_run(store, args.run), Path(args.output))
+        counts = export_hf(store, only_run(store, args.run), Path(args.output), force=args.force)
         err.print(f"wrote {counts['all']} samples (all), {counts['sft']} (sft), {counts['rl']} problems (rl) and "
                   f"a dataset card to {args.output}", markup=False)
         if args.push:
@@ -202,17 +204,36 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_grade(args: argparse.Namespace) -> int:
     from chimera.config import load_config
-    from chimera.judging import grade_json, grade_pairs, read_pairs
+    from chimera.judging import Pair, grade_json, grade_pairs, labelled_report, read_pairs
 
     if args.jsonl:
-        pairs = list(read_pairs(Path(args.jsonl)))
+        pairs = list(read_pairs(Path(args.jsonl), labelled=args.labelled))
+    elif args.labelled:
+        raise ChimeraError("--labelled goes with --jsonl FILE (pairs with a \"match\" field)")
     elif args.reference is not None and args.response is not None:
-        pairs = [(args.reference, args.response)]
+        pairs = [Pair(args.reference, args.response, args.problem)]
     else:
         raise ChimeraError("grade needs --reference and --response, or --jsonl FILE")
     config = load_config(args.config) if args.config else None
-    grades = asyncio.run(grade_pairs(pairs, config=config, judge=not args.no_judge))
-    sys.stdout.write("".join(grade_json(g) + "\n" for g in grades))
+    judge = not args.no_judge and not (args.labelled and config is None)
+    grades = asyncio.run(grade_pairs(pairs, config=config, judge=judge))
+    if not args.labelled:
+        sys.stdout.write("".join(grade_json(g) + "\n" for g in grades))
+        return 0
+    report = labelled_report(pairs, grades)
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return 0
+    for axis in ("subject", "method", "part", "all"):
+        table = Table(title=f"agreement with the labels, by {axis}" if axis != "all" else "all pairs")
+        for column in (axis, "pairs", "decided", "right when decided", "false +", "false -"):
+            table.add_column(column, justify="left" if column == axis else "right")
+        for key, row in report[axis].items():
+            share = "-" if row["decided_share"] is None else f"{row['decided']} ({row['decided_share']:.0%})"
+            right = "-" if row["right_when_decided"] is None else f"{row['right_when_decided']:.1%}"
+            table.add_row(Text(key), str(row["pairs"]), share, right, str(row["false_positives"]),
+                          str(row["false_negatives"]))
+        out.print(table)
     return 0
 
 
@@ -354,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--split", choices=["all", "sft", "rl"], default="all",
                         help="all: every sample; sft: correct, untruncated chats; rl: problems with pass rates")
     export.add_argument("-o", "--output", "--out", required=True, help="file, or folder with --format hf")
+    export.add_argument("--force", action="store_true",
+                        help="with --format hf: write into a folder that holds other files (they are kept)")
     export.add_argument("--push", metavar="REPO", help="with --format hf: upload to this Hugging Face dataset repo")
     export.add_argument("--run", help="only this run (default: every run in the database)")
     export.set_defaults(func=_cmd_export)
@@ -362,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--reference", help="the reference answer")
     grade.add_argument("--response", help="the response to grade (a long solution is fine)")
     grade.add_argument("--jsonl", help="a file of {\"reference\", \"response\"} lines; one grade per line, in order")
+    grade.add_argument("--problem", help="the problem text (names multiple-choice options, tells program output)")
+    grade.add_argument("--labelled", action="store_true",
+                       help="the --jsonl pairs carry a human \"match\": print agreement, decided share, false "
+                            "positives and negatives by subject, method and part (rules only unless --config)")
+    grade.add_argument("--json", action="store_true", help="with --labelled: the report as JSON")
     grade.add_argument("--no-judge", action="store_true", help="never call a model; report undecided instead")
     grade.add_argument("--config", help="run config whose models.labeler judges what rules cannot decide")
     grade.set_defaults(func=_cmd_grade)
@@ -418,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ChimeraError as error:
-        err.print(f"chimera: error: {error}", markup=False, soft_wrap=True)
+        err.print(f"chimera: error: {redact(str(error))}", markup=False, soft_wrap=True)
         return error.exit_code
     except BrokenPipeError:
         return 0  # the reader (head, less) went away; nothing is wrong

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from chimera.errors import ConfigError
 
 SINGLE_ROLES = ("expander", "drafter", "solver", "labeler")
+JUDGE_ROLES = ("labeler", "labeler2")  # models.labeler as a list of two: both must agree
 
 
 class _Strict(BaseModel):
@@ -76,7 +77,8 @@ class ModelSpec(_Strict):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)
-    timeout_s: float = Field(default=600.0, gt=0)
+    timeout_s: float = Field(default=600.0, gt=0, description="the whole call, connect to last byte")
+    max_reply_mb: float = Field(default=64.0, gt=0, le=4096, description="a larger reply fails its call")
     max_retries: int = Field(default=3, ge=0, le=20, description="retries of 429, 5xx, timeouts, lost connections")
     max_in_flight: int | None = Field(default=None, ge=1, description="this endpoint's budget (run.concurrency if unset)")
     rpm: int | None = Field(default=None, ge=1, description="requests per minute at most")
@@ -84,6 +86,17 @@ class ModelSpec(_Strict):
     extra_body: dict[str, Any] = Field(default_factory=dict)
     price_per_mtok_in: float | None = Field(default=None, ge=0, description="price per million input tokens")
     price_per_mtok_out: float | None = Field(default=None, ge=0, description="price per million output tokens")
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | list[str] | None) -> str | list[str] | None:
+        from urllib.parse import urlsplit
+
+        for url in [value] if isinstance(value, str) else value or []:
+            if "@" in urlsplit(url).netloc:
+                raise ValueError("holds a user:password part, which would be stored with the run; give the key "
+                                 "by api_key_env instead")
+        return value
 
     @model_validator(mode="after")
     def _endpoint_named(self) -> "ModelSpec":
@@ -174,18 +187,37 @@ class ModelsConfig(_Strict):
     drafter: ModelSpec
     critics: list[ModelSpec] = Field(min_length=2, max_length=2)
     solver: ModelSpec
-    labeler: ModelSpec
+    labeler: ModelSpec | list[ModelSpec] = Field(
+        description="the judge for answers no grading rule decides; a list of two judges must agree")
     embedder: ModelSpec | None = None
     evaluator: ModelSpec | None = None  # `chimera eval quality` only
 
+    @field_validator("labeler")
+    @classmethod
+    def _one_or_two_judges(cls, value: ModelSpec | list[ModelSpec]) -> ModelSpec | list[ModelSpec]:
+        if isinstance(value, list) and not 1 <= len(value) <= 2:
+            raise ValueError("give one judge, or a list of two that must agree")
+        return value
+
+    @property
+    def judges(self) -> list[ModelSpec]:
+        return self.labeler if isinstance(self.labeler, list) else [self.labeler]
+
     def role(self, role: str) -> ModelSpec:
-        """The spec of `role`, where critics are addressed as critic0 and critic1."""
+        """The spec of `role`: critics are critic0 and critic1, the judges labeler and labeler2."""
         if role.startswith("critic"):
             return self.critics[int(role.removeprefix("critic") or 0)]
+        if role in JUDGE_ROLES:
+            return self.judges[JUDGE_ROLES.index(role)]
         return getattr(self, role)
 
     def all_roles(self) -> dict[str, ModelSpec]:
-        roles = {name: getattr(self, name) for name in SINGLE_ROLES}
+        roles: dict[str, ModelSpec] = {}
+        for name in SINGLE_ROLES:
+            if name == "labeler":
+                roles.update(zip(JUDGE_ROLES, self.judges))
+            else:
+                roles[name] = getattr(self, name)
         roles.update({f"critic{i}": spec for i, spec in enumerate(self.critics)})
         return roles
 
@@ -206,7 +238,8 @@ class Config(_Strict):
     review: ReviewSettings = Field(default_factory=ReviewSettings)
 
     def redacted(self) -> dict[str, Any]:
-        """The config as stored with a run: keys are never read into it, only env var names."""
+        """The config as stored with a run: keys are never read into it, only env var names (and a base_url
+        with a user:password part is refused at validation)."""
         return self.model_dump(mode="json")
 
 
@@ -224,7 +257,10 @@ def _merge_models(raw_models: Any) -> Any:
     merged: dict[str, Any] = {k: v for k, v in raw_models.items() if k != "default"}
     for role in SINGLE_ROLES:
         entry = merged.get(role, {})
-        merged[role] = {**default, **entry} if isinstance(entry, dict) else entry
+        if isinstance(entry, list) and role == "labeler":
+            merged[role] = [{**default, **judge} if isinstance(judge, dict) else judge for judge in entry]
+        else:
+            merged[role] = {**default, **entry} if isinstance(entry, dict) else entry
     for optional in ("embedder", "evaluator"):
         if isinstance(merged.get(optional), dict):
             merged[optional] = {**default, **merged[optional]}
@@ -254,17 +290,37 @@ def parse_config(raw: Any, *, source: str = "config") -> Config:
         raise ConfigError(f"{source}: {_describe(error)}") from None
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a config needs none, and nested aliases expand to gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{self.name}: YAML aliases (*name) are not allowed in a config (line {mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config (a relative `run.db` is relative to the working directory)."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MB; not a config")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        loader = _NoAliasLoader(text)
+        loader.name = str(path)
+        try:
+            raw = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

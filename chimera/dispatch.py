@@ -29,7 +29,8 @@ from collections import deque
 
 # Lower goes first: a draft opens two critics and a solve, a solve opens nothing more.
 # Roles not listed (an evaluator, say) wait behind the pipeline's own calls.
-STAGE_PRIORITY = {"expander": 0, "embedder": 0, "drafter": 1, "critic0": 2, "critic1": 2, "solver": 3, "labeler": 4}
+STAGE_PRIORITY = {"expander": 0, "embedder": 0, "drafter": 1, "critic0": 2, "critic1": 2, "solver": 3, "labeler": 4,
+                  "labeler2": 4}
 LAST_PRIORITY = 5
 QueuePlace = tuple[int, int]
 

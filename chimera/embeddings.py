@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from typing import Any
 
@@ -10,7 +12,7 @@ import openai
 
 from chimera.config import ModelSpec
 from chimera.dispatch import Endpoints, queue_place
-from chimera.llm import CallLogger, api_key_for, map_error, outcome_of, short
+from chimera.llm import CallLogger, api_key_for, map_error, outcome_of, short, token_count
 
 BATCH = 256
 
@@ -36,14 +38,21 @@ class Embedder:
         try:
             await self.budget.acquire(queue_place("embedder", context.get("step", 0)))
             try:
-                reply = await self.client.embeddings.create(model=self.model, input=texts)
+                reply = await asyncio.wait_for(self.client.embeddings.create(model=self.model, input=texts),
+                                               self.spec.timeout_s)
             finally:
                 await self.budget.release(ok=True)
-            tokens = reply.usage.prompt_tokens if reply.usage else 0
+            tokens = token_count(reply.usage.prompt_tokens if reply.usage else None)
             ordered = sorted(reply.data, key=lambda d: d.index)
             if len(ordered) != len(texts):
                 raise ValueError(f"{len(ordered)} embeddings for {len(texts)} inputs")
-            return [d.embedding for d in ordered]
+            vectors = [d.embedding for d in ordered]
+            widths = {len(v) if isinstance(v, list) else -1 for v in vectors}
+            if len(widths) != 1 or min(widths) < 1 or not all(
+                    isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+                    for v in vectors for x in v):
+                raise ValueError(f"embeddings of different or no lengths, or not finite numbers: widths {sorted(widths)[:4]}")
+            return vectors
         except Exception as error:  # noqa: BLE001 - logged, then mapped as for every other model call
             outcome, error_text = outcome_of(error), short(error)
             raise map_error(error, role="embedder", url=self.base_url, model=self.model,

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import yaml
 
 from chimera.errors import ChimeraError
 from chimera.export import SPLITS, write
+from chimera.outputs import write_folder
 from chimera.store import Store
 
 DESCRIPTIONS = {
@@ -25,22 +25,21 @@ DESCRIPTIONS = {
 }
 
 
-def export_hf(store: Store, run: str, out: Path) -> dict[str, int]:
-    """Write the three configs and the card; the folder is built beside `out` and moved in whole."""
+def export_hf(store: Store, run: str, out: Path, *, force: bool = False) -> dict[str, int]:
+    """Write the three configs and the card; the folder is built beside `out` and moved in whole, and a
+    folder of someone else's files is refused (see chimera.outputs)."""
     from chimera.evals.stats import dataset_stats, markdown
 
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    counts = {split: write(store, staging / split / "train-00000-of-00001.parquet", split=split, fmt="parquet",
-                           run=run) for split in SPLITS}
-    stats = dataset_stats(store, run)
-    card = dataset_card(run, counts, markdown(stats), stats, store.run_config(run),
-                        store.report(run, "contamination"), store.report(run, "quality"))
-    (staging / "README.md").write_text(card, encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    staging.replace(out)
-    return counts
+    def build(staging: Path) -> dict[str, int]:
+        counts = {split: write(store, staging / split / "train-00000-of-00001.parquet", split=split,
+                               fmt="parquet", run=run) for split in SPLITS}
+        stats = dataset_stats(store, run)
+        card = dataset_card(run, counts, markdown(stats), stats, store.run_config(run),
+                            store.report(run, "contamination"), store.report(run, "quality"))
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        return counts
+
+    return write_folder(out, build, what=f"Hugging Face export of run {run}", force=force)
 
 
 def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict[str, Any], config: dict[str, Any],
@@ -53,7 +52,10 @@ def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict
         "size_categories": [_size_category(counts["all"])],
     }
     models = config.get("models") or {}
-    roles = {role: _model_name(models.get(role), role) for role in ("expander", "drafter", "solver", "labeler")}
+    roles = {role: _model_name(models.get(role), role) for role in ("expander", "drafter", "solver")}
+    judges = models.get("labeler")
+    for name, spec in zip(("labeler", "labeler2"), judges if isinstance(judges, list) else [judges]):
+        roles[name] = _model_name(spec, name)
     roles.update({f"critic{i}": _model_name(spec, f"critic{i}") for i, spec in enumerate(models.get("critics") or [])})
     lines = [
         "---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",

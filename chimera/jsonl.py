@@ -10,19 +10,38 @@ from typing import Any
 from chimera.errors import ChimeraError
 
 
-def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, value) for each non-blank line of `path`."""
+MAX_LINE_BYTES = 8 << 20  # one item larger than this is refused, not read into memory
+
+
+def json_lines(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of `path`, read one line at a time."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        handle = path.open("rb")
     except FileNotFoundError:
         raise ChimeraError(f"{path}: no such file") from None
     except OSError as error:
         raise ChimeraError(f"{path}: cannot read ({error.strerror or error})") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ChimeraError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        yield number, value
+    with handle:
+        number = 0
+        while True:
+            try:
+                raw = handle.readline(max_line_bytes + 1)
+            except OSError as error:
+                raise ChimeraError(f"{path}: cannot read ({error.strerror or error})") from None
+            if not raw:
+                return
+            number += 1
+            if len(raw) > max_line_bytes:
+                raise ChimeraError(f"{path}:{number}: line longer than {max_line_bytes >> 20} MB")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ChimeraError(f"{path}:{number}: not UTF-8 text") from None
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as error:
+                msg = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
+                raise ChimeraError(f"{path}:{number}: not valid JSON ({msg})") from None
+            yield number, value

@@ -22,6 +22,8 @@ problem slot (`CallFailed`).
 from __future__ import annotations
 
 import asyncio
+import importlib
+import json
 import os
 import random
 import socket
@@ -35,12 +37,21 @@ import openai
 from chimera.config import Config, ModelSpec
 from chimera.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
 from chimera.errors import CallFailed, ConfigError, EndpointError
+from chimera.secrets import redact, register_secret
 from chimera.tools.reasoning import split_reasoning
 
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_BACKOFF_S = 30.0
 CLIENT_CONNECTIONS = openai.DEFAULT_CONNECTION_LIMITS.max_connections or 1000  # the client's default pool
+# The HTTP library under the openai client (httpx in openai 2, httpx2 in openai 3): its Response type asks
+# the client for an unread body, which is then read with a size cap.
+_HTTP = importlib.import_module(type(openai.DEFAULT_CONNECTION_LIMITS).__module__.split(".")[0])
+MAX_TOKENS_FIELD = 10 ** 9  # a usage count beyond this is not a count
+
+
+class ReplyTooLarge(ValueError):
+    """A reply body over the role's max_reply_mb: the call fails as malformed, the run goes on."""
 Message = dict[str, str]
 CallLogger = Callable[[dict[str, Any]], Any]  # may return the row's id
 CallRelabeler = Callable[[int, str, str], None]  # (row id, outcome, error): a reply found unusable after the call
@@ -83,14 +94,29 @@ def reply_from_completion(completion: dict[str, Any], model: str) -> Reply:
     if isinstance(content, list):  # content parts
         content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
     reasoning, solution = split_reasoning(content, reasoning_of(message))
+    if content is not None and not isinstance(content, str):
+        raise ValueError("the reply's content is not text")
     usage = completion.get("usage") or {}
+    if not isinstance(usage, dict):
+        raise ValueError("the reply's usage is not an object")
     details = usage.get("completion_tokens_details") or {}
+    finish = choice.get("finish_reason")
+    served = completion.get("model")
     return Reply(
-        content=solution, reasoning=reasoning, finish_reason=choice.get("finish_reason"),
-        model=completion.get("model") or model,
-        tokens_in=usage.get("prompt_tokens") or 0, tokens_out=usage.get("completion_tokens") or 0,
-        reasoning_tokens=details.get("reasoning_tokens") or 0,
+        content=solution, reasoning=reasoning, finish_reason=finish if isinstance(finish, str) else None,
+        model=served if isinstance(served, str) and len(served) < 300 else model,
+        tokens_in=token_count(usage.get("prompt_tokens")), tokens_out=token_count(usage.get("completion_tokens")),
+        reasoning_tokens=token_count(details.get("reasoning_tokens") if isinstance(details, dict) else None),
     )
+
+
+def token_count(value: Any) -> int:
+    """A usage field as a count; anything else (a string, a float, 10**30, a negative) is a malformed reply."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS_FIELD:
+        raise ValueError(f"the reply's usage has an impossible token count: {str(value)[:40]}")
+    return value
 
 
 class Transport(Protocol):
@@ -108,7 +134,8 @@ class OpenAITransport:
     (1,000) would otherwise hold a larger budget back without a word. (The limits type is
     taken from the client's own default: httpx's in openai 2, httpx2's in openai 3.)"""
 
-    def __init__(self, url: str, api_key: str, timeout_s: float, connections: int):
+    def __init__(self, url: str, api_key: str, timeout_s: float, connections: int, max_reply_bytes: int = 64 << 20):
+        self.max_reply_bytes = max_reply_bytes
         pool = max(CLIENT_CONNECTIONS, connections)
         http_client = openai.DefaultAioHttpClient(
             timeout=timeout_s,
@@ -117,13 +144,32 @@ class OpenAITransport:
                                          http_client=http_client)
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        reply = await self.client.post("/chat/completions", body=body, cast_to=object)
+        response = await self.client.post("/chat/completions", body=body, cast_to=_HTTP.Response, stream=True)
+        try:
+            raw = await read_capped(response, self.max_reply_bytes)
+        finally:
+            await response.aclose()
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            raise ValueError(f"the reply is not JSON: {raw[:120]!r}") from None
         if not isinstance(reply, dict):
             raise ValueError(f"the reply is not a JSON object: {str(reply)[:120]!r}")
         return reply
 
     async def close(self) -> None:
         await self.client.close()
+
+
+async def read_capped(response: Any, limit: int) -> bytes:
+    """The whole body, or ReplyTooLarge as soon as it passes `limit` bytes (nothing more is read)."""
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise ReplyTooLarge(f"reply larger than {limit / 2**20:g} MB (max_reply_mb)")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @dataclass
@@ -190,7 +236,10 @@ class RoleClient:
             started, sent_at = time.perf_counter(), time.monotonic()
             reply: Reply | None = None
             try:
-                reply = reply_from_completion(await replica.transport.chat(body), self.model)
+                # timeout_s bounds the whole call, connect to last byte: a server that drips a byte
+                # a second cannot hold a call or a budget place past it.
+                completion = await asyncio.wait_for(replica.transport.chat(body), self.spec.timeout_s)
+                reply = reply_from_completion(completion, self.model)
             except Exception as error:  # noqa: BLE001 - classified, logged, and retried or mapped below
                 self._log(replica.url, context, started, None, outcome=outcome_of(error), error=short(error))
                 if not _retryable(error) or attempt == self.spec.max_retries:
@@ -238,7 +287,7 @@ def map_error(error: Exception, *, role: str, url: str, model: str, timeout_s: f
     only the problem slot fails otherwise."""
     if _unreachable(error):
         return EndpointError(role, url, "cannot connect (is the server running?)")
-    if isinstance(error, openai.APITimeoutError):
+    if isinstance(error, openai.APITimeoutError | TimeoutError):
         return CallFailed(role, url, f"timed out after {timeout_s:g}s")
     if isinstance(error, openai.APIConnectionError):
         return CallFailed(role, url, f"connection lost: {short(error)}")
@@ -262,7 +311,7 @@ def _unreachable(error: BaseException) -> bool:
 
 
 def _retryable(error: Exception) -> bool:
-    if isinstance(error, openai.APIConnectionError):  # timeouts included
+    if isinstance(error, openai.APIConnectionError | TimeoutError):  # timeouts included
         return True
     return isinstance(error, openai.APIStatusError) and error.status_code in RETRYABLE_STATUS
 
@@ -279,7 +328,7 @@ def _retry_after(error: Exception) -> float | None:
 def outcome_of(error: Exception) -> str:
     if _unreachable(error):
         return "connection_error"
-    if isinstance(error, openai.APITimeoutError):
+    if isinstance(error, openai.APITimeoutError | TimeoutError):
         return "timeout"
     if isinstance(error, openai.APIConnectionError):
         return "connection_error"
@@ -291,7 +340,8 @@ def outcome_of(error: Exception) -> str:
 
 
 def short(error: Exception, limit: int = 300) -> str:
-    text = " ".join(str(error).split())
+    """One line of an error, secrets scrubbed: servers echo keys in error bodies."""
+    text = redact(" ".join(str(error).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -303,6 +353,7 @@ def api_key_for(role: str, spec: ModelSpec) -> str:
     key = os.environ.get(spec.api_key_env)
     if not key:
         raise ConfigError(f"models.{role}.api_key_env: environment variable {spec.api_key_env} is not set")
+    register_secret(key)
     return key
 
 
@@ -324,7 +375,8 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
         budget = endpoints.budget(url, spec.max_in_flight)
         shared = (url, key, spec.timeout_s)
         if shared not in pool:
-            pool[shared] = OpenAITransport(url, key, spec.timeout_s, connections=budget.limit)
+            pool[shared] = OpenAITransport(url, key, spec.timeout_s, connections=budget.limit,
+                                           max_reply_bytes=int(spec.max_reply_mb * 2**20))
         replicas.append(Replica(url=url, transport=pool[shared], budget=budget))
     client = RoleClient(role=role, spec=spec, model=model, replicas=replicas,
                         limiter=RateLimiter(spec.rpm, spec.tpm), log=log)

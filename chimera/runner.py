@@ -20,6 +20,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.errors import EmptyInputError
 from langgraph.types import Command
 
+from chimera.checkpoint_serde import StrictSerializer
 from chimera.config import Config
 from chimera.embeddings import Embedder
 from chimera.graphs.deps import Deps
@@ -66,7 +67,7 @@ async def _open_saver(db: str) -> tuple[AsyncSqliteSaver, contextlib.AsyncExitSt
     # Autocommit: no write transaction may stay open across an await, or the store's own
     # (synchronous) writes on the event-loop thread would wait on a lock the loop must release.
     conn = await stack.enter_async_context(aiosqlite.connect(db, isolation_level=None))
-    saver = AsyncSqliteSaver(conn)
+    saver = AsyncSqliteSaver(conn, serde=StrictSerializer())
     await saver.setup()
     # Same reasons as the store's connection: share the file, skip the per-commit fsync.
     await saver.conn.execute("PRAGMA synchronous=NORMAL")

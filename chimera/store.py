@@ -7,6 +7,7 @@ here; graph state carries only ids and small fields.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -150,22 +151,74 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-class Store:
-    """One run database. Use from a single thread (the run's event loop)."""
+def _connect_read_only(path: str) -> sqlite3.Connection:
+    """Open without writing anything, not even WAL's shared-memory file where the folder is read-only."""
+    uri = Path(path).resolve().as_uri()
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0)
+        conn.execute("select count(*) from sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True)
 
-    def __init__(self, path: str | Path, *, create: bool = True):
+
+class _DeferredCommits:
+    """A connection whose `with conn:` blocks do not commit: the enclosing transaction does, once."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def __enter__(self) -> "_DeferredCommits":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class Store:
+    """One run database. Use from a single thread (the run's event loop).
+
+    `create=False`: the file must exist and be chimera's. `read_only=True` (implies create=False): opened
+    read-only and never migrated; a database of a newer chimera, or not chimera's, is refused in one line.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False):
         path = str(path)
-        if not create and not Path(path).exists():
+        if (read_only or not create) and not Path(path).exists():
             raise ChimeraError(f"{path}: no such database")
         if not Path(path).parent.is_dir():
             raise ChimeraError(f"{path}: the folder {Path(path).parent} does not exist")
         try:
-            self.db = sqlite_utils.Database(_connect(path))
+            conn = _connect_read_only(path) if read_only else _connect(path)
+            self.db = sqlite_utils.Database(conn)
+            applied = self._applied_migrations()
         except sqlite3.DatabaseError as error:
             raise ChimeraError(f"{path}: not a chimera database ({error})") from None
         self.path = path
         self.conn = self.db.conn
+        self.read_only = read_only
+        known = {name for name, _ in MIGRATIONS}
+        newer = sorted(applied - known)
+        if newer:
+            raise ChimeraError(f"{path}: written by a newer chimera (schema step {newer[-1]}); upgrade chimera "
+                               "to open it")
+        if not applied and self.db.table_names():
+            raise ChimeraError(f"{path}: not a chimera database (it has tables, but no chimera schema)")
+        if read_only:
+            missing = [name for name, _ in MIGRATIONS if name not in applied]
+            if missing:
+                raise ChimeraError(f"{path}: written by an older chimera (schema lacks {missing[0]}); run a writing "
+                                   "command on it once (chimera run) to upgrade")
+            return
         self.migrate()
+
+    def _applied_migrations(self) -> set[str]:
+        if "_migrations" not in self.db.table_names():
+            return set()
+        return {row[0] for row in self.db.execute("select name from _migrations").fetchall()}
 
     # -- schema -----------------------------------------------------------
     def migrate(self) -> list[str]:
@@ -185,6 +238,21 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every write inside lands together or not at all (sqlite-utils commits per call otherwise)."""
+        real = self.db.conn
+        deferred = _DeferredCommits(real)
+        self.db.conn = self.conn = deferred  # type: ignore[assignment]
+        try:
+            yield
+            real.commit()
+        except BaseException:
+            real.rollback()
+            raise
+        finally:
+            self.db.conn = self.conn = real
 
     # -- runs -------------------------------------------------------------
     def save_run(self, name: str, config: dict[str, Any]) -> None:

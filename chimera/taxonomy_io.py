@@ -18,24 +18,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+MAX_NAME_CHARS = 300
+MAX_SLOTS = 10_000
+MAX_TOPICS = 100_000
+MAX_FILE_BYTES = 64 << 20
+
+
 class TopicEntry(_Strict):
-    name: str = Field(min_length=1)
-    slots: int | None = Field(default=None, ge=0)
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    slots: int | None = Field(default=None, ge=0, le=MAX_SLOTS)
 
 
 class SubfieldEntry(_Strict):
-    name: str = Field(min_length=1)
-    topics: list[TopicEntry]
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    topics: list[TopicEntry] = Field(max_length=MAX_TOPICS)
 
 
 class SubjectEntry(_Strict):
-    name: str = Field(min_length=1)
-    weight: float = Field(default=1.0, gt=0)
-    subfields: list[SubfieldEntry]
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    weight: float = Field(default=1.0, gt=0, le=1000)
+    subfields: list[SubfieldEntry] = Field(max_length=MAX_TOPICS)
 
 
 class TaxonomyFile(_Strict):
-    run: str = Field(min_length=1)
+    run: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     subjects: list[SubjectEntry]
     merges: list[dict[str, Any]] = Field(default_factory=list, description="written for audit; ignored on import")
 
@@ -55,11 +61,15 @@ def tree(store: Store, run: str) -> TaxonomyFile:
 
 def read_file(path: Path) -> TaxonomyFile:
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ChimeraError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MB; not a taxonomy")
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ChimeraError(f"{path}: cannot read ({error.strerror or error})") from None
     except json.JSONDecodeError as error:
         raise ChimeraError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
+    except RecursionError:
+        raise ChimeraError(f"{path}: not valid JSON (nested too deeply)") from None
     try:
         return TaxonomyFile.model_validate(raw)
     except ValidationError as error:
@@ -69,7 +79,15 @@ def read_file(path: Path) -> TaxonomyFile:
 
 
 def import_tree(store: Store, taxonomy: TaxonomyFile) -> dict[str, int]:
-    """Make the run's topics exactly those of the file; Stage 1 is then skipped by `chimera run`."""
+    """Make the run's topics exactly those of the file, in one transaction (a kill leaves the old taxonomy or
+    the new one, never a mix); Stage 1 is then skipped by `chimera run`."""
+    if sum(len(sf.topics) for s in taxonomy.subjects for sf in s.subfields) > MAX_TOPICS:
+        raise ChimeraError(f"a taxonomy of more than {MAX_TOPICS:,} topics is refused")
+    with store.transaction():
+        return _import(store, taxonomy)
+
+
+def _import(store: Store, taxonomy: TaxonomyFile) -> dict[str, int]:
     run = taxonomy.run
     if not store.runs() or run not in {r["name"] for r in store.runs()}:
         store.save_run(run, {})

@@ -11,7 +11,9 @@ from chimera.store import Store
 def prices_by_role(config: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
     """Role -> (price in, price out) per million tokens, from the config stored with the run."""
     models = config.get("models") or {}
-    roles: dict[str, Any] = {r: models.get(r) for r in ("expander", "drafter", "solver", "labeler", "embedder")}
+    roles: dict[str, Any] = {r: models.get(r) for r in ("expander", "drafter", "solver", "embedder")}
+    judges = models.get("labeler")
+    roles.update(zip(("labeler", "labeler2"), judges if isinstance(judges, list) else [judges]))
     roles.update({f"critic{i}": spec for i, spec in enumerate(models.get("critics") or [])})
     return {role: ((spec or {}).get("price_per_mtok_in"), (spec or {}).get("price_per_mtok_out"))
             for role, spec in roles.items()}

@@ -37,7 +37,7 @@ class Question:
 def read_questions(path: Path, question_field: str, answer_field: str, run: str | None = None) -> list[Question]:
     """Questions from a JSONL file, or the accepted problems of a chimera database (its own difficulty)."""
     if path.suffix in (".db", ".sqlite", ".sqlite3"):
-        store = Store(path, create=False)
+        store = Store(path, read_only=True)
         try:
             return [Question(p["problem"], p["answer"]) for p in store.problems(run) if p["status"] == "accepted"]
         finally:

@@ -16,6 +16,7 @@ def add_eval_parsers(sub: Any) -> None:
     stats.add_argument("db")
     stats.add_argument("--run", help="which run (needed when the database holds several)")
     stats.add_argument("--out", help="write stats.json, stats.md and PNG plots here")
+    stats.add_argument("--force", action="store_true", help="with --out: write into a folder that holds other files")
     stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
     stats.set_defaults(func=cmd_stats)
 
@@ -58,6 +59,7 @@ def add_eval_parsers(sub: Any) -> None:
     bench.add_argument("--results", help="database for per-sample results (default: --data if it is a database, "
                                          "else bench-results.db)")
     bench.add_argument("--out", help="write bench.json and the scaling curve (PNG) here")
+    bench.add_argument("--force", action="store_true", help="with --out: write into a folder that holds other files")
     bench.add_argument("--run", help="with a database as --data: which run")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench_eval)
@@ -90,7 +92,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             table.add_row(label, value)
         out.print(table)
     if args.out:
-        written = write_outputs(stats, Path(args.out))
+        written = write_outputs(stats, Path(args.out), force=args.force)
         err.print("wrote " + ", ".join(str(p) for p in written), markup=False)
     return 0
 
@@ -217,12 +219,15 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
     if args.out:
         from chimera.evals.plots import scaling_plot
 
-        folder = Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        if report["pass@k"]:
-            scaling_plot({int(k): v for k, v in report["pass@k"].items()}, folder / "pass_at_k.png",
-                         f"{data.name}: {report['model_name']}")
+        from chimera.outputs import write_folder
+
+        def build(folder: Path) -> None:
+            (folder / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            if report["pass@k"]:
+                scaling_plot({int(k): v for k, v in report["pass@k"].items()}, folder / "pass_at_k.png",
+                             f"{data.name}: {report['model_name']}")
+
+        write_folder(Path(args.out), build, what="chimera eval bench", force=args.force)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -146,11 +146,14 @@ def public(stats: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in stats.items() if k not in ("pass_rates", "solution_word_counts")}
 
 
-def write_outputs(stats: dict[str, Any], out: Path) -> list[Path]:
-    """stats.json, stats.md and the four plots, in `out`."""
+def write_outputs(stats: dict[str, Any], out: Path, *, force: bool = False) -> list[Path]:
+    """stats.json, stats.md and the four plots, in `out` (built aside and moved in whole)."""
     from chimera.evals.plots import stats_plots
+    from chimera.outputs import write_folder
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "stats.json").write_text(json.dumps(public(stats), indent=2) + "\n", encoding="utf-8")
-    (out / "stats.md").write_text(markdown(stats), encoding="utf-8")
-    return [out / "stats.json", out / "stats.md", *stats_plots(stats, out)]
+    def build(folder: Path) -> list[str]:
+        (folder / "stats.json").write_text(json.dumps(public(stats), indent=2) + "\n", encoding="utf-8")
+        (folder / "stats.md").write_text(markdown(stats), encoding="utf-8")
+        return ["stats.json", "stats.md", *(p.name for p in stats_plots(stats, folder))]
+
+    return [out / name for name in write_folder(out, build, what="chimera stats", force=force)]

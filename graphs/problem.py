@@ -34,7 +34,8 @@ from chimera.graphs.decisions import Decision, decide, disagreed, pass_rate
 from chimera.graphs.deps import Deps
 from chimera.review.decision import ReviewDecision
 from chimera.review.policy import Facts, review_reasons, sampled
-from chimera.tools.grading import Grade, grade
+from chimera.config import JUDGE_ROLES
+from chimera.tools.grading import Grade, grade, is_placeholder
 
 CRITICS = (0, 1)
 
@@ -63,13 +64,17 @@ class ProblemTask(ProblemInput, total=False):
     review_note: str | None  # a reviewer's note for the drafter's next revision
 
 
-def answer_matches(reference: str, own_answer: str | None, claimed: bool) -> tuple[bool, str]:
-    """Does a critic's own answer match the reference? The grader decides; the critic's word only when it cannot."""
+def answer_matches(reference: str, own_answer: str | None, claimed: bool, problem: str | None = None) -> tuple[bool, str]:
+    """Does a critic's own answer match the reference? The grader decides (the same one that labels
+    trajectories, so another unit or notation agrees and right digits in a wrong unit do not); the critic's
+    word only when no rule is certain."""
     if not own_answer:
         return False, "no answer"
-    result = grade(reference, own_answer)
+    result = grade(reference, own_answer, problem)
     if result.correct is None:
         return claimed, "critic's claim"
+    if result.method in ("placeholder", "empty"):
+        return False, result.method
     return result.correct, result.method
 
 
@@ -109,7 +114,8 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
             verdict = await critic.critique(
                 clients[role], subject=task["subject"], topic=task["topic"], problem=row["problem"],
                 answer=row["answer"], retries=deps.retries, context=context(task))
-            matches, how = answer_matches(row["answer"], verdict.own_answer, verdict.agrees_with_reference)
+            matches, how = answer_matches(row["answer"], verdict.own_answer, verdict.agrees_with_reference,
+                                          row["problem"])
             vote = {"verdict": verdict.verdict, "agrees": matches}
             kept |= {**verdict.model_dump(), "own_answer_matches": matches, "match_method": how}
         except ReplyError as error:
@@ -126,6 +132,8 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
     async def validate(task: ProblemTask) -> Command:
         round_ = task.get("revisions", 0)
         row = store.problem(task["problem_id"])
+        if is_placeholder(row["answer"]):
+            return to_outcome(task, "reject", "the reference answer is empty or a placeholder")
         votes = dict(zip(CRITICS, await asyncio.gather(*(critic_vote(i, task, row, round_) for i in CRITICS))))
         if disagreed(votes):
             store.mark_disagreement(task["problem_id"])
@@ -179,7 +187,8 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
         stored = store.sample(sample_id)
         if stored is not None and stored["round"] == round_ and stored["label_method"] is not None:
             return {"sample": j, "correct": None if stored["correct"] is None else bool(stored["correct"]),
-                    "truncated": bool(stored["truncated"]), "failed": None}  # finished before a restart
+                    "truncated": bool(stored["truncated"]), "failed": None,
+                    "judges_split": stored["label_method"] == "judges-disagree"}  # finished before a restart
         # Sample 0 is the paper's plain request; further samples carry a seed so they differ and replay alike.
         extra = {"seed": j} if j else {}
         try:
@@ -207,7 +216,7 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
             return {"sample": j, "correct": None, "truncated": True, "failed": None}
         try:
             result = await labeler.label_answer(
-                clients["labeler"], problem=row["problem"], reference=row["answer"], response=reply.content,
+                [clients[role] for role in JUDGE_ROLES if role in clients], problem=row["problem"], reference=row["answer"], response=reply.content,
                 retries=deps.retries, context=context(task))
         except ReplyError as error:
             result = Grade(None, "unlabeled", None, f"judge reply unparseable: {error.reason}")
@@ -216,7 +225,8 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
         store.update_sample(sample_id, {
             "predicted_answer": result.extracted, "correct": None if result.correct is None else int(result.correct),
             "label_method": result.method, "label_detail": result.detail})
-        return {"sample": j, "correct": result.correct, "truncated": False, "failed": None}
+        return {"sample": j, "correct": result.correct, "truncated": False, "failed": None,
+                "judges_split": result.method == "judges-disagree"}
 
     async def solve(task: ProblemTask) -> Command:
         round_ = task.get("revisions", 0)
@@ -243,6 +253,7 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
         votes = {int(i): v for i, v in task.get("votes", {}).items()}
         facts = Facts(proposed=proposed, critics_disagreed=disagreed(votes) if votes else False,
                       solver_missed=any(s["correct"] is False for s in task.get("solved", [])),
+                      judges_split=any(s.get("judges_split") for s in task.get("solved", [])),
                       sampled="sample" in policy and sampled(task["problem_id"], config.run.seed, config.review.rate))
         reasons = review_reasons(policy, facts)
         if not reasons:

@@ -134,3 +134,23 @@ def test_decide(votes, expected):
     from chimera.graphs.decisions import decide
 
     assert decide(votes, 0, 1).action == expected
+
+
+def test_a_placeholder_reference_is_rejected_before_any_critic_is_asked(tmp_path):
+    deps = make_deps(tmp_path)
+    deps.store.save_draft(id="p1", run="r", topic_id="t1", subject="Math", topic="Addition", slot=0,
+                          problem=PROBLEM, answer="...")
+    graph = build_problem_graph(deps).compile(checkpointer=InMemorySaver())
+    asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Addition", "problem_id": "p1",
+                               "slot": 0}, {"configurable": {"thread_id": "p1"}}))
+    problem = deps.store.problem("p1")
+    assert problem["status"] == "rejected" and "placeholder" in problem["rejection_reason"]
+    assert calls(deps, "critic0") == calls(deps, "critic1") == calls(deps, "solver") == 0
+
+
+def test_a_critic_answer_in_another_unit_agrees_and_right_digits_in_a_wrong_unit_do_not(tmp_path):
+    from chimera.graphs.problem import answer_matches
+
+    assert answer_matches("20 m/s", "72 km/h", claimed=False) == (True, "quantity")
+    assert answer_matches("20 m/s", "20 km/h", claimed=True) == (False, "quantity")
+    assert answer_matches("20 m/s", "...", claimed=True) == (False, "placeholder")

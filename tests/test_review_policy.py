@@ -72,7 +72,7 @@ def test_disagreement_stops_a_problem_whose_trajectory_misses_the_reference(tmp_
     assert payload["problem"] == PROBLEM and payload["answer"] == "7"
     assert [(c["verdict"], c["own_answer"], c["matches_reference"]) for c in payload["critics"]] == [
         ("accept", "7", True), ("accept", "7", True)]
-    assert payload["solver"] == [{"sample": 0, "answer": "8", "correct": 0, "grade": "numeric", "truncated": False}]
+    assert payload["solver"] == [{"sample": 0, "answer": "8", "correct": 0, "grade": "number", "truncated": False}]
     assert problem.row["status"] == "pending", "nothing is final while a human has not decided"
     assert problem.store.reviews("r")[0]["thread_id"] == "topic-thread"
 
@@ -172,3 +172,24 @@ def test_revise_sends_the_note_to_the_drafter(tmp_path):
     problem.decide("revise", note="say the numbers are integers")
     assert "say the numbers are integers" in seen(problem.clients["drafter"])[-1]
     assert problem.row["problem"] == "Compute 3 + 4, exactly." and problem.row["revisions"] == 1
+
+
+def test_disagreement_stops_a_problem_whose_two_judges_split_and_keeps_the_sample_unlabeled(tmp_path):
+    vague = "<think>it is a sort of seven</think>The answer is \\boxed{\\text{a heptad}}."
+    problem = Problem(tmp_path, "disagreement", solver=scripted("solver", vague),
+                      labeler=scripted("labeler", {"correct": True, "extracted_answer": "a heptad", "rationale": "7"}),
+                      labeler2=scripted("labeler2", {"correct": False, "extracted_answer": "a heptad",
+                                                     "rationale": "not a number"}))
+    (payload,) = problem.start()
+    assert "judges disagreed" in payload["reasons"]
+    sample = problem.store.sample("p1-0")
+    assert sample["correct"] is None and sample["label_method"] == "judges-disagree"
+    assert "not a number" in sample["label_detail"]
+
+
+def test_a_config_may_name_two_judges_and_they_become_two_roles():
+    config = parse_config({"run": {"name": "r", "db": "r.db"}, "subjects": [{"name": "Math", "topics": 1}],
+                           "models": {"default": {"provider": "sim"}, "labeler": [{}, {"model": "other"}]}})
+    roles = config.models.all_roles()
+    assert roles["labeler"].provider == "sim" and roles["labeler2"].model == "other"
+    assert config.models.role("labeler2").model == "other"

@@ -74,6 +74,7 @@ def test_the_page_lists_items_renders_math_and_takes_an_accept_and_a_reject(revi
             assert page.locator("#items tbody tr").count() == len(items)
 
             page.select_option("select[name=subject]", with_math["subject"])
+            page.click("#filter")  # the page runs no script at all (its CSP forbids it): filtering is a button
             page.wait_for_url("**subject=*")
             shown = page.locator("#items tbody tr").count()
             assert shown == sum(i["subject"] == with_math["subject"] for i in items) < len(items)
@@ -106,17 +107,25 @@ def test_the_page_lists_items_renders_math_and_takes_an_accept_and_a_reject(revi
 
 
 def test_beyond_loopback_every_request_needs_the_token(reviewed_db):
+    from chimera.review.web import cookie_for
+
     refused = chimera("review", str(reviewed_db), "--web", "--host", "0.0.0.0")
     assert (refused.returncode, refused.stderr.strip()) == (
         1, "chimera: error: binding the review page to 0.0.0.0 needs --token (anyone who can reach it could decide)")
-    server = ReviewServer(reviewed_db, "--host", "0.0.0.0", "--token", "s3cret-token")
+    short = chimera("review", str(reviewed_db), "--web", "--host", "0.0.0.0", "--token", "x")
+    assert short.returncode == 1 and "at least 16 characters" in short.stderr
+    token = "s3cret-token-for-this-test"
+    server = ReviewServer(reviewed_db, "--host", "0.0.0.0", "--token", token)
+    name, value = cookie_for(token)
     try:
         assert server.get() == 403
         assert server.get("item/x") == 403
         assert server.get("?token=wrong") == 403
-        assert server.get("?token=s3cret-token") == 200
-        assert server.get("", headers={"Authorization": "Bearer s3cret-token"}) == 200
-        assert server.get("", headers={"Cookie": "chimera_review_token=s3cret-token"}) == 200
+        assert server.get(f"?token={token}") == 200
+        assert server.get("", headers={"Authorization": f"Bearer {token}"}) == 200
+        assert server.get("", headers={"Cookie": f"{name}={value}"}) == 200
+        assert server.get("", headers={"Cookie": f"{name}={token}"}) == 403, "the cookie never holds the token"
+        assert token not in value and name != cookie_for("another-token-of-16+")[0]
     finally:
         server.stop()
 

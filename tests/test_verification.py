@@ -47,7 +47,7 @@ def test_accept_needs_the_critics_own_answers_to_grade_equal_to_the_reference(tm
     problem = run(deps)
     assert problem["status"] == "rejected" and problem["disagreement"] == 1
     stored = json.loads(problem["critic_verdicts"])["0"]["1"]
-    assert stored["own_answer_matches"] is False and stored["match_method"] == "numeric"
+    assert stored["own_answer_matches"] is False and stored["match_method"] == "number"
 
 
 def test_an_equivalent_own_answer_counts_as_agreement(tmp_path):

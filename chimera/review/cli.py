@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 from typing import Any
 
@@ -34,6 +35,10 @@ def add_review_parser(sub: Any) -> None:
     review.add_argument("--reviewer", help="who decides (default: $CHIMERA_REVIEWER or the login name)")
     review.add_argument("--resume", action="store_true", help="continue the run, applying every stored decision")
     review.add_argument("--quiet", action="store_true", help="with --resume: no progress display")
+    review.add_argument("--config", help="with --resume: the config whose endpoints and key variables to use "
+                                         "(without it, the database's stored config, after you confirm it)")
+    review.add_argument("--yes", action="store_true",
+                        help="with --resume: use the database's stored endpoints and key variables without asking")
     review.add_argument("--web", action="store_true", help="serve the review page")
     review.add_argument("--host", default="127.0.0.1", help="with --web: address to bind")
     review.add_argument("--port", type=int, default=8765, help="with --web: port")
@@ -46,7 +51,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from chimera.review.decision import default_reviewer
     from chimera.store import Store
 
-    store = Store(args.db, create=False)
+    store = Store(args.db, create=False, read_only=bool(args.list) and not args.resume and not args.web)
     run = only_run(store, args.run)
     reviewer = args.reviewer or default_reviewer()
     if args.resume:
@@ -122,12 +127,32 @@ def _print_list(items: list[dict[str, Any]], *, as_json: bool, out: Any) -> None
 
 
 def _resume(store: Any, run: str, args: argparse.Namespace) -> int:
-    """Continue the run from the config stored with it (key values are never stored, only env var names)."""
-    from chimera.cli import run_with_progress
-    from chimera.config import parse_config
+    """Continue the run. Endpoints and key variables come from a config file the user names; a database's own
+    stored config is used only once the user has seen where it sends requests and which variables it reads
+    (`--yes` for scripts), since a database handed over by someone else could name any URL and any variable."""
+    from chimera.cli import err, run_with_progress
+    from chimera.config import load_config, parse_config
 
     stored = store.run_config(run)
     store.close()
-    config = parse_config(stored, source=f"{args.db}: stored config of run {run}")
+    if args.config:
+        config = load_config(args.config)
+        if config.run.name != run:
+            raise ChimeraError(f"{args.config}: run.name is {config.run.name!r}, but the database holds run {run!r}")
+    else:
+        config = parse_config(stored, source=f"{args.db}: stored config of run {run}")
+        outside = [(role, spec) for role, spec in config.models.all_roles().items() if spec.provider != "sim"]
+        if config.models.embedder is not None and config.models.embedder.provider != "sim":
+            outside.append(("embedder", config.models.embedder))
+        if outside and not args.yes:
+            lines = [f"  {role}: {', '.join(spec.base_url if isinstance(spec.base_url, list) else [spec.base_url or ''])}"
+                     f" (key from ${spec.api_key_env})" if spec.api_key_env else
+                     f"  {role}: {spec.base_url} (no key)" for role, spec in outside]
+            err.print("the config stored in this database sends requests to:\n" + "\n".join(lines), markup=False)
+            if not sys.stdin.isatty():
+                raise ChimeraError("resuming from a database's stored config needs your consent: pass "
+                                   "--config CONFIG (your own endpoints and keys) or --yes")
+            if input("continue with these endpoints and variables? [y/N] ").strip().lower() not in ("y", "yes"):
+                raise ChimeraError("not resumed")
     config.run.db = args.db
     return run_with_progress(config, quiet=args.quiet)

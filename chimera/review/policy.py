@@ -17,6 +17,7 @@ class Facts:
     critics_disagreed: bool  # in the round that decided: split verdicts, or an own answer off the reference
     solver_missed: bool  # some labeled trajectory does not match the reference
     sampled: bool  # picked by the seeded `sample` share
+    judges_split: bool = False  # two judges disagreed on a trajectory's label
 
 
 def review_reasons(policy: frozenset[str], facts: Facts) -> list[str]:
@@ -26,6 +27,8 @@ def review_reasons(policy: frozenset[str], facts: Facts) -> list[str]:
         reasons.append("critics disagreed")
     if "disagreement" in policy and facts.solver_missed:
         reasons.append("solver missed the reference")
+    if "disagreement" in policy and facts.judges_split:
+        reasons.append("judges disagreed")
     if "rejected" in policy and facts.proposed == "reject":
         reasons.append("rejection")
     if "all" in policy and facts.proposed == "accept":

@@ -21,6 +21,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from chimera.console import plain
+
 from chimera.errors import ChimeraError
 from chimera.review.decision import ReviewDecision
 from chimera.review.render import edit_buffer, parse_edit_buffer, yes_no
@@ -41,12 +43,12 @@ def item_view(item: dict[str, Any], position: str) -> Panel:
                       str(vote.get("own_answer") or "-"), yes_no(vote.get("matches_reference")),
                       str(vote.get("reasons") or ""))
     parts: list[Any] = [
-        Text(f"{payload['subject']} / {payload['topic']}  ·  round {payload['round']}  ·  "
-             f"would be {'accepted' if payload['proposed'] == 'accept' else 'rejected'}"
-             + (f" ({payload['rejection_reason']})" if payload.get("rejection_reason") else ""), style="dim"),
-        Text("Why here: " + ", ".join(item["reasons"]), style="bold yellow"),
-        Panel(Text(payload["problem"]), title="problem", title_align="left"),
-        Text.assemble(("Reference answer: ", "bold"), payload["answer"]),
+        plain(f"{payload['subject']} / {payload['topic']}  ·  round {payload['round']}  ·  "
+              f"would be {'accepted' if payload['proposed'] == 'accept' else 'rejected'}"
+              + (f" ({payload['rejection_reason']})" if payload.get("rejection_reason") else ""), style="dim"),
+        plain("Why here: " + ", ".join(item["reasons"]), style="bold yellow"),
+        Panel(plain(payload["problem"]), title="problem", title_align="left"),
+        Text.assemble(("Reference answer: ", "bold"), plain(payload["answer"])),
         votes,
     ]
     if payload.get("solver"):
@@ -58,7 +60,7 @@ def item_view(item: dict[str, Any], position: str) -> Panel:
                            "truncated" if sample.get("truncated") else yes_no(sample.get("correct")),
                            str(sample.get("grade") or "-"))
         parts.append(solver)
-    return Panel(Group(*parts), title=f"{position}  {item['id']}", title_align="left")
+    return Panel(Group(*parts), title=plain(f"{position}  {item['id']}"), title_align="left")
 
 
 class Prompter:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
+from chimera.sim.typed import TYPED_KINDS, TypedKind
+
 Number = int | Fraction
 
 
@@ -135,7 +137,9 @@ FAMILY_KEYWORDS = {
     "chemistry": ("chem",),
     "biology": ("bio", "genet", "ecolog", "medic"),
     "computer": ("computer", "comput", "algorithm", "software", "informat"),
-    "literature": ("literat", "poet", "language", "linguist", "histor", "philos"),
+    "history": ("histor",),
+    "linguistics": ("linguist", "language", "phonolog", "syntax"),
+    "literature": ("literat", "poet", "philos"),
 }
 
 
@@ -147,19 +151,55 @@ def family_of(subject: str) -> str:
     return "other"
 
 
-def kinds_for(subject: str) -> list[Kind]:
+AnyKind = Kind | TypedKind
+
+
+def kinds_for(subject: str) -> list[AnyKind]:
     family = family_of(subject)
-    chosen = [k for k in KINDS if family in k.families]
-    return chosen or KINDS
+    chosen: list[AnyKind] = [k for k in [*KINDS, *TYPED_KINDS] if family in k.families]
+    return chosen or list(KINDS)
 
 
-def identify(text: str) -> tuple[Kind, str] | None:
+def identify(text: str) -> tuple[AnyKind, str] | None:
     """The kind a statement belongs to and its true answer, or None when the statement cannot be solved."""
-    for kind in KINDS:
+    for kind in [*TYPED_KINDS, *KINDS]:
         answer = kind.solve(text)
         if answer is not None:
             return kind, answer
     return None
+
+
+def equivalent_form(text: str, answer: str, rng: random.Random) -> str:
+    """The right answer as a model might write it: typed answers in another unit, notation or wording."""
+    for kind in TYPED_KINDS:
+        form = kind.equivalent(text, rng)
+        if form is not None:
+            return form
+    return answer
+
+
+def near_miss(text: str, answer: str, rng: random.Random) -> str:
+    """A wrong answer close to the right one: the wrong unit, the neighbouring year, the other isomer."""
+    for kind in TYPED_KINDS:
+        form = kind.near_miss(text, rng)
+        if form is not None:
+            return form
+    return wrong_answer(answer, rng)
+
+
+def accepts(text: str, answer: str) -> bool | None:
+    """Ground truth for tests: is `answer` right for the problem `text`? None when the problem is not solvable."""
+    for kind in TYPED_KINDS:
+        verdict = kind.accepts(text, answer)
+        if verdict is not None:
+            return verdict
+    solved = identify(text)
+    if solved is None:
+        return None
+    try:
+        return Fraction(answer.strip()) == Fraction(solved[1])
+    except (ValueError, ZeroDivisionError):
+        return answer.strip().lower() == solved[1].lower()
 
 
 def make_ill_posed(text: str) -> str:
@@ -181,6 +221,8 @@ TOPIC_AREAS = {
     "math": ["enumerative combinatorics", "diophantine equations", "modular arithmetic", "polynomial roots",
              "graph theory", "linear algebra", "inequalities", "recurrences", "generating functions",
              "probability", "analytic number theory", "group theory", "real analysis", "complex numbers"],
+    "history": ["medieval europe", "the french revolution", "ancient rome", "early modern states", "historiography"],
+    "linguistics": ["phonology", "morphology", "syntax", "typology", "historical linguistics", "phonetics"],
     "physics": ["kinematics", "rigid-body dynamics", "energy conservation", "thermodynamics", "optics",
                 "electrostatics", "special relativity", "quantum tunnelling", "fluid statics", "oscillations"],
     "chemistry": ["stoichiometry", "solution chemistry", "chemical equilibrium", "acid-base titration",

@@ -188,7 +188,7 @@ class Simulator:
         if rng.random() < self.settings.ill_posed_rate:
             text = problems.make_ill_posed(text)
         elif rng.random() < self.settings.drafter_error_rate:
-            answer = problems.wrong_answer(answer, rng)
+            answer = problems.near_miss(text, answer, rng)
         return json.dumps({"problem": text, "answer": answer}), ""
 
     def _critic(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
@@ -199,10 +199,10 @@ class Simulator:
             vote = {"verdict": "reject", "reasons": "ill-posed: a quantity the answer depends on is missing",
                     "own_answer": "undetermined", "agrees_with_reference": False}
             return json.dumps(vote), ""
-        own = solved[1]
+        own = problems.equivalent_form(text, solved[1], rng)
         if rng.random() < self.settings.critic_error_rate:
-            own = problems.wrong_answer(own, rng)
-        agrees = _same(own, reference)
+            own = problems.near_miss(text, solved[1], rng)
+        agrees = _right(text, own, reference)
         if not agrees:
             vote = {"verdict": "revise", "reasons": f"the reference answer looks wrong: I get {own}, not {reference}",
                     "own_answer": own, "agrees_with_reference": False}
@@ -217,9 +217,10 @@ class Simulator:
     def _label(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
         reference = _field(user, "Reference answer")
         solution = _between(user, "solution")
-        boxed = re.findall(r"\\boxed\{([^{}]*)\}", solution)
+        problem = _between(user, "problem")
+        boxed = re.findall(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}", solution)
         extracted = boxed[-1] if boxed else ""
-        correct = bool(extracted) and _same(extracted, reference)
+        correct = bool(extracted) and _right(problem, extracted, reference)
         verdict = {"correct": correct, "extracted_answer": extracted,
                    "rationale": "the final answer matches the reference" if correct else
                    "the final answer differs from the reference" if extracted else "no final answer given"}
@@ -246,9 +247,9 @@ class Simulator:
         if solved is None:
             answer = "undetermined"
         elif rng.random() < self.settings.solver_correct_rate:
-            answer = solved[1]
+            answer = problems.equivalent_form(problem, solved[1], rng)
         else:
-            answer = problems.wrong_answer(solved[1], rng)
+            answer = problems.near_miss(problem, solved[1], rng)
         jitter = self.settings.trajectory_jitter
         length = max(1, round(self.settings.trajectory_words * (1 + jitter * (2 * rng.random() - 1))))
         words: list[str] = []
@@ -311,6 +312,14 @@ def _schema_name(body: dict) -> str | None:
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         return (fmt.get("json_schema") or {}).get("name")
     return None
+
+
+def _right(problem: str, answer: str, reference: str) -> bool:
+    """The simulator's oracle: `answer` is a right form of the true answer, and so is `reference`."""
+    answer_right, reference_right = problems.accepts(problem, answer), problems.accepts(problem, reference)
+    if answer_right is None or reference_right is None:
+        return _same(answer, reference)
+    return answer_right and reference_right
 
 
 def _same(a: str, b: str) -> bool:

@@ -30,12 +30,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.db:
         config.run.db = args.db
     return run_with_progress(config, quiet=args.quiet, trace_path=args.trace, topics_only=args.topics_only,
-                             retry_failed=args.retry_failed)
+                             retry_failed=args.retry_failed, retry_command=f"chimera run {args.config} --retry-failed")
 
 
 def run_with_progress(config, *, quiet: bool = False, trace_path: str | None = None, topics_only: bool = False,
-                      retry_failed: bool = False) -> int:
-    """Run (or resume) a job with the progress display, then print its one-paragraph summary."""
+                      retry_failed: bool = False, retry_command: str = "chimera run CONFIG --retry-failed") -> int:
+    """Run (or resume) a job with the progress display, then print its summary; the exit status says
+    whether it did its job (see chimera.run_health)."""
+    from chimera.run_health import assess, failure_groups, role_calls
+
     from chimera.progress import ProgressDisplay
     from chimera.runner import run_pipeline
 
@@ -62,11 +65,20 @@ def run_with_progress(config, *, quiet: bool = False, trace_path: str | None = N
         f"{counts['calls']} model calls, {counts['tokens_in'] + counts['tokens_out']:,} tokens; "
         f"{summary.seconds:.1f}s; database {summary.db_bytes / 1e6:.2f} MB ({share:.0%} checkpoints) at {summary.db}"
     )
+    if summary.unlabeled:
+        err.print(f"{summary.unlabeled} samples are unlabeled (no rule decided and the judge did not)")
+    groups = failure_groups(summary.call_rows)
+    if groups:
+        err.print("failed calls: " + "; ".join(f"{g['role']} {g['outcome']} x{g['calls']}"
+                                               + (f" ({g['message'][:160]})" if g["message"] else "")
+                                               for g in groups[:6]))
     pending = counts["reviews"]["pending"]
     if pending:
-        err.print(f"{pending} problem{'s wait' if pending != 1 else ' waits'} for review: chimera review {summary.db}",
-                  markup=False)
-    return 0
+        err.print(f"{pending} problem{'s wait' if pending != 1 else ' waits'} for review: chimera review {summary.db}")
+    health = assess(counts, role_calls(summary.call_rows), retry_command=retry_command)
+    for line in health.lines:
+        err.print(f"chimera: {line}")
+    return health.exit_code
 
 
 def only_run(store, wanted: str | None) -> str:
@@ -145,8 +157,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     store = Store(args.db, read_only=True)
     if args.by:
         return _cmd_yield(store, args)
+    from chimera.run_health import failure_groups
+
     runs = [r["name"] for r in store.runs()]
-    report = {name: store.counts(name) for name in runs}
+    report = {name: {**store.counts(name), "unlabeled": store.unlabeled_samples(name),
+                     "failures": failure_groups(store.call_rows(name))} for name in runs}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -170,9 +185,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
         table.add_row("samples", str(counts["samples"]))
         table.add_row("  correct", str(counts["correct"]))
         table.add_row("  truncated", str(counts["truncated"]))
+        table.add_row("  unlabeled", str(counts["unlabeled"]))
         table.add_row("model calls", str(counts["calls"]))
         for outcome, n in sorted(counts["call_outcomes"].items()):
             table.add_row(f"  {outcome}", str(n))
+        for group in counts["failures"]:
+            table.add_row(f"failed: {group['role']} {group['outcome']}",
+                          f"{group['calls']} calls" + (f": {group['message']}" if group["message"] else ""))
         table.add_row("tokens in / out", f"{counts['tokens_in']:,} / {counts['tokens_out']:,}")
         for reason in counts["rejection_reasons"]:
             table.add_row("rejected or failed because", f"{reason['reason']} ({reason['count']})")
@@ -349,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true",
                      help="take again the problem slots whose model calls ran out of retries")
     run.add_argument("--trace", metavar="FILE", help="append a JSON line of requests in flight every 0.1 s")
+    run.add_argument("-v", "--verbose", action="count", default=0,
+                     help="-v: progress notes and warnings as they happen; -vv: also one line per model call")
+    run.add_argument("--log-file", metavar="FILE", help="also write the log here (CHIMERA_LOG_LEVEL sets the level)")
     run.add_argument("--topics-only", action="store_true",
                      help="stop after Stage 1, to review or edit the taxonomy (chimera taxonomy) before problems")
     run.set_defaults(func=_cmd_run)
@@ -444,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from chimera.logs import configure
+
+        configure(getattr(args, "verbose", 0) or 0, getattr(args, "log_file", None))
         return args.func(args)
     except ChimeraError as error:
         err.print(f"chimera: error: {redact(str(error))}", markup=False, soft_wrap=True)

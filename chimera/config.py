@@ -140,6 +140,8 @@ class SolverSettings(_Strict):
 
     samples: int = Field(default=1, ge=1, le=64, description="trajectories per problem; the pass rate is over these")
     max_tokens_retry: int | None = Field(default=None, ge=1, description="one retry with this budget when cut")
+    max_trajectory_chars: int = Field(default=2_000_000, ge=1000,
+                                      description="a longer trajectory is stored cut and flagged truncated")
 
 
 class DedupSettings(_Strict):

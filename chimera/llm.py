@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import os
 import random
 import socket
@@ -40,13 +41,14 @@ from chimera.errors import CallFailed, ConfigError, EndpointError
 from chimera.secrets import redact, register_secret
 from chimera.tools.reasoning import split_reasoning
 
+log = logging.getLogger("chimera.calls")
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_BACKOFF_S = 30.0
 CLIENT_CONNECTIONS = openai.DEFAULT_CONNECTION_LIMITS.max_connections or 1000  # the client's default pool
 # The HTTP library under the openai client (httpx in openai 2, httpx2 in openai 3): its Response type asks
 # the client for an unread body, which is then read with a size cap.
-_HTTP = importlib.import_module(type(openai.DEFAULT_CONNECTION_LIMITS).__module__.split(".")[0])
+HTTP = importlib.import_module(type(openai.DEFAULT_CONNECTION_LIMITS).__module__.split(".")[0])
 MAX_TOKENS_FIELD = 10 ** 9  # a usage count beyond this is not a count
 
 
@@ -144,7 +146,7 @@ class OpenAITransport:
                                          http_client=http_client)
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self.client.post("/chat/completions", body=body, cast_to=_HTTP.Response, stream=True)
+        response = await self.client.post("/chat/completions", body=body, cast_to=HTTP.Response, stream=True)
         try:
             raw = await read_capped(response, self.max_reply_bytes)
         finally:
@@ -250,6 +252,8 @@ class RoleClient:
                 if _unreachable(error):
                     avoid = replica.url
                 wait = _retry_after(error) or min(MAX_BACKOFF_S, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+                log.info("%s call to %s: %s (%s); retry %d of %d in %.1fs", self.role, replica.url,
+                            outcome_of(error), short(error, 160), attempt + 1, self.spec.max_retries, wait)
             finally:
                 await replica.budget.release(ok=reply is not None)
             if reply is not None:
@@ -273,6 +277,8 @@ class RoleClient:
     def _log(self, url: str, context: dict[str, Any] | None, started: float, reply: Reply | None, *,
              outcome: str, error: str | None = None) -> Any:
         context = context or {}
+        log.debug("%s %s %s tokens %d/%d %.2fs%s", self.role, url, outcome, reply.tokens_in if reply else 0,
+                  reply.tokens_out if reply else 0, time.perf_counter() - started, f" ({error})" if error else "")
         return self.log({
             "run": context.get("run"), "role": self.role, "model": self.model, "base_url": url,
             "topic_id": context.get("topic_id"), "problem_id": context.get("problem_id"), "scope": context.get("scope"),

@@ -44,6 +44,8 @@ class RunSummary:
     counts: dict[str, Any] = field(default_factory=dict)
     db_bytes: int = 0
     checkpoint_bytes: int = 0
+    call_rows: list[dict[str, Any]] = field(default_factory=list)  # calls by role, endpoint, outcome, message
+    unlabeled: int = 0
 
 
 ProgressHook = Callable[["RunMonitor"], None]
@@ -195,7 +197,9 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
                 for thread_id, row in zip(threads, retries)])
         monitor.stage = "done"
         summary = RunSummary(name=config.run.name, db=config.run.db, seconds=time.monotonic() - started,
-                             topics_run=len(pending), counts=store.counts(config.run.name))
+                             topics_run=len(pending), counts=store.counts(config.run.name),
+                             call_rows=store.call_rows(config.run.name),
+                             unlabeled=store.unlabeled_samples(config.run.name))
         sizes = store.table_bytes()
         summary.db_bytes = sum(sizes.values()) or Path(config.run.db).stat().st_size
         summary.checkpoint_bytes = sum(size for name, size in sizes.items() if _is_checkpoint_table(name))

@@ -580,6 +580,18 @@ class Store:
             "reviews": self.review_counts(run),
         }
 
+    def call_rows(self, run: str) -> list[dict[str, Any]]:
+        """Calls of a run counted by role, endpoint, outcome and message."""
+        rows = self.db.execute("select role, base_url, outcome, error, count(*) from llm_calls where run = ? "
+                               "group by role, base_url, outcome, error", [run]).fetchall()
+        return [{"role": r[0], "base_url": r[1], "outcome": r[2], "error": r[3], "count": r[4]} for r in rows]
+
+    def unlabeled_samples(self, run: str) -> int:
+        """Samples of accepted problems with no label: not truncated, and neither rules nor judges decided."""
+        return self.db.execute(
+            "select count(*) from samples where run = ? and correct is null and coalesce(truncated, 0) = 0 and "
+            "problem_id in (select id from problems where status = 'accepted')", [run]).fetchone()[0]
+
     def table_bytes(self) -> dict[str, int]:
         """Bytes per table, from SQLite's dbstat view when compiled in, else the payload sizes."""
         try:

@@ -21,6 +21,7 @@ with the default policy `none` no problem goes there.
 from __future__ import annotations
 
 import asyncio
+import logging
 import operator
 from typing import Annotated, Any, TypedDict
 
@@ -36,6 +37,8 @@ from chimera.review.decision import ReviewDecision
 from chimera.review.policy import Facts, review_reasons, sampled
 from chimera.config import JUDGE_ROLES
 from chimera.tools.grading import Grade, grade, is_placeholder
+
+log = logging.getLogger("chimera.problems")
 
 CRITICS = (0, 1)
 
@@ -92,6 +95,8 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
         return deps.context(topic_id=task["topic_id"], problem_id=task["problem_id"])
 
     def ended(task: ProblemTask, status: str, reason: str | None = None) -> Command:
+        if status == "failed":
+            log.warning("problem %s (%s / %s) failed: %s", task["problem_id"], task["subject"], task["topic"], reason)
         store.finish_problem(task["problem_id"], status, reason)
         return Command(update={"outcomes": [{"problem_id": task["problem_id"], "status": status}]})
 
@@ -200,6 +205,10 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
                 retried = 1
         except CallFailed as error:
             return {"sample": j, "correct": None, "truncated": False, "failed": str(error)}
+        oversized = len(reply.reasoning) + len(reply.content) > config.solver.max_trajectory_chars
+        if oversized:  # stored, but cut to the cap: one reply must not grow the database without bound
+            keep = config.solver.max_trajectory_chars
+            reply.reasoning, reply.content = reply.reasoning[:keep], reply.content[:max(0, keep - len(reply.reasoning))]
         store.save_sample({
             "id": sample_id, "problem_id": task["problem_id"], "sample_index": j, "round": round_, "run": deps.run,
             "subject": task["subject"], "topic": task["topic"], "problem": row["problem"], "answer": row["answer"],
@@ -210,9 +219,10 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
             "usage": {"solver_tokens_in": reply.tokens_in, "solver_tokens_out": reply.tokens_out,
                       "solver_reasoning_tokens": reply.reasoning_tokens},
         })
-        if reply.truncated:
+        if reply.truncated or oversized:
             # A trajectory cut at max_tokens is not a wrong answer: it is kept, flagged, and left unlabeled.
-            store.update_sample(sample_id, {"label_method": "truncated", "label_detail": "cut at max_tokens"})
+            detail = "cut at max_tokens" if reply.truncated else "longer than solver.max_trajectory_chars"
+            store.update_sample(sample_id, {"label_method": "truncated", "label_detail": detail, "truncated": 1})
             return {"sample": j, "correct": None, "truncated": True, "failed": None}
         try:
             result = await labeler.label_answer(

@@ -106,7 +106,7 @@ def test_years_dates_and_eras(reference, answer, expected):
 @pytest.mark.parametrize("reference, answer, expected", [
     ("Charlotte Brontë", "charlotte bronte", True), ("T. S. Eliot", "T.S. Eliot", True), ("The Odyssey", "Odyssey", True),
     ("Jane Austen", "Austen", None), ("Jane Austen", "Charlotte Brontë", None), ("Louis XIV", "Louis XVI", False),
-    ("ethanol", "ethyl alcohol", None), ("[+voice]", "[-voice]", None),
+    ("ethanol", "ethyl alcohol", None), ("[+voice]", "[-voice]", False),
 ])
 def test_names_fold_case_punctuation_and_diacritics_and_never_say_false_about_other_words(reference, answer, expected):
     assert grade(reference, f"Therefore, the answer is **{answer}**.").correct is expected
@@ -274,3 +274,15 @@ def test_cli_single_pair_and_bad_input(tmp_path):
     result = chimera("grade", "--jsonl", str(bad))
     assert result.returncode == 1
     assert result.stderr.strip() == f'chimera: error: {bad}:2: needs string fields "reference" and "response"'
+
+
+@pytest.mark.parametrize("reference, answer, expected", [
+    ("2 h", "120 min", True), ("5 m", "5 min", False), ("100 °F", "37.8 °C", True), ("7 days", "1 week", True),
+    ("2 N", "2 N·m", False), ("1.5 mmol", "1.5 mol", False), ("9.8 N/kg", "9.8 m/s^2", True),
+    ("45°", "\\pi/4", None), ("2\\pi", "6.2832", True), ("2\\pi", "6.28", None), ("O(1)", "O(5)", True),
+    ("O(n^2)", "O(n²)", True), ("George Washington", "George Washington Carver", None), ("Mary I", "Mary II", False),
+    ("1917", "March 1917", True), ("March 1917", "1917", None), ("NaCl", "NaCl2", False), ("0.333", "1/3", True),
+    ("5 m/s", "5 m/s (approximately)", None), ("y = 3x", "y = 3x + 1", False),
+])
+def test_units_never_read_as_algebra_and_other_edges_found_after_the_rules_froze(reference, answer, expected):
+    assert grade(reference, f"Final answer: {answer}").correct is expected

@@ -17,7 +17,7 @@ from aiohttp import web
 from helpers import chimera, write_config
 from hostile import HostileEndpoint, echo_error, is_solve
 from test_review_cli import pending, review_config
-from test_review_web import CHROMIUM, ReviewServer, needs_chromium
+from test_review_web import ReviewServer, launch_chromium, needs_chromium
 
 KEY = "sk-test-SECRETKEY0123456789"
 PASSWORD = "pa55-w0rd-xyz"
@@ -369,9 +369,7 @@ def test_model_text_on_the_review_page_runs_no_script_and_draws_no_overlay(tmp_p
     try:
         server.get()
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            browser = launch_chromium(playwright)
             page = browser.new_page()
             dialogs = []
             page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
@@ -389,3 +387,43 @@ def test_model_text_on_the_review_page_runs_no_script_and_draws_no_overlay(tmp_p
     finally:
         server.stop()
     assert not dialogs
+
+
+def test_a_huge_trajectory_is_stored_cut_and_flagged_not_whole(tmp_path):
+    async def ramble(body, reply, request):
+        if is_solve(body):
+            reply["choices"][0]["message"]["content"] = "so on and " * 150_000 + "\\boxed{7}"
+            return web.json_response(reply)
+        return None
+
+    with HostileEndpoint(ramble) as endpoint:
+        config = config_for(tmp_path, endpoint.url)
+        settings = yaml.safe_load(config.read_text())
+        settings["solver"] = {"max_trajectory_chars": 100_000}
+        config.write_text(yaml.safe_dump(settings))
+        result = chimera("run", str(config), "--quiet", env=env_with_key(), timeout=120)
+    assert "Traceback" not in result.stderr
+    rows = sqlite3.connect(tmp_path / "t.db").execute(
+        "select length(reasoning) + length(solution), truncated, label_detail from samples").fetchall()
+    assert rows and all(size <= 100_000 and cut == 1 and "max_trajectory_chars" in why for size, cut, why in rows)
+
+
+def test_embeddings_of_different_widths_fail_the_call_not_the_process(tmp_path):
+    from chimera.config import ModelSpec
+    from chimera.dispatch import Endpoints
+    from chimera.embeddings import Embedder
+    from chimera.errors import CallFailed
+
+    async def ragged(body, reply, request):
+        if "input" in body:
+            reply["data"][1]["embedding"] = reply["data"][1]["embedding"][:3]
+            return web.json_response(reply)
+        return None
+
+    logged = []
+    with HostileEndpoint(ragged) as endpoint:
+        spec = ModelSpec(base_url=endpoint.url, model="sim-embedder", timeout_s=5, max_retries=0)
+        embedder = Embedder(spec, endpoints=Endpoints(4), sim_url=None, log=logged.append)
+        with pytest.raises(CallFailed, match="different or no lengths"):
+            asyncio.run(embedder.embed(["first topic", "second topic"]))
+    assert logged[0]["outcome"] == "malformed_reply"

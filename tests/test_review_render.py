@@ -30,3 +30,22 @@ def test_the_edit_buffer_round_trips_and_ignores_comment_lines():
 def test_an_edit_buffer_without_its_markers_is_refused():
     with pytest.raises(ValueError, match="must keep the lines"):
         parse_edit_buffer("just text")
+
+
+def test_math_from_model_text_keeps_only_allowlisted_mathml():
+    from chimera.review.render import math_html
+
+    html_out = math_html("$\\href{javascript:alert(1)}{x}$ $\\style{position:fixed}{y}$ $\\text{<script>z</script>}$")
+    for banned in ("href", "style=", "javascript", "<script", "class=", "id="):
+        assert banned not in html_out, banned
+    assert "&lt;script&gt;" in html_out, "the tag is shown as text"
+
+
+def test_rendering_is_bounded_and_control_characters_are_visible():
+    from chimera.review.render import MAX_FIELD_CHARS, math_html, math_spans, visible
+
+    huge = "$x$ " * (MAX_FIELD_CHARS // 4 + 1)
+    assert "<math" not in math_html(huge), "a field past the cap is shown as escaped text"
+    unclosed = "\\(" * 50_000 + "$a " * 50_000
+    assert "".join(piece for piece, _, _ in math_spans(unclosed)) == unclosed
+    assert visible("a\u202eb\x1b[2Jc") == "a⟨U+202E⟩b⟨U+001B⟩[2Jc"

@@ -23,6 +23,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, with nothing reaching out to the network."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+
+
 class ReviewServer:
     def __init__(self, db: Path, *args: str):
         self.port = free_port()
@@ -66,9 +73,7 @@ def test_the_page_lists_items_renders_math_and_takes_an_accept_and_a_reject(revi
     try:
         server.get()
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            browser = launch_chromium(playwright)
             page = browser.new_page()
             page.goto(server.url)
             assert page.locator("#items tbody tr").count() == len(items)

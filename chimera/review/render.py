@@ -54,7 +54,8 @@ def math_spans(text: str) -> list[tuple[str, bool, bool]]:
     n = len(text)
     while i < n:
         ch = text[i]
-        opener = closer = None
+        opener: str | None = None
+        closer, display = "", False
         if ch == "$" and text.startswith("$$", i):
             opener, closer, display = "$$", "$$", True
         elif ch == "\\" and i + 1 < n and text[i + 1] in "[(":

@@ -169,22 +169,20 @@ def identify(text: str) -> tuple[AnyKind, str] | None:
     return None
 
 
+def _typed_fact(text: str):
+    return next(((kind, fact) for kind in TYPED_KINDS if (fact := kind.fact(text)) is not None), None)
+
+
 def equivalent_form(text: str, answer: str, rng: random.Random) -> str:
     """The right answer as a model might write it: typed answers in another unit, notation or wording."""
-    for kind in TYPED_KINDS:
-        form = kind.equivalent(text, rng)
-        if form is not None:
-            return form
-    return answer
+    found = _typed_fact(text)
+    return rng.choice((found[1].answer, *found[1].equivalents)) if found else answer
 
 
 def near_miss(text: str, answer: str, rng: random.Random) -> str:
     """A wrong answer close to the right one: the wrong unit, the neighbouring year, the other isomer."""
-    for kind in TYPED_KINDS:
-        form = kind.near_miss(text, rng)
-        if form is not None:
-            return form
-    return wrong_answer(answer, rng)
+    found = _typed_fact(text)
+    return rng.choice(found[1].near_misses) if found else wrong_answer(answer, rng)
 
 
 def accepts(text: str, answer: str) -> bool | None:

@@ -45,14 +45,6 @@ class TypedKind:
         fact = self.fact(text)
         return fact.answer if fact else None
 
-    def equivalent(self, text: str, rng: random.Random) -> str | None:
-        fact = self.fact(text)
-        return rng.choice((fact.answer, *fact.equivalents)) if fact else None
-
-    def near_miss(self, text: str, rng: random.Random) -> str | None:
-        fact = self.fact(text)
-        return rng.choice(fact.near_misses) if fact else None
-
     def accepts(self, text: str, answer: str) -> bool | None:
         """Ground truth: is `answer` one of the right forms of the answer to `text`? None if `text` is not ours."""
         fact = self.fact(text)

@@ -15,6 +15,7 @@ from fractions import Fraction
 
 from chimera.tools.fastmath import equivalent, evaluate, same_bracketed
 from chimera.tools.grading.numbers import Number, agree, parse_number
+from chimera.tools.grading.quantities import parse_quantity
 
 Shape = Literal["matrix", "set", "interval", "tuple", "relation", "expression"]
 
@@ -32,9 +33,13 @@ _RELATION = re.compile(r"=|<|>|\\le|\\ge|\\leq|\\geq|\\neq|≤|≥|≠")
 
 
 def looks_math(text: str) -> bool:
-    """Numbers, operators, one-letter variables and LaTeX commands only: no words."""
-    if not text or len(text) > 400:
+    """Numbers, operators, one-letter variables and LaTeX commands only: no words, units, degrees or percent."""
+    if not text or len(text) > 400 or re.search(r"[°%µΩÅ]", text):
         return False
+    if parse_quantity(text) is not None:
+        return False  # "2 h" is two hours, not 2 times h
+    if re.search(r"\b(?:" + "|".join(sorted(_PLAIN_FUNCTIONS - {"pi"})) + r")\s*$", text):
+        return False  # a function name with nothing to apply to is a word ("120 min")
     for word in re.findall(r"\\?[A-Za-z]{2,}", text):
         known = _KNOWN_WORDS if word.startswith("\\") else _PLAIN_FUNCTIONS
         if word.lstrip("\\").lower() not in known:

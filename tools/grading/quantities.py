@@ -14,20 +14,20 @@ from typing import Any
 
 from chimera.tools.grading.numbers import Number, _round_sig, agree, integer_digits, leading_number
 
-_UNIT_CHARS = re.compile(r"^[A-Za-zµΩÅ°%0-9*/^()\-. ]+$")
+_UNIT_CHARS = re.compile(r"^[A-Za-zµΩÅ°%0-9*/^()\-. ·⋅{}]+$")  # a LaTeX command left over is math, not a unit
 _REWRITES = [
     (re.compile(r"°\s*C\b|℃"), "degC"), (re.compile(r"°\s*F\b|℉"), "degF"), (re.compile(r"°\s*K\b"), "K"),
     (re.compile(r"°"), "degree"), (re.compile(r"Ω"), "ohm"), (re.compile(r"µ"), "u"), (re.compile(r"Å"), "angstrom"),
-    (re.compile(r"\\cdot|·|\\times|×"), "*"), (re.compile(r"\bper\b"), "/"), (re.compile(r"\^\s*\{([^{}]*)\}"), r"^(\1)"),
+    (re.compile(r"\\cdot|·|⋅|\\times|×"), "*"), (re.compile(r"\bper\b"), "/"), (re.compile(r"\^\s*\{([^{}]*)\}"), r"^(\1)"),
     (re.compile(r"[{}]"), ""), (re.compile(r"\^"), "**"),
 ]
 # Dimensionless units compare only within their own family (8 bits are a byte; 5 degrees are no byte).
 _FAMILIES = [{"bit", "byte"}, {"radian", "degree", "arcminute", "arcsecond", "turn", "revolution"},
              {"percent", "ppm", "permille", "ppb"}]
 # Words pint reads as units but answers use as nouns or symbols of something else.
-_NOT_UNITS = {"a", "h", "R", "c", "e", "u", "point", "points", "pt", "tonne", "t", "k", "x", "y", "z", "n", "i", "b",
+_NOT_UNITS = {"a", "R", "c", "e", "u", "point", "points", "pt", "tonne", "t", "k", "x", "y", "z", "n", "i", "b",
               "B", "AU", "E", "G", "P", "Ci", "sr", "d", "q", "r", "v", "p", "l"}
-_AMBIGUOUS_WORDS = {"in", "at", "as", "us", "is", "or", "and", "of", "to", "by", "on", "the", "an", "it", "m/s/s"}
+_AMBIGUOUS_WORDS = {"pi", "in", "at", "as", "us", "is", "or", "and", "of", "to", "by", "on", "the", "an", "it", "m/s/s"}
 
 
 @lru_cache(maxsize=1)

@@ -103,13 +103,14 @@ def test_failed_slots_are_taken_again_with_retry_failed(tmp_path):
     models = {"default": {"provider": "sim", "max_retries": 0}}
     flaky = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 4}], problems_per_topic=3,
                          sim={"fault_5xx": 0.2}, models=models)
-    assert chimera("run", str(flaky), "--quiet").returncode == 0
+    first = chimera("run", str(flaky), "--quiet")
+    assert first.returncode == 3 and first.stderr.strip().endswith(f"chimera run {flaky} --retry-failed")
     db = sqlite3.connect(tmp_path / "t.db")
     failed = db.execute("select count(*) from problems where status = 'failed'").fetchone()[0]
     assert failed > 0, "with no retries some slots must fail"
     healthy = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 4}], problems_per_topic=3,
                            models=models)
-    assert chimera("run", str(healthy), "--quiet").returncode == 0
+    assert chimera("run", str(healthy), "--quiet").returncode == 3, "the failed slots are still there"
     assert db.execute("select count(*) from problems where status = 'failed'").fetchone()[0] == failed, \
         "a plain re-run leaves failed slots alone"
     assert chimera("run", str(healthy), "--quiet", "--retry-failed").returncode == 0

@@ -165,7 +165,7 @@ def test_a_stored_config_never_sends_requests_or_keys_on_its_own(tmp_path):
                                       "model": "x", "api_key_env": "CHIMERA_TEST_KEY"}
         conn.execute("update runs set config = ?", (json.dumps(config),))
         conn.commit()
-        refused = chimera("review", str(db), "--resume", "--quiet", env=env_with_key())
+        refused = chimera("review", str(db), "--resume", "--quiet", env=env_with_key(), input="")
         own = chimera("review", str(db), "--resume", "--quiet", "--config", str(tmp_path / "review.yaml"))
     assert refused.returncode == 1 and "needs your consent" in refused.stderr
     assert f"solver: {endpoint.url} (key from $CHIMERA_TEST_KEY)" in refused.stderr
@@ -307,6 +307,10 @@ def test_rich_markup_and_escape_sequences_in_data_are_shown_as_text(tmp_path):
     walked = chimera("review", str(db), review_id, input="s\n")
     assert walked.returncode == 0, walked.stderr
     assert "\x1b" not in walked.stdout and "⟨U+202E⟩82" in walked.stdout
+    noted = chimera("review", str(db), review_id, "--reject", "--note", MARKUP, "--reviewer", MARKUP)
+    assert noted.returncode == 0, noted.stderr
+    listed = chimera("review", str(db), "--list", "--all")
+    assert listed.returncode == 0 and "\x1b" not in listed.stdout and "[/x]" in listed.stdout
 
 
 PAYLOADS = ["$\\text{<script>window.__pwned = 1</script>}$",

@@ -24,7 +24,7 @@ _PLACEHOLDER = re.compile(
     r"(?i)^(?:|[.…_?\-\s]+|\\boxed\{\s*\}|\{\s*\}|n/?a|tbd|todo|\\ldots|\\cdots|\\dots"
     r"|[\[<({]?\s*(?:your|the|final|insert)?\s*(?:final\s+)?(?:answer|solution|result|value)"
     r"(?:\s+(?:goes\s+)?here)?\s*[\]>)}]?)$")
-_HEDGE = re.compile(r"(?i)\beither\b.+\bor\b|\bor\s+(?:possibly|perhaps|maybe|alternatively)\b|\(or\s+[^)]*\)"
+_HEDGE = re.compile(r"(?i)\beither\s+\S.*\s+or\s+\S|\bor\s+(?:possibly|perhaps|maybe|alternatively)\b|\(or\s+[^)]*\)"
                     r"|\bor\s+equivalently\s+something\s+else\b")
 _SHORT_CHOICE = re.compile(r"^\(?[A-J]\)?$")
 _NUMERIC_ALTERNATIVE = re.compile(r"^[-+]?\d[\d.,]*(?:\s*[A-Za-zµΩ°/^\d\-]+)?$")

@@ -95,9 +95,9 @@ def reply_from_completion(completion: dict[str, Any], model: str) -> Reply:
     content = message.get("content")
     if isinstance(content, list):  # content parts
         content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    reasoning, solution = split_reasoning(content, reasoning_of(message))
     if content is not None and not isinstance(content, str):
         raise ValueError("the reply's content is not text")
+    reasoning, solution = split_reasoning(content, reasoning_of(message))
     usage = completion.get("usage") or {}
     if not isinstance(usage, dict):
         raise ValueError("the reply's usage is not an object")
@@ -240,7 +240,8 @@ class RoleClient:
             try:
                 # timeout_s bounds the whole call, connect to last byte: a server that drips a byte
                 # a second cannot hold a call or a budget place past it.
-                completion = await asyncio.wait_for(replica.transport.chat(body), self.spec.timeout_s)
+                async with asyncio.timeout(self.spec.timeout_s):  # no extra task per call, unlike wait_for
+                    completion = await replica.transport.chat(body)
                 reply = reply_from_completion(completion, self.model)
             except Exception as error:  # noqa: BLE001 - classified, logged, and retried or mapped below
                 self._log(replica.url, context, started, None, outcome=outcome_of(error), error=short(error))

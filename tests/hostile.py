@@ -50,7 +50,7 @@ class HostileEndpoint:
                                        json=body if request.method == "POST" else None) as upstream:
                 reply = await upstream.json()
             instead = await self.mischief(body, reply, request) if request.method == "POST" else None
-            return instead if instance_of_response(instead) else web.json_response(reply)
+            return instead if isinstance(instead, web.StreamResponse) else web.json_response(reply)
 
         app = web.Application(client_max_size=64 << 20)
         app.router.add_route("*", "/{tail:.*}", forward)
@@ -64,10 +64,6 @@ class HostileEndpoint:
         await session.close()
         await runner.cleanup()
         await sim_runner.cleanup()
-
-
-def instance_of_response(value: object) -> bool:
-    return isinstance(value, web.StreamResponse)
 
 
 def is_solve(body: dict[str, Any]) -> bool:

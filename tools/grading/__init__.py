@@ -26,7 +26,7 @@ from chimera.tools.grading.quantities import compare as compare_quantities
 from chimera.tools.grading.quantities import parse_quantity
 from chimera.tools.grading.text import plain
 
-__all__ = ["Grade", "grade", "extract_final_answer", "is_placeholder", "RULE_METHODS"]
+__all__ = ["Grade", "grade", "extract_final_answer", "is_placeholder"]
 
 
 @dataclass(frozen=True)
@@ -261,7 +261,6 @@ RULES: list[tuple[str, Rule]] = [
     ("literal", _literal),
     ("name", _names),
 ]
-RULE_METHODS = ["exact", *(name for name, _ in RULES)]
 
 
 def decide(reference: str, response: str, problem: str | None = None) -> tuple[bool | None, str, str]:

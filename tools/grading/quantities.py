@@ -71,11 +71,6 @@ def parse_quantity(text: str) -> Quantity | None:
     return Quantity(number, unit) if unit else None
 
 
-def has_unit_text(text: str) -> bool:
-    found = leading_number(text)
-    return bool(found and found[1])
-
-
 def _family(unit: str) -> str | None:
     names = {str(u) for u in registry().parse_units(unit)._units}
     for index, family in enumerate(_FAMILIES):

@@ -58,6 +58,3 @@ def strip_marks(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
-
-def words(text: str) -> list[str]:
-    return re.findall(r"[A-Za-z]+", text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import cache
 from importlib import resources
@@ -15,6 +16,8 @@ from chimera.llm import Message, Reply, RoleClient
 from chimera.records import response_format_for
 
 Parsed = TypeVar("Parsed", bound=BaseModel)
+log = logging.getLogger("chimera.replies")  # retries of replies that could not be used
+REPAIR_ECHO_CHARS = 4000  # how much of an unusable reply goes back to the model with the repair turn
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
 
 
@@ -57,6 +60,20 @@ def parse_reply(schema: type[Parsed], reply: Reply) -> Parsed:
         raise ValueError(f"{where}: {first['msg']}") from None
 
 
+def repair_turn(messages: list[Message], bad_reply: str, reason: str) -> list[Message]:
+    """The request again, with the unusable reply and what was wrong with it, so the model can fix it."""
+    echo = bad_reply if len(bad_reply) <= REPAIR_ECHO_CHARS else bad_reply[:REPAIR_ECHO_CHARS] + " ..."
+    return [*messages, {"role": "assistant", "content": echo},
+            {"role": "user", "content": prompt_template("repair.user").substitute(error=reason).strip()}]
+
+
+def grown_limit(current: int | None, used: int, cap: int) -> int | None:
+    """The token limit for asking a cut reply again: twice the limit it hit, at most `cap`; None at the cap."""
+    hit = current or used
+    grown = min(cap, 2 * max(hit, 1))
+    return grown if grown > hit else None
+
+
 async def ask_structured(
     client: RoleClient,
     schema: type[Parsed],
@@ -64,14 +81,36 @@ async def ask_structured(
     *,
     retries: int,
     context: dict[str, Any] | None = None,
+    max_items: int | None = None,
 ) -> tuple[Parsed, Reply]:
-    """One structured call, re-asked up to `retries` times when the reply does not parse."""
+    """One structured call, asked again up to `retries` times when the reply cannot be used.
+
+    A reply cut at max_tokens is asked again with twice the limit (up to the role's cap), never resent
+    as it was; a reply that does not parse is asked again with the parse error shown (a repair turn).
+    `max_items`: the list in the reply holds at most this many names (sent as the schema's maxItems).
+    """
+    response_format = response_format_for(schema, max_items, client.spec.schema_limits)
+    turn, limit = messages, client.spec.max_tokens
     reason, raw = "no reply", None
-    for _ in range(retries + 1):
-        reply = await client.complete(messages, response_format=response_format_for(schema), context=context)
+    for attempt in range(retries + 1):
+        reply = await client.complete(turn, response_format=response_format, context=context,
+                                      **({"max_tokens": limit} if limit is not None else {}))
         try:
             return parse_reply(schema, reply), reply
         except ValueError as error:
             reason, raw = str(error), reply.content
             client.mark_unusable(reply, reason)
+        if attempt == retries:
+            break
+        if reply.truncated:
+            grown = grown_limit(limit, reply.tokens_out, client.spec.token_cap())
+            if grown is None:
+                reason = f"{reason} (at max_tokens_cap {client.spec.token_cap()})"
+                break
+            log.warning("%s reply cut at %d tokens; asking again with max_tokens %d", client.role,
+                        limit or reply.tokens_out, grown)
+            limit = grown
+        else:
+            log.warning("%s reply unusable (%s); asking again with the error shown", client.role, reason)
+            turn = repair_turn(messages, reply.content, reason)
     raise ReplyError(client.role, reason, raw)

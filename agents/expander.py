@@ -20,12 +20,12 @@ def topic_messages(subject: str, subfield: str, count: int, existing: list[str])
 async def expand_subfields(client: RoleClient, *, subject: str, count: int, existing: list[str], retries: int,
                            context: dict[str, Any] | None = None) -> list[str]:
     reply, _ = await ask_structured(client, SubfieldList, subfield_messages(subject, count, existing),
-                                    retries=retries, context=context)
+                                    retries=retries, context=context, max_items=count)
     return [name.strip() for name in reply.subfields if name.strip()]
 
 
 async def expand(client: RoleClient, *, subject: str, subfield: str, count: int, existing: list[str],
                  retries: int, context: dict[str, Any] | None = None) -> list[str]:
     reply, _ = await ask_structured(client, TopicList, topic_messages(subject, subfield, count, existing),
-                                    retries=retries, context=context)
+                                    retries=retries, context=context, max_items=count)
     return [topic.strip() for topic in reply.topics if topic.strip()]

@@ -67,6 +67,8 @@ def run_with_progress(config, *, quiet: bool = False, trace_path: str | None = N
     )
     if summary.unlabeled:
         err.print(f"{summary.unlabeled} samples are unlabeled (no rule decided and the judge did not)")
+    for line in shortfall_lines(summary.shortfalls)[:8]:
+        err.print(f"stage 1 shortfall: {line}")
     groups = failure_groups(summary.call_rows)
     if groups:
         err.print("failed calls: " + "; ".join(f"{g['role']} {g['outcome']} x{g['calls']}"
@@ -75,10 +77,18 @@ def run_with_progress(config, *, quiet: bool = False, trace_path: str | None = N
     pending = counts["reviews"]["pending"]
     if pending:
         err.print(f"{pending} problem{'s wait' if pending != 1 else ' waits'} for review: chimera review {summary.db}")
-    health = assess(counts, role_calls(summary.call_rows), retry_command=retry_command)
+    health = assess(counts, role_calls(summary.call_rows), retry_command=retry_command,
+                    shortfalls=summary.shortfalls)
     for line in health.lines:
         err.print(f"chimera: {line}")
     return health.exit_code
+
+
+def shortfall_lines(shortfalls: list[dict]) -> list[str]:
+    """Subjects short of their target first, then the expander calls that came back short or failed."""
+    ranked = sorted(shortfalls, key=lambda s: (s["subfield"] != "", s["subject"], s["subfield"]))
+    return [f"{s['subject']}{' / ' + s['subfield'] if s['subfield'] else ''}: {s['got']} of {s['target']} "
+            f"({s['detail']})" for s in ranked]
 
 
 def only_run(store, wanted: str | None) -> str:
@@ -130,7 +140,10 @@ def _cmd_taxonomy(args: argparse.Namespace) -> int:
         err.print(f"imported {counts['topics']} topics into run {taxonomy.run} ({counts['removed']} removed); "
                   "chimera run will skip Stage 1 for it")
         return 0
-    taxonomy = tree(store, only_run(store, args.run))
+    run = only_run(store, args.run)
+    if args.merges:
+        return _print_merges(store, run, as_json=args.json)
+    taxonomy = tree(store, run)
     if args.json:
         print(taxonomy.model_dump_json(indent=2))
         return 0
@@ -148,6 +161,29 @@ def _cmd_taxonomy(args: argparse.Namespace) -> int:
             for topic in subfield.topics:
                 leaf.add(f"{topic.name}" + (f" [{topic.slots}]" if topic.slots is not None else ""))
     out.print(root)
+    if taxonomy.shortfalls:
+        out.print("shortfalls:\n" + "\n".join(f"  {line}" for line in shortfall_lines(taxonomy.shortfalls)),
+                  markup=False)
+    return 0
+
+
+def _print_merges(store, run: str, *, as_json: bool) -> int:
+    merges = store.merges_with_subjects(run)
+    if as_json:
+        print(json.dumps(merges, indent=2))
+        return 0
+    table = Table(title=f"run {run}: {len(merges)} topics merged away, most similar first")
+    for column in ("similarity", "method", "dropped", "kept"):
+        table.add_column(column, justify="right" if column == "similarity" else "left",
+                         overflow="fold", no_wrap=column == "similarity")
+    for m in merges:
+        table.add_row(f"{m['similarity']:.3f}", m["method"], Text(f"{m['dropped']} ({m['dropped_subject']})"),
+                      Text(f"{m['kept']} ({m['kept_subject']})"))
+    out.print(table)
+    config = store.run_config(run).get("taxonomy") or {}
+    out.print(f"thresholds of this run: embedding {config.get('similarity_threshold', '?')}, lexical "
+              f"{config.get('lexical_threshold', '?')}; pairs just above the threshold are the ones to read "
+              "(README: choosing the threshold)", markup=False)
     return 0
 
 
@@ -161,7 +197,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     runs = [r["name"] for r in store.runs()]
     report = {name: {**store.counts(name), "unlabeled": store.unlabeled_samples(name),
-                     "failures": failure_groups(store.call_rows(name))} for name in runs}
+                     "failures": failure_groups(store.call_rows(name)),
+                     "shortfalls": store.shortfalls(name)} for name in runs}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -195,6 +232,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         table.add_row("tokens in / out", f"{counts['tokens_in']:,} / {counts['tokens_out']:,}")
         for reason in counts["rejection_reasons"]:
             table.add_row("rejected or failed because", f"{reason['reason']} ({reason['count']})")
+        for line in shortfall_lines(counts["shortfalls"]):
+            table.add_row("stage 1 shortfall", Text(line))
         out.print(table)
     return 0
 
@@ -388,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     taxonomy.add_argument("--import", dest="import_file", metavar="FILE",
                           help="make the run's topics those of FILE (the --json format); Stage 1 is then skipped")
     taxonomy.add_argument("--run", help="which run (needed when the database holds several)")
+    taxonomy.add_argument("--merges", action="store_true",
+                          help="list the topics merged away, with their similarity, most similar first")
     taxonomy.set_defaults(func=_cmd_taxonomy)
 
     export = sub.add_parser("export", help="write the dataset")

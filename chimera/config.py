@@ -77,6 +77,12 @@ class ModelSpec(_Strict):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens_cap: int | None = Field(
+        default=None, ge=1, description="a structured reply cut at max_tokens is asked again with twice the limit, "
+                                        "up to this (default: 4 x max_tokens, or 32768 when max_tokens is unset)")
+    schema_limits: Literal["all", "items", "none"] = Field(
+        default="all", description="length limits sent in reply schemas: all (maxItems, maxLength), items "
+                                   "(maxItems only, for strict modes that refuse string lengths) or none")
     timeout_s: float = Field(default=600.0, gt=0, description="the whole call, connect to last byte")
     max_reply_mb: float = Field(default=64.0, gt=0, le=4096, description="a larger reply fails its call")
     max_retries: int = Field(default=3, ge=0, le=20, description="retries of 429, 5xx, timeouts, lost connections")
@@ -97,6 +103,11 @@ class ModelSpec(_Strict):
                 raise ValueError("holds a user:password part, which would be stored with the run; give the key "
                                  "by api_key_env instead")
         return value
+
+    def token_cap(self) -> int:
+        if self.max_tokens_cap is not None:
+            return max(self.max_tokens_cap, self.max_tokens or 1)
+        return 4 * self.max_tokens if self.max_tokens is not None else 32768
 
     @model_validator(mode="after")
     def _endpoint_named(self) -> "ModelSpec":
@@ -133,6 +144,9 @@ class SimSettings(_Strict):
     fault_hang: float = Field(default=0.0, ge=0, le=1)
     fault_malformed: float = Field(default=0.0, ge=0, le=1)
     fault_truncate: float = Field(default=0.0, ge=0, le=1)
+    verbose_rate: float = Field(default=0.0, ge=0, le=1,
+                                description="share of structured replies that ignore brevity (long reasons, more "
+                                            "names than asked) unless the request's schema limits hold them")
 
 
 class SolverSettings(_Strict):

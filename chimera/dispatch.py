@@ -181,6 +181,10 @@ class Endpoints:
             self.budgets[url].current = min(self.budgets[url].current, float(limit))
         return self.budgets[url]
 
+    def by_endpoint(self) -> list[tuple[str, int, int]]:
+        """(url, in flight, budget) per endpoint: each one's requests against its own budget."""
+        return [(url, b.in_flight, b.limit) for url, b in self.budgets.items()]
+
     @property
     def in_flight(self) -> int:
         return sum(b.in_flight for b in self.budgets.values())

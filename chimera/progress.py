@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.live import Live
@@ -11,6 +12,13 @@ from rich.table import Table
 from chimera.runner import RunMonitor
 
 PLAIN_EVERY_S = 10.0
+
+
+def in_flight(endpoints: list[tuple[str, int, int]]) -> str:
+    """"12/32" for one endpoint; "host:port 12/32, host 0/8" for several, each against its own budget."""
+    if len(endpoints) == 1:
+        return f"{endpoints[0][1]}/{endpoints[0][2]}"
+    return ", ".join(f"{urlsplit(url).netloc or url} {busy}/{limit}" for url, busy, limit in endpoints) or "0/0"
 
 
 class ProgressDisplay:
@@ -42,7 +50,7 @@ class ProgressDisplay:
             "problems": f"{by.get('accepted', 0)} accepted, {by.get('rejected', 0)} rejected, "
                         f"{by.get('failed', 0)} failed, {by.get('pending', 0)} in progress",
             "samples": f"{counts['samples']} ({counts['correct']} correct)",
-            "model calls": f"{counts['calls']} ({monitor.endpoints.in_flight}/{monitor.endpoints.limit} in flight)",
+            "model calls": f"{counts['calls']} ({in_flight(monitor.endpoints.by_endpoint())} in flight)",
             "tokens": f"{counts['tokens_in'] + counts['tokens_out']:,}",
             "elapsed": f"{elapsed:.0f}s",
         }

@@ -7,6 +7,7 @@ OpenAI-compatible peer (the simulator included) can tell the tasks apart.
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from typing import Any, Literal
 
@@ -18,31 +19,44 @@ class _Reply(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _short(chars: int) -> Any:
+    """A length limit sent in the schema only: guided decoding keeps the field short, and a reply from a
+    server that ignores the limit is still read in full rather than refused."""
+    return {"maxLength": chars}
+
+
+NAME_CHARS = 120  # a topic or subfield name
+ANSWER_CHARS = 400  # a final answer: short by design, so that rules can check it
+REASON_CHARS = 1200  # a critic's reasons or a judge's rationale
+
+
 class SubfieldList(_Reply):
     """Expander, first level: the main subfields of one subject."""
 
-    subfields: list[str] = Field(description="distinct subfield names")
+    subfields: list[str] = Field(description="distinct subfield names", json_schema_extra={"items": {"type": "string", **_short(NAME_CHARS)}})
 
 
 class TopicList(_Reply):
     """Expander: fine-grained topics of one subject."""
 
-    topics: list[str] = Field(description="distinct fine-grained topic names")
+    topics: list[str] = Field(description="distinct fine-grained topic names",
+                              json_schema_extra={"items": {"type": "string", **_short(NAME_CHARS)}})
 
 
 class DraftedProblem(_Reply):
     """Drafter: one self-contained problem with a short checkable reference answer."""
 
     problem: str = Field(description="the full, self-contained problem statement")
-    answer: str = Field(description="the short final reference answer")
+    answer: str = Field(description="the short final reference answer", json_schema_extra=_short(ANSWER_CHARS))
 
 
 class CriticVerdict(_Reply):
     """Critic: an independent judgement of one problem and its reference answer."""
 
     verdict: Literal["accept", "revise", "reject"]
-    reasons: str = Field(description="why; for revise, what must change")
-    own_answer: str = Field(description="the critic's own final answer to the problem")
+    reasons: str = Field(description="why; for revise, what must change", json_schema_extra=_short(REASON_CHARS))
+    own_answer: str = Field(description="the critic's own final answer to the problem",
+                            json_schema_extra=_short(ANSWER_CHARS))
     agrees_with_reference: bool
 
 
@@ -50,8 +64,9 @@ class LabelVerdict(_Reply):
     """Labeler: does the solution's final answer match the reference?"""
 
     correct: bool
-    extracted_answer: str = Field(description="the final answer the solution gives")
-    rationale: str
+    extracted_answer: str = Field(description="the final answer the solution gives",
+                                  json_schema_extra=_short(ANSWER_CHARS))
+    rationale: str = Field(json_schema_extra=_short(REASON_CHARS))
 
 
 class QualityRating(_Reply):
@@ -61,15 +76,42 @@ class QualityRating(_Reply):
     well_posedness: int = Field(ge=1, le=5, description="the givens determine exactly one answer")
     self_containedness: int = Field(ge=1, le=5, description="everything needed is in the statement")
     reasoning_depth: int = Field(ge=1, le=5, description="how many non-trivial steps a solution needs")
-    rationale: str
+    rationale: str = Field(json_schema_extra=_short(REASON_CHARS))
+
+
+SchemaLimits = Literal["all", "items", "none"]
 
 
 @cache
-def response_format_for(model: type[BaseModel]) -> dict[str, Any]:
-    """The `response_format` body for a strict JSON-schema structured call (built once per model; do not mutate)."""
+def _base_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     schema.pop("title", None)
     schema.pop("description", None)
+    return schema
+
+
+def _without_lengths(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_lengths(v) for k, v in node.items() if k not in ("maxLength", "minLength")}
+    if isinstance(node, list):
+        return [_without_lengths(v) for v in node]
+    return node
+
+
+@cache
+def response_format_for(model: type[BaseModel], max_items: int | None = None,
+                        limits: SchemaLimits = "all") -> dict[str, Any]:
+    """The `response_format` body for a strict JSON-schema structured call (cached; do not mutate).
+
+    `max_items` caps the model's one list field (as many names as were asked for). `limits` says which
+    length limits the endpoint takes: "all", "items" (maxItems only: strict modes that refuse string
+    lengths) or "none".
+    """
+    schema = copy.deepcopy(_base_schema(model)) if limits == "all" else _without_lengths(_base_schema(model))
+    if max_items is not None and limits != "none":
+        for field in schema["properties"].values():
+            if field.get("type") == "array":
+                field["maxItems"] = max_items
     return {
         "type": "json_schema",
         "json_schema": {"name": model.__name__, "schema": schema, "strict": True},

@@ -2,7 +2,8 @@
 explain it. Pure decisions over what the store reports (`Store.counts`, `Store.call_failures`).
 
 0: every problem slot ended accepted, rejected or waiting for review.
-1: a role failed on every call it made, or the run produced nothing because calls failed.
+1: a role failed on every call it made, a subject ended Stage 1 with no topics, or the run produced nothing
+   because calls failed.
 3: the run finished, but some slots ended `failed` (their calls ran out of retries).
 """
 
@@ -16,9 +17,12 @@ ANSWERED = ("ok", "truncated", "malformed_reply")  # the server answered, whatev
 _LOCAL_PORT = re.compile(r"(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+")
 
 
+_CLIENT_PREFIX = re.compile(r"^Error code: \d+ - ")  # the openai client's; the status is in the outcome already
+
+
 def without_ports(text: str) -> str:
     """Loopback addresses lose their port, so failures of one kind group across runs and restarts."""
-    return _LOCAL_PORT.sub(r"\1:PORT", text or "")
+    return _LOCAL_PORT.sub(r"\1:PORT", _CLIENT_PREFIX.sub("", text or ""))
 
 
 @dataclass(frozen=True)
@@ -77,13 +81,28 @@ def describe(role: RoleCalls) -> str:
            f"{count} {outcome}{said})"
 
 
-def assess(counts: dict[str, Any], roles: list[RoleCalls], *, retry_command: str) -> Health:
+def empty_subjects(shortfalls: list[dict[str, Any]]) -> list[str]:
+    """One line per subject that Stage 1 left with no topic at all, with the expander's trouble if any."""
+    lines = []
+    for short in shortfalls:
+        if short["kind"] == "short" and not short["subfield"] and short["got"] == 0:
+            trouble = [s["detail"] for s in shortfalls if s["subject"] == short["subject"] and s["kind"] == "reply"]
+            lines.append(f"subject {short['subject']} has no topics ({short['detail']})"
+                         + (f"; {trouble[0]}" if trouble else ""))
+    return lines
+
+
+def assess(counts: dict[str, Any], roles: list[RoleCalls], *, retry_command: str,
+           shortfalls: list[dict[str, Any]] | None = None) -> Health:
     by_status = counts["by_status"]
     failed = by_status.get("failed", 0)
     produced = by_status.get("accepted", 0) + by_status.get("rejected", 0) + counts["reviews"]["pending"]
     broken = broken_roles(roles)
     if broken:
         return Health(1, [describe(r) for r in broken])
+    empty = empty_subjects(shortfalls or [])
+    if empty:
+        return Health(1, empty)
     if counts["problems"] and not produced and failed:
         worst = sorted(roles, key=lambda r: -(r.calls - r.ok))[:2]
         return Health(1, [f"the run produced nothing: all {failed} problem slots failed"]
@@ -92,4 +111,18 @@ def assess(counts: dict[str, Any], roles: list[RoleCalls], *, retry_command: str
     if failed:
         return Health(3, [f"{failed} problem slot{'s' if failed != 1 else ''} ended failed (calls ran out of "
                           f"retries); take them again with: {retry_command}"])
+    return Health(0)
+
+
+def assess_eval(*, done: int, failed: int, roles: list[RoleCalls], retry_command: str) -> Health:
+    """The same rules for `chimera eval bench` and `eval quality`, over this invocation's calls: 1 when a
+    role failed on every call or nothing was done because calls failed, 3 when some items failed."""
+    broken = broken_roles(roles)
+    if broken:
+        return Health(1, [describe(r) for r in broken])
+    if failed and not done:
+        return Health(1, [f"nothing was done: all {failed} calls failed"])
+    if failed:
+        return Health(3, [f"{failed} item{'s' if failed != 1 else ''} failed (calls ran out of retries); ask them "
+                          f"again with: {retry_command}"])
     return Health(0)

@@ -46,6 +46,7 @@ class RunSummary:
     checkpoint_bytes: int = 0
     call_rows: list[dict[str, Any]] = field(default_factory=list)  # calls by role, endpoint, outcome, message
     unlabeled: int = 0
+    shortfalls: list[dict[str, Any]] = field(default_factory=list)  # why Stage 1 gave fewer topics than asked
 
 
 ProgressHook = Callable[["RunMonitor"], None]
@@ -199,7 +200,8 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         summary = RunSummary(name=config.run.name, db=config.run.db, seconds=time.monotonic() - started,
                              topics_run=len(pending), counts=store.counts(config.run.name),
                              call_rows=store.call_rows(config.run.name),
-                             unlabeled=store.unlabeled_samples(config.run.name))
+                             unlabeled=store.unlabeled_samples(config.run.name),
+                             shortfalls=store.shortfalls(config.run.name))
         sizes = store.table_bytes()
         summary.db_bytes = sum(sizes.values()) or Path(config.run.db).stat().st_size
         summary.checkpoint_bytes = sum(size for name, size in sizes.items() if _is_checkpoint_table(name))

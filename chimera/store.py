@@ -125,6 +125,14 @@ def _add_sample_round(db: sqlite_utils.Database) -> None:
     db["samples"].add_column("round", int)  # the problem's revision the trajectory answered
 
 
+def _add_taxonomy_rounds(db: sqlite_utils.Database) -> None:
+    db["topics"].add_column("round", int)  # the Stage 1 refill round that added the topic (0: first expansion)
+    db["taxonomy_shortfalls"].create(  # why Stage 1 gave fewer topics than asked for; rewritten as it settles
+        {"run": str, "subject": str, "subfield": str, "kind": str, "detail": str, "target": int, "got": int},
+        pk=("run", "subject", "subfield", "kind"),
+    )
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
@@ -135,6 +143,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0006_reviews", _add_reviews),
     ("0007_evals", _add_evals),
     ("0008_sample_round", _add_sample_round),
+    ("0009_taxonomy_rounds", _add_taxonomy_rounds),
 ]
 
 
@@ -265,12 +274,14 @@ class Store:
 
     # -- topics -----------------------------------------------------------
     def upsert_topic(self, *, id: str, run: str, subject: str, name: str, position: int, source: str,
-                     subfield: str | None = None, weight: float = 1.0, status: str | None = None) -> None:
+                     subfield: str | None = None, weight: float = 1.0, status: str | None = None,
+                     round_: int = 0) -> None:
         now = time.time()
         row = self._get("topics", id)
         self.db["topics"].upsert(
             {
                 "id": id, "run": run, "subject": subject, "subfield": subfield, "name": name, "position": position,
+                "round": round_,
                 "source": source, "weight": weight, "slots": row["slots"] if row else None,
                 "status": status or (row["status"] if row else "pending"),
                 "created_at": row["created_at"] if row else now, "updated_at": now,
@@ -292,6 +303,24 @@ class Store:
     def merges(self, run: str) -> list[dict[str, Any]]:
         return list(self.db["topic_merges"].rows_where("run = ?", [run], order_by="kept, dropped"))
 
+    def merges_with_subjects(self, run: str) -> list[dict[str, Any]]:
+        """Every merge with both topics' subjects, most similar first: what a threshold choice reads."""
+        rows = self.conn.execute(
+            "select m.dropped, d.subject, m.kept, k.subject, m.similarity, m.method from topic_merges m "
+            "left join topics d on d.id = m.dropped_id left join topics k on k.id = m.kept_id "
+            "where m.run = ? order by m.similarity desc, m.kept, m.dropped", [run]).fetchall()
+        return [dict(zip(("dropped", "dropped_subject", "kept", "kept_subject", "similarity", "method"), row))
+                for row in rows]
+
+    def replace_shortfalls(self, run: str, rows: list[dict[str, Any]]) -> None:
+        with self.db.conn:
+            self.conn.execute("delete from taxonomy_shortfalls where run = ?", [run])
+            self.db["taxonomy_shortfalls"].insert_all([{"run": run, **row} for row in rows],
+                                                      pk=("run", "subject", "subfield", "kind"), replace=True)
+
+    def shortfalls(self, run: str) -> list[dict[str, Any]]:
+        return list(self.db["taxonomy_shortfalls"].rows_where("run = ?", [run], order_by="subject, subfield, kind"))
+
     def run_config(self, run: str) -> dict[str, Any]:
         """The config stored with a run (redacted: env var names, never keys); {} for an unknown run."""
         row = self.conn.execute("select config from runs where name = ?", [run]).fetchone()
@@ -308,8 +337,9 @@ class Store:
         self._update("topics", topic_id, {"status": status, "updated_at": time.time()})
 
     def topics(self, run: str, *, live: bool = False) -> list[dict[str, Any]]:
-        """Topics of a run; `live` leaves out those merged into another or removed by an import."""
-        where = "run = ? and status not in ('merged', 'removed')" if live else "run = ?"
+        """Topics of a run; `live` leaves out those merged into another, refilled past the target (surplus)
+        or removed by an import."""
+        where = "run = ? and status not in ('merged', 'removed', 'surplus')" if live else "run = ?"
         return list(self.db["topics"].rows_where(where, [run], order_by="subject, position"))
 
     # -- row helpers: plain SQL on the hot path (sqlite-utils re-reads the schema on every call) ----
@@ -580,11 +610,17 @@ class Store:
             "reviews": self.review_counts(run),
         }
 
-    def call_rows(self, run: str) -> list[dict[str, Any]]:
-        """Calls of a run counted by role, endpoint, outcome and message."""
-        rows = self.db.execute("select role, base_url, outcome, error, count(*) from llm_calls where run = ? "
-                               "group by role, base_url, outcome, error", [run]).fetchall()
+    def call_rows(self, run: str, *, after_id: int = 0, prefix: bool = False) -> list[dict[str, Any]]:
+        """Calls of a run counted by role, endpoint, outcome and message; `after_id`: only calls logged after
+        that row (this invocation's); `prefix`: every run whose name starts with `run`."""
+        where = "run like ? escape '\\'" if prefix else "run = ?"
+        key = run.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" if prefix else run
+        rows = self.db.execute(f"select role, base_url, outcome, error, count(*) from llm_calls where {where} "
+                               "and id > ? group by role, base_url, outcome, error", [key, after_id]).fetchall()
         return [{"role": r[0], "base_url": r[1], "outcome": r[2], "error": r[3], "count": r[4]} for r in rows]
+
+    def last_call_id(self) -> int:
+        return self.db.execute("select coalesce(max(id), 0) from llm_calls").fetchone()[0]
 
     def unlabeled_samples(self, run: str) -> int:
         """Samples of accepted problems with no label: not truncated, and neither rules nor judges decided."""

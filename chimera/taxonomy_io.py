@@ -44,6 +44,7 @@ class TaxonomyFile(_Strict):
     run: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     subjects: list[SubjectEntry]
     merges: list[dict[str, Any]] = Field(default_factory=list, description="written for audit; ignored on import")
+    shortfalls: list[dict[str, Any]] = Field(default_factory=list, description="written for audit; ignored on import")
 
 
 def tree(store: Store, run: str) -> TaxonomyFile:
@@ -56,7 +57,9 @@ def tree(store: Store, run: str) -> TaxonomyFile:
             subject.subfields.append(SubfieldEntry(name=subfield_name, topics=[]))
         subject.subfields[-1].topics.append(TopicEntry(name=topic["name"], slots=topic["slots"]))
     merges = [{k: m[k] for k in ("dropped", "kept", "similarity", "method")} for m in store.merges(run)]
-    return TaxonomyFile(run=run, subjects=list(subjects.values()), merges=merges)
+    shortfalls = [{k: row[k] for k in ("subject", "subfield", "kind", "detail", "target", "got")}
+                  for row in store.shortfalls(run)]
+    return TaxonomyFile(run=run, subjects=list(subjects.values()), merges=merges, shortfalls=shortfalls)
 
 
 def read_file(path: Path) -> TaxonomyFile:

@@ -163,6 +163,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
         async with one_client("evaluator", spec, config, log=store.log_call) as client:
             return await rate_all(store, client, items, retries=config.parse_retries)
 
+    first_call = store.last_call_id()
     tally = asyncio.run(go())
     report = summarize(store, sources)
     store.save_report(run, "quality", report)
@@ -184,7 +185,20 @@ def cmd_quality(args: argparse.Namespace) -> int:
             out.print(f"overall {d['of']}: {d['mean']:+.3f} (95% bootstrap interval {d['ci95'][0]:+.3f} to "
                       f"{d['ci95'][1]:+.3f})", markup=False)
     err.print(f"rated {tally['rated']}, reused {tally['reused']}, failed {tally['failed']}", markup=False)
-    return 0
+    return _verdict(store, "quality:", first_call, done=tally["rated"] + tally["reused"], failed=tally["failed"],
+                    retry_command="the same chimera eval quality command")
+
+
+def _verdict(store: Any, runs: str, first_call: int, *, done: int, failed: int, retry_command: str) -> int:
+    """Print why an eval command did not fully succeed, and return its exit status (see chimera.run_health)."""
+    from chimera.cli import err
+    from chimera.run_health import assess_eval, role_calls
+
+    rows = store.call_rows(runs, after_id=first_call, prefix=True)
+    health = assess_eval(done=done, failed=failed, roles=role_calls(rows), retry_command=retry_command)
+    for line in health.lines:
+        err.print(f"chimera: {line}", markup=False)
+    return health.exit_code
 
 
 def cmd_bench_eval(args: argparse.Namespace) -> int:
@@ -213,6 +227,7 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
         async with one_client(role, spec, config, concurrency=args.concurrency, log=store.log_call) as client:
             return await run_benchmark(store, client, questions, samples=args.samples, suite=suite)
 
+    first_call = store.last_call_id()
     tally = asyncio.run(go())
     report = {**summarize(store, suite, len(questions), args.samples), "model": args.model,
               "model_name": args.model_name or spec.model or f"sim-{role}", "data": str(data), **tally}
@@ -236,4 +251,5 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
                   markup=False)
     err.print(f"asked {tally['asked']}, reused {tally['reused']}, failed {tally['failed']} (asked again next time); "
               f"{report['undecided_samples']} undecided grades count as wrong", markup=False)
-    return 0
+    return _verdict(store, f"bench:{suite}", first_call, done=tally["asked"] + tally["reused"],
+                    failed=tally["failed"], retry_command="the same chimera eval bench command")

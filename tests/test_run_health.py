@@ -99,3 +99,45 @@ def test_vv_logs_one_line_per_model_call_and_never_the_key(tmp_path):
 def test_a_log_level_that_is_not_one_is_a_one_line_error(tmp_path):
     result = chimera("run", str(write_config(tmp_path)), env={**os.environ, "CHIMERA_LOG_LEVEL": "chatty"})
     assert result.returncode == 2 and "CHIMERA_LOG_LEVEL: 'chatty' is not a level" in result.stderr
+
+
+def bench_against(tmp_path, mischief):
+    from test_evals import qa_file
+
+    data = qa_file(tmp_path / "qa.jsonl", 6)
+    with HostileEndpoint(mischief) as endpoint:
+        return chimera("eval", "bench", "--data", str(data), "--model", endpoint.url, "--model-name", "sim-solver",
+                       "--results", str(tmp_path / "bench.db"), env=dict(os.environ))
+
+
+def test_eval_bench_against_a_server_that_fails_every_call_exits_1_naming_it(tmp_path):
+    async def refuse(body, reply, request):
+        return echo_error(400, "max_completion_tokens is not supported")
+
+    result = bench_against(tmp_path, refuse)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "chimera: bench at http://127.0.0.1:PORT/v1: every call failed (24 calls; 24 http_400: "
+        "max_completion_tokens is not supported)")
+
+
+def test_eval_bench_with_some_failed_calls_exits_3_and_says_to_ask_again(tmp_path):
+    async def flaky(body, reply, request):
+        text = body["messages"][-1]["content"]
+        return echo_error(400, "bad luck") if hashlib.sha256(text.encode()).digest()[0] % 2 else None
+
+    result = bench_against(tmp_path, flaky)
+    assert result.returncode == 3, result.stderr
+    assert "items failed (calls ran out of retries); ask them again with: the same chimera eval bench command" \
+        in result.stderr
+
+
+def test_the_progress_line_counts_each_endpoint_against_its_own_budget():
+    from chimera.dispatch import Endpoints
+    from chimera.progress import in_flight
+
+    endpoints = Endpoints(32)
+    chat, embedder = endpoints.budget("http://gpu-1:8000/v1"), endpoints.budget("http://embed:9000/v1", 4)
+    chat.in_flight, embedder.in_flight = 30, 1
+    assert in_flight(endpoints.by_endpoint()) == "gpu-1:8000 30/32, embed:9000 1/4"
+    assert in_flight([("http://x/v1", 3, 8)]) == "3/8", "one endpoint: just its count against its budget"

@@ -63,7 +63,7 @@ def test_rounds_stop_when_a_round_adds_nothing_new():
         return answers[len(asked) - 1]
 
     names, calls, note = asyncio.run(grow(ask, target=5, max_rounds=10))
-    assert names == ["A", "B", "C"] and calls == 3 and note == "the expander ran out of new names"
+    assert names == ["A", "B", "C"] and calls == 3 and note == "exhausted: the expander gave no new names"
     assert asked == [(5, []), (3, ["A", "B"]), (2, ["A", "B", "C"])], "each round asks only for what is missing"
 
 
@@ -170,3 +170,79 @@ def test_killing_stage_1_resumes_without_redoing_finished_subfields(tmp_path):
     names = lambda path: sorted(normalize_topic(r[0]) for r in sqlite3.connect(path).execute(  # noqa: E731
         "select name from topics where status != 'merged'"))
     assert names(db_path) == names(tmp_path / "straight.db")
+
+
+def test_every_subject_reaches_its_target_when_topics_merge_across_subjects(tmp_path):
+    from chimera.runner import run_pipeline
+
+    # Biology and Medicine draw on the same areas in the simulator, so many of their topics merge across them.
+    targets = {"Biology": 30, "Medicine": 30, "Mathematics": 12}
+    config = parse_config({"run": {"name": "r", "db": str(tmp_path / "r.db"), "seed": 2},
+                           "subjects": [{"name": n, "topics": t} for n, t in targets.items()]})
+    asyncio.run(run_pipeline(config, topics_only=True))
+    store = Store(tmp_path / "r.db", read_only=True)
+    live = store.topics("r", live=True)
+    assert {s: sum(t["subject"] == s for t in live) for s in targets} == targets
+    across = [m for m in store.merges_with_subjects("r") if m["dropped_subject"] != m["kept_subject"]]
+    assert len(across) >= 5, "the case this test is for: merges across subjects that refills make up for"
+    assert any(t["round"] for t in live), "some topics came from refill rounds"
+    assert store.shortfalls("r") == []
+    names = [normalize_topic(t["name"]) for t in live]
+    assert len(names) == len(set(names))
+
+
+def test_explicit_topics_are_never_merged_and_a_refill_lists_what_was_merged_away(tmp_path):
+    config = parse_config({
+        "run": {"name": "r", "db": str(tmp_path / "r.db")},
+        "subjects": [{"name": "Math", "topics": ["Number theory", "Group theory"]},
+                     {"name": "CS", "topics": ["Number theory"]},
+                     {"name": "Physics", "topics": 2, "subfields": ["Mechanics"]}],
+        # low enough that "Number theory" and "Group theory" (trigram Jaccard 0.29) would merge if they could
+        "taxonomy": {"lexical_threshold": 0.25}})
+    expander = scripted("expander", {"topics": ["Number theory", "Optics"]}, {"topics": ["Acoustics", "Optics"]})
+    deps = Deps(config=config, store=Store(tmp_path / "r.db"), clients={"expander": expander})
+    deps.store.save_run("r", {})
+    graph = build_taxonomy_graph(deps).compile(checkpointer=InMemorySaver())
+    asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps)}, {"configurable": {"thread_id": "x"}}))
+    live = {(t["subject"], t["name"]) for t in deps.store.topics("r", live=True)}
+    assert live == {("Math", "Number theory"), ("Math", "Group theory"), ("CS", "Number theory"),
+                    ("Physics", "Optics"), ("Physics", "Acoustics")}
+    (merge,) = deps.store.merges_with_subjects("r")
+    assert (merge["dropped"], merge["dropped_subject"], merge["kept_subject"]) == ("Number theory", "Physics", "Math")
+    refill_prompt = seen(expander)[-1]
+    assert "Optics" in refill_prompt and "Number theory" in refill_prompt.split("already listed")[1]
+
+
+def test_a_cut_expander_reply_is_asked_again_larger_and_a_shortfall_is_shown(tmp_path):
+    config = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 4}, {"name": "Physics", "topics": ["Optics"]}],
+                          models={"default": {"provider": "sim"},
+                                  "expander": {"provider": "sim", "max_tokens": 8, "max_tokens_cap": 16}},
+                          problems_per_topic=1)
+    result = chimera("run", str(config), "--quiet")
+    assert result.returncode == 1, "a subject with no topics is a run that did not do its job"
+    assert "expander reply cut at 8 tokens; asking again with max_tokens 16" in result.stderr
+    assert "chimera: subject Mathematics has no topics" in result.stderr
+    db = sqlite3.connect(tmp_path / "t.db")
+    asked = db.execute("select tokens_out from llm_calls where role = 'expander' order by id").fetchall()
+    assert max(t for (t,) in asked) == 16, "the second ask had twice the room"
+    shown = chimera("taxonomy", str(tmp_path / "t.db")).stdout
+    assert "shortfalls:" in shown and "Mathematics: 0 of 4" in shown and "reply cut at max_tokens" in shown
+    status = json.loads(chimera("status", str(tmp_path / "t.db"), "--json").stdout)["t"]
+    assert {(s["subject"], s["kind"]) for s in status["shortfalls"]} >= {("Mathematics", "short"),
+                                                                         ("Mathematics", "reply")}
+
+
+def test_taxonomy_merges_lists_each_merge_with_its_similarity_most_similar_first(tmp_path, capsys):
+    from chimera.cli import main
+
+    config = write_config(tmp_path, subjects=[{"name": "Biology", "topics": 12}, {"name": "Medicine", "topics": 12}],
+                          sim={"topic_near_duplicate_rate": 0.3})
+    assert chimera("run", str(config), "--topics-only", "--quiet").returncode == 0
+    assert main(["taxonomy", str(tmp_path / "t.db"), "--merges", "--json"]) == 0
+    merges = json.loads(capsys.readouterr().out)
+    assert merges and all({"dropped", "kept", "similarity", "method", "dropped_subject", "kept_subject"} <= set(m)
+                          for m in merges)
+    assert [m["similarity"] for m in merges] == sorted((m["similarity"] for m in merges), reverse=True)
+    assert main(["taxonomy", str(tmp_path / "t.db"), "--merges"]) == 0
+    table = capsys.readouterr().out
+    assert f"{merges[-1]['similarity']:.3f}" in table and "thresholds of this run" in table

@@ -36,8 +36,12 @@ def trigrams(name: str) -> set[str]:
 
 
 def dedup_topics(names: list[str], vectors: np.ndarray | None = None, *, threshold: float = 0.9,
-                 lexical_threshold: float = 0.8) -> DedupResult:
-    """Indexes of `names` to keep, and a merge for every other one. `vectors`: one embedding per name."""
+                 lexical_threshold: float = 0.8, protected: set[int] | frozenset[int] = frozenset()) -> DedupResult:
+    """Indexes of `names` to keep, and a merge for every other one. `vectors`: one embedding per name.
+
+    `protected` names (those a user named) are always kept, and later names may merge into them; put
+    them first, or an earlier near-duplicate is kept beside them.
+    """
     kept: list[int] = []
     merges: list[Merge] = []
     first_of: dict[str, int] = {}
@@ -52,29 +56,36 @@ def dedup_topics(names: list[str], vectors: np.ndarray | None = None, *, thresho
     kept_matrix: list[np.ndarray] = []
     for i, name in enumerate(names):
         key = normalize_topic(name)
-        if key in first_of:
-            merges.append(Merge(i, first_of[key], 1.0, "exact"))
-            continue
-        best, similarity, method = None, 0.0, ""
-        if unit is not None and kept_matrix:
-            scores = np.asarray(kept_matrix) @ unit[i]
-            j = int(np.argmax(scores))
-            best, similarity, method = kept[j], float(scores[j]), "embedding"
-            limit = threshold
-        elif lexical:
-            shared = Counter(k for g in grams[i] for k in postings[g])
-            if shared:
-                k, inter = max(shared.items(), key=lambda kv: (kv[1] / (len(grams[i]) + len(grams[kv[0]]) - kv[1]), -kv[0]))
-                best, similarity, method = k, inter / (len(grams[i]) + len(grams[k]) - inter), "lexical"
-            limit = lexical_threshold
-        if best is not None and similarity >= limit:
-            merges.append(Merge(i, best, similarity, method))
-            continue
+        if i not in protected:
+            merge = _closest(i, key, first_of, kept, kept_matrix, unit, grams, postings, lexical, threshold,
+                             lexical_threshold)
+            if merge is not None:
+                merges.append(merge)
+                continue
         kept.append(i)
-        first_of[key] = i
+        first_of.setdefault(key, i)
         if unit is not None:
             kept_matrix.append(unit[i])
         elif lexical:
             for g in grams[i]:
                 postings[g].append(i)
     return DedupResult(kept, merges)
+
+
+def _closest(i: int, key: str, first_of: dict[str, int], kept: list[int], kept_matrix: list[np.ndarray],
+             unit: np.ndarray | None, grams: list[set[str]], postings: dict[str, list[int]], lexical: bool,
+             threshold: float, lexical_threshold: float) -> Merge | None:
+    """The merge of name `i` into the kept name it duplicates, or None when it is new."""
+    if key in first_of:
+        return Merge(i, first_of[key], 1.0, "exact")
+    if unit is not None and kept_matrix:
+        scores = np.asarray(kept_matrix) @ unit[i]
+        j = int(np.argmax(scores))
+        return Merge(i, kept[j], float(scores[j]), "embedding") if scores[j] >= threshold else None
+    if lexical:
+        shared = Counter(k for g in grams[i] for k in postings[g])
+        if shared:
+            k, inter = max(shared.items(), key=lambda kv: (kv[1] / (len(grams[i]) + len(grams[kv[0]]) - kv[1]), -kv[0]))
+            similarity = inter / (len(grams[i]) + len(grams[k]) - inter)
+            return Merge(i, k, similarity, "lexical") if similarity >= lexical_threshold else None
+    return None

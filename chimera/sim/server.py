@@ -33,6 +33,9 @@ FILLER = ("We restate what is given and what is asked.", "Let us check the units
           "An edge case must be ruled out here.", "The computation simplifies once we regroup terms.")
 
 
+VERBOSE_FIELDS = ("reasons", "rationale")  # free text a verbose model runs on with
+
+
 def _seeded(seed: int, *parts: Any) -> random.Random:
     blob = json.dumps([seed, *parts], sort_keys=True, ensure_ascii=False, default=str)
     return random.Random(int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big"))
@@ -156,8 +159,37 @@ class Simulator:
             content, reasoning = json.dumps({"error": f"unknown schema {task}"}), ""
         else:
             content, reasoning = handler(user, rng, body)
+            if task != "solve":
+                content = self._shaped(content, body)
         return self._completion(body, content, reasoning, rng, prompt="\n".join(
             str(m.get("content") or "") for m in messages))
+
+    def _shaped(self, content: str, body: dict[str, Any]) -> str:
+        """A structured reply as a model that may ignore brevity writes it, held to the request schema's
+        maxItems and maxLength as guided decoding holds a real server's reply.
+
+        Whether a request gets a verbose reply depends on its messages and schema only, not on its token
+        limit: a model that rambles on a request rambles again when it is asked with a larger limit.
+        """
+        reply = json.loads(content)
+        verbose = _seeded(self.seed, "verbose", body["messages"], _schema_name(body)).random() < self.settings.verbose_rate
+        if verbose:
+            for name, value in reply.items():
+                if isinstance(value, list):
+                    reply[name] = value + [f"{item}: further questions" for item in value] * 2
+                elif name in VERBOSE_FIELDS and isinstance(value, str):
+                    reply[name] = " ".join([value, *FILLER * 6])
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+        for name, rule in (schema.get("properties") or {}).items():
+            value = reply.get(name)
+            if isinstance(value, list):
+                if isinstance(rule.get("maxItems"), int):
+                    value = value[: rule["maxItems"]]
+                item_limit = (rule.get("items") or {}).get("maxLength")
+                reply[name] = [v[:item_limit] for v in value] if isinstance(item_limit, int) else value
+            elif isinstance(value, str) and isinstance(rule.get("maxLength"), int):
+                reply[name] = value[: rule["maxLength"]]
+        return json.dumps(reply)
 
     def _subfields(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
         subject = _field(user, "Subject")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,9 @@ def run_with_progress(config, *, quiet: bool = False, trace_path: str | None = N
         f"{counts['calls']} model calls, {counts['tokens_in'] + counts['tokens_out']:,} tokens; "
         f"{summary.seconds:.1f}s; database {summary.db_bytes / 1e6:.2f} MB ({share:.0%} checkpoints) at {summary.db}"
     )
+    if summary.reused_calls:
+        err.print(f"{summary.reused_calls} calls finished before the restart were answered from their kept replies, "
+                  "not asked again")
     if summary.unlabeled:
         err.print(f"{summary.unlabeled} samples are unlabeled (no rule decided and the judge did not)")
     for line in shortfall_lines(summary.shortfalls)[:8]:
@@ -520,9 +524,23 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{error.filename}: " if error.filename else ""
         err.print(f"chimera: error: {where}{error.strerror or error}", markup=False)
         return 1
+    except sqlite3.OperationalError as error:
+        err.print(f"chimera: error: {database_trouble(error)}", markup=False)
+        return 1
     except KeyboardInterrupt:
         err.print("chimera: interrupted; run the same command again to resume", markup=False)
         return 130
+
+
+def database_trouble(error: sqlite3.OperationalError) -> str:
+    """SQLite's own words, and what to do about them; whatever was committed stays, so a re-run resumes."""
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return (f"another process held a lock on the database for longer than run.lock_wait_s ({text}); "
+                "close whatever holds it and run the same command again to resume")
+    if "full" in text:
+        return f"no space left for the database ({text}); free some and run the same command again to resume"
+    return f"database error: {text}"
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ class RunSettings(_Strict):
                              description="requests in flight per endpoint (unless its max_in_flight says otherwise)")
     topics_in_flight: int | None = Field(default=None, ge=1,
                                          description="topic graphs running at once (default: enough to fill the budget)")
+    lock_wait_s: float = Field(default=30.0, gt=0, le=3600,
+                               description="how long a write waits for another process's lock on the database")
 
 
 class SubjectSpec(_Strict):
@@ -144,6 +146,8 @@ class SimSettings(_Strict):
     fault_hang: float = Field(default=0.0, ge=0, le=1)
     fault_malformed: float = Field(default=0.0, ge=0, le=1)
     fault_truncate: float = Field(default=0.0, ge=0, le=1)
+    deterministic: bool = Field(default=True, description="false: a repeated request gets a fresh answer, as a "
+                                                          "model sampled at temperature > 0 gives")
     verbose_rate: float = Field(default=0.0, ge=0, le=1,
                                 description="share of structured replies that ignore brevity (long reasons, more "
                                             "names than asked) unless the request's schema limits hold them")

@@ -22,6 +22,8 @@ problem slot (`CallFailed`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import importlib
 import json
 import logging
@@ -57,6 +59,16 @@ class ReplyTooLarge(ValueError):
 Message = dict[str, str]
 CallLogger = Callable[[dict[str, Any]], Any]  # may return the row's id
 CallRelabeler = Callable[[int, str, str], None]  # (row id, outcome, error): a reply found unusable after the call
+ReplyLookup = Callable[[str], "tuple[int, dict[str, Any]] | None"]  # request key -> (row id, kept reply)
+KEPT_FIELDS = ("content", "reasoning", "finish_reason", "model", "tokens_in", "tokens_out", "reasoning_tokens")
+
+
+def request_key(role: str, body: dict[str, Any], context: dict[str, Any] | None) -> str:
+    """What identifies a call across a restart: the role, the ids it is for, and the exact body sent."""
+    context = context or {}
+    blob = json.dumps([role, context.get("run"), context.get("topic_id"), context.get("problem_id"),
+                       context.get("scope"), body], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def reasoning_of(message: dict[str, Any] | None) -> str | None:
@@ -194,6 +206,11 @@ class RoleClient:
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(None, None))
     log: CallLogger = field(default=lambda call: None)
     relabel: CallRelabeler = field(default=lambda call_id, outcome, error: None)
+    # Where replies kept from before a restart are looked up: a resumed run never asks a finished call
+    # again (a sampled model would answer differently). None: every call is asked.
+    replay: ReplyLookup | None = None
+    reused: int = 0  # calls answered from kept replies or from an identical request in flight
+    _in_flight: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -229,6 +246,34 @@ class RoleClient:
         `overrides` are request fields for this call only (`seed`, `max_tokens`, ...).
         """
         body = self.request_body(messages, response_format=response_format, **overrides)
+        key = request_key(self.role, body, context)
+        if self.replay is not None:
+            kept = self.replay(key)
+            if kept is not None:
+                self.reused += 1
+                call_id, fields = kept
+                return Reply(**{name: fields[name] for name in KEPT_FIELDS}, call_id=call_id)
+        # The same request already in flight (two samples whose answers read alike, say): share its reply,
+        # so one request is asked once whether its twin comes before, during or after a restart.
+        twin = self._in_flight.get(key)
+        if twin is not None:
+            shared = await asyncio.shield(twin)
+            if shared is not None:
+                self.reused += 1
+                return dataclasses.replace(shared)
+        future: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        reply: Reply | None = None
+        try:
+            reply = await self._ask(body, context, key)
+            return reply
+        finally:
+            if self._in_flight.get(key) is future:
+                del self._in_flight[key]
+            future.set_result(dataclasses.replace(reply) if reply is not None else None)  # None: ask yourself
+
+    async def _ask(self, body: dict[str, Any], context: dict[str, Any] | None, key: str) -> Reply:
+        messages = body["messages"]
         estimate = sum(len(m["content"]) for m in messages) // 4 + (body.get("max_completion_tokens") or 1024)
         avoid: str | None = None
         for attempt in range(self.spec.max_retries + 1):
@@ -244,7 +289,7 @@ class RoleClient:
                     completion = await replica.transport.chat(body)
                 reply = reply_from_completion(completion, self.model)
             except Exception as error:  # noqa: BLE001 - classified, logged, and retried or mapped below
-                self._log(replica.url, context, started, None, outcome=outcome_of(error), error=short(error))
+                self._log(replica.url, context, started, None, outcome=outcome_of(error), error=short(error), key=key)
                 if not _retryable(error) or attempt == self.spec.max_retries:
                     raise map_error(error, role=self.role, url=replica.url, model=self.model,
                                     timeout_s=self.spec.timeout_s) from error
@@ -261,7 +306,7 @@ class RoleClient:
                 reply.latency_s = time.perf_counter() - started
                 self.limiter.settle(estimate, reply.tokens_in + reply.tokens_out)
                 reply.call_id = self._log(replica.url, context, started, reply,
-                                          outcome="truncated" if reply.truncated else "ok")
+                                          outcome="truncated" if reply.truncated else "ok", key=key)
                 return reply
             await asyncio.sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -276,7 +321,7 @@ class RoleClient:
             await replica.transport.close()
 
     def _log(self, url: str, context: dict[str, Any] | None, started: float, reply: Reply | None, *,
-             outcome: str, error: str | None = None) -> Any:
+             outcome: str, error: str | None = None, key: str | None = None) -> Any:
         context = context or {}
         log.debug("%s %s %s tokens %d/%d %.2fs%s", self.role, url, outcome, reply.tokens_in if reply else 0,
                   reply.tokens_out if reply else 0, time.perf_counter() - started, f" ({error})" if error else "")
@@ -287,6 +332,9 @@ class RoleClient:
             "reasoning_tokens": reply.reasoning_tokens if reply else 0,
             "latency_s": round(time.perf_counter() - started, 4),
             "finish_reason": reply.finish_reason if reply else None, "outcome": outcome, "error": error,
+            **({"request_key": key} if key else {}),
+            **({"reply": json.dumps({name: getattr(reply, name) for name in KEPT_FIELDS}, ensure_ascii=False)}
+               if key and reply and self.replay is not None else {}),
         })
 
 def map_error(error: Exception, *, role: str, url: str, model: str, timeout_s: float) -> Exception:
@@ -393,14 +441,18 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
 
 
 def build_clients(config: Config, *, endpoints: Endpoints, sim_url: str | None,
-                  log: CallLogger, relabel: CallRelabeler | None = None) -> dict[str, RoleClient]:
+                  log: CallLogger, relabel: CallRelabeler | None = None,
+                  replay: ReplyLookup | None = None) -> dict[str, RoleClient]:
     """One client per role: expander, drafter, critic0, critic1, solver, labeler."""
     transports: dict[tuple[str, str, float], OpenAITransport] = {}
-    return {
+    clients = {
         role: build_client(role, spec, endpoints=endpoints, sim_url=sim_url, log=log, relabel=relabel,
                            transports=transports)
         for role, spec in config.models.all_roles().items()
     }
+    for client in clients.values():
+        client.replay = replay
+    return clients
 
 
 async def close_clients(clients: dict[str, RoleClient]) -> None:

@@ -30,8 +30,9 @@ from chimera.graphs.topic import build_topic_graph
 from chimera.ids import taxonomy_thread_id, topic_thread_id
 from chimera.dispatch import Endpoints
 from chimera.llm import build_clients, close_clients, uses_simulator
+from chimera.run_lock import holding_run
 from chimera.sim import server as sim_server
-from chimera.store import Store
+from chimera.store import LOCK_WAIT_S, Store
 from chimera.tools.dedup import ProblemIndex
 
 
@@ -47,6 +48,7 @@ class RunSummary:
     call_rows: list[dict[str, Any]] = field(default_factory=list)  # calls by role, endpoint, outcome, message
     unlabeled: int = 0
     shortfalls: list[dict[str, Any]] = field(default_factory=list)  # why Stage 1 gave fewer topics than asked
+    reused_calls: int = 0  # calls answered from replies kept before a restart instead of asked again
 
 
 ProgressHook = Callable[["RunMonitor"], None]
@@ -65,16 +67,20 @@ class RunMonitor:
     started: float = field(default_factory=time.monotonic)
 
 
-async def _open_saver(db: str) -> tuple[AsyncSqliteSaver, contextlib.AsyncExitStack]:
+async def _open_saver(db: str, lock_wait_s: float = LOCK_WAIT_S) -> tuple[AsyncSqliteSaver, contextlib.AsyncExitStack]:
     stack = contextlib.AsyncExitStack()
-    # Autocommit: no write transaction may stay open across an await, or the store's own
-    # (synchronous) writes on the event-loop thread would wait on a lock the loop must release.
-    conn = await stack.enter_async_context(aiosqlite.connect(db, isolation_level=None))
-    saver = AsyncSqliteSaver(conn, serde=StrictSerializer())
-    await saver.setup()
-    # Same reasons as the store's connection: share the file, skip the per-commit fsync.
-    await saver.conn.execute("PRAGMA synchronous=NORMAL")
-    await saver.conn.execute("PRAGMA busy_timeout=30000")
+    try:
+        # Autocommit: no write transaction may stay open across an await, or the store's own
+        # (synchronous) writes on the event-loop thread would wait on a lock the loop must release.
+        conn = await stack.enter_async_context(aiosqlite.connect(db, isolation_level=None, timeout=lock_wait_s))
+        # Same reasons as the store's connection: share the file, skip the per-commit fsync.
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute(f"PRAGMA busy_timeout={int(lock_wait_s * 1000)}")
+        saver = AsyncSqliteSaver(conn, serde=StrictSerializer())
+        await saver.setup()
+    except BaseException:
+        await stack.aclose()  # the connection's worker thread would otherwise keep the process alive
+        raise
     return saver, stack
 
 
@@ -86,29 +92,37 @@ async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recurs
     `ainvoke(None)` is the resume: it replays pending writes of a step cut short and
     goes on, and does nothing on a finished thread. (`state.next` cannot tell the two
     apart: after a kill between a step's last write and its checkpoint it is empty too.)
-    Reviewers' `decisions` (review id -> decision) resume the interrupts that wait for
-    them with `Command(resume=...)`; interrupts still undecided simply wait again.
+    Reviewers' `decisions` (review id -> decision) then resume the interrupts that wait
+    for them with `Command(resume=...)`, and only those are recorded as applied. The
+    resume comes first because a review opened just before a kill has no interrupt in the
+    checkpoint yet: its step runs again, and then waits for the decision. A decision that
+    nothing waits for even then was applied by a run killed before it could record that.
     """
     config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit}
-    result: Any = None
-    if decisions:
+    result = await _start_or_resume(graph, config, initial, known_started)
+    undelivered = dict(decisions or {})
+    while undelivered and _waiting(result):
         state = await graph.aget_state(config)
-        resume = {pending.id: decisions[pending.value["review_id"]] for pending in state.interrupts
-                  if isinstance(pending.value, dict) and pending.value.get("review_id") in decisions}
-        if resume:
-            result = await graph.ainvoke(Command(resume=resume), config)
-        # Resumed now, or no longer waiting (applied by a run killed before it could record that).
+        resume = {pending.id: pending.value["review_id"] for pending in state.interrupts
+                  if isinstance(pending.value, dict) and pending.value.get("review_id") in undelivered}
+        if not resume:
+            break
+        result = await graph.ainvoke(Command(resume={i: undelivered.pop(r) for i, r in resume.items()}), config)
         if on_applied is not None:
-            on_applied(list(decisions))
-        if resume:
-            return _waiting(result)
+            on_applied(list(resume.values()))
+    if undelivered and on_applied is not None:
+        on_applied(list(undelivered))
+    return _waiting(result)
+
+
+async def _start_or_resume(graph: Any, config: dict[str, Any], initial: dict[str, Any], known_started: bool) -> Any:
     if known_started:  # the store already holds its work: skip reading the state only to learn that
         try:
-            return _waiting(await graph.ainvoke(None, config))
+            return await graph.ainvoke(None, config)
         except EmptyInputError:
             pass  # killed after a node's first store write but before the thread's first checkpoint landed
     state = await graph.aget_state(config)
-    return _waiting(await graph.ainvoke(initial if state.created_at is None else None, config))
+    return await graph.ainvoke(initial if state.created_at is None else None, config)
 
 
 def _waiting(result: Any) -> bool:
@@ -120,7 +134,14 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
                        retry_failed: bool = False) -> RunSummary:
     started = time.monotonic()
     Path(config.run.db).parent.mkdir(parents=True, exist_ok=True)
-    store = Store(config.run.db)
+    with holding_run(config.run.db):
+        return await _run_pipeline(config, started, on_progress=on_progress, progress_every_s=progress_every_s,
+                                   topics_only=topics_only, retry_failed=retry_failed)
+
+
+async def _run_pipeline(config: Config, started: float, *, on_progress: ProgressHook | None,
+                        progress_every_s: float, topics_only: bool, retry_failed: bool) -> RunSummary:
+    store = Store(config.run.db, lock_wait_s=config.run.lock_wait_s)
     store.save_run(config.run.name, config.redacted())
     endpoints = Endpoints(config.run.concurrency)
     monitor = RunMonitor(store=store, run=config.run.name, endpoints=endpoints)
@@ -133,13 +154,13 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         if uses_simulator(config):
             sim_runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
         clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=store.log_call,
-                                relabel=store.relabel_call)
+                                relabel=store.relabel_call, replay=store.kept_reply)
         embedder = None
         if config.models.embedder is not None:
             embedder = Embedder(config.models.embedder, endpoints=endpoints, sim_url=sim_url, log=store.log_call)
         deps = Deps(config=config, store=store, clients=clients, embedder=embedder,
                     index_loader=lambda: _rebuild_index(config, store))
-        saver, saver_stack = await _open_saver(config.run.db)
+        saver, saver_stack = await _open_saver(config.run.db, config.run.lock_wait_s)
         if on_progress is not None:
             ticker = asyncio.create_task(_tick(monitor, on_progress, progress_every_s))
 
@@ -148,6 +169,7 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
             taxonomy = build_taxonomy_graph(deps).compile(checkpointer=saver)
             await run_thread(taxonomy, taxonomy_thread_id(config.run.name), {"subjects": subject_tasks(deps)},
                              recursion_limit=50)
+            store.forget_replies(config.run.name)
 
         topics = store.topics(config.run.name, live=True)
         if topics_only:
@@ -177,6 +199,7 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
                     decisions=decisions(thread_id), on_applied=store.mark_reviews_applied)
                 if not waiting:
                     store.set_topic_status(topic["id"], "done")
+                    store.forget_replies(config.run.name, topic_id=topic["id"])
                 monitor.topics_finished += 1
 
         await _all_or_first_error([one_topic(t) for t in pending])
@@ -191,17 +214,23 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
             retry_graph = build_retry_graph(deps).compile(checkpointer=saver)
             threads = [f"{topic_thread_id(config.run.name, row['topic_id'])}:retry{row['retries']}:{row['slot']}"
                        for row in retries]
-            await _all_or_first_error([
-                run_thread(retry_graph, thread_id, {key: row[key] for key in ("topic_id", "subject", "topic", "slot")}
-                           | {"problem_id": row["id"]}, recursion_limit=limit, decisions=decisions(thread_id),
-                           on_applied=store.mark_reviews_applied)
-                for thread_id, row in zip(threads, retries)])
+
+            async def one_retry(thread_id: str, row: dict[str, Any]) -> None:
+                waiting = await run_thread(
+                    retry_graph, thread_id, {key: row[key] for key in ("topic_id", "subject", "topic", "slot")}
+                    | {"problem_id": row["id"]}, recursion_limit=limit, decisions=decisions(thread_id),
+                    on_applied=store.mark_reviews_applied)
+                if not waiting:
+                    store.forget_replies(config.run.name, problem_id=row["id"])
+
+            await _all_or_first_error([one_retry(thread_id, row) for thread_id, row in zip(threads, retries)])
         monitor.stage = "done"
         summary = RunSummary(name=config.run.name, db=config.run.db, seconds=time.monotonic() - started,
                              topics_run=len(pending), counts=store.counts(config.run.name),
                              call_rows=store.call_rows(config.run.name),
                              unlabeled=store.unlabeled_samples(config.run.name),
-                             shortfalls=store.shortfalls(config.run.name))
+                             shortfalls=store.shortfalls(config.run.name),
+                             reused_calls=sum(client.reused for client in clients.values()))
         sizes = store.table_bytes()
         summary.db_bytes = sum(sizes.values()) or Path(config.run.db).stat().st_size
         summary.checkpoint_bytes = sum(size for name, size in sizes.items() if _is_checkpoint_table(name))

@@ -133,6 +133,15 @@ def _add_taxonomy_rounds(db: sqlite_utils.Database) -> None:
     )
 
 
+def _add_call_replies(db: sqlite_utils.Database) -> None:
+    # What a call asked (a hash of role, ids and the exact body) and, until its thread is finished, what
+    # came back: a resumed run takes the kept reply instead of asking a sampled model again.
+    db["llm_calls"].add_column("request_key", str)
+    db["llm_calls"].add_column("reply", str)
+    db["llm_calls"].create_index(["request_key"], if_not_exists=True)
+    db["llm_calls"].create_index(["topic_id"], if_not_exists=True)
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
@@ -144,6 +153,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0007_evals", _add_evals),
     ("0008_sample_round", _add_sample_round),
     ("0009_taxonomy_rounds", _add_taxonomy_rounds),
+    ("0010_call_replies", _add_call_replies),
 ]
 
 
@@ -151,12 +161,15 @@ def _parse_review(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "reasons": json.loads(row["reasons"] or "[]"), "payload": json.loads(row["payload"] or "{}")}
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30.0)
+LOCK_WAIT_S = 30.0  # how long a write waits for another process's lock before the command stops
+
+
+def _connect(path: str, lock_wait_s: float = LOCK_WAIT_S) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=lock_wait_s)
     # WAL lets the checkpointer's connection and ours share the file; NORMAL drops the per-commit fsync.
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(lock_wait_s * 1000)}")
     return conn
 
 
@@ -194,14 +207,15 @@ class Store:
     read-only and never migrated; a database of a newer chimera, or not chimera's, is refused in one line.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False):
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False,
+                 lock_wait_s: float = LOCK_WAIT_S):
         path = str(path)
         if (read_only or not create) and not Path(path).exists():
             raise ChimeraError(f"{path}: no such database")
         if not Path(path).parent.is_dir():
             raise ChimeraError(f"{path}: the folder {Path(path).parent} does not exist")
         try:
-            conn = _connect_read_only(path) if read_only else _connect(path)
+            conn = _connect_read_only(path) if read_only else _connect(path, lock_wait_s)
             self.db = sqlite_utils.Database(conn)
             applied = self._applied_migrations()
         except sqlite3.DatabaseError as error:
@@ -487,6 +501,24 @@ class Store:
             cursor = self.conn.execute(f"insert into llm_calls ({', '.join(row)}) values "
                                        f"({', '.join('?' * len(row))})", list(row.values()))
         return cursor.lastrowid
+
+    def kept_reply(self, request_key: str) -> tuple[int, dict[str, Any]] | None:
+        """The reply a call with this key got before (its row id and the reply), if its thread still runs."""
+        row = self.conn.execute("select id, reply from llm_calls where request_key = ? and reply is not null "
+                                "order by id desc limit 1", [request_key]).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def forget_replies(self, run: str, *, topic_id: str | None = None, problem_id: str | None = None) -> None:
+        """Drop the kept replies of a finished thread (a topic, a retried slot, or Stage 1 when neither is
+        given): nothing can ask those calls again, and trajectories are not kept twice."""
+        if problem_id is not None:
+            where, args = "problem_id = ?", [problem_id]
+        elif topic_id is not None:
+            where, args = "topic_id = ?", [topic_id]
+        else:
+            where, args = "run = ? and topic_id is null and problem_id is null", [run]
+        with self.conn:
+            self.conn.execute(f"update llm_calls set reply = null where {where} and reply is not null", args)
 
     def relabel_call(self, call_id: int, outcome: str, error: str) -> None:
         with self.conn:

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from chimera.config import SimSettings
 from chimera.sim import server as sim_server
 
 # (request body, the simulator's reply) -> a response to send instead, or None to pass the reply on
@@ -19,8 +20,9 @@ Mischief = Callable[[dict[str, Any], dict[str, Any], web.Request], Awaitable[web
 
 
 class HostileEndpoint:
-    def __init__(self, mischief: Mischief):
+    def __init__(self, mischief: Mischief, sim: SimSettings | None = None):
         self.mischief = mischief
+        self.sim = sim
         self.url = ""
         self.requests: list[dict[str, Any]] = []
         self._ready = threading.Event()
@@ -40,7 +42,7 @@ class HostileEndpoint:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        sim_runner, sim_url, _ = await sim_server.start()
+        sim_runner, sim_url, _ = await sim_server.start(self.sim)
         session = aiohttp.ClientSession()
 
         async def forward(request: web.Request) -> web.StreamResponse:

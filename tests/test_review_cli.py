@@ -150,3 +150,23 @@ def test_bad_decisions_are_one_line_errors(tmp_path):
     assert chimera("review", str(db), item, "--accept", "--reviewer", "ann").returncode == 0
     again = chimera("review", str(db), item, "--reject")
     assert again.stderr.strip() == f"chimera: error: review item {item} was already decided: accept by ann"
+
+
+def test_a_decision_on_a_review_opened_just_before_a_kill_is_delivered_on_resume(tmp_path):
+    config = review_config(tmp_path, latency_s=0.3, latency_jitter=0.5)
+    db = tmp_path / "review.db"
+    opened, _ = interrupt_when(["run", str(config), "--quiet"], db, "select count(*) from reviews", 1)
+    assert opened >= 1
+    decided = pending(db)
+    for item in decided:
+        assert chimera("review", str(db), item["id"], "--reject", "--note", "decided during the kill").returncode == 0
+    assert chimera("run", str(config), "--quiet").returncode == 0
+    for item in decided:
+        status, reason = statuses(db)[item["payload"]["problem_id"]][:2]
+        assert (status, reason) == ("rejected", "rejected by reviewer " + item_reviewer(db, item["id"])
+                                    + ": decided during the kill")
+    assert not {i["id"] for i in pending(db)} & {i["id"] for i in decided}
+
+
+def item_reviewer(db: Path, review_id: str) -> str:
+    return sqlite3.connect(db).execute("select reviewer from reviews where id = ?", [review_id]).fetchone()[0]

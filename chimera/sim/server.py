@@ -3,7 +3,8 @@
 It tells the task from the request alone: the structured-output schema name
 (TopicList, DraftedProblem, CriticVerdict, LabelVerdict) or, with no schema, a
 solve request. Every reply's content is a pure function of (seed, request), so
-two runs with the same seed produce the same dataset; faults, latency and
+two runs with the same seed produce the same dataset (unless `sim.deterministic` is
+false: then each request is a fresh draw, as from a model sampled at temperature > 0); faults, latency and
 capacity limits are drawn per attempt and never change what a successful reply says.
 """
 
@@ -15,6 +16,7 @@ import json
 import math
 import random
 import re
+import secrets
 import time
 from collections import Counter
 from typing import Any
@@ -149,7 +151,9 @@ class Simulator:
     def respond(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = body["messages"]
         user = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
-        rng = _seeded(self.seed, body)
+        # Deterministic: the answer is a pure function of (seed, request). Otherwise every request is a fresh
+        # draw, as from a sampled model, so a call asked twice is answered twice differently.
+        rng = _seeded(self.seed, body) if self.settings.deterministic else random.Random(secrets.randbits(64))
         task = _schema_name(body) or "solve"
         handler = {
             "SubfieldList": self._subfields, "TopicList": self._expand, "DraftedProblem": self._draft, "CriticVerdict": self._critic,

@@ -1,0 +1,215 @@
+"""Resume stays exact with models that are not deterministic: a call finished before a kill is answered
+from its kept reply, never asked again, so every row still agrees with the others."""
+
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import time
+
+import pytest
+from aiohttp import web
+from helpers import CHIMERA, chimera, interrupt_when, write_config
+from hostile import HostileEndpoint, echo_error, is_solve
+
+from chimera.config import SimSettings
+
+ANSWERED = "('ok', 'truncated', 'malformed_reply')"
+
+
+def sampled_config(tmp_path, name="t"):
+    # deterministic: false makes the simulator answer a repeated request anew, as a sampled model does
+    return write_config(tmp_path, name=name, sim={"deterministic": False, "latency_s": 0.03,
+                                                   "latency_by_task": {"solve": 0.4, "label": 0.2}},
+                        subjects=[{"name": "Mathematics", "topics": 3}, {"name": "Physics", "topics": 2}],
+                        problems_per_topic=3)
+
+
+def inconsistencies(db: sqlite3.Connection) -> dict[str, int]:
+    return {
+        "answered calls asked twice": db.execute(
+            f"select count(*) from (select request_key from llm_calls where outcome in {ANSWERED} "
+            "and request_key is not null group by request_key having count(*) > 1)").fetchone()[0],
+        "samples solved for another text of their problem": db.execute(
+            "select count(*) from samples s join problems p on p.id = s.problem_id "
+            "where s.round = coalesce(p.revisions, 0) and (s.problem != p.problem or s.answer != p.answer)"
+        ).fetchone()[0],
+        "accepted problems without a sample": db.execute(
+            "select count(*) from problems p where status = 'accepted' and not exists "
+            "(select 1 from samples s where s.problem_id = p.id)").fetchone()[0],
+    }
+
+
+def test_the_sampled_simulator_answers_a_repeated_request_anew():
+    from chimera.sim.server import Simulator
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "What is 17 * 23?\n\nPlease reason step by step"}]}
+    sampled = Simulator(SimSettings(deterministic=False))
+    fixed = Simulator(SimSettings())
+    texts = {json.dumps(sampled.respond(body)["choices"][0]["message"]) for _ in range(6)}
+    assert len(texts) > 1
+    assert len({json.dumps(fixed.respond(body)["choices"][0]["message"]) for _ in range(3)}) == 1
+
+
+def schema_of(body):
+    return ((body.get("response_format") or {}).get("json_schema") or {}).get("name")
+
+
+class KillSwitch:
+    """Kills the run the moment a chosen request reaches the endpoint: an exact point, not a poll."""
+
+    def __init__(self, when):
+        self.when, self.process, self.fired = when, None, False
+
+    def check(self, body) -> bool:
+        """True for the one request the kill answers."""
+        if self.fired or self.process is None or not self.when(body):
+            return False
+        self.fired = True
+        self.process.kill()
+        return True
+
+
+def short_first_lists(body, reply):
+    """The expander's first answer to a subfield holds one name, so Stage 1 asks a second round."""
+    if schema_of(body) == "TopicList" and "(none)" in body["messages"][-1]["content"]:
+        message = reply["choices"][0]["message"]
+        message["content"] = json.dumps({"topics": json.loads(message["content"])["topics"][:1]})
+    return reply
+
+
+def ungradable_answers(body, reply):
+    """Final answers no rule can decide, so every trajectory waits for the judge after it is saved."""
+    if is_solve(body):
+        message = reply["choices"][0]["message"]
+        message["content"] = re.sub(r"\\boxed\{.*\}", r"\\boxed{the quantity found in step three}",
+                                    message["content"])
+    return reply
+
+
+WINDOWS = {  # where a kill finds answered calls whose step has no checkpoint yet
+    "between two Stage 1 rounds": (short_first_lists,
+                                  lambda body: schema_of(body) == "TopicList" and "(none)" not in
+                                  body["messages"][-1]["content"]),
+    "trajectory saved, judge asked": (ungradable_answers, lambda body: schema_of(body) == "LabelVerdict"),
+}
+
+
+@pytest.mark.parametrize("window", list(WINDOWS))
+def test_a_run_killed_with_answered_calls_unsaved_asks_none_of_them_again_on_resume(tmp_path, window):
+    rewrite, trigger = WINDOWS[window]
+    switch = KillSwitch(trigger)
+
+    async def mischief(body, reply, request):
+        if switch.check(body):
+            return echo_error(503, "the run was killed")
+        return web.json_response(rewrite(body, reply))
+
+    models = {"default": {"provider": "openai", "base_url": "", "model": "sim", "timeout_s": 10, "max_retries": 1}}
+    with HostileEndpoint(mischief, sim=SimSettings(deterministic=False, latency_s=0.02)) as endpoint:
+        models["default"]["base_url"] = endpoint.url
+        config = write_config(tmp_path, models=models, subjects=[{"name": "Mathematics", "topics": 4}],
+                              problems_per_topic=2, solver={"samples": 2})
+        switch.process = subprocess.Popen([CHIMERA, "run", str(config), "--quiet"], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+        switch.process.wait(120)
+        assert switch.fired, "the run reached the window"
+        db = sqlite3.connect(tmp_path / "t.db")
+        answered_before = db.execute(f"select count(*) from llm_calls where outcome in {ANSWERED}").fetchone()[0]
+        resumed = chimera("run", str(config), "--quiet", env=dict(os.environ))
+    assert resumed.returncode == 0, resumed.stderr
+    assert answered_before > 0
+    assert inconsistencies(db) == {"answered calls asked twice": 0,
+                                   "samples solved for another text of their problem": 0,
+                                   "accepted problems without a sample": 0}
+    assert "answered from their kept replies, not asked again" in resumed.stderr
+
+
+def test_a_run_killed_at_any_point_resumes_to_consistent_rows(tmp_path):
+    config = sampled_config(tmp_path)
+    db_path = tmp_path / "t.db"
+    seen, killed = interrupt_when(["run", str(config), "--quiet"], db_path,
+                                  "select count(*) from problems where status = 'accepted'", 3)
+    assert killed.returncode != 0 and seen >= 3, "the kill must land mid-run"
+    db = sqlite3.connect(db_path)
+    accepted_before = {row[0] for row in db.execute("select id from problems where status = 'accepted'")}
+    samples_before = dict(db.execute("select id, solution from samples where label_method is not null"))
+
+    resumed = chimera("run", str(config), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert inconsistencies(db) == {"answered calls asked twice": 0,
+                                   "samples solved for another text of their problem": 0,
+                                   "accepted problems without a sample": 0}
+    accepted_after = {row[0] for row in db.execute("select id from problems where status = 'accepted'")}
+    assert accepted_before <= accepted_after, "a problem accepted before the kill stays accepted"
+    after = dict(db.execute("select id, solution from samples"))
+    assert {k: after[k] for k in samples_before} == samples_before, "no labeled trajectory is solved again"
+    assert db.execute("select count(*) from llm_calls where reply is not null").fetchone()[0] == 0, \
+        "kept replies are dropped once their threads finish"
+
+
+def test_a_finished_run_asks_nothing_again_and_keeps_no_replies(tmp_path):
+    config = sampled_config(tmp_path)
+    assert chimera("run", str(config), "--quiet").returncode == 0
+    db = sqlite3.connect(tmp_path / "t.db")
+    calls = db.execute("select count(*) from llm_calls").fetchone()[0]
+    assert chimera("run", str(config), "--quiet").returncode == 0
+    assert db.execute("select count(*) from llm_calls").fetchone()[0] == calls
+    assert db.execute("select count(*) from llm_calls where reply is not null").fetchone()[0] == 0
+
+
+def test_a_second_run_on_the_same_database_stops_with_one_line_naming_the_first(tmp_path):
+    config = write_config(tmp_path, sim={"latency_s": 0.2})
+    first = subprocess.Popen([CHIMERA, "run", str(config), "--quiet"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "t.db.lock").exists() or not (tmp_path / "t.db.lock").read_text():
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.05)
+        second = chimera("run", str(config), "--quiet")
+    finally:
+        assert first.wait(120) == 0, first.stderr.read()
+    assert second.returncode == 1
+    assert second.stderr.strip() == (f"chimera: error: {tmp_path / 't.db'}: another chimera run is using this "
+                                     f"database (pid {first.pid} on {socket.gethostname()}, since "
+                                     f"{second.stderr.split('since ')[1].split(')')[0]}); wait for it to finish "
+                                     "or stop it, then run again to resume")
+    assert chimera("run", str(config), "--quiet").returncode == 0, "once it is done, the database is free"
+
+
+def test_a_killed_run_leaves_no_lock_behind(tmp_path):
+    config = write_config(tmp_path, sim={"latency_s": 0.2})
+    interrupt_when(["run", str(config), "--quiet"], tmp_path / "t.db", "select count(*) from problems", 1)
+    assert chimera("run", str(config), "--quiet").returncode == 0
+
+
+def test_a_database_held_locked_past_the_wait_ends_the_run_with_one_line_and_it_resumes(tmp_path):
+    config = write_config(tmp_path, sim={"latency_s": 0.05})
+    text = config.read_text().replace("concurrency: 8", "concurrency: 8\n  lock_wait_s: 1")
+    config.write_text(text)
+    db_path = tmp_path / "t.db"
+    run = subprocess.Popen([CHIMERA, "run", str(config), "--quiet"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while True:  # hold the write lock once the run is under way
+        assert time.monotonic() < deadline and run.poll() is None
+        try:
+            if sqlite3.connect(db_path).execute("select count(*) from problems").fetchone()[0]:
+                break
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.02)
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("begin immediate")
+    try:
+        stderr = run.communicate(timeout=30)[1]  # it must end, not hang
+    finally:
+        holder.execute("rollback")
+    assert run.returncode == 1
+    assert stderr.strip().splitlines()[-1].startswith(
+        "chimera: error: another process held a lock on the database for longer than run.lock_wait_s")
+    assert "Traceback" not in stderr
+    assert chimera("run", str(config), "--quiet").returncode == 0

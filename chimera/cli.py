@@ -197,6 +197,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     store = Store(args.db, read_only=True)
     if args.by:
         return _cmd_yield(store, args)
+    if args.check:
+        return _check(store, [args.run] if args.run else [r["name"] for r in store.runs()], as_json=args.json)
     from chimera.run_health import failure_groups
 
     runs = [r["name"] for r in store.runs()]
@@ -240,6 +242,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
             table.add_row("stage 1 shortfall", Text(line))
         out.print(table)
     return 0
+
+
+def _check(store, runs: list[str], *, as_json: bool) -> int:
+    found = {run: {name: ids for name, ids in store.consistency(run).items() if ids} for run in runs}
+    if as_json:
+        print(json.dumps(found, indent=2))
+    else:
+        for run, problems in found.items():
+            if not problems:
+                out.print(f"run {run}: consistent ({len(store.CONSISTENCY_CHECKS)} checks)", markup=False)
+            for name, ids in problems.items():
+                out.print(f"run {run}: {len(ids)} {name}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}",
+                          markup=False)
+    return 1 if any(found.values()) else 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -423,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.add_argument("--by", choices=["topic", "subject"], help="yield per topic or per subject")
     status.add_argument("--run", help="which run (needed when the database holds several)")
+    status.add_argument("--check", action="store_true",
+                        help="check that the run's rows agree with each other; exit 1 naming what does not")
     status.set_defaults(func=_cmd_status)
 
     taxonomy = sub.add_parser("taxonomy", help="print, write or import the topic tree of a run")

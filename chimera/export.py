@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from chimera.errors import ChimeraError
 from chimera.store import Store
@@ -53,26 +55,46 @@ def records(store: Store, split: str, run: str | None = None) -> Iterator[dict[s
 
 
 def write(store: Store, path: Path, *, split: str = "all", fmt: str = "jsonl", run: str | None = None) -> int:
-    """Write a split as JSONL or Parquet; the file appears whole or not at all."""
+    """Write a split as JSONL or Parquet; a file appears whole or not at all. `-` is standard output, and a
+    path that is not a regular file (a device such as /dev/stdout, a pipe) is written in place."""
     rows = list(records(store, split, run))
+    if fmt not in FORMATS:
+        raise ChimeraError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if str(path) == "-":
+        _write_rows(rows, fmt, sys.stdout.buffer)
+        sys.stdout.flush()
+        return len(rows)
+    if path.exists() and not path.is_file():
+        if path.is_dir():
+            raise ChimeraError(f"{path}: is a folder; name a file, or - for standard output")
+        try:
+            with path.open("wb") as handle:
+                _write_rows(rows, fmt, handle)
+        except OSError as error:
+            raise ChimeraError(f"{path}: cannot write the export ({error.strerror or error})") from None
+        return len(rows)
     tmp = path.with_name(path.name + ".partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "jsonl":
-            with tmp.open("w", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        elif fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pylist([{**row, **_as_json(row)} for row in rows])
-            pq.write_table(table, tmp)
-        else:
-            raise ChimeraError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+        with tmp.open("wb") as handle:
+            _write_rows(rows, fmt, handle)
         tmp.replace(path)
     except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise ChimeraError(f"{path}: cannot write the export ({error.strerror or error})") from None
     return len(rows)
+
+
+def _write_rows(rows: list[dict[str, Any]], fmt: str, handle: BinaryIO) -> None:
+    if fmt == "jsonl":
+        for row in rows:
+            handle.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([{**row, **_as_json(row)} for row in rows]), handle)
 
 
 def _as_json(row: dict[str, Any]) -> dict[str, Any]:

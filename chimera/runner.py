@@ -33,7 +33,7 @@ from chimera.llm import build_clients, close_clients, uses_simulator
 from chimera.run_lock import holding_run
 from chimera.sim import server as sim_server
 from chimera.store import LOCK_WAIT_S, Store
-from chimera.tools.dedup import ProblemIndex
+from chimera.tools.dedup import ProblemIndex, settle
 
 
 @dataclass
@@ -204,8 +204,10 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
 
         await _all_or_first_error([one_topic(t) for t in pending])
 
+        if not topics_only:
+            settle_duplicates(config, store, deps)
         # Slots whose calls ran out of retries end `failed`; --retry-failed takes them again, and a
-        # retry cut short by a kill is picked up by the next run in any case.
+        # retry cut short by a kill is picked up by the next run in any case. Revived duplicates too.
         retries = store.pending_retries(config.run.name)
         if retry_failed:
             retries += store.reopen_failed(config.run.name)
@@ -248,6 +250,28 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
         if sim_runner is not None:
             await sim_runner.cleanup()
         store.close()
+
+
+def settle_duplicates(config: Config, store: Store, deps: Deps) -> None:
+    """Make the near-duplicate decisions what they are in key order over every problem that reached the check,
+    whatever order the topics finished in: drop a kept one that duplicates a smaller kept one, and revive
+    one dropped for a problem that did not stay kept (a retry thread then solves it, reusing its votes)."""
+    if not config.dedup.enabled:
+        return
+    candidates = store.duplicate_candidates(config.run.name)
+    settled = settle([(c["id"], c["problem"]) for c in candidates], threshold=config.dedup.threshold,
+                     shingle_words=config.dedup.shingle_words, num_perm=config.dedup.num_perm)
+    changed = False
+    for candidate in candidates:
+        match = settled.get(candidate["id"])
+        if match is not None and candidate["duplicate_of"] is None:
+            store.mark_duplicate(candidate["id"], match.key, match.similarity)
+            changed = True
+        elif match is None and candidate["duplicate_of"] is not None and not candidate["in_review"]:
+            store.revive_duplicate(candidate["id"])
+            changed = True
+    if changed:
+        deps.index = _rebuild_index(config, store)
 
 
 def _topics_to_fill(config: Config, endpoints: Endpoints) -> int:

@@ -422,9 +422,13 @@ class Store:
         return {int(k): v for k, v in votes.items()}
 
     def finish_problem(self, problem_id: str, status: str, reason: str | None = None) -> None:
+        """A problem's outcome; one marked a near-duplicate stays rejected, whatever its thread ends with."""
         assert status in PROBLEM_STATUSES
-        self._update("problems", problem_id,
-                     {"status": status, "rejection_reason": reason, "updated_at": time.time()})
+        with self.conn:
+            self.conn.execute(
+                "update problems set status = case when duplicate_of is null then ? else 'rejected' end, "
+                "rejection_reason = case when duplicate_of is null then ? else 'duplicate' end, updated_at = ? "
+                "where id = ?", [status, reason, time.time(), problem_id])
 
     def reopen_failed(self, run: str) -> list[dict[str, Any]]:
         """Failed slots of a run, set back to pending with their retry count raised; returns them."""
@@ -449,7 +453,28 @@ class Store:
         self._update("problems", problem_id, {"indexed": 1})
 
     def mark_duplicate(self, problem_id: str, duplicate_of: str, similarity: float) -> None:
-        self._update("problems", problem_id, {"duplicate_of": duplicate_of, "similarity": round(similarity, 4)})
+        """Near-duplicate of a kept problem: rejected now if it had already ended, and whenever it ends."""
+        with self.conn:
+            self.conn.execute(
+                "update problems set duplicate_of = ?, similarity = ?, indexed = 0, "
+                "status = case when status = 'pending' then status else 'rejected' end, "
+                "rejection_reason = case when status = 'pending' then rejection_reason else 'duplicate' end "
+                "where id = ?", [duplicate_of, round(similarity, 4), problem_id])
+
+    def duplicate_candidates(self, run: str) -> list[dict[str, Any]]:
+        """Problems that reached the duplicate check (kept, or marked a duplicate), with what decides them."""
+        rows = self.conn.execute(
+            "select p.id, p.problem, p.indexed, p.duplicate_of, p.status, exists (select 1 from reviews r "
+            "where r.problem_id = p.id and r.applied_at is null) from problems p where p.run = ? "
+            "and (p.indexed = 1 or p.duplicate_of is not null)", [run]).fetchall()
+        return [dict(zip(("id", "problem", "indexed", "duplicate_of", "status", "in_review"), row)) for row in rows]
+
+    def revive_duplicate(self, problem_id: str) -> None:
+        """A problem marked a duplicate of one that did not stay kept: back to pending, for a retry thread that
+        reuses its votes and samples."""
+        with self.conn:
+            self.conn.execute("update problems set duplicate_of = null, similarity = null, status = 'pending', "
+                              "rejection_reason = null, retries = coalesce(retries, 0) + 1 where id = ?", [problem_id])
 
     def indexed_problems(self, run: str) -> list[tuple[str, str]]:
         """Problems that passed the duplicate check, in the order the index first saw them."""
@@ -650,6 +675,35 @@ class Store:
         rows = self.db.execute(f"select role, base_url, outcome, error, count(*) from llm_calls where {where} "
                                "and id > ? group by role, base_url, outcome, error", [key, after_id]).fetchall()
         return [{"role": r[0], "base_url": r[1], "outcome": r[2], "error": r[3], "count": r[4]} for r in rows]
+
+    # Each check: rows that cannot all be true of a run whose every write landed in order.
+    CONSISTENCY_CHECKS: dict[str, str] = {
+        "samples solved for another text of their problem":
+            "select s.id from samples s join problems p on p.id = s.problem_id where s.run = ? "
+            "and s.round = coalesce(p.revisions, 0) and (s.problem != p.problem or s.answer != p.answer)",
+        "accepted problems without a sample":
+            "select p.id from problems p where p.run = ? and p.status = 'accepted' "
+            "and not exists (select 1 from samples s where s.problem_id = p.id)",
+        "decisions recorded as applied whose problem still waits":
+            "select r.id from reviews r join problems p on p.id = r.problem_id where r.run = ? "
+            "and r.applied_at is not null and p.status = 'pending' and not exists (select 1 from reviews o "
+            "where o.problem_id = r.problem_id and o.applied_at is null)",
+        "problems still pending in topics marked done":
+            "select p.id from problems p join topics t on t.id = p.topic_id where p.run = ? and t.status = 'done' "
+            "and p.status = 'pending' and not exists (select 1 from reviews r where r.problem_id = p.id "
+            "and r.applied_at is null)",
+        "duplicates of a problem that did not pass the check":
+            "select p.id from problems p join problems o on o.id = p.duplicate_of where p.run = ? "
+            "and coalesce(o.indexed, 0) = 0",
+        "answered calls asked twice":
+            "select min(id) from llm_calls where run = ? and request_key is not null "
+            "and outcome in ('ok', 'truncated', 'malformed_reply') group by request_key having count(*) > 1",
+    }
+
+    def consistency(self, run: str) -> dict[str, list[str]]:
+        """Every check of CONSISTENCY_CHECKS with the rows that fail it (ids); all empty for a sound run."""
+        return {name: [str(row[0]) for row in self.conn.execute(sql, [run])]
+                for name, sql in self.CONSISTENCY_CHECKS.items()}
 
     def last_call_id(self) -> int:
         return self.db.execute("select coalesce(max(id), 0) from llm_calls").fetchone()[0]

@@ -157,11 +157,14 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
         if index is None or row["indexed"]:
             return False  # no dedup, or this problem already passed it before a restart
         # Check and insert with no await between: concurrent topics cannot both pass as originals.
-        match = index.check_and_add(task["problem_id"], row["problem"])
-        if match is not None:
-            store.mark_duplicate(task["problem_id"], match.key, match.similarity)
+        placed = index.place(task["problem_id"], row["problem"])
+        if placed.duplicate_of is not None:
+            store.mark_duplicate(task["problem_id"], placed.duplicate_of.key, placed.duplicate_of.similarity)
             return True
-        store.mark_indexed(task["problem_id"])
+        with store.transaction():
+            store.mark_indexed(task["problem_id"])
+            for later in placed.displaced:  # kept before this one arrived; the smaller id wins either way
+                store.mark_duplicate(later.key, task["problem_id"], later.similarity)
         return False
 
     # -- revise -----------------------------------------------------------------------------------

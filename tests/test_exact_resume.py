@@ -213,3 +213,33 @@ def test_a_database_held_locked_past_the_wait_ends_the_run_with_one_line_and_it_
         "chimera: error: another process held a lock on the database for longer than run.lock_wait_s")
     assert "Traceback" not in stderr
     assert chimera("run", str(config), "--quiet").returncode == 0
+
+
+def test_status_check_names_rows_that_disagree_and_passes_a_sound_run(tmp_path):
+    config = write_config(tmp_path, review={"policy": "all"})
+    assert chimera("run", str(config), "--quiet").returncode == 0
+    sound = chimera("status", str(tmp_path / "t.db"), "--check")
+    assert (sound.returncode, sound.stdout.strip()) == (0, "run t: consistent (6 checks)")
+    db = sqlite3.connect(tmp_path / "t.db")
+    (review_id, problem_id), *_ = db.execute("select id, problem_id from reviews")
+    db.execute("update reviews set action = 'accept', applied_at = 1 where id = ?", [review_id])
+    (sample_id,) = db.execute("select id from samples limit 1").fetchone()
+    db.execute("update samples set answer = 'something else' where id = ?", [sample_id])
+    db.commit()
+    broken = chimera("status", str(tmp_path / "t.db"), "--check")
+    assert broken.returncode == 1
+    assert broken.stdout.splitlines() == [
+        f"run t: 1 samples solved for another text of their problem: {sample_id}",
+        f"run t: 1 decisions recorded as applied whose problem still waits: {review_id}"]
+
+
+def test_an_export_to_standard_output_or_a_device_writes_there_and_replaces_nothing(tmp_path):
+    assert chimera("run", str(write_config(tmp_path)), "--quiet").returncode == 0
+    dash = chimera("export", str(tmp_path / "t.db"), "--split", "rl", "-o", "-", cwd=tmp_path)
+    assert dash.returncode == 0 and not (tmp_path / "-").exists()
+    rows = [json.loads(line) for line in dash.stdout.splitlines()]
+    assert rows and all("answer" in row for row in rows)
+    assert "wrote" in dash.stderr and "wrote" not in dash.stdout
+    device = chimera("export", str(tmp_path / "t.db"), "--split", "rl", "-o", "/dev/stdout")
+    assert device.returncode == 0 and [json.loads(line) for line in device.stdout.splitlines()] == rows
+    assert os.path.islink("/dev/stdout"), "the device link is still a link"

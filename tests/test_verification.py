@@ -3,6 +3,7 @@
 import asyncio
 import json
 
+import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from scripted import cut, scripted, seen, vote
 
@@ -138,3 +139,71 @@ def test_index_rebuilds_from_the_store_after_a_restart(tmp_path):
     run(deps, "p1")
     rebuilt = _rebuild_index(deps.config, deps.store)
     assert len(rebuilt) == 1 and rebuilt.find(PROBLEM).key == "p1"
+
+
+NEAR_DUPLICATES = {  # key -> text: b and c reword a; d is distinct
+    "pa": "Compute the remainder when 7 to the power 222 is divided by 13 and justify each step",
+    "pb": "Compute the remainder when 7 to the power 222 is divided by 13, and justify every step.",
+    "pc": "Compute the remainder when 7 to the power 222 is divided by 13 and justify each step carefully",
+    "pd": "Find the number of spanning trees of the complete graph on nine labelled vertices",
+}
+
+
+@pytest.mark.parametrize("order", [["pa", "pb", "pc", "pd"], ["pd", "pc", "pb", "pa"], ["pb", "pd", "pa", "pc"]])
+def test_which_near_duplicate_is_kept_does_not_depend_on_the_order_they_arrive_in(order):
+    index = ProblemIndex(threshold=0.6)
+    duplicates, displaced = set(), set()
+    for key in order:
+        placed = index.place(key, NEAR_DUPLICATES[key])
+        if placed.duplicate_of is not None:
+            duplicates.add(key)
+        displaced |= {m.key for m in placed.displaced}
+    assert duplicates | displaced == {"pb", "pc"}, "the smallest key of the family is kept, whatever came first"
+    assert len(index) == 2 and index.find(NEAR_DUPLICATES["pb"]).key == "pa"
+
+
+def test_a_kept_problem_displaced_later_ends_rejected_even_after_it_was_accepted(tmp_path):
+    index = ProblemIndex(threshold=0.5)
+    votes = [vote("accept", own="120")] * 2
+    deps = make_deps(tmp_path, index=index, critic0=scripted("critic0", *votes), critic1=scripted("critic1", *votes),
+                     solver=scripted("solver", "\\boxed{120}"))
+    assert run(deps, "p2")["status"] == "accepted"
+    reworded = "A committee of 3 members is to be chosen from 10 distinct candidates. In how many different ways?"
+    first = run(deps, "p1", problem=reworded)
+    assert first["status"] == "accepted", "the smaller id is kept although it came second"
+    later = deps.store.problem("p2")
+    assert (later["status"], later["rejection_reason"], later["duplicate_of"]) == ("rejected", "duplicate", "p1")
+    deps.store.finish_problem("p2", "accepted")
+    assert deps.store.problem("p2")["status"] == "rejected", "its thread cannot accept it again"
+
+
+WORDS = [f"w{i}" for i in range(42)]  # 40 word 3-shingles
+CHAIN = {  # Jaccard p1 ~ p2 0.70, p2 ~ p3 0.70, p1 ~ p3 0.43: at 0.5, p1 and p3 are kept in key order
+    "p1": " ".join(WORDS[:32] + ["xa", "xb", "xc"]),
+    "p2": " ".join(WORDS),
+    "p3": " ".join(["ya", "yb", "yc"] + WORDS[10:]),
+}
+
+
+def test_after_the_topics_a_chain_of_near_duplicates_settles_as_in_key_order(tmp_path):
+    from chimera.runner import settle_duplicates
+    from chimera.tools.dedup import settle
+
+    assert settle(list(CHAIN.items()), threshold=0.5, shingle_words=3, num_perm=128).keys() == {"p2"}
+    deps = make_deps(tmp_path, index=ProblemIndex(threshold=0.5))
+    deps.config.dedup.threshold = 0.5
+    for pid in ("p3", "p2", "p1"):  # the worst order: each one displaces the one before
+        run(deps, pid, problem=CHAIN[pid])
+    assert deps.store.problem("p3")["status"] == "rejected", "displaced by p2, which p1 then displaced"
+    solver_calls = len(seen(deps.clients["solver"]))
+
+    settle_duplicates(deps.config, deps.store, deps)
+    revived = deps.store.problem("p3")
+    assert (revived["status"], revived["duplicate_of"], revived["retries"]) == ("pending", None, 1)
+    assert deps.store.problem("p2")["duplicate_of"] == "p1"
+    graph = build_problem_graph(deps).compile(checkpointer=InMemorySaver())
+    asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Counting", "problem_id": "p3",
+                               "slot": 2}, {"configurable": {"thread_id": "p3:retry1"}}))
+    assert {pid: deps.store.problem(pid)["status"] for pid in CHAIN} == {"p1": "accepted", "p2": "rejected",
+                                                                          "p3": "accepted"}
+    assert len(seen(deps.clients["solver"])) == solver_calls, "its trajectory from before is reused"

@@ -30,6 +30,12 @@ class Match:
     similarity: float
 
 
+@dataclass(frozen=True)
+class Placement:
+    duplicate_of: Match | None  # the kept problem this one duplicates (then it is not kept)
+    displaced: list[Match]  # kept problems that duplicate this one and sort after it: no longer kept
+
+
 class ProblemIndex:
     """Problems kept so far in a run; `find` names the most similar one above the threshold."""
 
@@ -71,6 +77,29 @@ class ProblemIndex:
         self._lsh.insert(key, signature)
         self._shingles[key] = grams
 
+    def place(self, key: str, text: str) -> Placement:
+        """Keep `key` unless a kept problem that sorts before it (by key) nearly duplicates it; a kept
+        problem that sorts after it and nearly duplicates it is displaced (removed) instead.
+
+        So of two near-duplicates the one with the smaller key is kept whichever arrives first: the
+        outcome does not depend on the order concurrent topics finish in, or on a restart.
+        """
+        grams = shingles(text, self.shingle_words)
+        if not grams or key in self._shingles:
+            return Placement(None, [])
+        signature = self._minhash(grams)
+        similar = [Match(k, jaccard(grams, self._shingles[k])) for k in self._lsh.query(signature)] \
+            if self._shingles else []
+        similar = [m for m in similar if m.similarity >= self.threshold and m.key != key]
+        earlier = [m for m in similar if m.key < key]
+        if earlier:
+            return Placement(max(earlier, key=lambda m: (m.similarity, m.key)), [])
+        for match in similar:
+            self._lsh.remove(match.key)
+            del self._shingles[match.key]
+        self._insert(key, grams, signature)
+        return Placement(None, sorted(similar, key=lambda m: m.key))
+
     def check_and_add(self, key: str, text: str) -> Match | None:
         """The earlier problem this one nearly duplicates (it is then not added), or None after adding it.
         One signature serves both steps."""
@@ -83,3 +112,19 @@ class ProblemIndex:
             return match
         self._insert(key, grams, signature)
         return None
+
+
+def settle(candidates: list[tuple[str, str]], *, threshold: float, shingle_words: int, num_perm: int) -> dict[str, Match]:
+    """The near-duplicates among (key, text) candidates, decided in key order: a candidate is kept unless it
+    nearly duplicates a kept one with a smaller key. Returns dropped key -> the kept match; the rest are kept.
+
+    This is the answer `ProblemIndex.place` converges to, whatever the arrival order, except along chains
+    (a ~ b ~ c with a and c apart), where an early arrival can displace what a later one would have kept.
+    """
+    index = ProblemIndex(threshold, shingle_words, num_perm)
+    dropped: dict[str, Match] = {}
+    for key, text in sorted(candidates):
+        match = index.check_and_add(key, text)
+        if match is not None:
+            dropped[key] = match
+    return dropped

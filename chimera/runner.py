@@ -20,6 +20,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.errors import EmptyInputError
 from langgraph.types import Command
 
+from chimera.checkpoint_saver import AtomicWritesSaver
 from chimera.checkpoint_serde import StrictSerializer
 from chimera.config import Config
 from chimera.embeddings import Embedder
@@ -76,7 +77,7 @@ async def _open_saver(db: str, lock_wait_s: float = LOCK_WAIT_S) -> tuple[AsyncS
         # Same reasons as the store's connection: share the file, skip the per-commit fsync.
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute(f"PRAGMA busy_timeout={int(lock_wait_s * 1000)}")
-        saver = AsyncSqliteSaver(conn, serde=StrictSerializer())
+        saver = AtomicWritesSaver(conn, serde=StrictSerializer())
         await saver.setup()
     except BaseException:
         await stack.aclose()  # the connection's worker thread would otherwise keep the process alive

@@ -695,6 +695,9 @@ class Store:
         "duplicates of a problem that did not pass the check":
             "select p.id from problems p join problems o on o.id = p.duplicate_of where p.run = ? "
             "and coalesce(o.indexed, 0) = 0",
+        "votes filed under a round the problem never reached":
+            "select distinct p.id from problems p, json_each(p.critic_verdicts) r where p.run = ? "
+            "and cast(r.key as integer) > coalesce(p.revisions, 0)",
         "answered calls asked twice":
             "select min(id) from llm_calls where run = ? and request_key is not null "
             "and outcome in ('ok', 'truncated', 'malformed_reply') group by request_key having count(*) > 1",

@@ -277,7 +277,9 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
                            "topic_id": task["topic_id"], "subject": task["subject"], "topic": task["topic"],
                            "thread_id": get_config()["configurable"]["thread_id"], "round": round_,
                            "proposed": proposed, "reasons": reasons, "payload": payload})
-        decision = ReviewDecision.model_validate(interrupt(payload))
+        # Decided already (while a kill kept this step from reaching its interrupt): apply it, do not wait.
+        decided = store.decisions_to_apply(get_config()["configurable"]["thread_id"]).get(review_id)
+        decision = ReviewDecision.model_validate(decided if decided is not None else interrupt(payload))
         return apply_decision(task, decision, proposed)
 
     def apply_decision(task: ProblemTask, decision: ReviewDecision, proposed: str) -> Command:

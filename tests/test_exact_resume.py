@@ -161,7 +161,7 @@ def test_a_finished_run_asks_nothing_again_and_keeps_no_replies(tmp_path):
 
 
 def test_a_second_run_on_the_same_database_stops_with_one_line_naming_the_first(tmp_path):
-    config = write_config(tmp_path, sim={"latency_s": 0.2})
+    config = write_config(tmp_path, sim={"latency_s": 1.0})  # steps of a second: the first run lasts a while
     first = subprocess.Popen([CHIMERA, "run", str(config), "--quiet"], stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     try:
@@ -170,6 +170,8 @@ def test_a_second_run_on_the_same_database_stops_with_one_line_naming_the_first(
             assert time.monotonic() < deadline and first.poll() is None
             time.sleep(0.05)
         second = chimera("run", str(config), "--quiet")
+        reading = chimera("status", str(tmp_path / "t.db"))
+        assert first.poll() is None, "the first run was still going"
     finally:
         assert first.wait(120) == 0, first.stderr.read()
     assert second.returncode == 1
@@ -177,6 +179,7 @@ def test_a_second_run_on_the_same_database_stops_with_one_line_naming_the_first(
                                      f"database (pid {first.pid} on {socket.gethostname()}, since "
                                      f"{second.stderr.split('since ')[1].split(')')[0]}); wait for it to finish "
                                      "or stop it, then run again to resume")
+    assert reading.returncode == 0, "read-only commands work during a run"
     assert chimera("run", str(config), "--quiet").returncode == 0, "once it is done, the database is free"
 
 
@@ -187,7 +190,7 @@ def test_a_killed_run_leaves_no_lock_behind(tmp_path):
 
 
 def test_a_database_held_locked_past_the_wait_ends_the_run_with_one_line_and_it_resumes(tmp_path):
-    config = write_config(tmp_path, sim={"latency_s": 0.05})
+    config = write_config(tmp_path, sim={"latency_s": 0.3})
     text = config.read_text().replace("concurrency: 8", "concurrency: 8\n  lock_wait_s: 1")
     config.write_text(text)
     db_path = tmp_path / "t.db"
@@ -219,7 +222,7 @@ def test_status_check_names_rows_that_disagree_and_passes_a_sound_run(tmp_path):
     config = write_config(tmp_path, review={"policy": "all"})
     assert chimera("run", str(config), "--quiet").returncode == 0
     sound = chimera("status", str(tmp_path / "t.db"), "--check")
-    assert (sound.returncode, sound.stdout.strip()) == (0, "run t: consistent (6 checks)")
+    assert (sound.returncode, sound.stdout.strip()) == (0, "run t: consistent (7 checks)")
     db = sqlite3.connect(tmp_path / "t.db")
     (review_id, problem_id), *_ = db.execute("select id, problem_id from reviews")
     db.execute("update reviews set action = 'accept', applied_at = 1 where id = ?", [review_id])
@@ -243,3 +246,66 @@ def test_an_export_to_standard_output_or_a_device_writes_there_and_replaces_noth
     device = chimera("export", str(tmp_path / "t.db"), "--split", "rl", "-o", "/dev/stdout")
     assert device.returncode == 0 and [json.loads(line) for line in device.stdout.splitlines()] == rows
     assert os.path.islink("/dev/stdout"), "the device link is still a link"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs: a real full disk. Mounting needs root, which CI has; elsewhere the test says why it ran not."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_more_space_lets_it_finish(tmp_path, small_disk):
+    config = write_config(small_disk, sim={"trajectory_words": 12000, "trajectory_jitter": 0.1},
+                          subjects=[{"name": "Mathematics", "topics": 6}], problems_per_topic=4)
+    full = chimera("run", str(config), "--quiet")
+    assert full.returncode == 1, full.stderr
+    assert full.stderr.strip().splitlines()[-1].startswith("chimera: error: no space left for the database")
+    assert "Traceback" not in full.stderr
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    assert chimera("run", str(config), "--quiet").returncode == 0
+    assert chimera("status", str(small_disk / "t.db"), "--check").returncode == 0
+    db = sqlite3.connect(small_disk / "t.db")
+    assert db.execute("select count(*) from problems where status = 'pending'").fetchone()[0] == 0
+
+
+def test_a_killed_stats_out_leaves_the_old_folder_or_the_new_one(tmp_path):
+    assert chimera("run", str(write_config(tmp_path)), "--quiet").returncode == 0
+    out = tmp_path / "stats"
+    assert chimera("stats", str(tmp_path / "t.db"), "--out", str(out)).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for delay in (0.4, 0.8, 1.2):
+        process = subprocess.Popen([CHIMERA, "stats", str(tmp_path / "t.db"), "--out", str(out)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.kill()
+        process.wait()
+        now = {p.name: p.read_bytes() for p in out.iterdir()}
+        assert set(now) == set(before) and all(now.values()), "every file there, none empty"
+        assert now["stats.json"] == before["stats.json"]
+
+
+def test_a_killed_taxonomy_import_leaves_the_old_taxonomy_or_the_new_one(tmp_path):
+    config = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 4}])
+    assert chimera("run", str(config), "--topics-only", "--quiet").returncode == 0
+    db = tmp_path / "t.db"
+    tree = json.loads(chimera("taxonomy", str(db), "--json").stdout)
+    old = sorted(t["name"] for s in tree["subjects"] for f in s["subfields"] for t in f["topics"])
+    tree["subjects"][0]["subfields"] = [{"name": f"Area {i}", "topics": [{"name": f"Topic {i}.{j}"} for j in range(200)]}
+                                        for i in range(100)]
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(tree))
+    live = "select name from topics where status not in ('merged', 'removed', 'surplus') order by name"
+    for delay in (0.5, 1.0, 1.5):
+        process = subprocess.Popen([CHIMERA, "taxonomy", str(db), "--import", str(path)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.kill()
+        process.wait()
+        names = [r[0] for r in sqlite3.connect(db).execute(live)]
+        assert names == old or len(names) == 20_000, f"a mixed taxonomy of {len(names)} topics"

@@ -150,16 +150,6 @@ def test_a_run_killed_at_any_point_resumes_to_consistent_rows(tmp_path):
         "kept replies are dropped once their threads finish"
 
 
-def test_a_finished_run_asks_nothing_again_and_keeps_no_replies(tmp_path):
-    config = sampled_config(tmp_path)
-    assert chimera("run", str(config), "--quiet").returncode == 0
-    db = sqlite3.connect(tmp_path / "t.db")
-    calls = db.execute("select count(*) from llm_calls").fetchone()[0]
-    assert chimera("run", str(config), "--quiet").returncode == 0
-    assert db.execute("select count(*) from llm_calls").fetchone()[0] == calls
-    assert db.execute("select count(*) from llm_calls where reply is not null").fetchone()[0] == 0
-
-
 def test_a_second_run_on_the_same_database_stops_with_one_line_naming_the_first(tmp_path):
     config = write_config(tmp_path, sim={"latency_s": 1.0})  # steps of a second: the first run lasts a while
     first = subprocess.Popen([CHIMERA, "run", str(config), "--quiet"], stdout=subprocess.DEVNULL,
@@ -309,3 +299,45 @@ def test_a_killed_taxonomy_import_leaves_the_old_taxonomy_or_the_new_one(tmp_pat
         process.wait()
         names = [r[0] for r in sqlite3.connect(db).execute(live)]
         assert names == old or len(names) == 20_000, f"a mixed taxonomy of {len(names)} topics"
+
+
+def test_kill_fuzz_with_revisions_samples_and_review_decisions_between_kills(tmp_path):
+    import random
+
+    rng = random.Random(7)
+    config = write_config(tmp_path, sim={"deterministic": False, "latency_s": 0.05, "latency_jitter": 0.8,
+                                         "drafter_error_rate": 0.35},
+                          subjects=[{"name": "Mathematics", "topics": 3}, {"name": "Physics", "topics": 2}],
+                          problems_per_topic=3, solver={"samples": 2}, review={"policy": "disagreement"})
+    db_path = tmp_path / "t.db"
+    decided = 0
+
+    def decide_pending():
+        nonlocal decided
+        listed = chimera("review", str(db_path), "--list", "--json")
+        for item in json.loads(listed.stdout) if listed.returncode == 0 else []:
+            action = ("--accept", "--reject", "--revise")[decided % 3]
+            extra = ["--note", "state the units"] if action == "--revise" else []
+            assert chimera("review", str(db_path), item["id"], action, *extra).returncode == 0
+            decided += 1
+
+    for _ in range(4):
+        process = subprocess.Popen([CHIMERA, "run", str(config), "--quiet"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.8, 2.5))
+        process.kill()
+        process.wait()
+        decide_pending()
+    for _ in range(6):  # finish, deciding whatever still waits
+        assert chimera("run", str(config), "--quiet").returncode == 0
+        before = decided
+        decide_pending()
+        if decided == before:
+            break
+    db = sqlite3.connect(db_path)
+    assert inconsistencies(db) == {"answered calls asked twice": 0,
+                                   "samples solved for another text of their problem": 0,
+                                   "accepted problems without a sample": 0}
+    assert chimera("status", str(db_path), "--check").returncode == 0
+    assert db.execute("select count(*) from problems where status = 'pending'").fetchone()[0] == 0
+    assert decided > 0, "the fuzz made review decisions between kills"

@@ -46,6 +46,8 @@ def test_a_finished_run_run_again_makes_no_model_calls(tmp_path):
     before = db.execute("select count(*) from llm_calls").fetchone()[0]
     assert chimera("run", str(config), "--quiet").returncode == 0
     assert db.execute("select count(*) from llm_calls").fetchone()[0] == before
+    assert db.execute("select count(*) from llm_calls where reply is not null").fetchone()[0] == 0, \
+        "replies are kept only while their thread runs"
 
 
 def test_the_same_seed_gives_the_same_dataset(tmp_path):

@@ -274,9 +274,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return 0
     if args.push:
         raise ChimeraError("--push goes with --format hf")
-    count = write(store, Path(args.output), split=args.split, fmt=args.format, run=args.run)
+    from chimera.export import ExportOptions
+
+    skipped = [0]
+    options = ExportOptions(reasoning=args.reasoning, sft_format=args.sft_format, schema=args.schema)
+    count = write(store, Path(args.output), split=args.split, fmt=args.format, run=args.run, options=options,
+                  skipped=skipped)
     noun = "problems" if args.split == "rl" else "samples"
-    err.print(f"wrote {count} {noun} ({args.split}) to {args.output}")
+    err.print(f"wrote {count} {noun} ({args.split}) to {args.output}", markup=False)
+    if skipped[0]:
+        err.print(f"left out {skipped[0]} correct samples whose reasoning is empty (the server hid it or sent none); "
+                  "--reasoning none keeps them without it", markup=False)
     return 0
 
 
@@ -457,6 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("db")
     export.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl",
                         help="hf: a folder for `datasets` (all, sft and rl as Parquet) with a dataset card")
+    export.add_argument("--reasoning", choices=["inline", "field", "none"], default="inline",
+                        help="sft: the thinking inline as <think>...</think> (Qwen3 templates keep it), as a "
+                             "reasoning_content field beside content, or left out")
+    export.add_argument("--sft-format", choices=["messages", "prompt-completion"], default="messages",
+                        help="sft: one messages list, or TRL's prompt / completion pair")
+    export.add_argument("--schema", choices=["chimera", "verl", "trl"], default="chimera",
+                        help="rl: chimera's columns, verl's (data_source, prompt, ability, reward_model, "
+                             "extra_info) or TRL GRPO's (prompt, solution)")
     export.add_argument("--split", choices=["all", "sft", "rl"], default="all",
                         help="all: every sample; sft: correct, untruncated chats; rl: problems with pass rates")
     export.add_argument("-o", "--output", "--out", required=True, help="file, or folder with --format hf")

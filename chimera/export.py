@@ -6,9 +6,11 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from chimera.agents import solver
 from chimera.errors import ChimeraError
 from chimera.store import Store
 
@@ -28,36 +30,99 @@ def sample_record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def sft_record(row: dict[str, Any]) -> dict[str, Any]:
-    """Chat format for supervised fine-tuning: the thinking inside <think> tags, then the solution."""
-    assistant = f"<think>\n{row['reasoning']}\n</think>\n\n{row['solution']}"
-    return {"id": row["id"], "subject": row["subject"], "topic": row["topic"],
-            "messages": [{"role": "user", "content": row["problem"]}, {"role": "assistant", "content": assistant}]}
+REASONING_MODES = ("inline", "field", "none")
+SFT_FORMATS = ("messages", "prompt-completion")
+RL_SCHEMAS = ("chimera", "verl", "trl")
+DATA_SOURCE = "chimera"  # verl picks the reward function by data_source; chimera.reward.compute_score takes it
 
 
-def records(store: Store, split: str, run: str | None = None) -> Iterator[dict[str, Any]]:
+@dataclass(frozen=True)
+class ExportOptions:
+    reasoning: str = "inline"  # inline: <think>R</think> then S; field: reasoning_content; none: S alone
+    sft_format: str = "messages"  # or prompt-completion (TRL)
+    schema: str = "chimera"  # the RL split's columns: chimera, verl or trl
+
+
+def solver_prompt(row: dict[str, Any]) -> list[dict[str, str]]:
+    """The exact messages the solver was sent (stored with the sample; rebuilt for samples from before)."""
+    stored = json.loads(row["prompt"]) if row.get("prompt") else None
+    return stored if isinstance(stored, list) and stored else solver.messages(row["problem"])
+
+
+def assistant_turn(row: dict[str, Any], reasoning: str) -> dict[str, str]:
+    if reasoning == "inline":
+        return {"role": "assistant", "content": f"<think>\n{row['reasoning']}\n</think>\n\n{row['solution']}"}
+    if reasoning == "field":
+        return {"role": "assistant", "reasoning_content": row["reasoning"], "content": row["solution"]}
+    return {"role": "assistant", "content": row["solution"]}
+
+
+def sft_record(row: dict[str, Any], options: ExportOptions = ExportOptions()) -> dict[str, Any]:
+    """One correct trajectory for supervised fine-tuning: the solver's exact prompt and its answer."""
+    meta = {"id": row["id"], "problem_id": row["problem_id"], "subject": row["subject"], "topic": row["topic"],
+            "answer": row["answer"], "pass_rate": row["pass_rate"]}
+    prompt, reply = solver_prompt(row), assistant_turn(row, options.reasoning)
+    if options.sft_format == "prompt-completion":
+        return {"prompt": prompt, "completion": [reply], **meta}
+    return {"messages": [*prompt, reply], **meta}
+
+
+def rl_record(item: dict[str, Any], prompt: list[dict[str, str]], schema: str) -> dict[str, Any]:
+    if schema == "verl":
+        return {"data_source": DATA_SOURCE, "prompt": prompt, "ability": item["subject"],
+                "reward_model": {"style": "rule", "ground_truth": item["answer"]},
+                "extra_info": {"id": item["id"], "topic": item["topic"], "pass_rate": item["pass_rate"],
+                               "problem": item["problem"]}}
+    if schema == "trl":
+        return {"prompt": prompt, "solution": item["answer"], "id": item["id"], "subject": item["subject"],
+                "pass_rate": item["pass_rate"]}
+    return item
+
+
+def records(store: Store, split: str, run: str | None = None,
+            options: ExportOptions = ExportOptions(), skipped: list[int] | None = None) -> Iterator[dict[str, Any]]:
     """`all`: every sample of accepted problems; `sft`: the correct, untruncated ones as chats;
-    `rl`: one row per accepted problem with its reference answer and pass rate, unsolved ones included."""
+    `rl`: one row per accepted problem with its reference answer and pass rate, unsolved ones included.
+    SFT rows with empty reasoning are left out unless `reasoning` is none; `skipped` counts them."""
+    _check(options)
     if split == "all":
         yield from (sample_record(row) for row in store.samples(run))
     elif split == "sft":
-        yield from (sft_record(row) for row in store.samples(run) if row["correct"] == 1 and not row["truncated"])
+        for row in store.samples(run):
+            if row["correct"] != 1 or row["truncated"]:
+                continue
+            if options.reasoning != "none" and not (row["reasoning"] or "").strip():
+                if skipped is not None:
+                    skipped[0] += 1
+                continue
+            yield sft_record(row, options)
     elif split == "rl":
         seen: dict[str, dict[str, Any]] = {}
+        prompts: dict[str, list[dict[str, str]]] = {}
         for row in store.samples(run):
             item = seen.setdefault(row["problem_id"], {
                 "id": row["problem_id"], "subject": row["subject"], "topic": row["topic"],
                 "problem": row["problem"], "answer": row["answer"], "pass_rate": row["pass_rate"], "samples": 0})
+            prompts.setdefault(row["problem_id"], solver_prompt(row))
             item["samples"] += 1
-        yield from seen.values()
+        yield from (rl_record(item, prompts[key], options.schema) for key, item in seen.items())
     else:
         raise ChimeraError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
 
 
-def write(store: Store, path: Path, *, split: str = "all", fmt: str = "jsonl", run: str | None = None) -> int:
+def _check(options: ExportOptions) -> None:
+    for name, value, allowed in (("--reasoning", options.reasoning, REASONING_MODES),
+                                 ("--sft-format", options.sft_format, SFT_FORMATS),
+                                 ("--schema", options.schema, RL_SCHEMAS)):
+        if value not in allowed:
+            raise ChimeraError(f"{name} {value!r}: choose from {', '.join(allowed)}")
+
+
+def write(store: Store, path: Path, *, split: str = "all", fmt: str = "jsonl", run: str | None = None,
+          options: ExportOptions = ExportOptions(), skipped: list[int] | None = None) -> int:
     """Write a split as JSONL or Parquet; a file appears whole or not at all. `-` is standard output, and a
     path that is not a regular file (a device such as /dev/stdout, a pipe) is written in place."""
-    rows = list(records(store, split, run))
+    rows = list(records(store, split, run, options, skipped))
     if fmt not in FORMATS:
         raise ChimeraError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     if str(path) == "-":

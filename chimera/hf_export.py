@@ -19,8 +19,8 @@ from chimera.store import Store
 
 DESCRIPTIONS = {
     "all": "every sample of every accepted problem: subject, topic, problem, answer, reasoning, solution, correct",
-    "sft": "the correct, untruncated trajectories as chats (user: problem; assistant: `<think>` reasoning "
-           "`</think>` solution)",
+    "sft": "the correct, untruncated trajectories as chats (user: the exact prompt the solver was sent; "
+           "assistant: `<think>` reasoning `</think>` solution)",
     "rl": "one row per accepted problem with its reference answer and the solver's pass rate",
 }
 

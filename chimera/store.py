@@ -142,6 +142,10 @@ def _add_call_replies(db: sqlite_utils.Database) -> None:
     db["llm_calls"].create_index(["topic_id"], if_not_exists=True)
 
 
+def _add_sample_prompt(db: sqlite_utils.Database) -> None:
+    db["samples"].add_column("prompt", str)  # the exact messages the solver was sent (JSON), for SFT exports
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
@@ -154,6 +158,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0008_sample_round", _add_sample_round),
     ("0009_taxonomy_rounds", _add_taxonomy_rounds),
     ("0010_call_replies", _add_call_replies),
+    ("0011_sample_prompt", _add_sample_prompt),
 ]
 
 
@@ -497,7 +502,7 @@ class Store:
     # -- samples ----------------------------------------------------------
     def save_sample(self, sample: dict[str, Any]) -> None:
         record = {**sample, "created_at": time.time()}
-        for key in ("models", "usage"):
+        for key in ("models", "usage", "prompt"):
             if not isinstance(record.get(key), str):
                 record[key] = json.dumps(record.get(key) or {}, sort_keys=True)
         self._upsert("samples", record)

@@ -217,7 +217,7 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
             "subject": task["subject"], "topic": task["topic"], "problem": row["problem"], "answer": row["answer"],
             "reasoning": reply.reasoning, "solution": reply.content, "predicted_answer": None, "correct": None,
             "label_method": None, "label_detail": None, "truncated": int(reply.truncated), "retried": retried,
-            "finish_reason": reply.finish_reason, "pass_rate": None,
+            "finish_reason": reply.finish_reason, "pass_rate": None, "prompt": solver.messages(row["problem"]),
             "models": {role: client.model for role, client in clients.items() if role != "expander"},
             "usage": {"solver_tokens_in": reply.tokens_in, "solver_tokens_out": reply.tokens_out,
                       "solver_reasoning_tokens": reply.reasoning_tokens},

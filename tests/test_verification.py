@@ -128,7 +128,8 @@ def test_sft_holds_only_correct_untruncated_trajectories_as_chats(tmp_path):
     run(deps)
     sft = list(records(deps.store, "sft"))
     assert len(sft) == 1
-    assert sft[0]["messages"] == [{"role": "user", "content": PROBLEM},
+    prompt = PROBLEM + "\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+    assert sft[0]["messages"] == [{"role": "user", "content": prompt},
                                   {"role": "assistant", "content": "<think>\na\n</think>\n\n\\boxed{120}"}]
 
 

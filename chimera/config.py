@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from chimera.errors import ConfigError
 
 SINGLE_ROLES = ("expander", "drafter", "solver", "labeler")
-JUDGE_ROLES = ("labeler", "labeler2")  # models.labeler as a list of two: both must agree
+JUDGE_ROLES = ("labeler", "labeler2")
+CREDENTIAL_HEADERS = {"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie"}  # models.labeler as a list of two: both must agree
 
 
 class _Strict(BaseModel):
@@ -92,6 +93,18 @@ class ModelSpec(_Strict):
     rpm: int | None = Field(default=None, ge=1, description="requests per minute at most")
     tpm: int | None = Field(default=None, ge=1, description="tokens per minute at most (estimated before, settled after)")
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict,
+                                    description="extra HTTP headers, literal (stored with the run: never a key)")
+    headers_env: dict[str, str] = Field(default_factory=dict,
+                                        description="header name -> environment variable holding its value "
+                                                    "(Azure's api-key, say); read at start, never stored")
+    query: dict[str, str] = Field(default_factory=dict, description="query parameters on every request "
+                                                                     "(api-version for Azure OpenAI)")
+    max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = Field(
+        default="max_completion_tokens", description="the body field max_tokens is sent as (Ollama and "
+                                                     "llama-cpp-python read max_tokens)")
+    reasoning_effort: str | None = Field(default=None, max_length=40,
+                                         description="sent as reasoning_effort (OpenAI reasoning models)")
     price_per_mtok_in: float | None = Field(default=None, ge=0, description="price per million input tokens")
     price_per_mtok_out: float | None = Field(default=None, ge=0, description="price per million output tokens")
 
@@ -104,6 +117,15 @@ class ModelSpec(_Strict):
             if "@" in urlsplit(url).netloc:
                 raise ValueError("holds a user:password part, which would be stored with the run; give the key "
                                  "by api_key_env instead")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _no_literal_credentials(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.lower() in CREDENTIAL_HEADERS:
+                raise ValueError(f"{name} holds a credential, which would be stored with the run; give it with "
+                                 f"headers_env: {{{name}: ENV_VAR}}")
         return value
 
     def token_cap(self) -> int:

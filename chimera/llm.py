@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import openai
 
@@ -148,14 +149,16 @@ class OpenAITransport:
     (1,000) would otherwise hold a larger budget back without a word. (The limits type is
     taken from the client's own default: httpx's in openai 2, httpx2's in openai 3.)"""
 
-    def __init__(self, url: str, api_key: str, timeout_s: float, connections: int, max_reply_bytes: int = 64 << 20):
+    def __init__(self, url: str, api_key: str, timeout_s: float, connections: int, max_reply_bytes: int = 64 << 20,
+                 headers: dict[str, str] | None = None, query: dict[str, str] | None = None):
         self.max_reply_bytes = max_reply_bytes
         pool = max(CLIENT_CONNECTIONS, connections)
         http_client = openai.DefaultAioHttpClient(
             timeout=timeout_s,
             limits=type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=pool, max_keepalive_connections=pool))
         self.client = openai.AsyncOpenAI(base_url=url, api_key=api_key, timeout=timeout_s, max_retries=0,
-                                         http_client=http_client)
+                                         http_client=http_client, default_headers=headers or None,
+                                         default_query=query or None)
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         response = await self.client.post("/chat/completions", body=body, cast_to=HTTP.Response, stream=True)
@@ -227,14 +230,14 @@ class RoleClient:
         spec = self.spec
         body: dict[str, Any] = {"model": self.model, "messages": messages}
         for name, value in (("temperature", spec.temperature), ("top_p", spec.top_p),
-                            ("max_completion_tokens", spec.max_tokens)):
+                            (spec.max_tokens_field, spec.max_tokens), ("reasoning_effort", spec.reasoning_effort)):
             if value is not None:
                 body[name] = value
         body.update(spec.extra_body)
         if response_format is not None:
             body["response_format"] = response_format
         if "max_tokens" in overrides:
-            body["max_completion_tokens"] = overrides.pop("max_tokens")
+            body[spec.max_tokens_field] = overrides.pop("max_tokens")
         body.update(overrides)
         return body
 
@@ -274,7 +277,7 @@ class RoleClient:
 
     async def _ask(self, body: dict[str, Any], context: dict[str, Any] | None, key: str) -> Reply:
         messages = body["messages"]
-        estimate = sum(len(m["content"]) for m in messages) // 4 + (body.get("max_completion_tokens") or 1024)
+        estimate = sum(len(m["content"]) for m in messages) // 4 + (body.get(self.spec.max_tokens_field) or 1024)
         avoid: str | None = None
         for attempt in range(self.spec.max_retries + 1):
             replica = self._pick(avoid)
@@ -412,6 +415,26 @@ def api_key_for(role: str, spec: ModelSpec) -> str:
     return key
 
 
+def header_values(role: str, spec: ModelSpec) -> dict[str, str]:
+    """Headers whose values come from the environment (keys, mostly): read now, scrubbed from every log."""
+    values = {}
+    for header, variable in spec.headers_env.items():
+        value = os.environ.get(variable)
+        if not value:
+            raise ConfigError(f"models.{role}.headers_env: environment variable {variable} (for the {header} header) "
+                              "is not set")
+        register_secret(value)
+        values[header] = value
+    return values
+
+
+def split_query(url: str, query: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A base URL with `?api-version=...` (as Azure shows it) as the URL and its query; `query` wins."""
+    parts = urlsplit(url)
+    given = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit(parts._replace(query="", fragment="")), {**given, **query}
+
+
 def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: str | None,
                  log: CallLogger, relabel: CallRelabeler | None = None,
                  transports: dict[tuple[str, str, float], OpenAITransport] | None = None) -> RoleClient:
@@ -424,14 +447,17 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
         urls = spec.base_url if isinstance(spec.base_url, list) else [spec.base_url]
         model = spec.model
     key = api_key_for(role, spec)
+    headers = {**spec.headers, **header_values(role, spec)}
     pool = transports if transports is not None else {}
     replicas = []
-    for url in urls:
+    for given in urls:
+        url, query = split_query(given, spec.query)
         budget = endpoints.budget(url, spec.max_in_flight)
-        shared = (url, key, spec.timeout_s)
+        shared = (url, key, spec.timeout_s, tuple(sorted(headers.items())), tuple(sorted(query.items())))
         if shared not in pool:
             pool[shared] = OpenAITransport(url, key, spec.timeout_s, connections=budget.limit,
-                                           max_reply_bytes=int(spec.max_reply_mb * 2**20))
+                                           max_reply_bytes=int(spec.max_reply_mb * 2**20), headers=headers,
+                                           query=query)
         replicas.append(Replica(url=url, transport=pool[shared], budget=budget))
     client = RoleClient(role=role, spec=spec, model=model, replicas=replicas,
                         limiter=RateLimiter(spec.rpm, spec.tpm), log=log)

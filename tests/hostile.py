@@ -47,7 +47,8 @@ class HostileEndpoint:
 
         async def forward(request: web.Request) -> web.StreamResponse:
             body = await request.json() if request.can_read_body else {}
-            self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers)})
+            self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers),
+                                  "query": dict(request.query)})
             async with session.request(request.method, sim_url + request.path.removeprefix("/v1"),
                                        json=body if request.method == "POST" else None) as upstream:
                 reply = await upstream.json()

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from chimera.errors import ReplyError
 from chimera.llm import Message, Reply, RoleClient
-from chimera.records import response_format_for
+from chimera.records import request_shape
 
 Parsed = TypeVar("Parsed", bound=BaseModel)
 log = logging.getLogger("chimera.replies")  # retries of replies that could not be used
@@ -67,6 +67,14 @@ def repair_turn(messages: list[Message], bad_reply: str, reason: str) -> list[Me
             {"role": "user", "content": prompt_template("repair.user").substitute(error=reason).strip()}]
 
 
+def with_schema(messages: list[Message], name: str, schema_text: str) -> list[Message]:
+    """The request with the reply schema spelled out in its last message, for endpoints that cannot take it
+    as a response_format."""
+    hint = prompt_template("schema.user").substitute(name=name, schema=schema_text).strip()
+    last = messages[-1]
+    return [*messages[:-1], {**last, "content": f"{last['content']}\n\n{hint}"}]
+
+
 def grown_limit(current: int | None, used: int, cap: int) -> int | None:
     """The token limit for asking a cut reply again: twice the limit it hit, at most `cap`; None at the cap."""
     hit = current or used
@@ -89,7 +97,10 @@ async def ask_structured(
     as it was; a reply that does not parse is asked again with the parse error shown (a repair turn).
     `max_items`: the list in the reply holds at most this many names (sent as the schema's maxItems).
     """
-    response_format = response_format_for(schema, max_items, client.spec.schema_limits)
+    response_format, schema_text = request_shape(schema, max_items, client.spec.schema_limits,
+                                                 client.spec.structured_output)
+    if schema_text is not None:
+        messages = with_schema(messages, schema.__name__, schema_text)
     turn, limit = messages, client.spec.max_tokens
     reason, raw = "no reply", None
     for attempt in range(retries + 1):

@@ -100,6 +100,10 @@ class ModelSpec(_Strict):
                                                     "(Azure's api-key, say); read at start, never stored")
     query: dict[str, str] = Field(default_factory=dict, description="query parameters on every request "
                                                                      "(api-version for Azure OpenAI)")
+    structured_output: Literal["json_schema", "json_object", "tgi", "none"] = Field(
+        default="json_schema", description="how reply schemas are asked for: OpenAI's strict json_schema; "
+                                           "json_object (JSON mode) or none, with the schema in the prompt and "
+                                           "checked here; tgi (TGI's {type: json_object, value: schema})")
     max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = Field(
         default="max_completion_tokens", description="the body field max_tokens is sent as (Ollama and "
                                                      "llama-cpp-python read max_tokens)")

@@ -8,6 +8,7 @@ OpenAI-compatible peer (the simulator included) can tell the tasks apart.
 from __future__ import annotations
 
 import copy
+import json
 from functools import cache
 from typing import Any, Literal
 
@@ -116,3 +117,23 @@ def response_format_for(model: type[BaseModel], max_items: int | None = None,
         "type": "json_schema",
         "json_schema": {"name": model.__name__, "schema": schema, "strict": True},
     }
+
+
+def request_shape(model: type[BaseModel], max_items: int | None, limits: SchemaLimits,
+                  mode: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(response_format, schema text for the prompt) for a structured call in an endpoint's `mode`.
+
+    json_schema: OpenAI's strict form, nothing in the prompt. tgi: TGI's grammar form, and the schema in
+    the prompt too, as TGI's own examples do. json_object (JSON mode) and none: the schema goes in the
+    prompt only, and the reply is checked against it here.
+    """
+    strict = response_format_for(model, max_items, limits)
+    if mode == "json_schema":
+        return strict, None
+    schema = {"title": model.__name__, **strict["json_schema"]["schema"]}
+    text = json.dumps(schema, ensure_ascii=False)
+    if mode == "tgi":
+        return {"type": "json_object", "value": schema}, text
+    if mode == "json_object":
+        return {"type": "json_object"}, text
+    return None, text

@@ -61,3 +61,31 @@ def test_a_header_variable_that_is_not_set_is_named(tmp_path):
     result = chimera("run", str(write_config(tmp_path, models=models)), "--quiet")
     assert result.returncode == 2, result.stderr
     assert "headers_env: environment variable CHIMERA_UNSET_H (for the api-key header) is not set" in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["json_object", "tgi", "none"])
+def test_every_structured_output_mode_runs_end_to_end_and_sends_its_own_form(tmp_path, mode):
+    with HostileEndpoint(passthrough) as endpoint:
+        models = {"default": {"base_url": endpoint.url, "model": "sim", "structured_output": mode, "max_retries": 0},
+                  "solver": {"base_url": endpoint.url, "model": "sim"}}
+        config = write_config(tmp_path, models=models, subjects=[{"name": "Mathematics", "topics": 2}],
+                              problems_per_topic=2)
+        result = chimera("run", str(config), "--quiet")
+    assert result.returncode == 0, result.stderr
+    structured = [r["body"] for r in endpoint.requests
+                  if r["path"].endswith("/chat/completions") and "Reply with only a JSON object" in
+                  r["body"]["messages"][-1]["content"]]
+    assert structured, "the schema is spelled out in the prompt"
+    expected = {"json_object": {"type": "json_object"}, "none": None}.get(mode)
+    for body in structured:
+        sent = body.get("response_format")
+        if mode == "tgi":
+            assert sent["type"] == "json_object" and sent["value"]["title"] in body["messages"][-1]["content"]
+        else:
+            assert sent == expected
+    outcomes = dict(sqlite3.connect(tmp_path / "t.db").execute(
+        "select outcome, count(*) from llm_calls group by outcome").fetchall())
+    assert set(outcomes) == {"ok"}
+    accepted = sqlite3.connect(tmp_path / "t.db").execute(
+        "select count(*) from problems where status = 'accepted'").fetchone()[0]
+    assert accepted > 0

@@ -183,7 +183,7 @@ class Simulator:
                     reply[name] = value + [f"{item}: further questions" for item in value] * 2
                 elif name in VERBOSE_FIELDS and isinstance(value, str):
                     reply[name] = " ".join([value, *FILLER * 6])
-        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+        schema = _schema_of(body)
         for name, rule in (schema.get("properties") or {}).items():
             value = reply.get(name)
             if isinstance(value, list):
@@ -343,11 +343,39 @@ def _truncate(reply: dict, tokens: int) -> None:
     reply["usage"]["total_tokens"] = reply["usage"]["prompt_tokens"] + tokens
 
 
+_SCHEMA_IN_PROMPT = re.compile(r"matches this JSON Schema \((\w+)\):\n(\{.*\})\s*$", re.S)
+
+
 def _schema_name(body: dict) -> str | None:
+    """Which reply schema a request asks for, in any of the forms chimera sends: OpenAI's json_schema,
+    TGI's {type: json_object, value}, or spelled out in the prompt (JSON mode, or no structured output)."""
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         return (fmt.get("json_schema") or {}).get("name")
-    return None
+    if isinstance(fmt, dict) and isinstance(fmt.get("value"), dict):
+        return fmt["value"].get("title")
+    return _prompted(body)[0]
+
+
+def _schema_of(body: dict) -> dict:
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return (fmt.get("json_schema") or {}).get("schema") or {}
+    if isinstance(fmt, dict) and isinstance(fmt.get("value"), dict):
+        return fmt["value"]
+    return _prompted(body)[1]
+
+
+def _prompted(body: dict) -> tuple[str | None, dict]:
+    messages = body.get("messages") or []
+    last = messages[-1].get("content") if messages and isinstance(messages[-1], dict) else None
+    match = _SCHEMA_IN_PROMPT.search(last) if isinstance(last, str) else None
+    if not match:
+        return None, {}
+    try:
+        return match.group(1), json.loads(match.group(2))
+    except ValueError:
+        return match.group(1), {}
 
 
 def _right(problem: str, answer: str, reference: str) -> bool:

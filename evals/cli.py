@@ -53,6 +53,11 @@ def add_eval_parsers(sub: Any) -> None:
     bench.add_argument("--samples", type=int, default=4, help="samples per question (k up to this)")
     bench.add_argument("--max-tokens", type=int, default=32768)
     bench.add_argument("--top-k", type=int, default=20, help="0 leaves top_k out (APIs that reject it)")
+    bench.add_argument("--temperature", type=float, help="instead of the paper's 0.6")
+    bench.add_argument("--top-p", type=float, help="instead of the paper's 0.95")
+    bench.add_argument("--no-sampling", action="store_true",
+                       help="send no temperature, top_p or top_k (OpenAI reasoning models reject them)")
+    bench.add_argument("--api-key-env", help="with --model URL: the environment variable holding the key")
     bench.add_argument("--concurrency", type=int, help="requests in flight (default: the config's run.concurrency)")
     bench.add_argument("--question-field", default="question")
     bench.add_argument("--answer-field", default="answer")
@@ -218,8 +223,11 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
         source.close()
     else:
         config = _eval_config(args.config)
-    role, spec = spec_for(config, args.model, args.model_name)
-    spec = paper_spec(spec, max_tokens=args.max_tokens, top_k=args.top_k)
+    role, spec = spec_for(config, args.model, args.model_name, api_key_env=args.api_key_env)
+    spec = paper_spec(spec, max_tokens=args.max_tokens, top_k=None if args.no_sampling else args.top_k)
+    sampling = {"temperature": None, "top_p": None} if args.no_sampling else {
+        name: value for name, value in (("temperature", args.temperature), ("top_p", args.top_p)) if value is not None}
+    spec = spec.model_copy(update=sampling)
     store = Store(args.results or (str(data) if is_db else "bench-results.db"))
     suite = suite_key(f"{args.model}|{args.model_name or ''}", spec, questions)
 

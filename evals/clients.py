@@ -13,12 +13,16 @@ from chimera.llm import RoleClient, build_client
 from chimera.sim import server as sim_server
 
 
-def spec_for(config: Config, model: str, model_name: str | None) -> tuple[str, ModelSpec]:
-    """`model` is a role of the config (solver, critic0, evaluator, ...) or a base URL (then `model_name`)."""
+def spec_for(config: Config, model: str, model_name: str | None,
+             api_key_env: str | None = None) -> tuple[str, ModelSpec]:
+    """`model` is a role of the config (solver, critic0, evaluator, ...) or a base URL (then `model_name`,
+    and `api_key_env` when the server wants a key)."""
     if model.startswith(("http://", "https://")):
         if not model_name:
             raise ConfigError("--model is a URL: name the served model with --model-name")
-        return "bench", ModelSpec(base_url=model, model=model_name, api_key_env=None)
+        return "bench", ModelSpec(base_url=model, model=model_name, api_key_env=api_key_env)
+    if api_key_env:
+        raise ConfigError("--api-key-env goes with --model URL; a role's key is its api_key_env in the config")
     try:
         spec = config.models.role(model)
     except (AttributeError, IndexError, ValueError):

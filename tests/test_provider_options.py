@@ -89,3 +89,23 @@ def test_every_structured_output_mode_runs_end_to_end_and_sends_its_own_form(tmp
     accepted = sqlite3.connect(tmp_path / "t.db").execute(
         "select count(*) from problems where status = 'accepted'").fetchone()[0]
     assert accepted > 0
+
+
+def test_eval_bench_sends_a_key_and_can_leave_sampling_out_or_change_it(tmp_path):
+    from test_evals import qa_file
+
+    data = qa_file(tmp_path / "qa.jsonl", 2)
+    env = {**os.environ, "CHIMERA_BENCH_KEY": "bench-key-5e1d"}
+    with HostileEndpoint(passthrough) as endpoint:
+        plain = chimera("eval", "bench", "--data", str(data), "--model", endpoint.url, "--model-name", "sim-solver",
+                        "--api-key-env", "CHIMERA_BENCH_KEY", "--no-sampling", "--samples", "1",
+                        "--results", str(tmp_path / "a.db"), env=env)
+        cooler = chimera("eval", "bench", "--data", str(data), "--model", endpoint.url, "--model-name", "sim-solver",
+                         "--temperature", "0.2", "--samples", "1", "--results", str(tmp_path / "b.db"), env=env)
+    assert plain.returncode == 0 and cooler.returncode == 0, plain.stderr + cooler.stderr
+    first, second = endpoint.requests[:2], endpoint.requests[2:]
+    for request in first:
+        assert {k.lower(): v for k, v in request["headers"].items()}["authorization"] == "Bearer bench-key-5e1d"
+        assert not {"temperature", "top_p", "top_k"} & set(request["body"])
+    for request in second:
+        assert (request["body"]["temperature"], request["body"]["top_p"], request["body"]["top_k"]) == (0.2, 0.95, 20)

@@ -263,6 +263,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from chimera.store import Store
 
     store = Store(args.db, read_only=True)
+    if args.format is None:
+        args.format = "parquet" if Path(args.output).suffix.lower() in (".parquet", ".pq") else "jsonl"
     if args.format == "hf":
         from chimera.hf_export import export_hf, push
 
@@ -394,6 +396,24 @@ def _cmd_serve_solver(args: argparse.Namespace) -> int:
         server.stop()
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    """Write the example configs into a folder, never over a file that is already there (unless --force)."""
+    from importlib import resources
+
+    folder = Path(args.dir)
+    examples = sorted((p for p in resources.files("chimera.examples").iterdir() if p.name.endswith(".yaml")),
+                      key=lambda p: p.name)
+    clashes = [p.name for p in examples if (folder / p.name).exists()]
+    if clashes and not args.force:
+        raise ChimeraError(f"{folder}: already holds {', '.join(clashes)}; choose another folder or pass --force")
+    folder.mkdir(parents=True, exist_ok=True)
+    for example in examples:
+        (folder / example.name).write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    err.print(f"wrote {', '.join(p.name for p in examples)} to {folder}; start with: "
+              f"chimera run {folder / 'quickstart.yaml'}", markup=False)
+    return 0
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     from chimera.config import SimSettings, load_config
     from chimera.sim import server
@@ -463,8 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write the dataset")
     export.add_argument("db")
-    export.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl",
-                        help="hf: a folder for `datasets` (all, sft and rl as Parquet) with a dataset card")
+    export.add_argument("--format", choices=["jsonl", "parquet", "hf"],
+                        help="default: from the file's suffix (.parquet, else JSONL); hf: a folder for `datasets` "
+                             "(all, sft and rl as Parquet) with a dataset card")
     export.add_argument("--reasoning", choices=["inline", "field", "none"], default="inline",
                         help="sft: the thinking inline as <think>...</think> (Qwen3 templates keep it), as a "
                              "reasoning_content field beside content, or left out")
@@ -531,6 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_review_parser(sub)
     add_eval_parsers(sub)
+
+    init = sub.add_parser("init", help="write the example configs (quickstart, review, paper, local vLLM) to a folder")
+    init.add_argument("dir", nargs="?", default=".")
+    init.add_argument("--force", action="store_true", help="replace example files already there")
+    init.set_defaults(func=_cmd_init)
 
     sim = sub.add_parser("sim", help="serve the OpenAI-compatible simulator")
     sim.add_argument("--port", type=int, default=8400)

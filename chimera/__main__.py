@@ -1,0 +1,5 @@
+"""`python -m chimera`: the same command as `chimera`."""
+
+from chimera.cli import main
+
+raise SystemExit(main())

@@ -266,13 +266,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.format is None:
         args.format = "parquet" if Path(args.output).suffix.lower() in (".parquet", ".pq") else "jsonl"
     if args.format == "hf":
-        from chimera.hf_export import export_hf, push
+        from chimera.hf_export import export_hf, push, require_license
 
+        if args.push:
+            require_license(store.run_config(only_run(store, args.run)))
         counts = export_hf(store, only_run(store, args.run), Path(args.output), force=args.force)
         err.print(f"wrote {counts['all']} samples (all), {counts['sft']} (sft), {counts['rl']} problems (rl) and "
                   f"a dataset card to {args.output}", markup=False)
         if args.push:
-            err.print(f"pushed to {push(Path(args.output), args.push)}", markup=False)
+            err.print(f"pushed to {push(Path(args.output), args.push, public=args.public)}"
+                      f"{'' if args.public else ' (private)'}", markup=False)
         return 0
     if args.push:
         raise ChimeraError("--push goes with --format hf")
@@ -499,7 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", "--out", required=True, help="file, or folder with --format hf")
     export.add_argument("--force", action="store_true",
                         help="with --format hf: write into a folder that holds other files (they are kept)")
-    export.add_argument("--push", metavar="REPO", help="with --format hf: upload to this Hugging Face dataset repo")
+    export.add_argument("--push", metavar="REPO", help="with --format hf: upload to this Hugging Face dataset repo "
+                                                        "(private unless --public; needs dataset.license)")
+    export.add_argument("--public", action="store_true", help="with --push: make the dataset repo public")
     export.add_argument("--run", help="only this run (default: every run in the database)")
     export.set_defaults(func=_cmd_export)
 

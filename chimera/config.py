@@ -268,6 +268,15 @@ class ModelsConfig(_Strict):
         return roles
 
 
+class DatasetSettings(_Strict):
+    """What the dataset card says about the data (the export's front matter)."""
+
+    license: str | None = Field(default=None, min_length=1, max_length=80,
+                                description="an SPDX-style id (cc-by-4.0, apache-2.0, ...); needed to --push")
+    language: list[str] = Field(default_factory=lambda: ["en"], description="languages of the problems")
+    pretty_name: str | None = Field(default=None, max_length=200, description="default: the run's name")
+
+
 class Config(_Strict):
     run: RunSettings
     subjects: list[SubjectSpec] = Field(min_length=1)
@@ -282,6 +291,7 @@ class Config(_Strict):
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    dataset: DatasetSettings = Field(default_factory=DatasetSettings)
 
     def redacted(self) -> dict[str, Any]:
         """The config as stored with a run: keys are never read into it, only env var names (and a base_url

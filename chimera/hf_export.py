@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,11 @@ def export_hf(store: Store, run: str, out: Path, *, force: bool = False) -> dict
 
 def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict[str, Any], config: dict[str, Any],
                  contamination: dict[str, Any] | None, quality: dict[str, Any] | None) -> str:
+    dataset = config.get("dataset") or {}
     header = {
+        **({"license": dataset["license"]} if dataset.get("license") else {}),
+        "language": dataset.get("language") or ["en"],
+        "pretty_name": dataset.get("pretty_name") or run,
         "configs": [{"config_name": split, "data_files": [{"split": "train", "path": f"{split}/*.parquet"}],
                      **({"default": True} if split == "sft" else {})} for split in SPLITS],
         "task_categories": ["text-generation", "question-answering"],
@@ -94,9 +97,28 @@ def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict
             d = quality["difference"]
             lines += [f"Overall {d['of']}: {d['mean']:+.3f} (95% bootstrap interval {d['ci95'][0]:+.3f} to "
                       f"{d['ci95'][1]:+.3f}).", ""]
-    lines += ["## Generation config", "", "API keys are never stored; only the names of their environment variables.",
-              "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```", ""]
+    lines += ["## Generation config", "", "Models are named by model name only: endpoints, headers, keys and local "
+              "paths are left out.", "", "```yaml", yaml.safe_dump(publishable(config), sort_keys=False).strip(), "```",
+              ""]
     return "\n".join(lines)
+
+
+PRIVATE_MODEL_FIELDS = ("base_url", "api_key_env", "headers", "headers_env", "query", "price_per_mtok_in",
+                        "price_per_mtok_out")
+
+
+def publishable(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's config as a card may show it: no endpoint URL or host, header, key name or local path."""
+    def scrub(spec: Any) -> Any:
+        if isinstance(spec, list):
+            return [scrub(s) for s in spec]
+        if isinstance(spec, dict):
+            return {k: v for k, v in spec.items() if k not in PRIVATE_MODEL_FIELDS}
+        return spec
+
+    shown = {**config, "models": {role: scrub(spec) for role, spec in (config.get("models") or {}).items()}}
+    shown["run"] = {k: v for k, v in (config.get("run") or {}).items() if k != "db"}
+    return shown
 
 
 def _model_name(spec: dict[str, Any] | None, role: str) -> str:
@@ -116,15 +138,24 @@ def _size_category(rows: int) -> str:
     return "n>1M"
 
 
-def push(out: Path, repo: str) -> str:
-    """Upload the folder as a dataset repo; needs huggingface_hub and a token (HF_TOKEN or a login)."""
+def push(out: Path, repo: str, *, public: bool = False) -> str:
+    """Upload the folder as a dataset repo, private unless `public`, with the login huggingface_hub has
+    (HF_TOKEN, or `huggingface-cli login`). Any failure is one line."""
     try:
         from huggingface_hub import HfApi
     except ImportError:
         raise ChimeraError("--push needs huggingface_hub: pip install 'chimera-engine[hf]'") from None
-    api = HfApi(token=os.environ.get("HF_TOKEN"))
-    if api.token is None and not os.environ.get("HF_TOKEN"):
-        raise ChimeraError("--push needs a Hugging Face token: set HF_TOKEN or run `huggingface-cli login`")
-    api.create_repo(repo, repo_type="dataset", exist_ok=True)
-    api.upload_folder(folder_path=str(out), repo_id=repo, repo_type="dataset")
+    try:
+        api = HfApi()
+        api.create_repo(repo, repo_type="dataset", exist_ok=True, private=not public)
+        api.upload_folder(folder_path=str(out), repo_id=repo, repo_type="dataset")
+    except Exception as error:  # noqa: BLE001 - the hub's errors are many; each becomes one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ChimeraError(f"--push {repo}: {first}") from None
     return f"https://huggingface.co/datasets/{repo}"
+
+
+def require_license(config: dict[str, Any]) -> None:
+    if not (config.get("dataset") or {}).get("license"):
+        raise ChimeraError("--push: the run's config names no dataset.license; add `dataset: {license: ...}` to it "
+                           "and run chimera run once to store it (the export itself works without one)")

@@ -209,7 +209,7 @@ def test_the_hf_export_loads_with_datasets_and_has_the_expected_columns(tmp_path
     assert result.returncode == 0, result.stderr
     os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
     sft = datasets.load_dataset(str(out), "sft", split="train", cache_dir=str(tmp_path / "cache"))
-    assert sft.column_names == ["id", "subject", "topic", "messages"]
+    assert sft.column_names == ["messages", "id", "problem_id", "subject", "topic", "answer", "pass_rate"]
     assert sft[0]["messages"][1]["content"].startswith("<think>")
     rl = datasets.load_dataset("parquet", data_files=str(out / "rl" / "*.parquet"), split="train",
                                cache_dir=str(tmp_path / "cache"))
@@ -217,5 +217,6 @@ def test_the_hf_export_loads_with_datasets_and_has_the_expected_columns(tmp_path
     every = datasets.load_dataset(str(out), "all", split="train", cache_dir=str(tmp_path / "cache"))
     assert {"subject", "topic", "problem", "answer", "reasoning", "solution", "correct"} <= set(every.column_names)
     card = (out / "README.md").read_text()
-    assert card.startswith("---\nconfigs:") and "## Statistics" in card and "## Contamination" in card
+    front = card.split("---\n")[1]
+    assert "configs:" in front and "## Statistics" in card and "## Contamination" in card
     assert "| solver | simulator (sim-solver) |" in card

@@ -102,3 +102,59 @@ def test_the_reward_functions_agree_with_the_grader_and_count_what_no_rule_decid
     assert accuracy_reward(conversations, [p["reference"] for p in plain]) == \
         accuracy_reward([p["response"] for p in plain], [p["reference"] for p in plain]) == \
         [1.0 if grade(p["reference"], p["response"]).correct else 0.0 for p in plain]
+
+
+def test_the_dataset_card_names_license_and_models_but_no_endpoint(tmp_path):
+    import os
+
+    import yaml
+    from hostile import HostileEndpoint
+
+    async def passthrough(body, reply, request):
+        return None
+
+    with HostileEndpoint(passthrough) as endpoint:
+        models = {"default": {"base_url": endpoint.url, "model": "org/drafter-7b", "headers": {"X-Team": "t"}},
+                  "solver": {"base_url": endpoint.url, "model": "org/solver-235b"}}
+        config = write_config(tmp_path, models=models, dataset={"license": "cc-by-4.0", "language": ["en", "de"],
+                                                                  "pretty_name": "Hard problems"})
+        assert chimera("run", str(config), "--quiet", env=dict(os.environ)).returncode == 0
+    out = tmp_path / "hf"
+    assert chimera("export", str(tmp_path / "t.db"), "--format", "hf", "-o", str(out)).returncode == 0
+    card = (out / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert (front["license"], front["language"], front["pretty_name"]) == ("cc-by-4.0", ["en", "de"], "Hard problems")
+    assert front["task_categories"] and front["size_categories"]
+    assert "| solver | org/solver-235b |" in card and "| drafter | org/drafter-7b |" in card
+    assert "127.0.0.1" not in card and "X-Team" not in card and str(tmp_path) not in card
+
+
+def test_pushing_needs_a_license_and_goes_private_unless_public(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    assert chimera("run", str(write_config(tmp_path)), "--quiet").returncode == 0
+    refused = chimera("export", str(tmp_path / "t.db"), "--format", "hf", "-o", str(tmp_path / "hf"),
+                      "--push", "me/data")
+    assert refused.returncode == 1 and "names no dataset.license" in refused.stderr
+    assert not (tmp_path / "hf").exists(), "refused before anything is written"
+
+    created = []
+
+    class Hub:  # records what chimera asks of huggingface_hub; the hub itself is not reachable offline
+        def create_repo(self, repo, **options):
+            created.append((repo, options))
+
+        def upload_folder(self, **options):
+            raise RuntimeError("401 Client Error: Unauthorized\nmore detail")
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=Hub))
+    from chimera.errors import ChimeraError
+    from chimera.hf_export import push
+
+    with pytest.raises(ChimeraError) as error:
+        push(tmp_path, "me/data")
+    assert str(error.value) == "--push me/data: 401 Client Error: Unauthorized"
+    with pytest.raises(ChimeraError):
+        push(tmp_path, "me/open", public=True)
+    assert [(repo, options["private"]) for repo, options in created] == [("me/data", True), ("me/open", False)]

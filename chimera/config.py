@@ -73,7 +73,14 @@ class TaxonomySettings(_Strict):
 
 
 class ModelSpec(_Strict):
-    provider: Literal["openai", "sim"] = "openai"
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    provider: Literal["openai", "sim", "langchain"] = "openai"
+    chat_class: str | None = Field(default=None, alias="class", pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$",
+                                   description="provider langchain: the BaseChatModel class, as module.Class")
+    kwargs: dict[str, Any] = Field(default_factory=dict,
+                                   description="provider langchain: keyword arguments for the class (no keys: "
+                                               "they are stored with the run; the class reads its own env vars)")
     base_url: str | list[str] | None = Field(default=None, description="one endpoint, or replicas of one model")
     model: str | None = None
     api_key_env: str | None = Field(default=None, description="name of the environment variable holding the key")
@@ -139,6 +146,13 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _endpoint_named(self) -> "ModelSpec":
+        if self.provider == "langchain":
+            if not self.chat_class:
+                raise ValueError("class is required with provider langchain (e.g. langchain_anthropic.ChatAnthropic)")
+            secret = [k for k in self.kwargs if any(w in k.lower() for w in ("key", "token", "secret", "password"))]
+            if secret:
+                raise ValueError(f"kwargs.{secret[0]} would be stored with the run; let the class read it from its "
+                                 "environment variable instead")
         if self.provider == "openai":
             if not self.base_url:
                 raise ValueError("base_url is required unless provider is sim")

@@ -439,6 +439,8 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
                  log: CallLogger, relabel: CallRelabeler | None = None,
                  transports: dict[tuple[str, str, float], OpenAITransport] | None = None) -> RoleClient:
     """`transports` shares one client (one connection pool) among roles on the same endpoint and key."""
+    if spec.provider == "langchain":
+        return _langchain_client(role, spec, endpoints=endpoints, log=log, relabel=relabel)
     if spec.provider == "sim":
         if sim_url is None:
             raise ConfigError(f"models.{role}: provider sim needs the simulator running")
@@ -460,6 +462,25 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
                                            query=query)
         replicas.append(Replica(url=url, transport=pool[shared], budget=budget))
     client = RoleClient(role=role, spec=spec, model=model, replicas=replicas,
+                        limiter=RateLimiter(spec.rpm, spec.tpm), log=log)
+    if relabel is not None:
+        client.relabel = relabel
+    return client
+
+
+def _langchain_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, log: CallLogger,
+                      relabel: CallRelabeler | None) -> RoleClient:
+    """A role on a LangChain chat model: one transport, whose budget is keyed by its base_url (or class)."""
+    from chimera.langchain_transport import LangChainTransport
+
+    kwargs = dict(spec.kwargs)
+    if spec.api_key_env:
+        kwargs["api_key"] = api_key_for(role, spec)
+    url = spec.base_url if isinstance(spec.base_url, str) else f"langchain:{spec.chat_class}"
+    model = spec.model or str(kwargs.get("model") or kwargs.get("model_name") or spec.chat_class)
+    replica = Replica(url=url, transport=LangChainTransport(spec.chat_class or "", kwargs),
+                      budget=endpoints.budget(url, spec.max_in_flight))
+    client = RoleClient(role=role, spec=spec, model=model, replicas=[replica],
                         limiter=RateLimiter(spec.rpm, spec.tpm), log=log)
     if relabel is not None:
         client.relabel = relabel

@@ -273,6 +273,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         counts = export_hf(store, only_run(store, args.run), Path(args.output), force=args.force)
         err.print(f"wrote {counts['all']} samples (all), {counts['sft']} (sft), {counts['rl']} problems (rl) and "
                   f"a dataset card to {args.output}", markup=False)
+        if counts["sft_without_reasoning"]:
+            err.print(f"left out of sft {counts['sft_without_reasoning']} correct samples whose reasoning is empty "
+                      "(the server hid it or sent none)", markup=False)
         if args.push:
             err.print(f"pushed to {push(Path(args.output), args.push, public=args.public)}"
                       f"{'' if args.public else ' (private)'}", markup=False)

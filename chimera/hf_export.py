@@ -29,16 +29,19 @@ def export_hf(store: Store, run: str, out: Path, *, force: bool = False) -> dict
     folder of someone else's files is refused (see chimera.outputs)."""
     from chimera.evals.stats import dataset_stats, markdown
 
+    skipped = [0]
+
     def build(staging: Path) -> dict[str, int]:
         counts = {split: write(store, staging / split / "train-00000-of-00001.parquet", split=split,
-                               fmt="parquet", run=run) for split in SPLITS}
+                               fmt="parquet", run=run, skipped=skipped) for split in SPLITS}
         stats = dataset_stats(store, run)
         card = dataset_card(run, counts, markdown(stats), stats, store.run_config(run),
                             store.report(run, "contamination"), store.report(run, "quality"))
         (staging / "README.md").write_text(card, encoding="utf-8")
         return counts
 
-    return write_folder(out, build, what=f"Hugging Face export of run {run}", force=force)
+    counts = write_folder(out, build, what=f"Hugging Face export of run {run}", force=force)
+    return {**counts, "sft_without_reasoning": skipped[0]}
 
 
 def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict[str, Any], config: dict[str, Any],

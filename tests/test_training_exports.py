@@ -67,6 +67,8 @@ def test_samples_with_empty_reasoning_are_left_out_and_counted(run_db, tmp_path)
     assert all(row["messages"][1]["content"] != "<think>\n\n</think>\n\n" for row in rows)
     kept, _ = export(db, "--split", "sft", "--reasoning", "none")
     assert len(kept) == len(rows) + hidden
+    folder = chimera("export", str(db), "--format", "hf", "-o", str(tmp_path / "hf"))
+    assert folder.returncode == 0 and f"left out of sft {hidden} correct samples" in folder.stderr
 
 
 def test_rl_rows_load_with_datasets_in_verl_and_trl_form(run_db, tmp_path):

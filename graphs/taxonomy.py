@@ -231,8 +231,9 @@ def build_taxonomy_graph(deps: Deps) -> StateGraph:
         order = {task["subject"]: task["position"] for task in state["subjects"]}
         # Explicit topics first, then each refill round after the one before: a later name never
         # displaces one kept earlier, so every round can only add.
-        topics = sorted((t for t in store.topics(deps.run) if t["status"] != "surplus"), key=lambda t: (t["source"] != "explicit", t["round"] or 0,
-                                                               order.get(t["subject"], len(order)), t["position"]))
+        topics = sorted((t for t in store.topics(deps.run) if t["status"] != "surplus"),
+                        key=lambda t: (t["source"] != "explicit", t["round"] or 0,
+                                       order.get(t["subject"], len(order)), t["position"]))
         names = [t["name"] for t in topics]
         vectors = None
         if deps.embedder is not None and names:
@@ -262,8 +263,11 @@ def build_taxonomy_graph(deps: Deps) -> StateGraph:
         drop: set[str] = set()
         for subject, target in targets.items():
             mine = [t for t in live if t["subject"] == subject]
+            excess = len(mine) - target
+            if excess <= 0:
+                continue
             refilled = sorted((t for t in mine if t["round"]), key=lambda t: (t["round"], t["position"]))
-            for topic in refilled[len(refilled) - max(0, len(mine) - target):] if len(mine) > target else []:
+            for topic in refilled[-excess:]:
                 drop.add(topic["id"])
                 store.set_topic_status(topic["id"], "surplus")
         return [t for t in live if t["id"] not in drop]

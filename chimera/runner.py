@@ -257,8 +257,8 @@ def settle_duplicates(config: Config, store: Store, deps: Deps) -> None:
     """Make the near-duplicate decisions what they are in key order over every problem that reached the check,
     whatever order the topics finished in: drop a kept one that duplicates a smaller kept one, and revive
     one dropped for a problem that did not stay kept (a retry thread then solves it, reusing its votes)."""
-    if not config.dedup.enabled:
-        return
+    if not config.dedup.enabled or not store.any_displaced(config.run.name):
+        return  # with no problem displaced, arrival order already gave the key-order answer
     candidates = store.duplicate_candidates(config.run.name)
     settled = settle([(c["id"], c["problem"]) for c in candidates], threshold=config.dedup.threshold,
                      shingle_words=config.dedup.shingle_words, num_perm=config.dedup.num_perm)
@@ -271,6 +271,7 @@ def settle_duplicates(config: Config, store: Store, deps: Deps) -> None:
         elif match is None and candidate["duplicate_of"] is not None and not candidate["in_review"]:
             store.revive_duplicate(candidate["id"])
             changed = True
+    store.settled_duplicates(config.run.name)
     if changed:
         deps.index = _rebuild_index(config, store)
 

@@ -146,6 +146,12 @@ def _add_sample_prompt(db: sqlite_utils.Database) -> None:
     db["samples"].add_column("prompt", str)  # the exact messages the solver was sent (JSON), for SFT exports
 
 
+def _add_displaced(db: sqlite_utils.Database) -> None:
+    # 1 while a problem dropped as a later near-duplicate of one that arrived after it awaits the settling
+    # pass (only then can a chain of near-duplicates have left the kept set order-dependent)
+    db["problems"].add_column("displaced", int)
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
@@ -159,6 +165,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0009_taxonomy_rounds", _add_taxonomy_rounds),
     ("0010_call_replies", _add_call_replies),
     ("0011_sample_prompt", _add_sample_prompt),
+    ("0012_displaced", _add_displaced),
 ]
 
 
@@ -457,14 +464,23 @@ class Store:
     def mark_indexed(self, problem_id: str) -> None:
         self._update("problems", problem_id, {"indexed": 1})
 
-    def mark_duplicate(self, problem_id: str, duplicate_of: str, similarity: float) -> None:
-        """Near-duplicate of a kept problem: rejected now if it had already ended, and whenever it ends."""
+    def mark_duplicate(self, problem_id: str, duplicate_of: str, similarity: float, *, displaced: bool = False) -> None:
+        """Near-duplicate of a kept problem: rejected now if it had already ended, and whenever it ends.
+        `displaced`: it had been kept, and a problem with a smaller id that arrived later took its place."""
         with self.conn:
             self.conn.execute(
-                "update problems set duplicate_of = ?, similarity = ?, indexed = 0, "
+                "update problems set duplicate_of = ?, similarity = ?, indexed = 0, displaced = ?, "
                 "status = case when status = 'pending' then status else 'rejected' end, "
                 "rejection_reason = case when status = 'pending' then rejection_reason else 'duplicate' end "
-                "where id = ?", [duplicate_of, round(similarity, 4), problem_id])
+                "where id = ?", [duplicate_of, round(similarity, 4), int(displaced), problem_id])
+
+    def any_displaced(self, run: str) -> bool:
+        return self.conn.execute("select 1 from problems where run = ? and displaced = 1 limit 1",
+                                 [run]).fetchone() is not None
+
+    def settled_duplicates(self, run: str) -> None:
+        with self.conn:
+            self.conn.execute("update problems set displaced = 0 where run = ? and displaced = 1", [run])
 
     def duplicate_candidates(self, run: str) -> list[dict[str, Any]]:
         """Problems that reached the duplicate check (kept, or marked a duplicate), with what decides them."""

@@ -164,7 +164,7 @@ def add_problem_nodes(graph: StateGraph, deps: Deps) -> None:
         with store.transaction():
             store.mark_indexed(task["problem_id"])
             for later in placed.displaced:  # kept before this one arrived; the smaller id wins either way
-                store.mark_duplicate(later.key, task["problem_id"], later.similarity)
+                store.mark_duplicate(later.key, task["problem_id"], later.similarity, displaced=True)
         return False
 
     # -- revise -----------------------------------------------------------------------------------

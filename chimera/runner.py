@@ -85,8 +85,8 @@ async def _open_saver(db: str, lock_wait_s: float = LOCK_WAIT_S) -> tuple[AsyncS
     return saver, stack
 
 
-async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recursion_limit: int,
-                     known_started: bool = False, decisions: dict[str, dict[str, Any]] | None = None,
+async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recursion_limit: int, *,
+                     context: Deps, known_started: bool = False, decisions: dict[str, dict[str, Any]] | None = None,
                      on_applied: Callable[[list[str]], None] | None = None) -> bool:
     """Start a thread that has no checkpoint, or resume one that has; True when it ended waiting for review.
 
@@ -100,7 +100,7 @@ async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recurs
     nothing waits for even then was applied by a run killed before it could record that.
     """
     config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit}
-    result = await _start_or_resume(graph, config, initial, known_started)
+    result = await _start_or_resume(graph, config, context, initial, known_started)
     undelivered = dict(decisions or {})
     while undelivered and _waiting(result):
         state = await graph.aget_state(config)
@@ -108,7 +108,8 @@ async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recurs
                   if isinstance(pending.value, dict) and pending.value.get("review_id") in undelivered}
         if not resume:
             break
-        result = await graph.ainvoke(Command(resume={i: undelivered.pop(r) for i, r in resume.items()}), config)
+        result = await graph.ainvoke(Command(resume={i: undelivered.pop(r) for i, r in resume.items()}), config,
+                                     context=context)
         if on_applied is not None:
             on_applied(list(resume.values()))
     if undelivered and on_applied is not None:
@@ -116,14 +117,15 @@ async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recurs
     return _waiting(result)
 
 
-async def _start_or_resume(graph: Any, config: dict[str, Any], initial: dict[str, Any], known_started: bool) -> Any:
+async def _start_or_resume(graph: Any, config: dict[str, Any], context: Deps, initial: dict[str, Any],
+                           known_started: bool) -> Any:
     if known_started:  # the store already holds its work: skip reading the state only to learn that
         try:
-            return await graph.ainvoke(None, config)
+            return await graph.ainvoke(None, config, context=context)
         except EmptyInputError:
             pass  # killed after a node's first store write but before the thread's first checkpoint landed
     state = await graph.aget_state(config)
-    return await graph.ainvoke(initial if state.created_at is None else None, config)
+    return await graph.ainvoke(initial if state.created_at is None else None, config, context=context)
 
 
 def _waiting(result: Any) -> bool:
@@ -167,9 +169,9 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
 
         monitor.stage = "stage 1: topics"
         if store.taxonomy_source(config.run.name) != "imported":  # an imported taxonomy replaces Stage 1
-            taxonomy = build_taxonomy_graph(deps).compile(checkpointer=saver)
+            taxonomy = build_taxonomy_graph().compile(checkpointer=saver)
             await run_thread(taxonomy, taxonomy_thread_id(config.run.name), {"subjects": subject_tasks(deps)},
-                             recursion_limit=50)
+                             recursion_limit=50, context=deps)
             store.forget_replies(config.run.name)
 
         topics = store.topics(config.run.name, live=True)
@@ -179,7 +181,7 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
         monitor.topics_total = len(topics)
         pending = [t for t in topics if t["status"] != "done"]
         monitor.topics_finished = len(topics) - len(pending)
-        topic_graph = build_topic_graph(deps).compile(checkpointer=saver)
+        topic_graph = build_topic_graph(review=bool(config.review.active)).compile(checkpointer=saver)
         most_slots = max([t["slots"] or 0 for t in topics] + [config.problems_per_topic])
         limit = 20 + 4 * most_slots * (config.max_revisions + 2)
         started_topics = store.topics_with_problems(config.run.name)
@@ -196,7 +198,7 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
                     topic_graph, thread_id,
                     {"topic_id": topic["id"], "subject": topic["subject"], "topic": topic["name"],
                      "slots": config.problems_per_topic if topic["slots"] is None else topic["slots"]},
-                    recursion_limit=limit, known_started=topic["id"] in started_topics,
+                    recursion_limit=limit, context=deps, known_started=topic["id"] in started_topics,
                     decisions=decisions(thread_id), on_applied=store.mark_reviews_applied)
                 if not waiting:
                     store.set_topic_status(topic["id"], "done")
@@ -214,14 +216,14 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
             retries += store.reopen_failed(config.run.name)
         if retries:
             monitor.stage = f"retrying {len(retries)} failed slots"
-            retry_graph = build_retry_graph(deps).compile(checkpointer=saver)
+            retry_graph = build_retry_graph(review=bool(config.review.active)).compile(checkpointer=saver)
             threads = [f"{topic_thread_id(config.run.name, row['topic_id'])}:retry{row['retries']}:{row['slot']}"
                        for row in retries]
 
             async def one_retry(thread_id: str, row: dict[str, Any]) -> None:
                 waiting = await run_thread(
                     retry_graph, thread_id, {key: row[key] for key in ("topic_id", "subject", "topic", "slot")}
-                    | {"problem_id": row["id"]}, recursion_limit=limit, decisions=decisions(thread_id),
+                    | {"problem_id": row["id"]}, recursion_limit=limit, context=deps, decisions=decisions(thread_id),
                     on_applied=store.mark_reviews_applied)
                 if not waiting:
                     store.forget_replies(config.run.name, problem_id=row["id"])

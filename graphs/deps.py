@@ -1,5 +1,8 @@
 """What graph nodes need from the outside world, handed to the builders (never imported globally).
 
+Graphs are compiled once, without them; each run hands its `Deps` to LangGraph as the run's context
+(`graph.ainvoke(input, config, context=deps)`), and nodes read it from their `runtime` argument.
+
 Every node that touches the store is `async def`: LangGraph runs sync nodes of an
 async graph in a worker thread, and the store's SQLite connection belongs to the loop's thread.
 """
@@ -8,15 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from chimera.tools.dedup import ProblemIndex
+
+G = TypeVar("G")
 from langgraph.config import get_config
+from langgraph.runtime import Runtime
 
 from chimera.config import Config
 from chimera.embeddings import Embedder
 from chimera.llm import RoleClient
 from chimera.store import Store
-from chimera.tools.dedup import ProblemIndex
 
 
 @dataclass
@@ -54,3 +60,21 @@ def graph_step() -> int:
         return get_config()["metadata"].get("langgraph_step", 0)
     except RuntimeError:  # not inside a graph run
         return 0
+
+
+_served: Deps | None = None  # a LangGraph server's runs carry no Deps: the graph factory names them once
+
+
+def deps_of(runtime: Runtime[Deps]) -> Deps:
+    if isinstance(runtime.context, Deps):
+        return runtime.context
+    if _served is not None:
+        return _served
+    raise RuntimeError("this graph needs its Deps as the run's context: graph.ainvoke(..., context=deps)")
+
+
+def with_default_context(graph: G, deps: Deps) -> G:
+    """Serve `graph` with `deps` for runs that bring no context (those a LangGraph server starts)."""
+    global _served
+    _served = deps
+    return graph

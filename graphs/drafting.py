@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from chimera.agents import drafter
-from chimera.errors import CallFailed, ReplyError
 from chimera.graphs.deps import Deps
+
+from chimera.errors import CallFailed, ReplyError
 
 
 async def draft_slot(deps: Deps, *, problem_id: str, topic_id: str, subject: str, topic: str, slot: int) -> bool:

@@ -5,31 +5,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
-
-from chimera.graphs.deps import Deps
+from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.drafting import draft_slot
-from chimera.graphs.problem import ProblemInput, ProblemOutput, add_problem_flow, task_of
+from chimera.graphs.problem import add_problem_flow
+from chimera.graphs.tasks import ProblemInput, ProblemOutput, task_of
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
 
 
 class RetryState(ProblemInput, ProblemOutput, total=False):
     drafted: bool
 
 
-def build_retry_graph(deps: Deps) -> StateGraph:
-    store = deps.store
+async def redraft(state: RetryState, runtime: Runtime[Deps]) -> dict[str, Any]:
+    deps = deps_of(runtime)
+    if deps.store.problem(state["problem_id"])["problem"]:
+        return {"drafted": True}
+    ok = await draft_slot(deps, problem_id=state["problem_id"], topic_id=state["topic_id"],
+                          subject=state["subject"], topic=state["topic"], slot=state["slot"])
+    return {"drafted": ok}
 
-    async def redraft(state: RetryState) -> dict[str, Any]:
-        if store.problem(state["problem_id"])["problem"]:
-            return {"drafted": True}
-        ok = await draft_slot(deps, problem_id=state["problem_id"], topic_id=state["topic_id"],
-                              subject=state["subject"], topic=state["topic"], slot=state["slot"])
-        return {"drafted": ok}
 
-    graph = StateGraph(RetryState, input_schema=ProblemInput)
+def build_retry_graph(*, review: bool = False) -> StateGraph[RetryState, Deps, ProblemInput, RetryState]:
+    graph = StateGraph(RetryState, context_schema=Deps, input_schema=ProblemInput)
     graph.add_node("redraft", redraft)
-    entry = add_problem_flow(graph, deps)
+    entry = add_problem_flow(graph, review=review)
     graph.add_edge(START, "redraft")
     graph.add_conditional_edges("redraft", lambda state: [Send(entry, task_of(state))] if state["drafted"]
                                 else END, [entry, END])

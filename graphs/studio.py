@@ -1,19 +1,22 @@
 """Graph factories for LangGraph's own tooling (`langgraph.json`): `langgraph dev` serves them.
 
 They read the run config named by CHIMERA_CONFIG; roles on the simulator need
-CHIMERA_SIM_URL (start one with `chimera sim`). The server brings its own checkpointer.
+CHIMERA_SIM_URL (start one with `chimera sim`). The server brings its own checkpointer, and
+its runs carry no context of ours, so the factory binds the run's `Deps` as the graph's default.
 """
 
 from __future__ import annotations
 
 import os
 
+from langgraph.pregel import Pregel
+
 from chimera.config import load_config
+from chimera.dispatch import Endpoints
 from chimera.errors import ConfigError
-from chimera.graphs.deps import Deps
+from chimera.graphs.deps import Deps, with_default_context
 from chimera.graphs.taxonomy import build_taxonomy_graph
 from chimera.graphs.topic import build_topic_graph
-from chimera.dispatch import Endpoints
 from chimera.llm import build_clients
 from chimera.store import Store
 
@@ -29,9 +32,10 @@ def _deps() -> Deps:
     return Deps(config=config, store=store, clients=clients)
 
 
-def make_topic_graph():
-    return build_topic_graph(_deps()).compile()
+def make_topic_graph() -> Pregel:
+    deps = _deps()
+    return with_default_context(build_topic_graph(review=bool(deps.config.review.active)).compile(), deps)
 
 
-def make_taxonomy_graph():
-    return build_taxonomy_graph(_deps()).compile()
+def make_taxonomy_graph() -> Pregel:
+    return with_default_context(build_taxonomy_graph().compile(), _deps())

@@ -20,15 +20,16 @@ import logging
 import operator
 from typing import Annotated, Any, TypedDict
 
+from chimera.agents import expander
+from chimera.graphs.deps import Deps, deps_of
+from chimera.tools.topic_dedup import dedup_topics
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
-from chimera.agents import expander
 from chimera.errors import CallFailed, ReplyError
-from chimera.graphs.deps import Deps
 from chimera.ids import normalize_topic, topic_id
 from chimera.quotas import allocate
-from chimera.tools.topic_dedup import dedup_topics
 
 log = logging.getLogger("chimera.taxonomy")
 GIVEN = "General"  # the subfield of topics a config names explicitly
@@ -156,189 +157,206 @@ def refill_tasks(subject: str, deficit: int, subfields: list[dict[str, Any]], ro
             for s in subfields if counts[s["subfield"]] > 0]
 
 
-def build_taxonomy_graph(deps: Deps) -> StateGraph:
+async def plan_subject(task: SubjectTask, runtime: Runtime[Deps]) -> Command:
+    deps = deps_of(runtime)
+    settings = deps.config.taxonomy
+    subject = task["subject"]
+    if task["explicit"] is not None:
+        sends = [Send("expand_subfield", SubfieldTask(subject=subject, subfield=GIVEN, index=0, target=None,
+                                                      explicit=task["explicit"], weight=task["weight"]))]
+        return Command(goto=sends)
+    notes: list[Shortfall] = []
+    if isinstance(task["subfields"], list):
+        subfields = unique_names(task["subfields"])
+    else:
+        async def ask(missing: int, so_far: list[str]) -> list[str]:
+            return await expander.expand_subfields(deps.clients["expander"], subject=subject, count=missing,
+                                                   existing=so_far, retries=deps.retries,
+                                                   context=deps.context(scope=subject))
+
+        subfields, _, note = await grow(ask, task["subfields"], settings.max_rounds)
+        notes = shortfall_note(subject, "subfield list", note, task["subfields"], len(subfields))
+        subfields = subfields or [GIVEN]
+    targets = split_target(task["target"], len(subfields))
+    return Command(update={"notes": notes}, goto=[
+        Send("expand_subfield", SubfieldTask(subject=subject, subfield=name, index=i, target=targets[i],
+                                             explicit=None, weight=task["weight"]))
+        for i, name in enumerate(subfields) if targets[i] > 0
+    ])
+
+
+async def expand_subfield(task: SubfieldTask, runtime: Runtime[Deps]) -> dict[str, Any]:
+    deps = deps_of(runtime)
     store, settings = deps.store, deps.config.taxonomy
+    subject, subfield = task["subject"], task["subfield"]
+    notes: list[Shortfall] = []
+    if task["explicit"] is not None:
+        names, calls = unique_names(task["explicit"]), 0
+    else:
+        async def ask(missing: int, so_far: list[str]) -> list[str]:
+            return await expander.expand(deps.clients["expander"], subject=subject, subfield=subfield,
+                                         count=missing, existing=so_far, retries=deps.retries,
+                                         context=deps.context(scope=f"{subject} / {subfield}"))
 
-    async def plan_subject(task: SubjectTask) -> Command:
-        subject = task["subject"]
-        if task["explicit"] is not None:
-            sends = [Send("expand_subfield", SubfieldTask(subject=subject, subfield=GIVEN, index=0, target=None,
-                                                          explicit=task["explicit"], weight=task["weight"]))]
-            return Command(goto=sends)
-        notes: list[Shortfall] = []
-        if isinstance(task["subfields"], list):
-            subfields = unique_names(task["subfields"])
-        else:
-            async def ask(missing: int, so_far: list[str]) -> list[str]:
-                return await expander.expand_subfields(deps.clients["expander"], subject=subject, count=missing,
-                                                       existing=so_far, retries=deps.retries,
-                                                       context=deps.context(scope=subject))
+        names, calls, note = await grow(ask, task["target"], settings.max_rounds)
+        notes = shortfall_note(subject, subfield, note, task["target"], len(names))
+    source = "explicit" if task["explicit"] is not None else "expanded"
+    for i, name in enumerate(names):
+        store.upsert_topic(id=topic_id(deps.run, subject, subfield, name), run=deps.run, subject=subject,
+                           subfield=subfield, name=name, position=task["index"] * POSITION_STRIDE + i,
+                           source=source, weight=task["weight"])
+    return {"notes": notes, "expanded": [{"subject": subject, "subfield": subfield, "index": task["index"],
+                                          "target": task["target"], "topics": len(names), "calls": calls}]}
 
-            subfields, _, note = await grow(ask, task["subfields"], settings.max_rounds)
-            notes = shortfall_note(subject, "subfield list", note, task["subfields"], len(subfields))
-            subfields = subfields or [GIVEN]
-        targets = split_target(task["target"], len(subfields))
-        return Command(update={"notes": notes}, goto=[
-            Send("expand_subfield", SubfieldTask(subject=subject, subfield=name, index=i, target=targets[i],
-                                                 explicit=None, weight=task["weight"]))
-            for i, name in enumerate(subfields) if targets[i] > 0
-        ])
 
-    async def expand_subfield(task: SubfieldTask) -> dict[str, Any]:
-        subject, subfield = task["subject"], task["subfield"]
-        notes: list[Shortfall] = []
-        if task["explicit"] is not None:
-            names, calls = unique_names(task["explicit"]), 0
-        else:
-            async def ask(missing: int, so_far: list[str]) -> list[str]:
-                return await expander.expand(deps.clients["expander"], subject=subject, subfield=subfield,
-                                             count=missing, existing=so_far, retries=deps.retries,
-                                             context=deps.context(scope=f"{subject} / {subfield}"))
+async def refill(task: RefillTask, runtime: Runtime[Deps]) -> dict[str, Any]:
+    deps = deps_of(runtime)
+    store = deps.store
+    subject, subfield = task["subject"], task["subfield"]
+    try:
+        names = await expander.expand(deps.clients["expander"], subject=subject, subfield=subfield,
+                                      count=task["count"], existing=task["existing"], retries=deps.retries,
+                                      context=deps.context(scope=f"{subject} / {subfield}"))
+        note = "ok"
+    except (ReplyError, CallFailed) as error:
+        names, note = [], f"reply: {error}"
+    names = unique_names(names, task["existing"])[: task["count"]]
+    first = max((t["position"] for t in store.topics(deps.run)
+                 if t["subject"] == subject and t["subfield"] == subfield), default=-1) + 1
+    for i, name in enumerate(names):
+        store.upsert_topic(id=topic_id(deps.run, subject, subfield, name), run=deps.run, subject=subject,
+                           subfield=subfield, name=name, position=first + i, source="expanded",
+                           weight=task["weight"], round_=task["round"])
+    log.info("stage 1: refill round %d: %s / %s: %d new of %d asked", task["round"], subject, subfield,
+             len(names), task["count"])
+    return {"notes": shortfall_note(subject, subfield, note, task["count"], len(names)),
+            "expanded": [{"subject": subject, "subfield": subfield, "index": task["index"], "target": 0,
+                          "topics": len(names), "calls": 1}]}
 
-            names, calls, note = await grow(ask, task["target"], settings.max_rounds)
-            notes = shortfall_note(subject, subfield, note, task["target"], len(names))
-        source = "explicit" if task["explicit"] is not None else "expanded"
-        for i, name in enumerate(names):
-            store.upsert_topic(id=topic_id(deps.run, subject, subfield, name), run=deps.run, subject=subject,
-                               subfield=subfield, name=name, position=task["index"] * POSITION_STRIDE + i,
-                               source=source, weight=task["weight"])
-        return {"notes": notes, "expanded": [{"subject": subject, "subfield": subfield, "index": task["index"],
-                                              "target": task["target"], "topics": len(names), "calls": calls}]}
 
-    async def refill(task: RefillTask) -> dict[str, Any]:
-        subject, subfield = task["subject"], task["subfield"]
-        try:
-            names = await expander.expand(deps.clients["expander"], subject=subject, subfield=subfield,
-                                          count=task["count"], existing=task["existing"], retries=deps.retries,
-                                          context=deps.context(scope=f"{subject} / {subfield}"))
-            note = "ok"
-        except (ReplyError, CallFailed) as error:
-            names, note = [], f"reply: {error}"
-        names = unique_names(names, task["existing"])[: task["count"]]
-        first = max((t["position"] for t in store.topics(deps.run)
-                     if t["subject"] == subject and t["subfield"] == subfield), default=-1) + 1
-        for i, name in enumerate(names):
-            store.upsert_topic(id=topic_id(deps.run, subject, subfield, name), run=deps.run, subject=subject,
-                               subfield=subfield, name=name, position=first + i, source="expanded",
-                               weight=task["weight"], round_=task["round"])
-        log.info("stage 1: refill round %d: %s / %s: %d new of %d asked", task["round"], subject, subfield,
-                 len(names), task["count"])
-        return {"notes": shortfall_note(subject, subfield, note, task["count"], len(names)),
-                "expanded": [{"subject": subject, "subfield": subfield, "index": task["index"], "target": 0,
-                              "topics": len(names), "calls": 1}]}
+async def dedup(state: TaxonomyState, runtime: Runtime[Deps]) -> dict[str, Any]:
+    deps = deps_of(runtime)
+    store, settings = deps.store, deps.config.taxonomy
+    order = {task["subject"]: task["position"] for task in state["subjects"]}
+    # Explicit topics first, then each refill round after the one before: a later name never
+    # displaces one kept earlier, so every round can only add.
+    topics = sorted((t for t in store.topics(deps.run) if t["status"] != "surplus"),
+                    key=lambda t: (t["source"] != "explicit", t["round"] or 0,
+                                   order.get(t["subject"], len(order)), t["position"]))
+    names = [t["name"] for t in topics]
+    vectors = None
+    if deps.embedder is not None and names:
+        vectors = await deps.embedder.embed(names, deps.context())
+    result = dedup_topics(names, vectors, threshold=settings.similarity_threshold,
+                          lexical_threshold=settings.lexical_threshold,
+                          protected={i for i, t in enumerate(topics) if t["source"] == "explicit"})
+    for i in result.kept:
+        if topics[i]["status"] == "merged":
+            store.set_topic_status(topics[i]["id"], "pending")
+    absorbed: dict[str, list[str]] = {}  # topic id -> names merged away from it and the names they hit
+    for merge in result.merges:
+        dropped, kept = topics[merge.dropped], topics[merge.kept]
+        store.record_merge(deps.run, dropped_id=dropped["id"], dropped=dropped["name"], kept_id=kept["id"],
+                           kept=kept["name"], similarity=merge.similarity, method=merge.method)
+        absorbed.setdefault(dropped["id"], []).extend([dropped["name"], kept["name"]])
+    live = trim_surplus(deps, [topics[i] for i in sorted(result.kept)], state["subjects"])
+    counts = {task["subject"]: 0 for task in state["subjects"]}
+    for topic in live:
+        counts[topic["subject"]] = counts.get(topic["subject"], 0) + 1
+    return {"live": counts, **plan_refills(deps, state, topics, live, absorbed, counts)}
 
-    async def dedup(state: TaxonomyState) -> dict[str, Any]:
-        order = {task["subject"]: task["position"] for task in state["subjects"]}
-        # Explicit topics first, then each refill round after the one before: a later name never
-        # displaces one kept earlier, so every round can only add.
-        topics = sorted((t for t in store.topics(deps.run) if t["status"] != "surplus"),
-                        key=lambda t: (t["source"] != "explicit", t["round"] or 0,
-                                       order.get(t["subject"], len(order)), t["position"]))
-        names = [t["name"] for t in topics]
-        vectors = None
-        if deps.embedder is not None and names:
-            vectors = await deps.embedder.embed(names, deps.context())
-        result = dedup_topics(names, vectors, threshold=settings.similarity_threshold,
-                              lexical_threshold=settings.lexical_threshold,
-                              protected={i for i, t in enumerate(topics) if t["source"] == "explicit"})
-        for i in result.kept:
-            if topics[i]["status"] == "merged":
-                store.set_topic_status(topics[i]["id"], "pending")
-        absorbed: dict[str, list[str]] = {}  # topic id -> names merged away from it and the names they hit
-        for merge in result.merges:
-            dropped, kept = topics[merge.dropped], topics[merge.kept]
-            store.record_merge(deps.run, dropped_id=dropped["id"], dropped=dropped["name"], kept_id=kept["id"],
-                               kept=kept["name"], similarity=merge.similarity, method=merge.method)
-            absorbed.setdefault(dropped["id"], []).extend([dropped["name"], kept["name"]])
-        live = trim_surplus([topics[i] for i in sorted(result.kept)], state["subjects"])
-        counts = {task["subject"]: 0 for task in state["subjects"]}
-        for topic in live:
-            counts[topic["subject"]] = counts.get(topic["subject"], 0) + 1
-        return {"live": counts, **plan_refills(state, topics, live, absorbed, counts)}
 
-    def trim_surplus(live: list[dict[str, Any]], subjects: list[SubjectTask]) -> list[dict[str, Any]]:
-        """Refills ask for more names than are missing (some merge away); what lands past a subject's
-        target is set aside as surplus, the latest refill's last names first."""
-        targets = {s["subject"]: s["target"] for s in subjects if s["target"] is not None}
-        drop: set[str] = set()
-        for subject, target in targets.items():
-            mine = [t for t in live if t["subject"] == subject]
-            excess = len(mine) - target
-            if excess <= 0:
+def trim_surplus(deps: Deps, live: list[dict[str, Any]], subjects: list[SubjectTask]) -> list[dict[str, Any]]:
+    """Refills ask for more names than are missing (some merge away); what lands past a subject's
+    target is set aside as surplus, the latest refill's last names first."""
+    targets = {s["subject"]: s["target"] for s in subjects if s["target"] is not None}
+    drop: set[str] = set()
+    for subject, target in targets.items():
+        mine = [t for t in live if t["subject"] == subject]
+        excess = len(mine) - target
+        if excess <= 0:
+            continue
+        refilled = sorted((t for t in mine if t["round"]), key=lambda t: (t["round"], t["position"]))
+        for topic in refilled[-excess:]:
+            drop.add(topic["id"])
+            deps.store.set_topic_status(topic["id"], "surplus")
+    return [t for t in live if t["id"] not in drop]
+
+
+def plan_refills(deps: Deps, state: TaxonomyState, topics: list[dict[str, Any]], live: list[dict[str, Any]],
+                 absorbed: dict[str, list[str]], counts: dict[str, int]) -> dict[str, Any]:
+    done_rounds, before = state.get("round", 0), state.get("live") or {}
+    settled = list(state.get("settled") or [])
+    notes: list[Shortfall] = []
+    live_ids = {t["id"] for t in live}
+    targets: dict[tuple[str, str], tuple[int, int]] = {}  # (subject, subfield) -> (index, target)
+    for entry in state.get("expanded", []):
+        if entry["target"]:
+            targets[(entry["subject"], entry["subfield"])] = (entry["index"], entry["target"])
+    tasks: list[RefillTask] = []
+    for subject in state["subjects"]:
+        name, target = subject["subject"], subject["target"]
+        if target is None or name in settled or counts.get(name, 0) >= target:
+            continue
+        if done_rounds >= deps.config.taxonomy.max_rounds:
+            settled.append(name)
+            continue
+        if done_rounds and counts.get(name, 0) <= before.get(name, 0):
+            settled.append(name)
+            notes += shortfall_note(name, "", f"short: refill round {done_rounds} added no new topic",
+                                    target, counts.get(name, 0))
+            continue
+        subfields = []
+        for (subj, subfield), (index, sub_target) in sorted(targets.items(), key=lambda kv: kv[1][0]):
+            if subj != name:
                 continue
-            refilled = sorted((t for t in mine if t["round"]), key=lambda t: (t["round"], t["position"]))
-            for topic in refilled[-excess:]:
-                drop.add(topic["id"])
-                store.set_topic_status(topic["id"], "surplus")
-        return [t for t in live if t["id"] not in drop]
+            mine = [t for t in topics if t["subject"] == name and t["subfield"] == subfield]
+            existing = [t["name"] for t in mine if t["id"] in live_ids]
+            existing += [n for t in mine for n in absorbed.get(t["id"], [])]
+            subfields.append({"subfield": subfield, "index": index, "target": sub_target,
+                              "live": sum(1 for t in mine if t["id"] in live_ids),
+                              "existing": unique_names(existing)})
+        if not subfields:
+            settled.append(name)
+            continue
+        missing = target - counts.get(name, 0)
+        tasks += refill_tasks(name, missing + max(1, missing // 2), subfields, done_rounds + 1, subject["weight"])
+    return {"refills": tasks, "settled": settled, "notes": notes, "round": done_rounds + (1 if tasks else 0)}
 
-    def plan_refills(state: TaxonomyState, topics: list[dict[str, Any]], live: list[dict[str, Any]],
-                     absorbed: dict[str, list[str]], counts: dict[str, int]) -> dict[str, Any]:
-        done_rounds, before = state.get("round", 0), state.get("live") or {}
-        settled = list(state.get("settled") or [])
-        notes: list[Shortfall] = []
-        live_ids = {t["id"] for t in live}
-        targets: dict[tuple[str, str], tuple[int, int]] = {}  # (subject, subfield) -> (index, target)
-        for entry in state.get("expanded", []):
-            if entry["target"]:
-                targets[(entry["subject"], entry["subfield"])] = (entry["index"], entry["target"])
-        tasks: list[RefillTask] = []
-        for subject in state["subjects"]:
-            name, target = subject["subject"], subject["target"]
-            if target is None or name in settled or counts.get(name, 0) >= target:
-                continue
-            if done_rounds >= settings.max_rounds:
-                settled.append(name)
-                continue
-            if done_rounds and counts.get(name, 0) <= before.get(name, 0):
-                settled.append(name)
-                notes += shortfall_note(name, "", f"short: refill round {done_rounds} added no new topic",
-                                        target, counts.get(name, 0))
-                continue
-            subfields = []
-            for (subj, subfield), (index, sub_target) in sorted(targets.items(), key=lambda kv: kv[1][0]):
-                if subj != name:
-                    continue
-                mine = [t for t in topics if t["subject"] == name and t["subfield"] == subfield]
-                existing = [t["name"] for t in mine if t["id"] in live_ids]
-                existing += [n for t in mine for n in absorbed.get(t["id"], [])]
-                subfields.append({"subfield": subfield, "index": index, "target": sub_target,
-                                  "live": sum(1 for t in mine if t["id"] in live_ids),
-                                  "existing": unique_names(existing)})
-            if not subfields:
-                settled.append(name)
-                continue
-            missing = target - counts.get(name, 0)
-            tasks += refill_tasks(name, missing + max(1, missing // 2), subfields, done_rounds + 1, subject["weight"])
-        return {"refills": tasks, "settled": settled, "notes": notes, "round": done_rounds + (1 if tasks else 0)}
 
-    def after_dedup(state: TaxonomyState) -> list[Send] | str:
-        return [Send("refill", task) for task in state["refills"]] or "finalize"
+def after_dedup(state: TaxonomyState) -> list[Send] | str:
+    return [Send("refill", task) for task in state["refills"]] or "finalize"
 
-    async def finalize(state: TaxonomyState) -> dict[str, Any]:
-        live = store.topics(deps.run, live=True)
-        store.set_slots(assign_slots(deps, live))
-        counts = state.get("live") or {}
-        notes = list(state.get("notes", []))
-        for subject in state["subjects"]:
-            got, target = counts.get(subject["subject"], 0), subject["target"]
-            noted = any(n["subject"] == subject["subject"] and not n["subfield"] for n in notes)
-            if target is not None and got < target and not noted:
-                rounds = state.get("round", 0)
-                why = (f"still short after {rounds} refill round{'s' * (rounds != 1)}" if rounds < settings.max_rounds
-                       else f"still short after {rounds} refill rounds (taxonomy.max_rounds)")
-                notes += shortfall_note(subject["subject"], "", f"short: {why}", target, got)
-        store.replace_shortfalls(deps.run, [dict(n) for n in notes])
-        store.set_taxonomy_source(deps.run, "expanded")
-        calls = sum(e["calls"] for e in state.get("expanded", []))
-        merged = sum(1 for t in store.topics(deps.run) if t["status"] == "merged")
-        return {"summary": {"topics": len(live), "merged": merged, "topic_calls": calls,
-                            "refill_rounds": state.get("round", 0), "shortfalls": len(notes)}}
 
-    def fan_out(state: TaxonomyState) -> list[Send]:
-        return [Send("plan_subject", task) for task in state["subjects"]]
+async def finalize(state: TaxonomyState, runtime: Runtime[Deps]) -> dict[str, Any]:
+    deps = deps_of(runtime)
+    store, settings = deps.store, deps.config.taxonomy
+    live = store.topics(deps.run, live=True)
+    store.set_slots(assign_slots(deps, live))
+    counts = state.get("live") or {}
+    notes = list(state.get("notes", []))
+    for subject in state["subjects"]:
+        got, target = counts.get(subject["subject"], 0), subject["target"]
+        noted = any(n["subject"] == subject["subject"] and not n["subfield"] for n in notes)
+        if target is not None and got < target and not noted:
+            rounds = state.get("round", 0)
+            why = (f"still short after {rounds} refill round{'s' * (rounds != 1)}" if rounds < settings.max_rounds
+                   else f"still short after {rounds} refill rounds (taxonomy.max_rounds)")
+            notes += shortfall_note(subject["subject"], "", f"short: {why}", target, got)
+    store.replace_shortfalls(deps.run, [dict(n) for n in notes])
+    store.set_taxonomy_source(deps.run, "expanded")
+    calls = sum(e["calls"] for e in state.get("expanded", []))
+    merged = sum(1 for t in store.topics(deps.run) if t["status"] == "merged")
+    return {"summary": {"topics": len(live), "merged": merged, "topic_calls": calls,
+                        "refill_rounds": state.get("round", 0), "shortfalls": len(notes)}}
 
-    graph = StateGraph(TaxonomyState)
+
+def fan_out(state: TaxonomyState) -> list[Send]:
+    return [Send("plan_subject", task) for task in state["subjects"]]
+
+
+def build_taxonomy_graph() -> StateGraph[TaxonomyState, Deps, TaxonomyState, TaxonomyState]:
+    graph = StateGraph(TaxonomyState, context_schema=Deps)
     graph.add_node("plan_subject", plan_subject, destinations=("expand_subfield",))
     graph.add_node("expand_subfield", expand_subfield)
     graph.add_node("refill", refill)

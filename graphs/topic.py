@@ -12,12 +12,14 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, TypedDict
 
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
-
-from chimera.graphs.deps import Deps
+from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.drafting import draft_slot
 from chimera.graphs.problem import add_problem_flow
+from chimera.graphs.tasks import Outcome
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
 from chimera.ids import problem_id
 
 
@@ -28,34 +30,39 @@ class TopicInput(TypedDict):
     slots: int
 
 
+class Drafted(TypedDict):
+    problem_id: str
+    ok: bool  # the draft parsed and goes to the critics
+
+
 class TopicState(TopicInput, total=False):
-    # One entry per drafted slot, in order: {"problem_id", "ok"} (ok: the draft parsed and goes to critics).
-    drafted: Annotated[list[dict[str, Any]], operator.add]
-    outcomes: Annotated[list[dict[str, Any]], operator.add]
+    drafted: Annotated[list[Drafted], operator.add]  # one per drafted slot, in order
+    outcomes: Annotated[list[Outcome], operator.add]
 
 
-def build_topic_graph(deps: Deps) -> StateGraph:
-    async def draft(state: TopicState) -> dict[str, Any]:
-        slot = len(state.get("drafted", []))
-        pid = problem_id(deps.run, state["topic_id"], slot)
-        ok = await draft_slot(deps, problem_id=pid, topic_id=state["topic_id"], subject=state["subject"],
-                              topic=state["topic"], slot=slot)
-        return {"drafted": [{"problem_id": pid, "ok": ok}]}
+async def draft(state: TopicState, runtime: Runtime[Deps]) -> dict[str, Any]:
+    deps = deps_of(runtime)
+    slot = len(state.get("drafted", []))
+    pid = problem_id(deps.run, state["topic_id"], slot)
+    ok = await draft_slot(deps, problem_id=pid, topic_id=state["topic_id"], subject=state["subject"],
+                          topic=state["topic"], slot=slot)
+    return {"drafted": [{"problem_id": pid, "ok": ok}]}
 
-    def after_draft(state: TopicState) -> Any:
+
+def build_topic_graph(*, review: bool = False) -> StateGraph[TopicState, Deps, TopicInput, TopicState]:
+    graph = StateGraph(TopicState, context_schema=Deps, input_schema=TopicInput)
+    graph.add_node("draft", draft)
+    entry = add_problem_flow(graph, review=review)
+
+    def after_draft(state: TopicState) -> list[Send] | str:
         drafted = state.get("drafted", [])
         if len(drafted) < state["slots"]:
             return "draft"
-        sends = [
-            Send(entry, {"topic_id": state["topic_id"], "subject": state["subject"], "topic": state["topic"],
+        sends = [Send(entry, {"topic_id": state["topic_id"], "subject": state["subject"], "topic": state["topic"],
                               "problem_id": d["problem_id"], "slot": slot})
-            for slot, d in enumerate(drafted) if d["ok"]
-        ]
+                 for slot, d in enumerate(drafted) if d["ok"]]
         return sends or END
 
-    graph = StateGraph(TopicState, input_schema=TopicInput)
-    graph.add_node("draft", draft)
-    entry = add_problem_flow(graph, deps)
     graph.add_conditional_edges(START, lambda state: "draft" if state["slots"] > 0 else END, ["draft", END])
     graph.add_conditional_edges("draft", after_draft, ["draft", entry, END])
     return graph

@@ -35,8 +35,8 @@ class Problem:
             "expander": scripted("expander", {"topics": []}),
         } | clients
         self.store = Store(tmp_path / "r.db")
-        self.graph = build_problem_graph(Deps(config=config, store=self.store, clients=self.clients)).compile(
-            checkpointer=InMemorySaver())
+        self.deps = Deps(config=config, store=self.store, clients=self.clients)
+        self.graph = build_problem_graph().compile(checkpointer=InMemorySaver())
         self.thread = {"configurable": {"thread_id": "topic-thread"}}
         self.store.save_draft(id="p1", run="r", topic_id="t1", subject="Math", topic="Addition", slot=0,
                               problem=PROBLEM, answer="7")
@@ -51,7 +51,7 @@ class Problem:
         return self._run(Command(resume={waiting.id: decision}))
 
     def _run(self, value):
-        result = asyncio.run(self.graph.ainvoke(value, self.thread))
+        result = asyncio.run(self.graph.ainvoke(value, self.thread, context=self.deps))
         return [i.value for i in result.get("__interrupt__", [])]
 
     @property

@@ -94,8 +94,8 @@ def test_the_graph_expands_subjects_into_subfields_into_topics(tmp_path):
                         {"topics": ["Trees", "Cycles"]})
     deps = Deps(config=config, store=Store(tmp_path / "r.db"), clients={"expander": expander})
     deps.store.save_run("r", {})
-    graph = build_taxonomy_graph(deps).compile(checkpointer=InMemorySaver())
-    asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps)}, {"configurable": {"thread_id": "x"}}))
+    graph = build_taxonomy_graph().compile(checkpointer=InMemorySaver())
+    asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps)}, {"configurable": {"thread_id": "x"}}, context=deps))
     topics = deps.store.topics("r", live=True)
     assert {(t["subject"], t["subfield"], t["name"]) for t in topics} == {
         ("Math", "Algebra", "Rings"), ("Math", "Algebra", "Fields"), ("Math", "Graphs", "Trees"),
@@ -202,8 +202,8 @@ def test_explicit_topics_are_never_merged_and_a_refill_lists_what_was_merged_awa
     expander = scripted("expander", {"topics": ["Number theory", "Optics"]}, {"topics": ["Acoustics", "Optics"]})
     deps = Deps(config=config, store=Store(tmp_path / "r.db"), clients={"expander": expander})
     deps.store.save_run("r", {})
-    graph = build_taxonomy_graph(deps).compile(checkpointer=InMemorySaver())
-    asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps)}, {"configurable": {"thread_id": "x"}}))
+    graph = build_taxonomy_graph().compile(checkpointer=InMemorySaver())
+    asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps)}, {"configurable": {"thread_id": "x"}}, context=deps))
     live = {(t["subject"], t["name"]) for t in deps.store.topics("r", live=True)}
     assert live == {("Math", "Number theory"), ("Math", "Group theory"), ("CS", "Number theory"),
                     ("Physics", "Optics"), ("Physics", "Acoustics")}

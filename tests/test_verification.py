@@ -36,9 +36,9 @@ def make_deps(tmp_path, *, index=None, **overrides):
 def run(deps, pid="p1", problem=PROBLEM, answer="120"):
     deps.store.save_draft(id=pid, run="r", topic_id="t1", subject="Math", topic="Counting", slot=int(pid[1:]) - 1,
                           problem=problem, answer=answer)
-    graph = build_problem_graph(deps).compile(checkpointer=InMemorySaver())
+    graph = build_problem_graph().compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Counting", "problem_id": pid,
-                               "slot": 0}, {"configurable": {"thread_id": pid}}))
+                               "slot": 0}, {"configurable": {"thread_id": pid}}, context=deps))
     return deps.store.problem(pid)
 
 
@@ -202,9 +202,9 @@ def test_after_the_topics_a_chain_of_near_duplicates_settles_as_in_key_order(tmp
     revived = deps.store.problem("p3")
     assert (revived["status"], revived["duplicate_of"], revived["retries"]) == ("pending", None, 1)
     assert deps.store.problem("p2")["duplicate_of"] == "p1"
-    graph = build_problem_graph(deps).compile(checkpointer=InMemorySaver())
+    graph = build_problem_graph().compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Counting", "problem_id": "p3",
-                               "slot": 2}, {"configurable": {"thread_id": "p3:retry1"}}))
+                               "slot": 2}, {"configurable": {"thread_id": "p3:retry1"}}, context=deps))
     assert {pid: deps.store.problem(pid)["status"] for pid in CHAIN} == {"p1": "accepted", "p2": "rejected",
                                                                           "p3": "accepted"}
     assert len(seen(deps.clients["solver"])) == solver_calls, "its trajectory from before is reused"

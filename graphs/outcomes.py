@@ -1,0 +1,27 @@
+"""How a problem's branch ends: its status in the store and one entry in the host's `outcomes`."""
+
+from __future__ import annotations
+
+import logging
+
+from chimera.graphs.deps import Deps
+from chimera.graphs.tasks import ProblemTask
+from langgraph.types import Command, Send
+
+log = logging.getLogger("chimera.problems")
+
+
+def ended(deps: Deps, task: ProblemTask, status: str, reason: str | None = None) -> Command:
+    if status == "failed":
+        log.warning("problem %s (%s / %s) failed: %s", task["problem_id"], task["subject"], task["topic"], reason)
+    deps.store.finish_problem(task["problem_id"], status, reason)
+    return Command(update={"outcomes": [{"problem_id": task["problem_id"], "status": status}]})
+
+
+def to_outcome(deps: Deps, task: ProblemTask, action: str, reason: str | None) -> Command:
+    """A rejection goes by the review gate when a policy is set; a failure never does."""
+    if action == "fail":
+        return ended(deps, task, "failed", reason)
+    if deps.config.review.active:
+        return Command(goto=Send("review", {**task, "action": "reject", "reason": reason}))
+    return ended(deps, task, "rejected", reason)

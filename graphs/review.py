@@ -1,0 +1,82 @@
+"""The human review gate: where `review.policy` says, a problem stops (LangGraph `interrupt`) before its
+outcome is final, and the reviewer's decision routes it on. With the default policy `none` no problem
+comes here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chimera.graphs.decisions import disagreed
+from chimera.graphs.deps import Deps, deps_of
+from chimera.graphs.outcomes import ended
+from chimera.graphs.solve import commit
+from chimera.graphs.tasks import ProblemTask, next_round
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+from langgraph.types import Command, Send, interrupt
+
+from chimera.review.decision import ReviewDecision
+from chimera.review.policy import Facts, review_reasons, sampled
+
+
+async def review(task: ProblemTask, runtime: Runtime[Deps]) -> Command:
+    deps = deps_of(runtime)
+    store, config, policy = deps.store, deps.config, deps.config.review.active
+    round_ = task.get("revisions", 0)
+    proposed = "accept" if task["action"] == "solve" else "reject"
+    votes = {int(i): v for i, v in task.get("votes", {}).items()}
+    solved = task.get("solved", [])
+    facts = Facts(proposed=proposed, critics_disagreed=disagreed(votes) if votes else False,
+                  solver_missed=any(s["correct"] is False for s in solved),
+                  judges_split=any(s.get("judges_split") for s in solved),
+                  sampled="sample" in policy and sampled(task["problem_id"], config.run.seed, config.review.rate))
+    reasons = review_reasons(policy, facts)
+    if not reasons:
+        return commit(deps, task) if proposed == "accept" else ended(deps, task, "rejected", task.get("reason"))
+    review_id = f"{task['problem_id']}@{round_}"
+    payload = review_payload(deps, task, review_id, proposed, reasons)
+    thread_id = get_config()["configurable"]["thread_id"]
+    store.open_review({"id": review_id, "run": deps.run, "problem_id": task["problem_id"],
+                       "topic_id": task["topic_id"], "subject": task["subject"], "topic": task["topic"],
+                       "thread_id": thread_id, "round": round_, "proposed": proposed, "reasons": reasons,
+                       "payload": payload})
+    # Decided already (while a kill kept this step from reaching its interrupt): apply it, do not wait.
+    decided = store.decisions_to_apply(thread_id).get(review_id)
+    decision = ReviewDecision.model_validate(decided if decided is not None else interrupt(payload))
+    return apply_decision(deps, task, decision, proposed)
+
+
+def apply_decision(deps: Deps, task: ProblemTask, decision: ReviewDecision, proposed: str) -> Command:
+    round_ = task.get("revisions", 0)
+    if decision.action == "accept":
+        if proposed == "accept":
+            return commit(deps, task)
+        # Accepting a would-be rejection still needs its trajectories: solve, then commit unreviewed.
+        return Command(goto=Send("solve", {**task, "human_accepted": round_}))
+    if decision.action == "reject":
+        note = f": {decision.note}" if decision.note else ""
+        return ended(deps, task, "rejected", f"rejected by reviewer {decision.reviewer}{note}")
+    if decision.action == "revise":
+        return Command(goto=Send("revise", {**task, "review_note": decision.note}))
+    row = deps.store.problem(task["problem_id"])
+    deps.store.save_revision(task["problem_id"], revision=round_ + 1, problem=decision.problem or row["problem"],
+                             answer=decision.answer or row["answer"])
+    return Command(goto=Send("validate", next_round(task)))
+
+
+def review_payload(deps: Deps, task: ProblemTask, review_id: str, proposed: str,
+                   reasons: list[str]) -> dict[str, Any]:
+    """Everything a reviewer needs to decide, without opening the database."""
+    store = deps.store
+    round_ = task.get("revisions", 0)
+    row = store.problem(task["problem_id"])
+    critics = [{"critic": i, "model": v.get("model"), "verdict": v.get("verdict"), "reasons": v.get("reasons"),
+                "own_answer": v.get("own_answer"), "matches_reference": v.get("own_answer_matches")}
+               for i, v in sorted(store.votes(task["problem_id"], round_).items())]
+    samples = [{"sample": s["sample_index"], "answer": s["predicted_answer"], "correct": s["correct"],
+                "grade": s["label_method"], "truncated": bool(s["truncated"])}
+               for s in store.samples_of(task["problem_id"])] if proposed == "accept" else []
+    return {"review_id": review_id, "problem_id": task["problem_id"], "subject": task["subject"],
+            "topic": task["topic"], "round": round_, "problem": row["problem"], "answer": row["answer"],
+            "proposed": proposed, "reasons": reasons, "rejection_reason": task.get("reason"),
+            "critics": critics, "solver": samples}

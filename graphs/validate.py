@@ -1,0 +1,106 @@
+"""Stage 2 for one problem: both critics vote, the decision, the near-duplicate check, and revisions.
+
+A node re-executed after a crash reuses a critic's stored vote for the round, so no finished model call
+is made twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from chimera.agents import critic, drafter
+from chimera.graphs.decisions import Decision, decide, disagreed
+from chimera.graphs.deps import Deps, deps_of
+from chimera.graphs.outcomes import to_outcome
+from chimera.graphs.tasks import ProblemTask, Vote, next_round
+from chimera.tools.grading import is_placeholder
+from langgraph.runtime import Runtime
+from langgraph.types import Command, Send
+
+from chimera.errors import CallFailed, ReplyError
+
+CRITICS = (0, 1)
+
+
+async def critic_vote(deps: Deps, index: int, task: ProblemTask, row: dict[str, Any], round_: int) -> Vote:
+    store = deps.store
+    stored = store.votes(task["problem_id"], round_).get(index)
+    if stored is not None and "route" in stored:
+        return stored["route"]  # voted before a restart: reuse, do not ask again
+    client = deps.clients[f"critic{index}"]
+    kept: dict[str, Any] = {"model": client.model}
+    vote: Vote
+    try:
+        verdict = await critic.critique(
+            client, subject=task["subject"], topic=task["topic"], problem=row["problem"], answer=row["answer"],
+            retries=deps.retries, context=deps.context(topic_id=task["topic_id"], problem_id=task["problem_id"]))
+        matches, how = critic.answer_matches(row["answer"], verdict.own_answer, verdict.agrees_with_reference,
+                                             row["problem"])
+        vote = {"verdict": verdict.verdict, "agrees": matches}
+        kept |= {**verdict.model_dump(), "own_answer_matches": matches, "match_method": how}
+    except ReplyError as error:
+        vote = {"verdict": "reject", "agrees": False, "unparseable": error.reason}
+        kept |= {"verdict": "reject", "reasons": f"unparseable reply: {error.reason}"}
+    except CallFailed as error:
+        vote = {"verdict": "failed", "agrees": False, "reason": str(error)}
+        kept |= {"verdict": "failed", "reasons": str(error)}
+    # A failed call is not kept for reuse: a re-run asks again.
+    store.record_vote(task["problem_id"], round_=round_, critic=index,
+                      vote=kept | ({} if vote["verdict"] == "failed" else {"route": vote}))
+    return vote
+
+
+async def validate(task: ProblemTask, runtime: Runtime[Deps]) -> Command:
+    deps = deps_of(runtime)
+    round_ = task.get("revisions", 0)
+    row = deps.store.problem(task["problem_id"])
+    if is_placeholder(row["answer"]):
+        return to_outcome(deps, task, "reject", "the reference answer is empty or a placeholder")
+    votes = dict(zip(CRITICS, await asyncio.gather(*(critic_vote(deps, i, task, row, round_) for i in CRITICS))))
+    if disagreed(votes):
+        deps.store.mark_disagreement(task["problem_id"])
+    decision = decide(votes, round_, deps.config.max_revisions)
+    if decision.action == "solve" and is_duplicate(deps, task, row):
+        decision = Decision("reject", "duplicate")
+    task = {**task, "votes": {str(i): v for i, v in votes.items()}}
+    if decision.action in ("solve", "revise"):
+        return Command(goto=Send(decision.action, task))
+    return to_outcome(deps, task, decision.action, decision.reason)
+
+
+def is_duplicate(deps: Deps, task: ProblemTask, row: dict[str, Any]) -> bool:
+    store, index = deps.store, deps.problem_index()
+    if index is None or row["indexed"]:
+        return False  # no dedup, or this problem already passed it before a restart
+    # Check and insert with no await between: concurrent topics cannot both pass as originals.
+    placed = index.place(task["problem_id"], row["problem"])
+    if placed.duplicate_of is not None:
+        store.mark_duplicate(task["problem_id"], placed.duplicate_of.key, placed.duplicate_of.similarity)
+        return True
+    with store.transaction():
+        store.mark_indexed(task["problem_id"])
+        for later in placed.displaced:  # kept before this one arrived; the smaller id wins either way
+            store.mark_duplicate(later.key, task["problem_id"], later.similarity, displaced=True)
+    return False
+
+
+async def revise(task: ProblemTask, runtime: Runtime[Deps]) -> Command:
+    deps = deps_of(runtime)
+    round_ = task.get("revisions", 0)
+    row = deps.store.problem(task["problem_id"])
+    votes = deps.store.votes(task["problem_id"], round_)
+    critiques = [f"Reviewer {i + 1} ({v['verdict']}): {v['reasons']}" for i, v in sorted(votes.items())]
+    if task.get("review_note"):
+        critiques.append(f"Human reviewer (takes precedence): {task['review_note']}")
+    try:
+        revised = await drafter.revise(
+            deps.clients["drafter"], subject=task["subject"], topic=task["topic"], problem=row["problem"],
+            answer=row["answer"], critiques=critiques, retries=deps.retries,
+            context=deps.context(topic_id=task["topic_id"], problem_id=task["problem_id"]))
+    except ReplyError as error:
+        return to_outcome(deps, task, "reject", f"drafter revision unparseable: {error.reason}")
+    except CallFailed as error:
+        return to_outcome(deps, task, "fail", str(error))
+    deps.store.save_revision(task["problem_id"], revision=round_ + 1, problem=revised.problem, answer=revised.answer)
+    return Command(goto=Send("validate", next_round(task)))

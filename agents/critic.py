@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from chimera.agents.base import ask_structured, render
-from chimera.tools.grading import grade
-
 from chimera.llm import RoleClient
 from chimera.records import CriticVerdict
+from chimera.tools.grading import grade
 
 
 def messages(subject: str, topic: str, problem: str, answer: str):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from chimera.agents.base import ask_structured, numbered, render
-
 from chimera.llm import RoleClient
 from chimera.records import SubfieldList, TopicList
 

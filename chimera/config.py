@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from chimera.errors import ConfigError
 
 SINGLE_ROLES = ("expander", "drafter", "solver", "labeler")
-JUDGE_ROLES = ("labeler", "labeler2")
-CREDENTIAL_HEADERS = {"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie"}  # models.labeler as a list of two: both must agree
+JUDGE_ROLES = ("labeler", "labeler2")  # models.labeler as a list of two: both must agree
+CREDENTIAL_HEADERS = {"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie"}
 
 
 class _Strict(BaseModel):
@@ -145,7 +145,7 @@ class ModelSpec(_Strict):
         return 4 * self.max_tokens if self.max_tokens is not None else 32768
 
     @model_validator(mode="after")
-    def _endpoint_named(self) -> "ModelSpec":
+    def _endpoint_named(self) -> ModelSpec:
         if self.provider == "langchain":
             if not self.chat_class:
                 raise ValueError("class is required with provider langchain (e.g. langchain_anthropic.ChatAnthropic)")
@@ -163,6 +163,9 @@ class ModelSpec(_Strict):
         return self
 
 
+SimTask = Literal["expand", "draft", "critic", "solve", "label", "embed", "evaluate"]
+
+
 class SimSettings(_Strict):
     """How the built-in simulator behaves; used only by roles with provider sim."""
 
@@ -177,7 +180,7 @@ class SimSettings(_Strict):
                                              description="share of expanded topics that reword an earlier one")
     reasoning_shape: Literal["reasoning_content", "reasoning", "think", "close_think", "mixed"] = "mixed"
     latency_s: float = Field(default=0.0, ge=0)
-    latency_by_task: dict[Literal["expand", "draft", "critic", "solve", "label", "embed", "evaluate"], float] = Field(
+    latency_by_task: dict[SimTask, float] = Field(
         default_factory=dict, description="seconds per task, overriding latency_s (e.g. solve: 2.0)")
     latency_jitter: float = Field(default=0.0, ge=0, le=1, description="latency varies by +- this share")
     capacity: int | None = Field(default=None, ge=1, description="max concurrent requests; more get 429")
@@ -218,7 +221,7 @@ class ReviewSettings(_Strict):
     """Which problems wait for a human before their outcome is final (LangGraph interrupts)."""
 
     policy: list[ReviewPolicy] = Field(
-        default_factory=lambda: ["none"],
+        default_factory=lambda: list[ReviewPolicy](["none"]),
         description="none; or any of: disagreement (critics split, or a trajectory misses the reference), "
                     "rejected (before a rejection is final), all (before every accept), sample (a seeded share)")
     rate: float = Field(default=0.1, ge=0, le=1, description="share of problems the `sample` policy picks")

@@ -14,6 +14,7 @@ import openai
 
 from chimera.config import ModelSpec
 from chimera.dispatch import Endpoints, queue_place
+from chimera.errors import ConfigError
 from chimera.llm import HTTP, CallLogger, api_key_for, map_error, outcome_of, read_capped, short, token_count
 
 BATCH = 256
@@ -22,7 +23,10 @@ calls_log = logging.getLogger("chimera.calls")
 
 class Embedder:
     def __init__(self, spec: ModelSpec, *, endpoints: Endpoints, sim_url: str | None, log: CallLogger):
-        self.base_url = sim_url if spec.provider == "sim" else spec.base_url
+        url = sim_url if spec.provider == "sim" else spec.base_url
+        if not isinstance(url, str):
+            raise ConfigError("models.embedder: give one base_url (a list of replicas is for chat roles)")
+        self.base_url = url
         self.model = spec.model or "sim-embedder"
         self.spec, self.log = spec, log
         self.budget = endpoints.budget(self.base_url, spec.max_in_flight)
@@ -57,7 +61,8 @@ class Embedder:
                                                self.spec.timeout_s)
             finally:
                 await self.budget.release(ok=True)
-            usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+            raw_usage = reply.get("usage")
+            usage = raw_usage if isinstance(raw_usage, dict) else {}
             tokens = token_count(usage.get("prompt_tokens"))
             data = reply.get("data")
             if not isinstance(data, list) or not all(isinstance(d, dict) and isinstance(d.get("index"), int)

@@ -9,7 +9,6 @@ from typing import Any
 
 from chimera.errors import ChimeraError
 
-
 MAX_LINE_BYTES = 8 << 20  # one item larger than this is refused, not read into memory
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from chimera.agents.labeler import label_answer
 from chimera.config import JUDGE_ROLES, Config
+from chimera.dispatch import Endpoints
 from chimera.errors import ChimeraError
 from chimera.jsonl import json_lines
-from chimera.dispatch import Endpoints
 from chimera.llm import build_client
 from chimera.sim import server as sim_server
 from chimera.tools.grading import Grade, grade

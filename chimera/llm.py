@@ -403,6 +403,10 @@ def short(error: Exception, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# endpoint, key, timeout, headers, query: roles that agree on all five share one connection pool
+TransportKey = tuple[str, str, float, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+
+
 def api_key_for(role: str, spec: ModelSpec) -> str:
     if spec.provider == "sim":
         return "sim"
@@ -437,7 +441,7 @@ def split_query(url: str, query: dict[str, str]) -> tuple[str, dict[str, str]]:
 
 def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: str | None,
                  log: CallLogger, relabel: CallRelabeler | None = None,
-                 transports: dict[tuple[str, str, float], OpenAITransport] | None = None) -> RoleClient:
+                 transports: dict[TransportKey, OpenAITransport] | None = None) -> RoleClient:
     """`transports` shares one client (one connection pool) among roles on the same endpoint and key."""
     if spec.provider == "langchain":
         return _langchain_client(role, spec, endpoints=endpoints, log=log, relabel=relabel)
@@ -446,6 +450,8 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
             raise ConfigError(f"models.{role}: provider sim needs the simulator running")
         urls, model = [sim_url], spec.model or f"sim-{role}"
     else:
+        if not spec.base_url or not spec.model:
+            raise ConfigError(f"models.{role}: needs base_url and model")
         urls = spec.base_url if isinstance(spec.base_url, list) else [spec.base_url]
         model = spec.model
     key = api_key_for(role, spec)
@@ -491,7 +497,7 @@ def build_clients(config: Config, *, endpoints: Endpoints, sim_url: str | None,
                   log: CallLogger, relabel: CallRelabeler | None = None,
                   replay: ReplyLookup | None = None) -> dict[str, RoleClient]:
     """One client per role: expander, drafter, critic0, critic1, solver, labeler."""
-    transports: dict[tuple[str, str, float], OpenAITransport] = {}
+    transports: dict[TransportKey, OpenAITransport] = {}
     clients = {
         role: build_client(role, spec, endpoints=endpoints, sim_url=sim_url, log=log, relabel=relabel,
                            transports=transports)

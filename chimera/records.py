@@ -34,7 +34,8 @@ REASON_CHARS = 1200  # a critic's reasons or a judge's rationale
 class SubfieldList(_Reply):
     """Expander, first level: the main subfields of one subject."""
 
-    subfields: list[str] = Field(description="distinct subfield names", json_schema_extra={"items": {"type": "string", **_short(NAME_CHARS)}})
+    subfields: list[str] = Field(description="distinct subfield names",
+                                 json_schema_extra={"items": {"type": "string", **_short(NAME_CHARS)}})
 
 
 class TopicList(_Reply):

@@ -23,13 +23,13 @@ from langgraph.types import Command
 from chimera.checkpoint_saver import AtomicWritesSaver
 from chimera.checkpoint_serde import StrictSerializer
 from chimera.config import Config
+from chimera.dispatch import Endpoints
 from chimera.embeddings import Embedder
 from chimera.graphs.deps import Deps
 from chimera.graphs.retry import build_retry_graph
 from chimera.graphs.taxonomy import build_taxonomy_graph, subject_tasks
 from chimera.graphs.topic import build_topic_graph
 from chimera.ids import taxonomy_thread_id, topic_thread_id
-from chimera.dispatch import Endpoints
 from chimera.llm import build_clients, close_clients, uses_simulator
 from chimera.run_lock import holding_run
 from chimera.sim import server as sim_server

@@ -11,7 +11,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +23,15 @@ PROBLEM_STATUSES = ("pending", "accepted", "rejected", "failed")
 
 
 def _create_core_tables(db: sqlite_utils.Database) -> None:
-    db["runs"].create({"name": str, "config": str, "created_at": float}, pk="name")
-    db["topics"].create(
+    db.table("runs").create({"name": str, "config": str, "created_at": float}, pk="name")
+    db.table("topics").create(
         {
             "id": str, "run": str, "subject": str, "name": str, "position": int,
             "source": str, "status": str, "created_at": float, "updated_at": float,
         },
         pk="id",
     )
-    db["problems"].create(
+    db.table("problems").create(
         {
             "id": str, "run": str, "topic_id": str, "subject": str, "topic": str, "slot": int,
             "status": str, "problem": str, "answer": str, "draft_problem": str, "draft_answer": str,
@@ -40,7 +40,7 @@ def _create_core_tables(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["samples"].create(
+    db.table("samples").create(
         {
             "id": str, "problem_id": str, "run": str, "subject": str, "topic": str,
             "problem": str, "answer": str, "reasoning": str, "solution": str,
@@ -50,7 +50,7 @@ def _create_core_tables(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["llm_calls"].create(
+    db.table("llm_calls").create(
         {
             "id": int, "run": str, "role": str, "model": str, "base_url": str,
             "topic_id": str, "problem_id": str, "tokens_in": int, "tokens_out": int,
@@ -59,29 +59,29 @@ def _create_core_tables(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["topics"].create_index(["run", "subject"], if_not_exists=True)
-    db["problems"].create_index(["topic_id", "slot"], if_not_exists=True)
-    db["problems"].create_index(["run", "status"], if_not_exists=True)
-    db["llm_calls"].create_index(["problem_id"], if_not_exists=True)
+    db.table("topics").create_index(["run", "subject"], if_not_exists=True)
+    db.table("problems").create_index(["topic_id", "slot"], if_not_exists=True)
+    db.table("problems").create_index(["run", "status"], if_not_exists=True)
+    db.table("llm_calls").create_index(["problem_id"], if_not_exists=True)
 
 
 def _add_verification_columns(db: sqlite_utils.Database) -> None:
-    db["problems"].add_column("disagreement", int)
-    db["problems"].add_column("duplicate_of", str)
-    db["problems"].add_column("similarity", float)
-    db["problems"].add_column("indexed", int)
-    db["problems"].add_column("pass_rate", float)
-    db["samples"].add_column("sample_index", int)
-    db["samples"].add_column("pass_rate", float)
-    db["samples"].add_column("retried", int)
+    db.table("problems").add_column("disagreement", int)
+    db.table("problems").add_column("duplicate_of", str)
+    db.table("problems").add_column("similarity", float)
+    db.table("problems").add_column("indexed", int)
+    db.table("problems").add_column("pass_rate", float)
+    db.table("samples").add_column("sample_index", int)
+    db.table("samples").add_column("pass_rate", float)
+    db.table("samples").add_column("retried", int)
 
 
 def _add_taxonomy(db: sqlite_utils.Database) -> None:
-    db["topics"].add_column("subfield", str)
-    db["topics"].add_column("slots", int)
-    db["topics"].add_column("weight", float)
-    db["runs"].add_column("taxonomy", str)  # how Stage 1 was settled: "expanded" or "imported"
-    db["topic_merges"].create(
+    db.table("topics").add_column("subfield", str)
+    db.table("topics").add_column("slots", int)
+    db.table("topics").add_column("weight", float)
+    db.table("runs").add_column("taxonomy", str)  # how Stage 1 was settled: "expanded" or "imported"
+    db.table("topic_merges").create(
         {"run": str, "dropped_id": str, "dropped": str, "kept_id": str, "kept": str, "similarity": float,
          "method": str},
         pk=("run", "dropped_id"),
@@ -89,15 +89,15 @@ def _add_taxonomy(db: sqlite_utils.Database) -> None:
 
 
 def _add_call_scope(db: sqlite_utils.Database) -> None:
-    db["llm_calls"].add_column("scope", str)  # what a call outside any problem was for ("Physics / Optics")
+    db.table("llm_calls").add_column("scope", str)  # what a call outside any problem was for ("Physics / Optics")
 
 
 def _add_retries(db: sqlite_utils.Database) -> None:
-    db["problems"].add_column("retries", int)  # how many times `chimera run --retry-failed` took the slot again
+    db.table("problems").add_column("retries", int)  # how many times `chimera run --retry-failed` took the slot again
 
 
 def _add_reviews(db: sqlite_utils.Database) -> None:
-    db["reviews"].create(
+    db.table("reviews").create(
         {
             "id": str, "run": str, "problem_id": str, "topic_id": str, "subject": str, "topic": str,
             "thread_id": str, "round": int, "proposed": str, "reasons": str, "payload": str,
@@ -106,28 +106,28 @@ def _add_reviews(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["reviews"].create_index(["run", "action"], if_not_exists=True)
-    db["reviews"].create_index(["thread_id"], if_not_exists=True)
+    db.table("reviews").create_index(["run", "action"], if_not_exists=True)
+    db.table("reviews").create_index(["thread_id"], if_not_exists=True)
 
 
 def _add_evals(db: sqlite_utils.Database) -> None:
-    db["bench_results"].create(
+    db.table("bench_results").create(
         {"id": str, "suite": str, "question": int, "sample": int, "predicted": str, "correct": int,
          "method": str, "finish_reason": str, "tokens_out": int, "created_at": float}, pk="id")
-    db["bench_results"].create_index(["suite"], if_not_exists=True)
-    db["quality_ratings"].create(
+    db.table("bench_results").create_index(["suite"], if_not_exists=True)
+    db.table("quality_ratings").create(
         {"id": str, "source": str, "item": str, "model": str, "clarity": int, "well_posedness": int,
          "self_containedness": int, "reasoning_depth": int, "rationale": str, "created_at": float}, pk="id")
-    db["eval_reports"].create({"id": str, "run": str, "kind": str, "report": str, "created_at": float}, pk="id")
+    db.table("eval_reports").create({"id": str, "run": str, "kind": str, "report": str, "created_at": float}, pk="id")
 
 
 def _add_sample_round(db: sqlite_utils.Database) -> None:
-    db["samples"].add_column("round", int)  # the problem's revision the trajectory answered
+    db.table("samples").add_column("round", int)  # the problem's revision the trajectory answered
 
 
 def _add_taxonomy_rounds(db: sqlite_utils.Database) -> None:
-    db["topics"].add_column("round", int)  # the Stage 1 refill round that added the topic (0: first expansion)
-    db["taxonomy_shortfalls"].create(  # why Stage 1 gave fewer topics than asked for; rewritten as it settles
+    db.table("topics").add_column("round", int)  # the Stage 1 refill round that added the topic (0: first expansion)
+    db.table("taxonomy_shortfalls").create(  # why Stage 1 gave fewer topics than asked for; rewritten as it settles
         {"run": str, "subject": str, "subfield": str, "kind": str, "detail": str, "target": int, "got": int},
         pk=("run", "subject", "subfield", "kind"),
     )
@@ -136,20 +136,31 @@ def _add_taxonomy_rounds(db: sqlite_utils.Database) -> None:
 def _add_call_replies(db: sqlite_utils.Database) -> None:
     # What a call asked (a hash of role, ids and the exact body) and, until its thread is finished, what
     # came back: a resumed run takes the kept reply instead of asking a sampled model again.
-    db["llm_calls"].add_column("request_key", str)
-    db["llm_calls"].add_column("reply", str)
-    db["llm_calls"].create_index(["request_key"], if_not_exists=True)
-    db["llm_calls"].create_index(["topic_id"], if_not_exists=True)
+    db.table("llm_calls").add_column("request_key", str)
+    db.table("llm_calls").add_column("reply", str)
+    db.table("llm_calls").create_index(["request_key"], if_not_exists=True)
+    db.table("llm_calls").create_index(["topic_id"], if_not_exists=True)
 
 
 def _add_sample_prompt(db: sqlite_utils.Database) -> None:
-    db["samples"].add_column("prompt", str)  # the exact messages the solver was sent (JSON), for SFT exports
+    db.table("samples").add_column("prompt", str)  # the exact messages the solver was sent (JSON), for SFT exports
 
 
 def _add_displaced(db: sqlite_utils.Database) -> None:
     # 1 while a problem dropped as a later near-duplicate of one that arrived after it awaits the settling
     # pass (only then can a chain of near-duplicates have left the kept set order-dependent)
-    db["problems"].add_column("displaced", int)
+    db.table("problems").add_column("displaced", int)
+
+
+def _move_votes_to_a_table(db: sqlite_utils.Database) -> None:
+    # One row per (problem, round, critic): a vote is written alone, not by rewriting every vote of the problem.
+    db.table("votes").create({"problem_id": str, "round": int, "critic": int, "vote": str},
+                             pk=("problem_id", "round", "critic"), if_not_exists=True)
+    db.execute("insert or ignore into votes (problem_id, round, critic, vote) "
+               "select p.id, cast(r.key as integer), cast(c.key as integer), c.value "
+               "from problems p, json_each(p.critic_verdicts) r, json_each(r.value) c "
+               "where p.critic_verdicts is not null and p.critic_verdicts != '{}'")
+    db.execute("update problems set critic_verdicts = null")  # kept as a column for old readers, no longer written
 
 
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
@@ -166,6 +177,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0010_call_replies", _add_call_replies),
     ("0011_sample_prompt", _add_sample_prompt),
     ("0012_displaced", _add_displaced),
+    ("0013_votes", _move_votes_to_a_table),
 ]
 
 
@@ -205,7 +217,7 @@ class _DeferredCommits:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
-    def __enter__(self) -> "_DeferredCommits":
+    def __enter__(self) -> _DeferredCommits:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -257,7 +269,7 @@ class Store:
 
     # -- schema -----------------------------------------------------------
     def migrate(self) -> list[str]:
-        applied_table = self.db["_migrations"]
+        applied_table = self.db.table("_migrations")
         if not applied_table.exists():
             applied_table.create({"name": str, "applied_at": float}, pk="name")
         applied = {row["name"] for row in applied_table.rows}
@@ -291,12 +303,12 @@ class Store:
 
     # -- runs -------------------------------------------------------------
     def save_run(self, name: str, config: dict[str, Any]) -> None:
-        existing = list(self.db["runs"].rows_where("name = ?", [name]))
+        existing = list(self.db.table("runs").rows_where("name = ?", [name]))
         created = existing[0]["created_at"] if existing else time.time()
-        self.db["runs"].upsert({"name": name, "config": json.dumps(config), "created_at": created}, pk="name")
+        self.db.table("runs").upsert({"name": name, "config": json.dumps(config), "created_at": created}, pk="name")
 
     def runs(self) -> list[dict[str, Any]]:
-        return list(self.db["runs"].rows_where(order_by="created_at"))
+        return list(self.db.table("runs").rows_where(order_by="created_at"))
 
     # -- topics -----------------------------------------------------------
     def upsert_topic(self, *, id: str, run: str, subject: str, name: str, position: int, source: str,
@@ -304,7 +316,7 @@ class Store:
                      round_: int = 0) -> None:
         now = time.time()
         row = self._get("topics", id)
-        self.db["topics"].upsert(
+        self.db.table("topics").upsert(
             {
                 "id": id, "run": run, "subject": subject, "subfield": subfield, "name": name, "position": position,
                 "round": round_,
@@ -321,13 +333,13 @@ class Store:
 
     def record_merge(self, run: str, *, dropped_id: str, dropped: str, kept_id: str, kept: str,
                      similarity: float, method: str) -> None:
-        self.db["topic_merges"].upsert(
+        self.db.table("topic_merges").upsert(
             {"run": run, "dropped_id": dropped_id, "dropped": dropped, "kept_id": kept_id, "kept": kept,
              "similarity": round(similarity, 4), "method": method}, pk=("run", "dropped_id"))
         self.set_topic_status(dropped_id, "merged")
 
     def merges(self, run: str) -> list[dict[str, Any]]:
-        return list(self.db["topic_merges"].rows_where("run = ?", [run], order_by="kept, dropped"))
+        return list(self.db.table("topic_merges").rows_where("run = ?", [run], order_by="kept, dropped"))
 
     def merges_with_subjects(self, run: str) -> list[dict[str, Any]]:
         """Every merge with both topics' subjects, most similar first: what a threshold choice reads."""
@@ -341,11 +353,11 @@ class Store:
     def replace_shortfalls(self, run: str, rows: list[dict[str, Any]]) -> None:
         with self.db.conn:
             self.conn.execute("delete from taxonomy_shortfalls where run = ?", [run])
-            self.db["taxonomy_shortfalls"].insert_all([{"run": run, **row} for row in rows],
+            self.db.table("taxonomy_shortfalls").insert_all([{"run": run, **row} for row in rows],
                                                       pk=("run", "subject", "subfield", "kind"), replace=True)
 
     def shortfalls(self, run: str) -> list[dict[str, Any]]:
-        return list(self.db["taxonomy_shortfalls"].rows_where("run = ?", [run], order_by="subject, subfield, kind"))
+        return list(self.db.table("taxonomy_shortfalls").rows_where("run = ?", [run], order_by="subject, subfield, kind"))
 
     def run_config(self, run: str) -> dict[str, Any]:
         """The config stored with a run (redacted: env var names, never keys); {} for an unknown run."""
@@ -353,10 +365,10 @@ class Store:
         return json.loads(row[0] or "{}") if row else {}
 
     def set_taxonomy_source(self, run: str, source: str) -> None:
-        self.db["runs"].update(run, {"taxonomy": source})
+        self.db.table("runs").update(run, {"taxonomy": source})
 
     def taxonomy_source(self, run: str) -> str | None:
-        rows = list(self.db["runs"].rows_where("name = ?", [run]))
+        rows = list(self.db.table("runs").rows_where("name = ?", [run]))
         return rows[0]["taxonomy"] if rows else None
 
     def set_topic_status(self, topic_id: str, status: str) -> None:
@@ -366,7 +378,7 @@ class Store:
         """Topics of a run; `live` leaves out those merged into another, refilled past the target (surplus)
         or removed by an import."""
         where = "run = ? and status not in ('merged', 'removed', 'surplus')" if live else "run = ?"
-        return list(self.db["topics"].rows_where(where, [run], order_by="subject, position"))
+        return list(self.db.table("topics").rows_where(where, [run], order_by="subject, position"))
 
     # -- row helpers: plain SQL on the hot path (sqlite-utils re-reads the schema on every call) ----
     def _get(self, table: str, pk: str) -> dict[str, Any] | None:
@@ -391,8 +403,16 @@ class Store:
 
     # -- problems ---------------------------------------------------------
 
-    def problem(self, problem_id: str) -> dict[str, Any] | None:
-        return self._get("problems", problem_id)
+    def topic_status(self, topic_id: str) -> str | None:
+        row = self.conn.execute("select status from topics where id = ?", [topic_id]).fetchone()
+        return row[0] if row else None
+
+    def problem(self, problem_id: str) -> dict[str, Any]:
+        """A problem the graph already holds the id of; a missing one is a broken run, said by name."""
+        row = self._get("problems", problem_id)
+        if row is None:
+            raise ChimeraError(f"problem {problem_id}: not in the run's database")
+        return row
 
     def save_draft(self, *, id: str, run: str, topic_id: str, subject: str, topic: str, slot: int,
                    problem: str, answer: str) -> None:
@@ -401,7 +421,7 @@ class Store:
             "id": id, "run": run, "topic_id": topic_id, "subject": subject, "topic": topic, "slot": slot,
             "status": "pending", "problem": problem, "answer": answer,
             "draft_problem": problem, "draft_answer": answer, "revisions": 0,
-            "critic_verdicts": "{}", "rejection_reason": None, "created_at": now, "updated_at": now,
+            "critic_verdicts": None, "rejection_reason": None, "created_at": now, "updated_at": now,
         })
 
     def record_failed_draft(self, *, id: str, run: str, topic_id: str, subject: str, topic: str,
@@ -423,15 +443,25 @@ class Store:
 
     def record_vote(self, problem_id: str, *, round_: int, critic: int, vote: dict[str, Any]) -> None:
         # Keyed by round and critic, so a re-executed critic overwrites its own vote.
-        row = self._get("problems", problem_id)
-        votes = json.loads(row["critic_verdicts"] or "{}")
-        votes.setdefault(str(round_), {})[str(critic)] = vote
-        self._update("problems", problem_id, {"critic_verdicts": json.dumps(votes), "updated_at": time.time()})
+        with self.conn:
+            self.conn.execute("insert into votes (problem_id, round, critic, vote) values (?, ?, ?, ?) "
+                              "on conflict do update set vote = excluded.vote",
+                              [problem_id, round_, critic, json.dumps(vote)])
+            self.conn.execute("update problems set updated_at = ? where id = ?", [time.time(), problem_id])
 
-    def votes(self, problem_id: str, round_: int) -> dict[int, dict[str, Any]]:
-        row = self._get("problems", problem_id)
-        votes = json.loads(row["critic_verdicts"] or "{}").get(str(round_), {})
-        return {int(k): v for k, v in votes.items()}
+    def votes(self, problem_id: str, round_: int | None = None) -> dict[int, dict[str, Any]]:
+        """Critic index -> vote, for one round."""
+        rows = self.conn.execute("select critic, vote from votes where problem_id = ? and round = ?",
+                                 [problem_id, round_ or 0])
+        return {critic: json.loads(vote) for critic, vote in rows}
+
+    def all_votes(self, problem_id: str) -> dict[int, dict[int, dict[str, Any]]]:
+        """Round -> critic index -> vote, every round the problem went through."""
+        votes: dict[int, dict[int, dict[str, Any]]] = {}
+        for round_, critic, vote in self.conn.execute(
+                "select round, critic, vote from votes where problem_id = ? order by round, critic", [problem_id]):
+            votes.setdefault(round_, {})[critic] = json.loads(vote)
+        return votes
 
     def finish_problem(self, problem_id: str, status: str, reason: str | None = None) -> None:
         """A problem's outcome; one marked a near-duplicate stays rejected, whatever its thread ends with."""
@@ -444,7 +474,7 @@ class Store:
 
     def reopen_failed(self, run: str) -> list[dict[str, Any]]:
         """Failed slots of a run, set back to pending with their retry count raised; returns them."""
-        failed = list(self.db["problems"].rows_where("run = ? and status = 'failed'", [run], order_by="topic_id, slot"))
+        failed = list(self.db.table("problems").rows_where("run = ? and status = 'failed'", [run], order_by="topic_id, slot"))
         with self.db.conn:
             self.db.execute("update problems set status = 'pending', rejection_reason = null, "
                             "retries = coalesce(retries, 0) + 1 where run = ? and status = 'failed'", [run])
@@ -452,7 +482,7 @@ class Store:
 
     def pending_retries(self, run: str) -> list[dict[str, Any]]:
         """Slots reopened by an earlier --retry-failed that have not finished (a retry cut short)."""
-        return list(self.db["problems"].rows_where("run = ? and status = 'pending' and retries > 0", [run],
+        return list(self.db.table("problems").rows_where("run = ? and status = 'pending' and retries > 0", [run],
                                                    order_by="topic_id, slot"))
 
     def topics_with_problems(self, run: str) -> set[str]:
@@ -509,14 +539,14 @@ class Store:
             self.db.execute("update samples set pass_rate = ? where problem_id = ?", [pass_rate, problem_id])
 
     def samples_of(self, problem_id: str) -> list[dict[str, Any]]:
-        return list(self.db["samples"].rows_where("problem_id = ?", [problem_id], order_by="sample_index"))
+        return list(self.db.table("samples").rows_where("problem_id = ?", [problem_id], order_by="sample_index"))
 
     def problems(self, run: str | None = None) -> list[dict[str, Any]]:
         where, args = ("run = ?", [run]) if run else (None, [])
-        return list(self.db["problems"].rows_where(where, args, order_by="subject, topic, slot"))
+        return list(self.db.table("problems").rows_where(where, args, order_by="subject, topic, slot"))
 
     # -- samples ----------------------------------------------------------
-    def save_sample(self, sample: dict[str, Any]) -> None:
+    def save_sample(self, sample: Mapping[str, Any]) -> None:
         record = {**sample, "created_at": time.time()}
         for key in ("models", "usage", "prompt"):
             if not isinstance(record.get(key), str):
@@ -546,6 +576,7 @@ class Store:
         with self.conn:
             cursor = self.conn.execute(f"insert into llm_calls ({', '.join(row)}) values "
                                        f"({', '.join('?' * len(row))})", list(row.values()))
+        assert cursor.lastrowid is not None  # an insert always has one
         return cursor.lastrowid
 
     def kept_reply(self, request_key: str) -> tuple[int, dict[str, Any]] | None:
@@ -588,15 +619,18 @@ class Store:
         """Reviews in `state` (pending: no decision yet; decided; all), oldest first, JSON fields parsed."""
         where, args = ["1 = 1"], []
         if run:
-            where.append("run = ?"), args.append(run)
+            where.append("run = ?")
+            args.append(run)
         if state == "pending":
             where.append("action is null")
         elif state == "decided":
             where.append("action is not null")
         if subject:
-            where.append("subject = ?"), args.append(subject)
+            where.append("subject = ?")
+            args.append(subject)
         if reason:
-            where.append("exists (select 1 from json_each(reasons) where value = ?)"), args.append(reason)
+            where.append("exists (select 1 from json_each(reasons) where value = ?)")
+            args.append(reason)
         cursor = self.conn.execute(f"select * from reviews where {' and '.join(where)} order by created_at, id", args)
         names = [d[0] for d in cursor.description]
         return [_parse_review(dict(zip(names, values))) for values in cursor]
@@ -717,8 +751,8 @@ class Store:
             "select p.id from problems p join problems o on o.id = p.duplicate_of where p.run = ? "
             "and coalesce(o.indexed, 0) = 0",
         "votes filed under a round the problem never reached":
-            "select distinct p.id from problems p, json_each(p.critic_verdicts) r where p.run = ? "
-            "and cast(r.key as integer) > coalesce(p.revisions, 0)",
+            "select distinct p.id from problems p join votes v on v.problem_id = p.id where p.run = ? "
+            "and v.round > coalesce(p.revisions, 0)",
         "answered calls asked twice":
             "select min(id) from llm_calls where run = ? and request_key is not null "
             "and outcome in ('ok', 'truncated', 'malformed_reply') group by request_key having count(*) > 1",

@@ -102,8 +102,7 @@ def _import(store: Store, taxonomy: TaxonomyFile) -> dict[str, int]:
                 if tid in listed:
                     raise ChimeraError(f"topic {topic.name!r} is listed twice under {subject.name} / {subfield.name}")
                 listed.add(tid)
-                existing = store.db["topics"].rows_where("id = ?", [tid])
-                status = next((row["status"] for row in existing), None)
+                status = store.topic_status(tid)
                 store.upsert_topic(id=tid, run=run, subject=subject.name, subfield=subfield.name, name=topic.name,
                                    position=s_index * POSITION_STRIDE + t_index, source="imported",
                                    weight=subject.weight,
@@ -111,9 +110,9 @@ def _import(store: Store, taxonomy: TaxonomyFile) -> dict[str, int]:
                 if topic.slots is not None:
                     store.set_slots({tid: topic.slots})
     removed = 0
-    for topic in store.topics(run, live=True):
-        if topic["id"] not in listed:
-            store.set_topic_status(topic["id"], "removed")
+    for row in store.topics(run, live=True):
+        if row["id"] not in listed:
+            store.set_topic_status(row["id"], "removed")
             removed += 1
     store.set_taxonomy_source(run, "imported")
     return {"topics": len(listed), "removed": removed}

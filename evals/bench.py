@@ -57,13 +57,15 @@ def _cpu_seconds() -> float:
 def _sim_settings(spec: BenchSpec) -> SimSettings:
     other = spec.latency.get("other", 0.0)
     by_task = {task: spec.latency.get(task, other) for task in ("expand", "draft", "critic", "solve", "label", "embed")}
-    return SimSettings(latency_s=other, latency_by_task=by_task, latency_jitter=spec.jitter, capacity=spec.capacity,
-                       trajectory_words=spec.trajectory_words, **{f"fault_{k}": v for k, v in spec.faults.items()})
+    return SimSettings.model_validate({
+        "latency_s": other, "latency_by_task": by_task, "latency_jitter": spec.jitter, "capacity": spec.capacity,
+        "trajectory_words": spec.trajectory_words, **{f"fault_{k}": v for k, v in spec.faults.items()}})
 
 
 def _start_sim(settings: SimSettings) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen([CHIMERA, "sim", "--port", "0", "--seed", "1", "--settings", settings.model_dump_json()],
                                stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None  # stderr=PIPE
     line = process.stderr.readline()
     if "serving at" not in line:
         process.kill()

@@ -84,6 +84,7 @@ async def run_benchmark(store: Store, client: RoleClient, questions: list[Questi
         except CallFailed:
             tally["failed"] += 1  # not stored: the next run asks again
             return
+        correct: bool | None
         if reply.truncated:
             correct, method, predicted = False, "truncated", None
         else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from chimera.graphs.tasks import Trajectory, Vote
 
 Action = Literal["solve", "revise", "reject", "fail"]
 
@@ -14,7 +17,7 @@ class Decision:
     reason: str | None = None
 
 
-def decide(votes: dict[int, dict], revisions_done: int, max_revisions: int) -> Decision:
+def decide(votes: Mapping[int, Vote], revisions_done: int, max_revisions: int) -> Decision:
     """What to do with a problem after both critics voted in this round.
 
     Accept only when both critics accept and both agree with the reference (the
@@ -39,13 +42,13 @@ def decide(votes: dict[int, dict], revisions_done: int, max_revisions: int) -> D
     return Decision("reject", f"{why} after {revisions_done} revision{'s' if revisions_done != 1 else ''}")
 
 
-def disagreed(votes: dict[int, dict]) -> bool:
+def disagreed(votes: Mapping[int, Vote]) -> bool:
     """The critics split on the verdict, or one's own answer does not match the reference."""
     counted = [v for v in votes.values() if v["verdict"] != "failed"]
     return len({v["verdict"] for v in counted}) > 1 or any(not v["agrees"] for v in counted)
 
 
-def pass_rate(solved: list[dict]) -> float | None:
+def pass_rate(solved: Sequence[Trajectory]) -> float | None:
     """Share of labeled trajectories that are correct; truncated and unlabeled ones do not count."""
     labeled = [s for s in solved if s.get("correct") is not None]
     return sum(bool(s["correct"]) for s in labeled) / len(labeled) if labeled else None

@@ -1,4 +1,4 @@
-"""What graph nodes need from the outside world, handed to the builders (never imported globally).
+"""What graph nodes need from the outside world: the run's LangGraph context (never imported globally).
 
 Graphs are compiled once, without them; each run hands its `Deps` to LangGraph as the run's context
 (`graph.ainvoke(input, config, context=deps)`), and nodes read it from their `runtime` argument.
@@ -13,9 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from chimera.tools.dedup import ProblemIndex
-
-G = TypeVar("G")
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
@@ -23,6 +20,9 @@ from chimera.config import Config
 from chimera.embeddings import Embedder
 from chimera.llm import RoleClient
 from chimera.store import Store
+from chimera.tools.dedup import ProblemIndex
+
+G = TypeVar("G")
 
 
 @dataclass

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from chimera.agents import drafter
-from chimera.graphs.deps import Deps
+from typing import Any
 
+from chimera.agents import drafter
 from chimera.errors import CallFailed, ReplyError
+from chimera.graphs.deps import Deps
 
 
 async def draft_slot(deps: Deps, *, problem_id: str, topic_id: str, subject: str, topic: str, slot: int) -> bool:
     """Draft slot `slot` of a topic, seeing the first drafts of the slots before it; store the draft, or
     the slot as rejected (unparseable reply) or failed (the call ran out of retries). True when drafted."""
     store = deps.store
-    ids = dict(id=problem_id, run=deps.run, topic_id=topic_id, subject=subject, topic=topic, slot=slot)
+    ids: dict[str, Any] = dict(id=problem_id, run=deps.run, topic_id=topic_id, subject=subject, topic=topic, slot=slot)
     try:
         drafted = await drafter.draft(deps.clients["drafter"], subject=subject, topic=topic,
                                       earlier=store.drafts_before(topic_id, slot), retries=deps.retries,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from langgraph.types import Command, Send
+
 from chimera.graphs.deps import Deps
 from chimera.graphs.tasks import ProblemTask
-from langgraph.types import Command, Send
 
 log = logging.getLogger("chimera.problems")
 

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.graph import START, StateGraph
+from langgraph.types import Send
+
 from chimera.agents.critic import answer_matches
 from chimera.graphs.deps import Deps
 from chimera.graphs.review import review
 from chimera.graphs.solve import solve
 from chimera.graphs.tasks import ProblemInput, ProblemOutput, ProblemTask, task_of
 from chimera.graphs.validate import revise, validate
-from langgraph.graph import START, StateGraph
-from langgraph.types import Send
 
 
 def add_problem_nodes(graph: StateGraph[Any, Any, Any, Any]) -> None:

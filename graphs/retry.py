@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
 from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.drafting import draft_slot
 from chimera.graphs.problem import add_problem_flow
 from chimera.graphs.tasks import ProblemInput, ProblemOutput, task_of
-from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import Runtime
-from langgraph.types import Send
 
 
 class RetryState(ProblemInput, ProblemOutput, total=False):
     drafted: bool
 
 
-async def redraft(state: RetryState, runtime: Runtime[Deps]) -> dict[str, Any]:
+async def redraft(state: RetryState, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = deps_of(runtime)
     if deps.store.problem(state["problem_id"])["problem"]:
         return {"drafted": True}

@@ -4,46 +4,46 @@ comes here."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+from langgraph.types import Command, Send, interrupt
 
 from chimera.graphs.decisions import disagreed
 from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.outcomes import ended
 from chimera.graphs.solve import commit
 from chimera.graphs.tasks import ProblemTask, next_round
-from langgraph.config import get_config
-from langgraph.runtime import Runtime
-from langgraph.types import Command, Send, interrupt
-
 from chimera.review.decision import ReviewDecision
 from chimera.review.policy import Facts, review_reasons, sampled
 
 
-async def review(task: ProblemTask, runtime: Runtime[Deps]) -> Command:
+async def review(state: ProblemTask, *, runtime: Runtime[Deps]) -> Command:
     deps = deps_of(runtime)
     store, config, policy = deps.store, deps.config, deps.config.review.active
-    round_ = task.get("revisions", 0)
-    proposed = "accept" if task["action"] == "solve" else "reject"
-    votes = {int(i): v for i, v in task.get("votes", {}).items()}
-    solved = task.get("solved", [])
+    round_ = state.get("revisions", 0)
+    proposed: Literal["accept", "reject"] = "accept" if state["action"] == "solve" else "reject"
+    votes = {int(i): v for i, v in state.get("votes", {}).items()}
+    solved = state.get("solved", [])
     facts = Facts(proposed=proposed, critics_disagreed=disagreed(votes) if votes else False,
                   solver_missed=any(s["correct"] is False for s in solved),
                   judges_split=any(s.get("judges_split") for s in solved),
-                  sampled="sample" in policy and sampled(task["problem_id"], config.run.seed, config.review.rate))
+                  sampled="sample" in policy and sampled(state["problem_id"], config.run.seed, config.review.rate))
     reasons = review_reasons(policy, facts)
     if not reasons:
-        return commit(deps, task) if proposed == "accept" else ended(deps, task, "rejected", task.get("reason"))
-    review_id = f"{task['problem_id']}@{round_}"
-    payload = review_payload(deps, task, review_id, proposed, reasons)
+        return commit(deps, state) if proposed == "accept" else ended(deps, state, "rejected", state.get("reason"))
+    review_id = f"{state['problem_id']}@{round_}"
+    payload = review_payload(deps, state, review_id, proposed, reasons)
     thread_id = get_config()["configurable"]["thread_id"]
-    store.open_review({"id": review_id, "run": deps.run, "problem_id": task["problem_id"],
-                       "topic_id": task["topic_id"], "subject": task["subject"], "topic": task["topic"],
+    store.open_review({"id": review_id, "run": deps.run, "problem_id": state["problem_id"],
+                       "topic_id": state["topic_id"], "subject": state["subject"], "topic": state["topic"],
                        "thread_id": thread_id, "round": round_, "proposed": proposed, "reasons": reasons,
                        "payload": payload})
     # Decided already (while a kill kept this step from reaching its interrupt): apply it, do not wait.
     decided = store.decisions_to_apply(thread_id).get(review_id)
     decision = ReviewDecision.model_validate(decided if decided is not None else interrupt(payload))
-    return apply_decision(deps, task, decision, proposed)
+    return apply_decision(deps, state, decision, proposed)
 
 
 def apply_decision(deps: Deps, task: ProblemTask, decision: ReviewDecision, proposed: str) -> Command:

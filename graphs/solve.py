@@ -9,19 +9,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from langgraph.runtime import Runtime
+from langgraph.types import Command, Send
+
 from chimera.agents import labeler, solver
+from chimera.config import JUDGE_ROLES
+from chimera.errors import CallFailed, ReplyError
 from chimera.graphs.decisions import pass_rate
 from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.outcomes import ended
 from chimera.graphs.tasks import ProblemTask, Trajectory
-from chimera.tools.grading import Grade
-from langgraph.runtime import Runtime
-from langgraph.types import Command, Send
-
-from chimera.config import JUDGE_ROLES
-from chimera.errors import CallFailed, ReplyError
 from chimera.llm import Reply
 from chimera.rows import SampleRow, sample_id
+from chimera.tools.grading import Grade
 
 
 def _reused(stored: dict[str, Any]) -> Trajectory:
@@ -88,16 +88,16 @@ async def solve_sample(deps: Deps, task: ProblemTask, row: dict[str, Any], j: in
             "judges_split": result.method == "judges-disagree"}
 
 
-async def solve(task: ProblemTask, runtime: Runtime[Deps]) -> Command:
+async def solve(state: ProblemTask, *, runtime: Runtime[Deps]) -> Command:
     deps = deps_of(runtime)
-    round_ = task.get("revisions", 0)
-    row = deps.store.problem(task["problem_id"])
-    solved = list(await asyncio.gather(*(solve_sample(deps, task, row, j, round_)
+    round_ = state.get("revisions", 0)
+    row = deps.store.problem(state["problem_id"])
+    solved = list(await asyncio.gather(*(solve_sample(deps, state, row, j, round_)
                                          for j in range(deps.config.solver.samples))))
-    task = {**task, "action": "solve", "solved": solved}
-    if deps.config.review.active and task.get("human_accepted") != round_ and not all(s["failed"] for s in solved):
-        return Command(goto=Send("review", task))
-    return commit(deps, task)
+    state = {**state, "action": "solve", "solved": solved}
+    if deps.config.review.active and state.get("human_accepted") != round_ and not all(s["failed"] for s in solved):
+        return Command(goto=Send("review", state))
+    return commit(deps, state)
 
 
 def commit(deps: Deps, task: ProblemTask) -> Command:

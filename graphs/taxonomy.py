@@ -20,16 +20,16 @@ import logging
 import operator
 from typing import Annotated, Any, TypedDict
 
-from chimera.agents import expander
-from chimera.graphs.deps import Deps, deps_of
-from chimera.tools.topic_dedup import dedup_topics
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
 
+from chimera.agents import expander
 from chimera.errors import CallFailed, ReplyError
+from chimera.graphs.deps import Deps, deps_of
 from chimera.ids import normalize_topic, topic_id
 from chimera.quotas import allocate
+from chimera.tools.topic_dedup import dedup_topics
 
 log = logging.getLogger("chimera.taxonomy")
 GIVEN = "General"  # the subfield of topics a config names explicitly
@@ -157,84 +157,85 @@ def refill_tasks(subject: str, deficit: int, subfields: list[dict[str, Any]], ro
             for s in subfields if counts[s["subfield"]] > 0]
 
 
-async def plan_subject(task: SubjectTask, runtime: Runtime[Deps]) -> Command:
+async def plan_subject(state: SubjectTask, *, runtime: Runtime[Deps]) -> Command:
     deps = deps_of(runtime)
     settings = deps.config.taxonomy
-    subject = task["subject"]
-    if task["explicit"] is not None:
+    subject = state["subject"]
+    if state["explicit"] is not None:
         sends = [Send("expand_subfield", SubfieldTask(subject=subject, subfield=GIVEN, index=0, target=None,
-                                                      explicit=task["explicit"], weight=task["weight"]))]
+                                                      explicit=state["explicit"], weight=state["weight"]))]
         return Command(goto=sends)
     notes: list[Shortfall] = []
-    if isinstance(task["subfields"], list):
-        subfields = unique_names(task["subfields"])
+    if isinstance(state["subfields"], list):
+        subfields = unique_names(state["subfields"])
     else:
         async def ask(missing: int, so_far: list[str]) -> list[str]:
             return await expander.expand_subfields(deps.clients["expander"], subject=subject, count=missing,
                                                    existing=so_far, retries=deps.retries,
                                                    context=deps.context(scope=subject))
 
-        subfields, _, note = await grow(ask, task["subfields"], settings.max_rounds)
-        notes = shortfall_note(subject, "subfield list", note, task["subfields"], len(subfields))
+        subfields, _, note = await grow(ask, state["subfields"], settings.max_rounds)
+        notes = shortfall_note(subject, "subfield list", note, state["subfields"], len(subfields))
         subfields = subfields or [GIVEN]
-    targets = split_target(task["target"], len(subfields))
+    targets = split_target(state["target"] or 0, len(subfields))
     return Command(update={"notes": notes}, goto=[
         Send("expand_subfield", SubfieldTask(subject=subject, subfield=name, index=i, target=targets[i],
-                                             explicit=None, weight=task["weight"]))
+                                             explicit=None, weight=state["weight"]))
         for i, name in enumerate(subfields) if targets[i] > 0
     ])
 
 
-async def expand_subfield(task: SubfieldTask, runtime: Runtime[Deps]) -> dict[str, Any]:
+async def expand_subfield(state: SubfieldTask, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = deps_of(runtime)
     store, settings = deps.store, deps.config.taxonomy
-    subject, subfield = task["subject"], task["subfield"]
+    subject, subfield = state["subject"], state["subfield"]
     notes: list[Shortfall] = []
-    if task["explicit"] is not None:
-        names, calls = unique_names(task["explicit"]), 0
+    if state["explicit"] is not None:
+        names, calls = unique_names(state["explicit"]), 0
     else:
         async def ask(missing: int, so_far: list[str]) -> list[str]:
             return await expander.expand(deps.clients["expander"], subject=subject, subfield=subfield,
                                          count=missing, existing=so_far, retries=deps.retries,
                                          context=deps.context(scope=f"{subject} / {subfield}"))
 
-        names, calls, note = await grow(ask, task["target"], settings.max_rounds)
-        notes = shortfall_note(subject, subfield, note, task["target"], len(names))
-    source = "explicit" if task["explicit"] is not None else "expanded"
+        target = state["target"] or 0
+        names, calls, note = await grow(ask, target, settings.max_rounds)
+        notes = shortfall_note(subject, subfield, note, target, len(names))
+    source = "explicit" if state["explicit"] is not None else "expanded"
     for i, name in enumerate(names):
         store.upsert_topic(id=topic_id(deps.run, subject, subfield, name), run=deps.run, subject=subject,
-                           subfield=subfield, name=name, position=task["index"] * POSITION_STRIDE + i,
-                           source=source, weight=task["weight"])
-    return {"notes": notes, "expanded": [{"subject": subject, "subfield": subfield, "index": task["index"],
-                                          "target": task["target"], "topics": len(names), "calls": calls}]}
+                           subfield=subfield, name=name, position=state["index"] * POSITION_STRIDE + i,
+                           source=source, weight=state["weight"])
+    return {"notes": notes, "expanded": [{"subject": subject, "subfield": subfield, "index": state["index"],
+                                          "target": state["target"], "topics": len(names), "calls": calls}]}
 
 
-async def refill(task: RefillTask, runtime: Runtime[Deps]) -> dict[str, Any]:
+async def refill(state: RefillTask, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = deps_of(runtime)
     store = deps.store
-    subject, subfield = task["subject"], task["subfield"]
+    subject, subfield = state["subject"], state["subfield"]
     try:
         names = await expander.expand(deps.clients["expander"], subject=subject, subfield=subfield,
-                                      count=task["count"], existing=task["existing"], retries=deps.retries,
+                                      count=state["count"], existing=state["existing"], retries=deps.retries,
                                       context=deps.context(scope=f"{subject} / {subfield}"))
         note = "ok"
     except (ReplyError, CallFailed) as error:
         names, note = [], f"reply: {error}"
-    names = unique_names(names, task["existing"])[: task["count"]]
+    names = unique_names(names, state["existing"])[: state["count"]]
     first = max((t["position"] for t in store.topics(deps.run)
                  if t["subject"] == subject and t["subfield"] == subfield), default=-1) + 1
     for i, name in enumerate(names):
         store.upsert_topic(id=topic_id(deps.run, subject, subfield, name), run=deps.run, subject=subject,
                            subfield=subfield, name=name, position=first + i, source="expanded",
-                           weight=task["weight"], round_=task["round"])
-    log.info("stage 1: refill round %d: %s / %s: %d new of %d asked", task["round"], subject, subfield,
-             len(names), task["count"])
-    return {"notes": shortfall_note(subject, subfield, note, task["count"], len(names)),
-            "expanded": [{"subject": subject, "subfield": subfield, "index": task["index"], "target": 0,
+                           weight=state["weight"], round_=state["round"])
+    log.info("stage 1: refill round %d: %s / %s: %d new of %d asked", state["round"], subject, subfield,
+             len(names), state["count"])
+    return {"notes": shortfall_note(subject, subfield, note, state["count"], len(names)),
+            "expanded": [{"subject": subject, "subfield": subfield, "index": state["index"], "target": 0,
                           "topics": len(names), "calls": 1}]}
 
 
-async def dedup(state: TaxonomyState, runtime: Runtime[Deps]) -> dict[str, Any]:
+async def dedup(state: TaxonomyState, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = deps_of(runtime)
     store, settings = deps.store, deps.config.taxonomy
     order = {task["subject"]: task["position"] for task in state["subjects"]}
@@ -328,7 +329,7 @@ def after_dedup(state: TaxonomyState) -> list[Send] | str:
     return [Send("refill", task) for task in state["refills"]] or "finalize"
 
 
-async def finalize(state: TaxonomyState, runtime: Runtime[Deps]) -> dict[str, Any]:
+async def finalize(state: TaxonomyState, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = deps_of(runtime)
     store, settings = deps.store, deps.config.taxonomy
     live = store.topics(deps.run, live=True)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, TypedDict
 
-from chimera.graphs.deps import Deps, deps_of
-from chimera.graphs.drafting import draft_slot
-from chimera.graphs.problem import add_problem_flow
-from chimera.graphs.tasks import Outcome
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
+from chimera.graphs.deps import Deps, deps_of
+from chimera.graphs.drafting import draft_slot
+from chimera.graphs.problem import add_problem_flow
+from chimera.graphs.tasks import Outcome
 from chimera.ids import problem_id
 
 
@@ -40,7 +40,7 @@ class TopicState(TopicInput, total=False):
     outcomes: Annotated[list[Outcome], operator.add]
 
 
-async def draft(state: TopicState, runtime: Runtime[Deps]) -> dict[str, Any]:
+async def draft(state: TopicState, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = deps_of(runtime)
     slot = len(state.get("drafted", []))
     pid = problem_id(deps.run, state["topic_id"], slot)

@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from langgraph.runtime import Runtime
+from langgraph.types import Command, Send
+
 from chimera.agents import critic, drafter
+from chimera.errors import CallFailed, ReplyError
 from chimera.graphs.decisions import Decision, decide, disagreed
 from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.outcomes import to_outcome
 from chimera.graphs.tasks import ProblemTask, Vote, next_round
 from chimera.tools.grading import is_placeholder
-from langgraph.runtime import Runtime
-from langgraph.types import Command, Send
-
-from chimera.errors import CallFailed, ReplyError
 
 CRITICS = (0, 1)
 
@@ -51,22 +51,22 @@ async def critic_vote(deps: Deps, index: int, task: ProblemTask, row: dict[str, 
     return vote
 
 
-async def validate(task: ProblemTask, runtime: Runtime[Deps]) -> Command:
+async def validate(state: ProblemTask, *, runtime: Runtime[Deps]) -> Command:
     deps = deps_of(runtime)
-    round_ = task.get("revisions", 0)
-    row = deps.store.problem(task["problem_id"])
+    round_ = state.get("revisions", 0)
+    row = deps.store.problem(state["problem_id"])
     if is_placeholder(row["answer"]):
-        return to_outcome(deps, task, "reject", "the reference answer is empty or a placeholder")
-    votes = dict(zip(CRITICS, await asyncio.gather(*(critic_vote(deps, i, task, row, round_) for i in CRITICS))))
+        return to_outcome(deps, state, "reject", "the reference answer is empty or a placeholder")
+    votes = dict(zip(CRITICS, await asyncio.gather(*(critic_vote(deps, i, state, row, round_) for i in CRITICS))))
     if disagreed(votes):
-        deps.store.mark_disagreement(task["problem_id"])
+        deps.store.mark_disagreement(state["problem_id"])
     decision = decide(votes, round_, deps.config.max_revisions)
-    if decision.action == "solve" and is_duplicate(deps, task, row):
+    if decision.action == "solve" and is_duplicate(deps, state, row):
         decision = Decision("reject", "duplicate")
-    task = {**task, "votes": {str(i): v for i, v in votes.items()}}
+    state = {**state, "votes": {str(i): v for i, v in votes.items()}}
     if decision.action in ("solve", "revise"):
-        return Command(goto=Send(decision.action, task))
-    return to_outcome(deps, task, decision.action, decision.reason)
+        return Command(goto=Send(decision.action, state))
+    return to_outcome(deps, state, decision.action, decision.reason)
 
 
 def is_duplicate(deps: Deps, task: ProblemTask, row: dict[str, Any]) -> bool:
@@ -85,22 +85,22 @@ def is_duplicate(deps: Deps, task: ProblemTask, row: dict[str, Any]) -> bool:
     return False
 
 
-async def revise(task: ProblemTask, runtime: Runtime[Deps]) -> Command:
+async def revise(state: ProblemTask, *, runtime: Runtime[Deps]) -> Command:
     deps = deps_of(runtime)
-    round_ = task.get("revisions", 0)
-    row = deps.store.problem(task["problem_id"])
-    votes = deps.store.votes(task["problem_id"], round_)
+    round_ = state.get("revisions", 0)
+    row = deps.store.problem(state["problem_id"])
+    votes = deps.store.votes(state["problem_id"], round_)
     critiques = [f"Reviewer {i + 1} ({v['verdict']}): {v['reasons']}" for i, v in sorted(votes.items())]
-    if task.get("review_note"):
-        critiques.append(f"Human reviewer (takes precedence): {task['review_note']}")
+    if state.get("review_note"):
+        critiques.append(f"Human reviewer (takes precedence): {state['review_note']}")
     try:
         revised = await drafter.revise(
-            deps.clients["drafter"], subject=task["subject"], topic=task["topic"], problem=row["problem"],
+            deps.clients["drafter"], subject=state["subject"], topic=state["topic"], problem=row["problem"],
             answer=row["answer"], critiques=critiques, retries=deps.retries,
-            context=deps.context(topic_id=task["topic_id"], problem_id=task["problem_id"]))
+            context=deps.context(topic_id=state["topic_id"], problem_id=state["problem_id"]))
     except ReplyError as error:
-        return to_outcome(deps, task, "reject", f"drafter revision unparseable: {error.reason}")
+        return to_outcome(deps, state, "reject", f"drafter revision unparseable: {error.reason}")
     except CallFailed as error:
-        return to_outcome(deps, task, "fail", str(error))
-    deps.store.save_revision(task["problem_id"], revision=round_ + 1, problem=revised.problem, answer=revised.answer)
-    return Command(goto=Send("validate", next_round(task)))
+        return to_outcome(deps, state, "fail", str(error))
+    deps.store.save_revision(state["problem_id"], revision=round_ + 1, problem=revised.problem, answer=revised.answer)
+    return Command(goto=Send("validate", next_round(state)))

@@ -12,7 +12,6 @@ from typing import Any
 
 import yaml
 
-
 CHIMERA = str(Path(sys.executable).parent / "chimera")
 
 

@@ -29,7 +29,7 @@ class HostileEndpoint:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
 
-    def __enter__(self) -> "HostileEndpoint":
+    def __enter__(self) -> HostileEndpoint:
         self._thread.start()
         assert self._ready.wait(10), "the hostile endpoint did not start"
         return self

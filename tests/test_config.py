@@ -1,10 +1,10 @@
 """The config is validated once, at load, and a bad one is named in one line."""
 
 import pytest
+from helpers import chimera, write_config
 
 from chimera.config import load_config, parse_config
 from chimera.errors import ConfigError
-from helpers import chimera, write_config
 
 BASE = {"run": {"name": "r", "db": "r.db"}, "subjects": [{"name": "Math", "topics": 3}]}
 

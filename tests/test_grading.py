@@ -6,13 +6,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import chimera
 from scripted import scripted, seen
 
 from chimera.agents.labeler import label_answer
 from chimera.judging import labelled_report, read_pairs
 from chimera.tools.grading import extract_final_answer, grade, is_placeholder
 from chimera.tools.grading.chemistry import rdkit_available
-from helpers import chimera
 
 DATA = Path(__file__).parent / "data"
 LABELLED = DATA / "grading_labelled.jsonl"

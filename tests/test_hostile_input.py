@@ -63,8 +63,8 @@ def test_a_key_echoed_by_a_server_or_written_in_a_url_is_found_nowhere_afterward
         stats = chimera("stats", str(tmp_path / "t.db"), "--out", str(tmp_path / "stats"))
         card = chimera("export", str(tmp_path / "t.db"), "--format", "hf", "--out", str(tmp_path / "hf"))
     assert any(r["path"].endswith("/chat/completions") for r in endpoint.requests)
-    outputs = [refused.stdout, refused.stderr, result.stdout, result.stderr, status.stdout, status.stderr, stats.stdout, stats.stderr,
-               card.stdout, card.stderr, every_text_in(tmp_path / "t.db")]
+    outputs = [refused.stdout, refused.stderr, result.stdout, result.stderr, status.stdout, status.stderr,
+               stats.stdout, stats.stderr, card.stdout, card.stderr, every_text_in(tmp_path / "t.db")]
     outputs += [p.read_text(errors="replace") for folder in ("stats", "hf") for p in (tmp_path / folder).rglob("*")
                 if p.is_file() and p.suffix in (".md", ".json")]
     assert "HTTP 500" in every_text_in(tmp_path / "t.db"), "the failure itself is recorded"
@@ -344,7 +344,7 @@ def test_the_review_server_refuses_foreign_hosts_and_cross_origin_posts_and_send
         assert "form-action 'self'" in headers["Content-Security-Policy"]
         assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "same-origin"
         assert served(server, "", headers={"Host": f"evil.example:{server.port}"})[0] == 421
-        form = f"action=accept&nonce=x".encode()
+        form = b"action=accept&nonce=x"
         assert served(server, f"item/{item['id']}", "POST", {"Origin": "http://evil.example"}, form)[0] == 403
         assert served(server, f"item/{item['id']}", "POST", {}, form)[0] == 403
     finally:

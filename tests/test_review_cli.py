@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import sqlite3
 import sys
 from pathlib import Path

@@ -105,8 +105,8 @@ def test_the_page_lists_items_renders_math_and_takes_an_accept_and_a_reject(revi
             browser.close()
     finally:
         server.stop()
-    rows = dict(((r[0], r[1:]) for r in sqlite3.connect(reviewed_db).execute(
-        "select id, action, note, reviewer from reviews where action is not null")))
+    rows = dict((r[0], r[1:]) for r in sqlite3.connect(reviewed_db).execute(
+        "select id, action, note, reviewer from reviews where action is not null"))
     assert rows == {with_math["id"]: ("accept", None, "web-ann"),
                     others[0]["id"]: ("reject", "answer is not unique", "web-ann")}
 

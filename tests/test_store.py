@@ -27,3 +27,25 @@ def test_migrations_are_recorded_and_applied_once(tmp_path):
     store = Store(tmp_path / "s.db")
     assert store.migrate() == []
     assert [r["name"] for r in store.db["_migrations"].rows] == [name for name, _ in MIGRATIONS]
+
+
+def test_votes_of_a_database_from_before_the_votes_table_are_moved_into_it(tmp_path):
+    import json
+
+    import sqlite_utils
+
+    db = sqlite_utils.Database(tmp_path / "old.db")
+    db.table("_migrations").create({"name": str, "applied_at": float}, pk="name")
+    for name, step in MIGRATIONS:
+        if name == "0013_votes":
+            break
+        step(db)
+        db.table("_migrations").insert({"name": name, "applied_at": 0.0})
+    old = {"0": {"0": {"verdict": "revise"}, "1": {"verdict": "accept"}}, "1": {"0": {"verdict": "accept"}}}
+    db.table("problems").insert({"id": "p1", "run": "r", "critic_verdicts": json.dumps(old)})
+    db.close()
+    store = Store(tmp_path / "old.db")
+    assert store.all_votes("p1") == {0: {0: {"verdict": "revise"}, 1: {"verdict": "accept"}},
+                                     1: {0: {"verdict": "accept"}}}
+    store.record_vote("p1", round_=1, critic=0, vote={"verdict": "reject"})
+    assert store.votes("p1", 1) == {0: {"verdict": "reject"}}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-
 _WORD = re.compile(r"[a-z0-9]+")
 
 

@@ -18,11 +18,11 @@ _TOKEN = re.compile(r"\s*(\d+\.?\d*|\.\d+|\\[a-zA-Z]+|[a-zA-Z]|[-+*/^(){}\[\],!]
 _FUNCS = {"sin": cmath.sin, "cos": cmath.cos, "tan": cmath.tan, "ln": cmath.log, "exp": cmath.exp,
           "sqrt": cmath.sqrt, "arcsin": cmath.asin, "arccos": cmath.acos, "arctan": cmath.atan,
           "sinh": cmath.sinh, "cosh": cmath.cosh, "tanh": cmath.tanh}
-_CONSTS = {"pi": math.pi, "infty": None}
+_CONSTS: dict[str, float | None] = {"pi": math.pi, "infty": None}
 _IGNORED = {"left", "right", "displaystyle", ",", "!"}
 _WORD = re.compile(r"[a-zA-Z]{3,}")
 _COMMAND = re.compile(r"\\[a-zA-Z]+")
-POINTS = ({"default": 0.7316}, {"default": 1.4142 + 0.3127j}, {"default": -0.6180 + 1.1213j})
+POINTS: tuple[dict[str, complex], ...] = ({"default": 0.7316}, {"default": 1.4142 + 0.3127j}, {"default": -0.6180 + 1.1213j})
 
 
 class _Unknown(Exception):
@@ -144,8 +144,9 @@ class _Parser:
             if name in _FUNCS:
                 argument = self.group() if self.peek() in ("{", "(") else self.power()
                 return _FUNCS[name](argument)
-            if _CONSTS.get(name) is not None:
-                return complex(_CONSTS[name])
+            constant = _CONSTS.get(name)
+            if constant is not None:
+                return complex(constant)
         raise _Unknown(token)
 
 
@@ -219,7 +220,8 @@ def same_bracketed(a: str, b: str) -> bool | None:
         return None
     if left[0] != right[0] or left[1] != right[1] or len(left[2]) != len(right[2]):
         return False
-    key = (lambda v: (v.real, v.imag) if isinstance(v, complex) else (v, 0.0))
+    def key(v: complex | float) -> tuple[float, float]:
+        return (v.real, v.imag) if isinstance(v, complex) else (v, 0.0)
     xs, ys = (sorted(left[2], key=key), sorted(right[2], key=key)) if left[0] == "\\{" else (left[2], right[2])
     return all(x == y if math.isinf(abs(x)) or math.isinf(abs(y)) else cmath.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
                for x, y in zip(xs, ys))

@@ -27,7 +27,7 @@ class ReviewDecision(BaseModel):
     decided_at: float = Field(default_factory=time.time)
 
     @model_validator(mode="after")
-    def _complete(self) -> "ReviewDecision":
+    def _complete(self) -> ReviewDecision:
         self.note = self.note.strip()
         self.problem = (self.problem or "").strip() or None
         self.answer = (self.answer or "").strip() or None

@@ -156,13 +156,15 @@ AnyKind = Kind | TypedKind
 
 def kinds_for(subject: str) -> list[AnyKind]:
     family = family_of(subject)
-    chosen: list[AnyKind] = [k for k in [*KINDS, *TYPED_KINDS] if family in k.families]
+    every: list[AnyKind] = [*KINDS, *TYPED_KINDS]
+    chosen = [k for k in every if family in k.families]
     return chosen or list(KINDS)
 
 
 def identify(text: str) -> tuple[AnyKind, str] | None:
     """The kind a statement belongs to and its true answer, or None when the statement cannot be solved."""
-    for kind in [*TYPED_KINDS, *KINDS]:
+    typed_first: list[AnyKind] = [*TYPED_KINDS, *KINDS]
+    for kind in typed_first:
         answer = kind.solve(text)
         if answer is not None:
             return kind, answer
@@ -211,7 +213,7 @@ def wrong_answer(answer: str, rng: random.Random) -> str:
         value = Fraction(answer)
     except ValueError:
         return rng.choice([w for w in WORDS if w != answer])
-    delta = rng.choice([1, -1, 2, Fraction(1, 2)])
+    delta = rng.choice([Fraction(1), Fraction(-1), Fraction(2), Fraction(1, 2)])
     return fmt(value + delta if value + delta != value else value + 1)
 
 

@@ -140,7 +140,8 @@ class Simulator:
         return body if isinstance(body, dict) else _error(400, "request body must be a JSON object")
 
     async def _latency(self, key: str, task: str) -> None:
-        base = self.settings.latency_by_task.get(task, self.settings.latency_s)
+        by_task: dict[str, float] = {str(name): s for name, s in self.settings.latency_by_task.items()}
+        base = by_task.get(task, self.settings.latency_s)
         if base <= 0:
             return
         jitter = self.settings.latency_jitter
@@ -156,7 +157,8 @@ class Simulator:
         rng = _seeded(self.seed, body) if self.settings.deterministic else random.Random(secrets.randbits(64))
         task = _schema_name(body) or "solve"
         handler = {
-            "SubfieldList": self._subfields, "TopicList": self._expand, "DraftedProblem": self._draft, "CriticVerdict": self._critic,
+            "SubfieldList": self._subfields, "TopicList": self._expand, "DraftedProblem": self._draft,
+            "CriticVerdict": self._critic,
             "LabelVerdict": self._label, "QualityRating": self._rate, "solve": self._solve,
         }.get(task)
         if handler is None:
@@ -223,7 +225,7 @@ class Simulator:
         answer = kind.solve(text)
         if rng.random() < self.settings.ill_posed_rate:
             text = problems.make_ill_posed(text)
-        elif rng.random() < self.settings.drafter_error_rate:
+        elif answer is not None and rng.random() < self.settings.drafter_error_rate:
             answer = problems.near_miss(text, answer, rng)
         return json.dumps({"problem": text, "answer": answer}), ""
 
@@ -298,7 +300,7 @@ class Simulator:
         return solution, thinking
 
     def _completion(self, body: dict, content: str, reasoning: str, rng: random.Random, prompt: str) -> dict:
-        shape = self.settings.reasoning_shape
+        shape: str = self.settings.reasoning_shape
         if shape == "mixed":
             shape = SHAPES[rng.randrange(len(SHAPES))]
         message: dict[str, Any] = {"role": "assistant", "content": content}

@@ -8,8 +8,8 @@ import sqlite3
 import httpx
 import pytest
 import yaml
-from vllm_server import SERVED, free_port, start_server
 from helpers import chimera
+from vllm_server import SERVED, free_port, start_server
 
 from chimera.agents import critic, drafter, expander, labeler, solver
 from chimera.config import ModelSpec

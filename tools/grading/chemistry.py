@@ -138,7 +138,7 @@ def canonical_smiles(text: str) -> str | None:
         from rdkit import Chem, RDLogger
     except ImportError:
         return None
-    RDLogger.DisableLog("rdApp.*")
+    RDLogger.DisableLog("rdApp.*")  # type: ignore[attr-defined]  # missing from rdkit's stubs
     molecule = Chem.MolFromSmiles(text)
     return Chem.MolToSmiles(molecule, isomericSmiles=True) if molecule is not None else None
 

@@ -38,8 +38,14 @@ def _to_sympy_text(body: str) -> str:
 @lru_cache(maxsize=2048)
 def _expression(body: str) -> Any:
     from sympy import Symbol
-    from sympy.parsing.sympy_parser import (convert_xor, factorial_notation, implicit_application,
-                                            implicit_multiplication, parse_expr, standard_transformations)
+    from sympy.parsing.sympy_parser import (
+        convert_xor,
+        factorial_notation,
+        implicit_application,
+        implicit_multiplication,
+        parse_expr,
+        standard_transformations,
+    )
 
     text = _to_sympy_text(body)
     if re.search(r"[^\w\s*+\-/().!]", text):

@@ -9,9 +9,8 @@ formulas as algebra and an interval against an inequality as unequal.
 from __future__ import annotations
 
 import re
-from typing import Literal
-
 from fractions import Fraction
+from typing import Literal
 
 from chimera.tools.fastmath import equivalent, evaluate, same_bracketed
 from chimera.tools.grading.numbers import Number, agree, parse_number

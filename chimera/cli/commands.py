@@ -1,0 +1,614 @@
+"""The `chimera` command. Library errors become one line on stderr and a non-zero exit, here only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from chimera import __version__
+from chimera.console import PlainConsole
+from chimera.errors import ChimeraError
+from chimera.secrets import redact
+
+err = PlainConsole(stderr=True, soft_wrap=True)
+out = PlainConsole(soft_wrap=True)
+if not out.is_terminal:
+    out = PlainConsole(soft_wrap=True, width=160)  # a file or pipe: no reason to squeeze tables to 80
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from chimera.config import load_config
+
+    config = load_config(args.config)
+    if args.db:
+        config.run.db = args.db
+    return run_with_progress(config, quiet=args.quiet, trace_path=args.trace, topics_only=args.topics_only,
+                             retry_failed=args.retry_failed, retry_command=f"chimera run {args.config} --retry-failed")
+
+
+def run_with_progress(config, *, quiet: bool = False, trace_path: str | None = None, topics_only: bool = False,
+                      retry_failed: bool = False, retry_command: str = "chimera run CONFIG --retry-failed") -> int:
+    """Run (or resume) a job with the progress display, then print its summary; the exit status says
+    whether it did its job (see chimera.run_health)."""
+    from chimera.progress import ProgressDisplay
+    from chimera.run_health import assess, failure_groups, role_calls
+    from chimera.runner import run_pipeline
+
+    display = ProgressDisplay(err, quiet=quiet)
+    trace = open(trace_path, "a", encoding="utf-8") if trace_path else None  # noqa: SIM115 - open for the run
+
+    def hook(monitor) -> None:
+        display.update(monitor)
+        if trace is not None:
+            trace.write(json.dumps({"t": time.time(), "in_flight": monitor.endpoints.in_flight,
+                                    "limit": monitor.endpoints.limit, "stage": monitor.stage}) + "\n")
+            trace.flush()
+
+    with display:
+        summary = asyncio.run(run_pipeline(config, on_progress=hook, topics_only=topics_only,
+                                           retry_failed=retry_failed, progress_every_s=0.1 if trace else 0.5))
+    counts = summary.counts
+    by_status = counts["by_status"]
+    share = summary.checkpoint_bytes / summary.db_bytes if summary.db_bytes else 0
+    err.print(
+        f"run {summary.name}: {counts['samples']} samples ({counts['correct']} correct, {counts['truncated']} truncated) "
+        f"from {counts['problems']} problems: {by_status.get('accepted', 0)} accepted, "
+        f"{by_status.get('rejected', 0)} rejected, {by_status.get('failed', 0)} failed; "
+        f"{counts['calls']} model calls, {counts['tokens_in'] + counts['tokens_out']:,} tokens; "
+        f"{summary.seconds:.1f}s; database {summary.db_bytes / 1e6:.2f} MB ({share:.0%} checkpoints) at {summary.db}"
+    )
+    if summary.reused_calls:
+        err.print(f"{summary.reused_calls} calls finished before the restart were answered from their kept replies, "
+                  "not asked again")
+    if summary.unlabeled:
+        err.print(f"{summary.unlabeled} samples are unlabeled (no rule decided and the judge did not)")
+    for line in shortfall_lines(summary.shortfalls)[:8]:
+        err.print(f"stage 1 shortfall: {line}")
+    groups = failure_groups(summary.call_rows)
+    if groups:
+        err.print("failed calls: " + "; ".join(f"{g['role']} {g['outcome']} x{g['calls']}"
+                                               + (f" ({g['message'][:160]})" if g["message"] else "")
+                                               for g in groups[:6]))
+    pending = counts["reviews"]["pending"]
+    if pending:
+        err.print(f"{pending} problem{'s wait' if pending != 1 else ' waits'} for review: chimera review {summary.db}")
+    health = assess(counts, role_calls(summary.call_rows), retry_command=retry_command,
+                    shortfalls=summary.shortfalls)
+    for line in health.lines:
+        err.print(f"chimera: {line}")
+    return health.exit_code
+
+
+def shortfall_lines(shortfalls: list[dict]) -> list[str]:
+    """Subjects short of their target first, then the expander calls that came back short or failed."""
+    ranked = sorted(shortfalls, key=lambda s: (s["subfield"] != "", s["subject"], s["subfield"]))
+    return [f"{s['subject']}{' / ' + s['subfield'] if s['subfield'] else ''}: {s['got']} of {s['target']} "
+            f"({s['detail']})" for s in ranked]
+
+
+def only_run(store, wanted: str | None) -> str:
+    runs = [r["name"] for r in store.runs()]
+    if wanted:
+        if wanted not in runs:
+            raise ChimeraError(f"{store.path}: no run named {wanted!r} (runs: {', '.join(runs) or 'none'})")
+        return wanted
+    if len(runs) != 1:
+        raise ChimeraError(f"{store.path}: holds {len(runs)} runs ({', '.join(runs) or 'none'}); name one with --run")
+    return runs[0]
+
+
+def _cmd_yield(store, args: argparse.Namespace) -> int:
+    from chimera.yield_report import yield_by
+
+    report = yield_by(store, only_run(store, args.run), args.by)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    table = Table(title=f"yield by {args.by}")
+    table.add_column(args.by, overflow="fold")
+    for column in ("drafted", "accepted", "rejected", "revisions", "correct", "tokens", "$/sample"):
+        table.add_column(column, justify="right", no_wrap=True)
+    reasons = []
+    for item in report:
+        rate = "-" if item["correct_rate"] is None else f"{item['correct_rate']:.0%}"
+        cost = "-" if item["cost_per_accepted_sample"] is None else f"{item['cost_per_accepted_sample']:.4f}"
+        table.add_row(item[args.by], str(item["drafted"]), str(item["accepted"]),
+                      str(item["rejected"] + item["failed"]), str(item["revisions"]), rate,
+                      f"{item['tokens_in'] + item['tokens_out']:,}", cost)
+        reasons += [f"  {item[args.by]}: {reason} ({n})" for reason, n in item["rejected_by_reason"].items()]
+    out.print(table)
+    if reasons:
+        out.print("rejections and failures:\n" + "\n".join(reasons), markup=False)
+    if any(item["cost"] is None for item in report):
+        out.print("$/sample is '-' where a model used has no price_per_mtok_in/out in the config", markup=False)
+    return 0
+
+
+def _cmd_taxonomy(args: argparse.Namespace) -> int:
+    from chimera.store import Store
+    from chimera.taxonomy_io import import_tree, read_file, tree
+
+    store = Store(args.db, create=bool(args.import_file), read_only=not args.import_file)
+    if args.import_file:
+        taxonomy = read_file(Path(args.import_file))
+        counts = import_tree(store, taxonomy)
+        err.print(f"imported {counts['topics']} topics into run {taxonomy.run} ({counts['removed']} removed); "
+                  "chimera run will skip Stage 1 for it")
+        return 0
+    run = only_run(store, args.run)
+    if args.merges:
+        return _print_merges(store, run, as_json=args.json)
+    taxonomy = tree(store, run)
+    if args.json:
+        print(taxonomy.model_dump_json(indent=2))
+        return 0
+    from rich.tree import Tree
+
+    total = sum(len(f.topics) for s in taxonomy.subjects for f in s.subfields)
+    root = Tree(f"run {taxonomy.run}: {len(taxonomy.subjects)} subjects, {total} topics, "
+                f"{len(taxonomy.merges)} merged away")
+    for subject in taxonomy.subjects:
+        count = sum(len(f.topics) for f in subject.subfields)
+        slots = sum(t.slots or 0 for f in subject.subfields for t in f.topics)
+        branch = root.add(f"{subject.name} ({count} topics, {slots} problem slots, weight {subject.weight:g})")
+        for subfield in subject.subfields:
+            leaf = branch.add(f"{subfield.name} ({len(subfield.topics)})")
+            for topic in subfield.topics:
+                leaf.add(f"{topic.name}" + (f" [{topic.slots}]" if topic.slots is not None else ""))
+    out.print(root)
+    if taxonomy.shortfalls:
+        out.print("shortfalls:\n" + "\n".join(f"  {line}" for line in shortfall_lines(taxonomy.shortfalls)),
+                  markup=False)
+    return 0
+
+
+def _print_merges(store, run: str, *, as_json: bool) -> int:
+    merges = store.merges_with_subjects(run)
+    if as_json:
+        print(json.dumps(merges, indent=2))
+        return 0
+    table = Table(title=f"run {run}: {len(merges)} topics merged away, most similar first")
+    for column in ("similarity", "method", "dropped", "kept"):
+        table.add_column(column, justify="right" if column == "similarity" else "left",
+                         overflow="fold", no_wrap=column == "similarity")
+    for m in merges:
+        table.add_row(f"{m['similarity']:.3f}", m["method"], Text(f"{m['dropped']} ({m['dropped_subject']})"),
+                      Text(f"{m['kept']} ({m['kept_subject']})"))
+    out.print(table)
+    config = store.run_config(run).get("taxonomy") or {}
+    out.print(f"thresholds of this run: embedding {config.get('similarity_threshold', '?')}, lexical "
+              f"{config.get('lexical_threshold', '?')}; pairs just above the threshold are the ones to read "
+              "(README: choosing the threshold)", markup=False)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from chimera.store import Store
+
+    store = Store(args.db, read_only=True)
+    if args.by:
+        return _cmd_yield(store, args)
+    if args.check:
+        return _check(store, [args.run] if args.run else [r["name"] for r in store.runs()], as_json=args.json)
+    from chimera.run_health import failure_groups
+
+    runs = [r["name"] for r in store.runs()]
+    report = {name: {**store.counts(name), "unlabeled": store.unlabeled_samples(name),
+                     "failures": failure_groups(store.call_rows(name)),
+                     "shortfalls": store.shortfalls(name)} for name in runs}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    if not runs:
+        out.print(f"{args.db}: no runs yet")
+    for name, counts in report.items():
+        table = Table(title=f"run {name}", show_header=False)
+        by = counts["by_status"]
+        table.add_row("topics", f"{counts['topics_done']} done / {counts['topics']}")
+        table.add_row("problems", str(counts["problems"]))
+        for status in ("pending", "accepted", "rejected", "failed"):
+            table.add_row(f"  {status}", str(by.get(status, 0)))
+        table.add_row("critic disagreements", str(counts["disagreements"]))
+        reviews = counts["reviews"]
+        if any(reviews.values()):
+            table.add_row("reviews pending", str(reviews["pending"]))
+            table.add_row("  accepted by human", str(reviews["accepted"]))
+            table.add_row("  rejected by human", str(reviews["rejected"]))
+            table.add_row("  edited by human", str(reviews["edited"]))
+            table.add_row("  sent back by human", str(reviews["sent_back"]))
+        table.add_row("samples", str(counts["samples"]))
+        table.add_row("  correct", str(counts["correct"]))
+        table.add_row("  truncated", str(counts["truncated"]))
+        table.add_row("  unlabeled", str(counts["unlabeled"]))
+        table.add_row("model calls", str(counts["calls"]))
+        for outcome, n in sorted(counts["call_outcomes"].items()):
+            table.add_row(f"  {outcome}", str(n))
+        for group in counts["failures"]:
+            table.add_row(f"failed: {group['role']} {group['outcome']}",
+                          f"{group['calls']} calls" + (f": {group['message']}" if group["message"] else ""))
+        table.add_row("tokens in / out", f"{counts['tokens_in']:,} / {counts['tokens_out']:,}")
+        for reason in counts["rejection_reasons"]:
+            table.add_row("rejected or failed because", f"{reason['reason']} ({reason['count']})")
+        for line in shortfall_lines(counts["shortfalls"]):
+            table.add_row("stage 1 shortfall", Text(line))
+        out.print(table)
+    return 0
+
+
+def _check(store, runs: list[str], *, as_json: bool) -> int:
+    found = {run: {name: ids for name, ids in store.consistency(run).items() if ids} for run in runs}
+    if as_json:
+        print(json.dumps(found, indent=2))
+    else:
+        for run, problems in found.items():
+            if not problems:
+                out.print(f"run {run}: consistent ({len(store.CONSISTENCY_CHECKS)} checks)", markup=False)
+            for name, ids in problems.items():
+                out.print(f"run {run}: {len(ids)} {name}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}",
+                          markup=False)
+    return 1 if any(found.values()) else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from chimera.export import write
+    from chimera.store import Store
+
+    store = Store(args.db, read_only=True)
+    if args.format is None:
+        args.format = "parquet" if Path(args.output).suffix.lower() in (".parquet", ".pq") else "jsonl"
+    if args.format == "hf":
+        from chimera.hf_export import export_hf, push, require_license
+
+        if args.push:
+            require_license(store.run_config(only_run(store, args.run)))
+        counts = export_hf(store, only_run(store, args.run), Path(args.output), force=args.force)
+        err.print(f"wrote {counts['all']} samples (all), {counts['sft']} (sft), {counts['rl']} problems (rl) and "
+                  f"a dataset card to {args.output}", markup=False)
+        if counts["sft_without_reasoning"]:
+            err.print(f"left out of sft {counts['sft_without_reasoning']} correct samples whose reasoning is empty "
+                      "(the server hid it or sent none)", markup=False)
+        if args.push:
+            err.print(f"pushed to {push(Path(args.output), args.push, public=args.public)}"
+                      f"{'' if args.public else ' (private)'}", markup=False)
+        return 0
+    if args.push:
+        raise ChimeraError("--push goes with --format hf")
+    from chimera.export import ExportOptions
+
+    skipped = [0]
+    options = ExportOptions(reasoning=args.reasoning, sft_format=args.sft_format, schema=args.schema)
+    count = write(store, Path(args.output), split=args.split, fmt=args.format, run=args.run, options=options,
+                  skipped=skipped)
+    noun = "problems" if args.split == "rl" else "samples"
+    err.print(f"wrote {count} {noun} ({args.split}) to {args.output}", markup=False)
+    if skipped[0]:
+        err.print(f"left out {skipped[0]} correct samples whose reasoning is empty (the server hid it or sent none); "
+                  "--reasoning none keeps them without it", markup=False)
+    return 0
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from chimera.config import load_config
+    from chimera.judging import Pair, grade_json, grade_pairs, labelled_report, read_pairs
+
+    if args.jsonl:
+        pairs = list(read_pairs(Path(args.jsonl), labelled=args.labelled))
+    elif args.labelled:
+        raise ChimeraError("--labelled goes with --jsonl FILE (pairs with a \"match\" field)")
+    elif args.reference is not None and args.response is not None:
+        pairs = [Pair(args.reference, args.response, args.problem)]
+    else:
+        raise ChimeraError("grade needs --reference and --response, or --jsonl FILE")
+    config = load_config(args.config) if args.config else None
+    judge = not args.no_judge and not (args.labelled and config is None)
+    grades = asyncio.run(grade_pairs(pairs, config=config, judge=judge))
+    if not args.labelled:
+        sys.stdout.write("".join(grade_json(g) + "\n" for g in grades))
+        return 0
+    report = labelled_report(pairs, grades)
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return 0
+    for axis in ("subject", "method", "part", "all"):
+        table = Table(title=f"agreement with the labels, by {axis}" if axis != "all" else "all pairs")
+        for column in (axis, "pairs", "decided", "right when decided", "false +", "false -"):
+            table.add_column(column, justify="left" if column == axis else "right")
+        for key, row in report[axis].items():
+            share = "-" if row["decided_share"] is None else f"{row['decided']} ({row['decided_share']:.0%})"
+            right = "-" if row["right_when_decided"] is None else f"{row['right_when_decided']:.1%}"
+            table.add_row(Text(key), str(row["pairs"]), share, right, str(row["false_positives"]),
+                          str(row["false_negatives"]))
+        out.print(table)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from chimera.evals.bench import BenchSpec, parse_pairs, run_bench
+
+    spec = BenchSpec(problems=args.problems, budget=args.budget, problems_per_topic=args.problems_per_topic,
+                     latency=parse_pairs(args.latency), jitter=args.jitter, capacity=args.capacity,
+                     faults=parse_pairs(args.faults), trajectory_words=args.trajectory_words,
+                     restart=not args.no_restart, baseline=not args.no_baseline)
+    err.print(f"benchmark: {spec.problems} problems, budget {spec.budget}, latency {args.latency}, "
+              f"faults {args.faults or 'none'} ...")
+    result = run_bench(spec, Path(args.out) if args.out else None)
+    table = Table(title="chimera bench", show_header=False)
+    pipeline = result["pipeline"]
+    rows = [
+        ("calls / seconds", f"{pipeline['calls']} in {pipeline['seconds']} s"),
+        ("in flight / budget", f"{pipeline['mean_in_flight']} / {spec.budget} = {pipeline['in_flight_ratio']}"),
+        ("requests/s / Little's law ideal",
+         f"{pipeline['requests_per_s']} / {pipeline['ideal_requests_per_s']} = {pipeline['throughput_ratio']}"),
+        ("orchestration CPU per call", f"{pipeline['cpu_ms_per_call']} ms"),
+        ("checkpoint bytes per sample", f"{pipeline['checkpoint_bytes_per_sample']:,} "
+                                        f"({pipeline['checkpoint_to_sample_ratio']}x the sample's {pipeline['sample_bytes']:,})"),
+        ("dataset bytes per sample", f"{pipeline['dataset_bytes_per_sample']:,}"),
+        ("peak RSS", f"{pipeline['peak_rss_mb']} MB"),
+        ("problems by status", json.dumps(pipeline["problems_by_status"])),
+        ("call outcomes", json.dumps(pipeline["call_outcomes"])),
+    ]
+    if "baseline" in result:
+        base = result["baseline"]
+        rows += [("baseline (openai client, no graph)", f"{base['cpu_ms_per_call']} ms/call, in flight "
+                                                         f"{base['mean_in_flight']} ({base['in_flight_ratio']})"),
+                 ("CPU overhead ratio", f"{result['overhead_ratio']}x")]
+    if "restart" in result:
+        rows.append(("restart to full budget", f"{result['restart']['seconds_to_full_budget']} s"))
+    for key, value in rows:
+        table.add_row(key, str(value))
+    out.print(table)
+    if args.out:
+        err.print(f"results written to {args.out}")
+    return 0
+
+
+def _cmd_serve_solver(args: argparse.Namespace) -> int:
+    import shlex
+
+    from chimera.tools.vllm_launcher import ServerProcess, ServeSpec, describe, solver_config_block
+
+    extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
+    spec = ServeSpec(model=args.model, served_name=args.served_model_name, host=args.host, port=args.port,
+                     tensor_parallel=args.tensor_parallel_size, pipeline_parallel=args.pipeline_parallel_size,
+                     data_parallel=args.data_parallel_size, reasoning_parser=args.reasoning_parser or None,
+                     max_model_len=args.max_model_len, extra=extra, vllm=shlex.split(args.vllm))
+    print(describe(spec))
+    if args.dry_run:
+        return 0
+    server = ServerProcess(spec, log=Path(args.log) if args.log else None)
+    try:
+        err.print(f"waiting for {spec.base_url} ...")
+        try:
+            server.wait_healthy(args.timeout)
+        except RuntimeError as error:
+            raise ChimeraError(str(error).splitlines()[0]) from None
+        err.print("ready; add this to your run config under models (Ctrl-C stops the server):")
+        print(solver_config_block(spec), flush=True)
+        server.process.wait()
+        raise ChimeraError(f"vLLM exited with {server.process.returncode}")
+    except KeyboardInterrupt:
+        err.print("stopping vLLM ...")
+        return 0
+    finally:
+        server.stop()
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    """Write the example configs into a folder, never over a file that is already there (unless --force)."""
+    from importlib import resources
+
+    folder = Path(args.dir)
+    examples = sorted((p for p in resources.files("chimera.examples").iterdir() if p.name.endswith(".yaml")),
+                      key=lambda p: p.name)
+    clashes = [p.name for p in examples if (folder / p.name).exists()]
+    if clashes and not args.force:
+        raise ChimeraError(f"{folder}: already holds {', '.join(clashes)}; choose another folder or pass --force")
+    folder.mkdir(parents=True, exist_ok=True)
+    for example in examples:
+        (folder / example.name).write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    err.print(f"wrote {', '.join(p.name for p in examples)} to {folder}; start with: "
+              f"chimera run {folder / 'quickstart.yaml'}", markup=False)
+    return 0
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from chimera.config import SimSettings, load_config
+    from chimera.sim import server
+
+    settings, seed = SimSettings(), args.seed
+    if args.config:
+        config = load_config(args.config)
+        settings, seed = config.sim, config.run.seed if args.seed is None else args.seed
+    if args.settings:
+        from pydantic import ValidationError
+
+        try:
+            settings = SimSettings.model_validate_json(args.settings)
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise ChimeraError(f"--settings: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+    async def serve() -> None:
+        runner, url, _ = await server.start(settings, seed=seed or 0, host=args.host, port=args.port)
+        err.print(f"simulator serving at {url} (seed {seed or 0}); Ctrl-C stops it")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chimera", description="Synthesize verified long chain-of-thought datasets.")
+    parser.add_argument("--version", action="version", version=f"chimera {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) a job from a YAML config")
+    run.add_argument("config", help="YAML config file")
+    run.add_argument("--db", help="use this database instead of run.db")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="take again the problem slots whose model calls ran out of retries")
+    run.add_argument("--trace", metavar="FILE", help="append a JSON line of requests in flight every 0.1 s")
+    run.add_argument("-v", "--verbose", action="count", default=0,
+                     help="-v: progress notes and warnings as they happen; -vv: also one line per model call")
+    run.add_argument("--log-file", metavar="FILE", help="also write the log here (CHIMERA_LOG_LEVEL sets the level)")
+    run.add_argument("--topics-only", action="store_true",
+                     help="stop after Stage 1, to review or edit the taxonomy (chimera taxonomy) before problems")
+    run.set_defaults(func=_cmd_run)
+
+    status = sub.add_parser("status", help="counts of a run database")
+    status.add_argument("db")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--by", choices=["topic", "subject"], help="yield per topic or per subject")
+    status.add_argument("--run", help="which run (needed when the database holds several)")
+    status.add_argument("--check", action="store_true",
+                        help="check that the run's rows agree with each other; exit 1 naming what does not")
+    status.set_defaults(func=_cmd_status)
+
+    taxonomy = sub.add_parser("taxonomy", help="print, write or import the topic tree of a run")
+    taxonomy.add_argument("db")
+    taxonomy.add_argument("--json", action="store_true", help="write the tree as JSON to stdout")
+    taxonomy.add_argument("--import", dest="import_file", metavar="FILE",
+                          help="make the run's topics those of FILE (the --json format); Stage 1 is then skipped")
+    taxonomy.add_argument("--run", help="which run (needed when the database holds several)")
+    taxonomy.add_argument("--merges", action="store_true",
+                          help="list the topics merged away, with their similarity, most similar first")
+    taxonomy.set_defaults(func=_cmd_taxonomy)
+
+    export = sub.add_parser("export", help="write the dataset")
+    export.add_argument("db")
+    export.add_argument("--format", choices=["jsonl", "parquet", "hf"],
+                        help="default: from the file's suffix (.parquet, else JSONL); hf: a folder for `datasets` "
+                             "(all, sft and rl as Parquet) with a dataset card")
+    export.add_argument("--reasoning", choices=["inline", "field", "none"], default="inline",
+                        help="sft: the thinking inline as <think>...</think> (Qwen3 templates keep it), as a "
+                             "reasoning_content field beside content, or left out")
+    export.add_argument("--sft-format", choices=["messages", "prompt-completion"], default="messages",
+                        help="sft: one messages list, or TRL's prompt / completion pair")
+    export.add_argument("--schema", choices=["chimera", "verl", "trl"], default="chimera",
+                        help="rl: chimera's columns, verl's (data_source, prompt, ability, reward_model, "
+                             "extra_info) or TRL GRPO's (prompt, solution)")
+    export.add_argument("--split", choices=["all", "sft", "rl"], default="all",
+                        help="all: every sample; sft: correct, untruncated chats; rl: problems with pass rates")
+    export.add_argument("-o", "--output", "--out", required=True, help="file, or folder with --format hf")
+    export.add_argument("--force", action="store_true",
+                        help="with --format hf: write into a folder that holds other files (they are kept)")
+    export.add_argument("--push", metavar="REPO", help="with --format hf: upload to this Hugging Face dataset repo "
+                                                        "(private unless --public; needs dataset.license)")
+    export.add_argument("--public", action="store_true", help="with --push: make the dataset repo public")
+    export.add_argument("--run", help="only this run (default: every run in the database)")
+    export.set_defaults(func=_cmd_export)
+
+    grade = sub.add_parser("grade", help="grade answers against references (rules first, judge if needed)")
+    grade.add_argument("--reference", help="the reference answer")
+    grade.add_argument("--response", help="the response to grade (a long solution is fine)")
+    grade.add_argument("--jsonl", help="a file of {\"reference\", \"response\"} lines; one grade per line, in order")
+    grade.add_argument("--problem", help="the problem text (names multiple-choice options, tells program output)")
+    grade.add_argument("--labelled", action="store_true",
+                       help="the --jsonl pairs carry a human \"match\": print agreement, decided share, false "
+                            "positives and negatives by subject, method and part (rules only unless --config)")
+    grade.add_argument("--json", action="store_true", help="with --labelled: the report as JSON")
+    grade.add_argument("--no-judge", action="store_true", help="never call a model; report undecided instead")
+    grade.add_argument("--config", help="run config whose models.labeler judges what rules cannot decide")
+    grade.set_defaults(func=_cmd_grade)
+
+    bench = sub.add_parser("bench", help="measure the pipeline against the simulator in its own process")
+    bench.add_argument("--problems", type=int, default=2000)
+    bench.add_argument("--budget", type=int, default=256, help="requests in flight to keep")
+    bench.add_argument("--problems-per-topic", type=int, default=4)
+    bench.add_argument("--latency", default="solve=2,other=0.3", help="seconds per task: solve, draft, critic, label, other")
+    bench.add_argument("--jitter", type=float, default=0.5, help="latency varies by +- this share")
+    bench.add_argument("--capacity", type=int, help="the simulator answers 429 past this many requests")
+    bench.add_argument("--faults", help="shares of requests, e.g. 429=0.05,5xx=0.05,hang=0.01,malformed=0.03,truncate=0.02")
+    bench.add_argument("--trajectory-words", type=int, default=400)
+    bench.add_argument("--no-restart", action="store_true", help="skip the kill-and-restart measurement")
+    bench.add_argument("--no-baseline", action="store_true", help="skip the plain openai-client baseline")
+    bench.add_argument("--out", help="write the results as JSON here")
+    bench.set_defaults(func=_cmd_bench)
+
+    serve = sub.add_parser("serve-solver", help="start vLLM for the solver and print its models.solver block")
+    serve.add_argument("--model", default="Qwen/Qwen3-235B-A22B-Thinking-2507", help="model name or local path")
+    serve.add_argument("--served-model-name")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per model copy within a node")
+    serve.add_argument("--pipeline-parallel-size", type=int, default=1, help="nodes per model copy (Ray)")
+    serve.add_argument("--data-parallel-size", type=int, default=1, help="model copies behind this server")
+    serve.add_argument("--reasoning-parser", default="deepseek_r1", help="'' for none")
+    serve.add_argument("--max-model-len", type=int)
+    serve.add_argument("--vllm", default="vllm serve", help="the command that starts vLLM")
+    serve.add_argument("--log", help="write the server's output here")
+    serve.add_argument("--timeout", type=float, default=1800, help="seconds to wait for /health")
+    serve.add_argument("--dry-run", action="store_true", help="print the command and stop")
+    serve.add_argument("extra", nargs=argparse.REMAINDER, help="-- then flags passed to vLLM as they are")
+    serve.set_defaults(func=_cmd_serve_solver)
+
+    from chimera.evals.cli import add_eval_parsers
+    from chimera.review.cli import add_review_parser
+
+    add_review_parser(sub)
+    add_eval_parsers(sub)
+
+    init = sub.add_parser("init", help="write the example configs (quickstart, review, paper, local vLLM) to a folder")
+    init.add_argument("dir", nargs="?", default=".")
+    init.add_argument("--force", action="store_true", help="replace example files already there")
+    init.set_defaults(func=_cmd_init)
+
+    sim = sub.add_parser("sim", help="serve the OpenAI-compatible simulator")
+    sim.add_argument("--port", type=int, default=8400)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--seed", type=int)
+    sim.add_argument("--config", help="take the sim section and seed from this run config")
+    sim.add_argument("--settings", help="the sim section as JSON, e.g. '{\"latency_s\": 0.5}'")
+    sim.set_defaults(func=_cmd_sim)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from chimera.logs import configure
+
+        configure(getattr(args, "verbose", 0) or 0, getattr(args, "log_file", None))
+        return args.func(args)
+    except ChimeraError as error:
+        err.print(f"chimera: error: {redact(str(error))}", markup=False, soft_wrap=True)
+        return error.exit_code
+    except BrokenPipeError:
+        return 0  # the reader (head, less) went away; nothing is wrong
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        err.print(f"chimera: error: {where}{error.strerror or error}", markup=False)
+        return 1
+    except sqlite3.OperationalError as error:
+        err.print(f"chimera: error: {database_trouble(error)}", markup=False)
+        return 1
+    except KeyboardInterrupt:
+        err.print("chimera: interrupted; run the same command again to resume", markup=False)
+        return 130
+
+
+def database_trouble(error: sqlite3.OperationalError) -> str:
+    """SQLite's own words, and what to do about them; whatever was committed stays, so a re-run resumes."""
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return (f"another process held a lock on the database for longer than run.lock_wait_s ({text}); "
+                "close whatever holds it and run the same command again to resume")
+    if "full" in text:
+        return f"no space left for the database ({text}); free some and run the same command again to resume"
+    return f"database error: {text}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

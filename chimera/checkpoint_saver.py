@@ -10,12 +10,17 @@ INSERT is one statement, so it lands whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+import aiosqlite
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import WRITES_IDX_MAP
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from chimera.checkpoint_serde import StrictSerializer
+from chimera.store import LOCK_WAIT_S
 
 COLUMNS = "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
 ROWS_PER_STATEMENT = 3000  # 9 parameters a row, under SQLite's 32,766 per statement
@@ -41,3 +46,21 @@ class AtomicWritesSaver(AsyncSqliteSaver):
         async with self.lock:
             await self.conn.execute(f"{verb} INTO writes ({COLUMNS}) VALUES {placeholders}", params)
             await self.conn.commit()
+
+
+async def open_saver(db: str, lock_wait_s: float = LOCK_WAIT_S) -> tuple[AtomicWritesSaver, contextlib.AsyncExitStack]:
+    """The run's checkpointer on its own connection to the run's database, set up; close it with the stack."""
+    stack = contextlib.AsyncExitStack()
+    try:
+        # Autocommit: no write transaction may stay open across an await, or the store's own
+        # (synchronous) writes on the event-loop thread would wait on a lock the loop must release.
+        conn = await stack.enter_async_context(aiosqlite.connect(db, isolation_level=None, timeout=lock_wait_s))
+        # Same reasons as the store's connection: share the file, skip the per-commit fsync.
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute(f"PRAGMA busy_timeout={int(lock_wait_s * 1000)}")
+        saver = AtomicWritesSaver(conn, serde=StrictSerializer())
+        await saver.setup()
+    except BaseException:
+        await stack.aclose()  # the connection's worker thread would otherwise keep the process alive
+        raise
+    return saver, stack

@@ -14,7 +14,7 @@ from chimera.dispatch import Endpoints
 from chimera.errors import ChimeraError
 from chimera.jsonl import json_lines
 from chimera.llm import build_client
-from chimera.sim import server as sim_server
+from chimera.session import simulator_for
 from chimera.tools.grading import Grade, grade
 
 
@@ -53,25 +53,19 @@ async def grade_pairs(pairs: list[Pair], *, config: Config | None, judge: bool) 
     if config is None:
         raise ChimeraError(f"{len(undecided)} answer(s) need the judge: pass --config CONFIG "
                            "(its models.labeler judges) or --no-judge")
-    runner = None
-    clients = []
-    try:
-        sim_url = None
-        if any(spec.provider == "sim" for spec in config.models.judges):
-            runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
+    async with simulator_for(config, config.models.judges) as sim_url:
         endpoints = Endpoints(config.run.concurrency)
         clients = [build_client(role, spec, endpoints=endpoints, sim_url=sim_url, log=lambda call: None)
                    for role, spec in zip(JUDGE_ROLES, config.models.judges)]
-        for i in undecided:
-            pair = pairs[i]
-            grades[i] = await label_answer(clients, problem=pair.problem or "(not given)",
-                                           reference=pair.reference, response=pair.response,
-                                           retries=config.parse_retries)
-    finally:
-        for client in clients:
-            await client.close()
-        if runner is not None:
-            await runner.cleanup()
+        try:
+            for i in undecided:
+                pair = pairs[i]
+                grades[i] = await label_answer(clients, problem=pair.problem or "(not given)",
+                                               reference=pair.reference, response=pair.response,
+                                               retries=config.parse_retries)
+        finally:
+            for client in clients:
+                await client.close()
     return grades
 
 

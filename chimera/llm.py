@@ -41,8 +41,8 @@ import openai
 from chimera.config import Config, ModelSpec
 from chimera.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
 from chimera.errors import CallFailed, ConfigError, EndpointError
+from chimera.reasoning import split_reasoning
 from chimera.secrets import redact, register_secret
-from chimera.tools.reasoning import split_reasoning
 
 log = logging.getLogger("chimera.calls")
 REASONING_FIELDS = ("reasoning_content", "reasoning")
@@ -515,8 +515,3 @@ async def close_clients(clients: dict[str, RoleClient]) -> None:
             if id(replica.transport) not in closed:  # roles may share one transport
                 closed.add(id(replica.transport))
                 await replica.transport.close()
-
-
-def uses_simulator(config: Config) -> bool:
-    specs = [*config.models.all_roles().values(), config.models.embedder]
-    return any(spec is not None and spec.provider == "sim" for spec in specs)

@@ -15,13 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.errors import EmptyInputError
 from langgraph.types import Command
 
-from chimera.checkpoint_saver import AtomicWritesSaver
-from chimera.checkpoint_serde import StrictSerializer
+from chimera.checkpoint_saver import open_saver
 from chimera.config import Config
 from chimera.dispatch import Endpoints
 from chimera.embeddings import Embedder
@@ -30,10 +27,10 @@ from chimera.graphs.retry import build_retry_graph
 from chimera.graphs.taxonomy import build_taxonomy_graph, subject_tasks
 from chimera.graphs.topic import build_topic_graph
 from chimera.ids import taxonomy_thread_id, topic_thread_id
-from chimera.llm import build_clients, close_clients, uses_simulator
+from chimera.llm import build_clients, close_clients
 from chimera.run_lock import holding_run
-from chimera.sim import server as sim_server
-from chimera.store import LOCK_WAIT_S, Store
+from chimera.session import simulator_for
+from chimera.store import Store
 from chimera.tools.dedup import ProblemIndex, settle
 
 
@@ -66,23 +63,6 @@ class RunMonitor:
     topics_total: int = 0
     topics_finished: int = 0
     started: float = field(default_factory=time.monotonic)
-
-
-async def _open_saver(db: str, lock_wait_s: float = LOCK_WAIT_S) -> tuple[AsyncSqliteSaver, contextlib.AsyncExitStack]:
-    stack = contextlib.AsyncExitStack()
-    try:
-        # Autocommit: no write transaction may stay open across an await, or the store's own
-        # (synchronous) writes on the event-loop thread would wait on a lock the loop must release.
-        conn = await stack.enter_async_context(aiosqlite.connect(db, isolation_level=None, timeout=lock_wait_s))
-        # Same reasons as the store's connection: share the file, skip the per-commit fsync.
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute(f"PRAGMA busy_timeout={int(lock_wait_s * 1000)}")
-        saver = AtomicWritesSaver(conn, serde=StrictSerializer())
-        await saver.setup()
-    except BaseException:
-        await stack.aclose()  # the connection's worker thread would otherwise keep the process alive
-        raise
-    return saver, stack
 
 
 async def run_thread(graph: Any, thread_id: str, initial: dict[str, Any], recursion_limit: int, *,
@@ -148,14 +128,13 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
     store.save_run(config.run.name, config.redacted())
     endpoints = Endpoints(config.run.concurrency)
     monitor = RunMonitor(store=store, run=config.run.name, endpoints=endpoints)
-    sim_runner = None
-    sim_url = None
     ticker: asyncio.Task | None = None
     clients: dict = {}
     saver_stack: contextlib.AsyncExitStack | None = None
+    stack = contextlib.AsyncExitStack()
     try:
-        if uses_simulator(config):
-            sim_runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
+        sim_url = await stack.enter_async_context(
+            simulator_for(config, [*config.models.all_roles().values(), config.models.embedder]))
         clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=store.log_call,
                                 relabel=store.relabel_call, replay=store.kept_reply)
         embedder = None
@@ -163,7 +142,7 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
             embedder = Embedder(config.models.embedder, endpoints=endpoints, sim_url=sim_url, log=store.log_call)
         deps = Deps(config=config, store=store, clients=clients, embedder=embedder,
                     index_loader=lambda: _rebuild_index(config, store))
-        saver, saver_stack = await _open_saver(config.run.db, config.run.lock_wait_s)
+        saver, saver_stack = await open_saver(config.run.db, config.run.lock_wait_s)
         if on_progress is not None:
             ticker = asyncio.create_task(_tick(monitor, on_progress, progress_every_s))
 
@@ -250,8 +229,7 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
         if saver_stack is not None:
             await saver_stack.aclose()
         await close_clients(clients)
-        if sim_runner is not None:
-            await sim_runner.cleanup()
+        await stack.aclose()
         store.close()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 
 from chimera.store import Store
 
@@ -19,12 +19,11 @@ def prices_by_role(config: dict[str, Any]) -> dict[str, tuple[float | None, floa
             for role, spec in roles.items()}
 
 
-def yield_by(store: Store, run: str, by: str) -> list[dict[str, Any]]:
+def yield_by(store: Store, run: str, by: Literal["topic", "subject"]) -> list[dict[str, Any]]:
     """Rows per topic (`by="topic"`) or subject: problems by status and reason, revisions, correct rate,
     tokens, and the estimated cost per accepted sample (None where a role used has no price in the config)."""
     assert by in ("topic", "subject")
     prices = prices_by_role(store.run_config(run))
-    key = "p.topic_id" if by == "topic" else "p.subject"
     rows: dict[str, dict[str, Any]] = {}
     topics = {t["id"]: t for t in store.topics(run)}
 
@@ -35,8 +34,7 @@ def yield_by(store: Store, run: str, by: str) -> list[dict[str, Any]]:
             "rejected_by_reason": defaultdict(int), "revisions": 0, "samples": 0, "correct": 0, "labeled": 0,
             "tokens_in": 0, "tokens_out": 0, "cost": 0.0, "priced": True})
 
-    for group, subject, status, reason, revisions in store.db.execute(
-            f"select {key}, p.subject, p.status, p.rejection_reason, p.revisions from problems p where p.run = ?", [run]):
+    for group, subject, status, reason, revisions in store.problem_outcomes(run, by):
         item = row(group, subject)
         item["drafted"] += 1
         item["revisions"] += revisions or 0
@@ -44,17 +42,13 @@ def yield_by(store: Store, run: str, by: str) -> list[dict[str, Any]]:
             item[status] += 1
         if status in ("rejected", "failed"):
             item["rejected_by_reason"][reason or "(none)"] += 1
-    for group, subject, correct in store.db.execute(
-            f"select {key}, p.subject, s.correct from samples s join problems p on p.id = s.problem_id "
-            "where p.run = ? and p.status = 'accepted'", [run]):
+    for group, subject, correct in store.sample_labels(run, by):
         item = row(group, subject)
         item["samples"] += 1
         if correct is not None:
             item["labeled"] += 1
             item["correct"] += correct
-    for group, subject, role, tokens_in, tokens_out in store.db.execute(
-            f"select {key}, p.subject, c.role, sum(c.tokens_in), sum(c.tokens_out) from llm_calls c "
-            f"join problems p on p.id = c.problem_id where p.run = ? group by {key}, c.role", [run]):
+    for group, subject, role, tokens_in, tokens_out in store.tokens_by_group(run, by):
         item = row(group, subject)
         item["tokens_in"] += tokens_in
         item["tokens_out"] += tokens_out

@@ -17,7 +17,6 @@ import asyncio
 import json
 import resource
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -29,8 +28,10 @@ from typing import Any
 import yaml
 
 from chimera.config import SimSettings, load_config
+from chimera.errors import ChimeraError
 from chimera.records import CriticVerdict, DraftedProblem, LabelVerdict, response_format_for
 from chimera.runner import RunMonitor, run_pipeline
+from chimera.store import Store
 
 CHIMERA = str(Path(sys.executable).parent / "chimera")
 
@@ -91,15 +92,14 @@ def _write_config(folder: Path, spec: BenchSpec, url: str, name: str) -> Path:
 
 
 def _db_figures(db: Path) -> dict[str, Any]:
-    conn = sqlite3.connect(db)
-    sizes = dict(conn.execute("select name, sum(pgsize) from dbstat group by name").fetchall())
+    store = Store(db, read_only=True)
+    figures = store.bench_figures()
+    store.close()
+    sizes = figures["table_bytes"]
     checkpoint = sum(v for k, v in sizes.items() if k in ("checkpoints", "writes") or "autoindex_checkpoints" in k
                      or "autoindex_writes" in k)
-    samples = conn.execute("select count(*), coalesce(avg(length(problem) + length(answer) + length(reasoning) + "
-                           "length(solution)), 0) from samples").fetchone()
-    statuses = dict(conn.execute("select status, count(*) from problems group by status").fetchall())
-    outcomes = dict(conn.execute("select outcome, count(*) from llm_calls group by outcome").fetchall())
-    latency = conn.execute("select avg(latency_s) from llm_calls where outcome in ('ok', 'truncated')").fetchone()[0]
+    samples = (figures["samples"], figures["mean_sample_chars"])
+    statuses, outcomes, latency = figures["problems_by_status"], figures["call_outcomes"], figures["mean_latency_s"]
     n = max(1, samples[0])
     return {
         "samples": samples[0], "problems_by_status": statuses, "call_outcomes": outcomes,
@@ -172,9 +172,11 @@ def _restart_to_full(folder: Path, spec: BenchSpec, url: str) -> dict[str, Any]:
     while time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.5)
         try:
-            done = sqlite3.connect(db).execute("select count(*) from samples").fetchone()[0]
-        except sqlite3.OperationalError:
-            continue
+            watched = Store(db, read_only=True)
+        except ChimeraError:
+            continue  # not created yet, or not migrated yet
+        done = watched.sample_count()
+        watched.close()
         if done >= spec.problems // 3:
             break
     first.send_signal(signal.SIGKILL)
@@ -222,9 +224,9 @@ def run_bench(spec: BenchSpec, out: Path | None = None) -> dict[str, Any]:
             },
         }
         if spec.baseline:
-            conn = sqlite3.connect(folder / "bench.db")
-            by_role = dict(conn.execute("select role, count(*) from llm_calls where role in "
-                                        "('drafter', 'critic0', 'critic1', 'solver', 'labeler') group by role"))
+            store = Store(folder / "bench.db", read_only=True)
+            by_role = store.calls_by_role(("drafter", "critic0", "critic1", "solver", "labeler"))
+            store.close()
             baseline = asyncio.run(_baseline(url, spec.budget, by_role))
             result["baseline"] = baseline
             result["overhead_ratio"] = round(result["pipeline"]["cpu_ms_per_call"] / baseline["cpu_ms_per_call"], 2)

@@ -10,7 +10,7 @@ from chimera.config import Config, ModelSpec
 from chimera.dispatch import Endpoints
 from chimera.errors import ConfigError
 from chimera.llm import RoleClient, build_client
-from chimera.sim import server as sim_server
+from chimera.session import simulator_for
 
 
 def spec_for(config: Config, model: str, model_name: str | None,
@@ -37,15 +37,10 @@ def spec_for(config: Config, model: str, model_name: str | None,
 async def one_client(role: str, spec: ModelSpec, config: Config, *, concurrency: int | None = None,
                      log: Any) -> AsyncIterator[RoleClient]:
     """The client, with the simulator running for as long as it is used when the spec points at it."""
-    runner = None
-    sim_url = None
-    if spec.provider == "sim":
-        runner, sim_url, _ = await sim_server.start(config.sim, seed=config.run.seed)
-    client = build_client(role, spec, endpoints=Endpoints(concurrency or config.run.concurrency), sim_url=sim_url,
-                          log=log)
-    try:
-        yield client
-    finally:
-        await client.close()
-        if runner is not None:
-            await runner.cleanup()
+    async with simulator_for(config, [spec]) as sim_url:
+        client = build_client(role, spec, endpoints=Endpoints(concurrency or config.run.concurrency),
+                              sim_url=sim_url, log=log)
+        try:
+            yield client
+        finally:
+            await client.close()

@@ -15,7 +15,6 @@ import argparse
 import json
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,6 @@ import yaml
 from chimera.store import Store
 
 CHIMERA = str(Path(sys.executable).parent / "chimera")
-ANSWERED = "('ok', 'truncated', 'malformed_reply')"
 
 
 def write_config(folder: Path, name: str, *, deterministic: bool, seed: int) -> Path:
@@ -45,9 +43,11 @@ def write_config(folder: Path, name: str, *, deterministic: bool, seed: int) -> 
 
 
 def dataset(db: Path) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    return conn.execute("select p.id, p.status, p.problem, p.answer, s.id, s.solution, s.correct from problems p "
-                        "left join samples s on s.problem_id = p.id order by p.id, s.id").fetchall()
+    store = Store(db, read_only=True)
+    try:
+        return store.dataset_rows()
+    finally:
+        store.close()
 
 
 def trial(folder: Path, index: int, *, kills: int, deterministic: bool, rng: random.Random) -> dict:
@@ -63,11 +63,8 @@ def trial(folder: Path, index: int, *, kills: int, deterministic: bool, rng: ran
             killed += 1
         process.wait()
     final = subprocess.run([CHIMERA, "run", str(config), "--quiet"], capture_output=True, text=True)
-    conn = sqlite3.connect(db)
-    asked_again = conn.execute(
-        f"select coalesce(sum(n - 1), 0) from (select count(*) as n from llm_calls where request_key is not null "
-        f"and outcome in {ANSWERED} group by request_key having count(*) > 1)").fetchone()[0]
     store = Store(db, read_only=True)
+    asked_again = store.calls_asked_again(f"t{index}")
     problems = {name: len(ids) for name, ids in store.consistency(f"t{index}").items() if ids}
     store.close()
     result = {"kills": killed, "exit": final.returncode, "answered_calls_asked_again": asked_again,

@@ -82,8 +82,7 @@ def run_cost(store: Store, run: str) -> float | None:
     """Dollars spent by every model call of the run; None when a role that was called has no price."""
     prices = prices_by_role(store.run_config(run))
     total = 0.0
-    for role, tokens_in, tokens_out in store.conn.execute(
-            "select role, sum(tokens_in), sum(tokens_out) from llm_calls where run = ? group by role", [run]):
+    for role, tokens_in, tokens_out in store.tokens_by_role(run):
         price_in, price_out = prices.get(role, (None, None))
         if price_in is None or price_out is None:
             return None

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from chimera.config import parse_config
 from chimera.runner import run_pipeline
+from chimera.store import Store
 
 STRUCTURED_ROLES = ("expander", "drafter", "critic0", "critic1", "labeler")
 VARIANTS = {  # name -> (schema_limits, grow the limit on a cut reply)
@@ -45,13 +45,12 @@ def config_for(db: Path, *, topics: int, verbose_rate: float, max_tokens: int, l
 
 
 def measure(db: Path) -> dict[str, Any]:
-    conn = sqlite3.connect(db)
-    marks = ",".join("?" * len(STRUCTURED_ROLES))
-    total, cut = conn.execute(f"select count(*), sum(finish_reason = 'length') from llm_calls where role in ({marks})",
-                              STRUCTURED_ROLES).fetchone()
-    by_status = dict(conn.execute("select status, count(*) from problems group by status").fetchall())
-    topics = conn.execute("select count(*) from topics where status not in ('merged', 'surplus')").fetchone()[0]
-    tokens = conn.execute(f"select sum(tokens_out) from llm_calls where role in ({marks})", STRUCTURED_ROLES).fetchone()[0]
+    store = Store(db, read_only=True)
+    figures = store.structured_call_figures(STRUCTURED_ROLES)
+    total, cut, tokens = figures["calls"], figures["cut"], figures["tokens_out"]
+    by_status = dict(store.counts()["by_status"])
+    topics = store.live_topic_count()
+    store.close()
     return {"structured_calls": total, "cut": cut or 0, "cut_share": round((cut or 0) / total, 4) if total else 0.0,
             "topics": topics, "problems_failed": by_status.get("failed", 0),
             "problems_accepted": by_status.get("accepted", 0), "structured_tokens_out": tokens or 0}

@@ -20,7 +20,7 @@ from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.outcomes import ended
 from chimera.graphs.tasks import ProblemTask, Trajectory
 from chimera.llm import Reply
-from chimera.rows import SampleRow, sample_id
+from chimera.store.rows import SampleRow, sample_id
 from chimera.tools.grading import Grade
 
 

@@ -28,9 +28,10 @@ def test_wheel_holds_only_the_chimera_namespace(wheel):
     packaged = [n for n in names if ".dist-info/" not in n]
     assert packaged, "the wheel is empty"
     assert all(n.startswith("chimera/") for n in packaged), [n for n in packaged if not n.startswith("chimera/")]
-    for module in ("chimera/agents/drafter.py", "chimera/graphs/topic.py", "chimera/tools/reasoning.py",
+    for module in ("chimera/agents/drafter.py", "chimera/graphs/topic.py", "chimera/tools/grading/extract.py",
                    "chimera/evals/__init__.py", "chimera/agents/prompts/critic.system.md",
-                   "chimera/examples/quickstart.yaml", "chimera/__main__.py"):
+                   "chimera/examples/quickstart.yaml", "chimera/__main__.py", "chimera/py.typed",
+                   "chimera/cli/review/templates/page.html"):
         assert module in names
 
 

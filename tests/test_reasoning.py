@@ -8,7 +8,7 @@ from chimera.agents import solver
 from chimera.config import ModelSpec, SimSettings
 from chimera.dispatch import Endpoints
 from chimera.llm import build_client
-from chimera.tools.reasoning import split_reasoning
+from chimera.reasoning import split_reasoning
 
 ANSWER = "So the answer is \\boxed{42}."
 

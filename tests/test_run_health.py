@@ -133,8 +133,8 @@ def test_eval_bench_with_some_failed_calls_exits_3_and_says_to_ask_again(tmp_pat
 
 
 def test_the_progress_line_counts_each_endpoint_against_its_own_budget():
+    from chimera.cli.progress import in_flight
     from chimera.dispatch import Endpoints
-    from chimera.progress import in_flight
 
     endpoints = Endpoints(32)
     chat, embedder = endpoints.budget("http://gpu-1:8000/v1"), endpoints.budget("http://embed:9000/v1", 4)

@@ -7,102 +7,16 @@ import asyncio
 import json
 import sqlite3
 import sys
-import time
 from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
 
 from chimera import __version__
-from chimera.console import PlainConsole
+from chimera.cli.common import err, only_run, out
+from chimera.cli.run import run_command, shortfall_lines
 from chimera.errors import ChimeraError
 from chimera.secrets import redact
-
-err = PlainConsole(stderr=True, soft_wrap=True)
-out = PlainConsole(soft_wrap=True)
-if not out.is_terminal:
-    out = PlainConsole(soft_wrap=True, width=160)  # a file or pipe: no reason to squeeze tables to 80
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from chimera.config import load_config
-
-    config = load_config(args.config)
-    if args.db:
-        config.run.db = args.db
-    return run_with_progress(config, quiet=args.quiet, trace_path=args.trace, topics_only=args.topics_only,
-                             retry_failed=args.retry_failed, retry_command=f"chimera run {args.config} --retry-failed")
-
-
-def run_with_progress(config, *, quiet: bool = False, trace_path: str | None = None, topics_only: bool = False,
-                      retry_failed: bool = False, retry_command: str = "chimera run CONFIG --retry-failed") -> int:
-    """Run (or resume) a job with the progress display, then print its summary; the exit status says
-    whether it did its job (see chimera.run_health)."""
-    from chimera.progress import ProgressDisplay
-    from chimera.run_health import assess, failure_groups, role_calls
-    from chimera.runner import run_pipeline
-
-    display = ProgressDisplay(err, quiet=quiet)
-    trace = open(trace_path, "a", encoding="utf-8") if trace_path else None  # noqa: SIM115 - open for the run
-
-    def hook(monitor) -> None:
-        display.update(monitor)
-        if trace is not None:
-            trace.write(json.dumps({"t": time.time(), "in_flight": monitor.endpoints.in_flight,
-                                    "limit": monitor.endpoints.limit, "stage": monitor.stage}) + "\n")
-            trace.flush()
-
-    with display:
-        summary = asyncio.run(run_pipeline(config, on_progress=hook, topics_only=topics_only,
-                                           retry_failed=retry_failed, progress_every_s=0.1 if trace else 0.5))
-    counts = summary.counts
-    by_status = counts["by_status"]
-    share = summary.checkpoint_bytes / summary.db_bytes if summary.db_bytes else 0
-    err.print(
-        f"run {summary.name}: {counts['samples']} samples ({counts['correct']} correct, {counts['truncated']} truncated) "
-        f"from {counts['problems']} problems: {by_status.get('accepted', 0)} accepted, "
-        f"{by_status.get('rejected', 0)} rejected, {by_status.get('failed', 0)} failed; "
-        f"{counts['calls']} model calls, {counts['tokens_in'] + counts['tokens_out']:,} tokens; "
-        f"{summary.seconds:.1f}s; database {summary.db_bytes / 1e6:.2f} MB ({share:.0%} checkpoints) at {summary.db}"
-    )
-    if summary.reused_calls:
-        err.print(f"{summary.reused_calls} calls finished before the restart were answered from their kept replies, "
-                  "not asked again")
-    if summary.unlabeled:
-        err.print(f"{summary.unlabeled} samples are unlabeled (no rule decided and the judge did not)")
-    for line in shortfall_lines(summary.shortfalls)[:8]:
-        err.print(f"stage 1 shortfall: {line}")
-    groups = failure_groups(summary.call_rows)
-    if groups:
-        err.print("failed calls: " + "; ".join(f"{g['role']} {g['outcome']} x{g['calls']}"
-                                               + (f" ({g['message'][:160]})" if g["message"] else "")
-                                               for g in groups[:6]))
-    pending = counts["reviews"]["pending"]
-    if pending:
-        err.print(f"{pending} problem{'s wait' if pending != 1 else ' waits'} for review: chimera review {summary.db}")
-    health = assess(counts, role_calls(summary.call_rows), retry_command=retry_command,
-                    shortfalls=summary.shortfalls)
-    for line in health.lines:
-        err.print(f"chimera: {line}")
-    return health.exit_code
-
-
-def shortfall_lines(shortfalls: list[dict]) -> list[str]:
-    """Subjects short of their target first, then the expander calls that came back short or failed."""
-    ranked = sorted(shortfalls, key=lambda s: (s["subfield"] != "", s["subject"], s["subfield"]))
-    return [f"{s['subject']}{' / ' + s['subfield'] if s['subfield'] else ''}: {s['got']} of {s['target']} "
-            f"({s['detail']})" for s in ranked]
-
-
-def only_run(store, wanted: str | None) -> str:
-    runs = [r["name"] for r in store.runs()]
-    if wanted:
-        if wanted not in runs:
-            raise ChimeraError(f"{store.path}: no run named {wanted!r} (runs: {', '.join(runs) or 'none'})")
-        return wanted
-    if len(runs) != 1:
-        raise ChimeraError(f"{store.path}: holds {len(runs)} runs ({', '.join(runs) or 'none'}); name one with --run")
-    return runs[0]
 
 
 def _cmd_yield(store, args: argparse.Namespace) -> int:
@@ -421,7 +335,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     from chimera.config import SimSettings, load_config
-    from chimera.sim import server
+    from chimera.session import simulator
 
     settings, seed = SimSettings(), args.seed
     if args.config:
@@ -437,12 +351,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
             raise ChimeraError(f"--settings: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
     async def serve() -> None:
-        runner, url, _ = await server.start(settings, seed=seed or 0, host=args.host, port=args.port)
-        err.print(f"simulator serving at {url} (seed {seed or 0}); Ctrl-C stops it")
-        try:
+        async with simulator(settings, seed=seed or 0, host=args.host, port=args.port) as url:
+            err.print(f"simulator serving at {url} (seed {seed or 0}); Ctrl-C stops it")
             await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
 
     asyncio.run(serve())
     return 0
@@ -465,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-file", metavar="FILE", help="also write the log here (CHIMERA_LOG_LEVEL sets the level)")
     run.add_argument("--topics-only", action="store_true",
                      help="stop after Stage 1, to review or edit the taxonomy (chimera taxonomy) before problems")
-    run.set_defaults(func=_cmd_run)
+    run.set_defaults(func=run_command)
 
     status = sub.add_parser("status", help="counts of a run database")
     status.add_argument("db")
@@ -554,8 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("extra", nargs=argparse.REMAINDER, help="-- then flags passed to vLLM as they are")
     serve.set_defaults(func=_cmd_serve_solver)
 
-    from chimera.evals.cli import add_eval_parsers
-    from chimera.review.cli import add_review_parser
+    from chimera.cli.evals import add_eval_parsers
+    from chimera.cli.review.command import add_review_parser
 
     add_review_parser(sub)
     add_eval_parsers(sub)

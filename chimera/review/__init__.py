@@ -1,2 +1,2 @@
-"""Human review: which problems wait for a person (policy), what a person decides (decision),
-and the two places to decide (terminal, web page)."""
+"""Human review as the graph sees it: which problems wait for a person (policy) and what a person decides
+(decision). The front ends to decide in are in chimera.cli.review."""

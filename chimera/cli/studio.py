@@ -8,8 +8,9 @@ its runs carry no context of ours, so the factory binds the run's `Deps` as the 
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from langgraph.pregel import Pregel
+from langgraph.graph.state import CompiledStateGraph
 
 from chimera.config import load_config
 from chimera.dispatch import Endpoints
@@ -32,10 +33,10 @@ def _deps() -> Deps:
     return Deps(config=config, store=store, clients=clients)
 
 
-def make_topic_graph() -> Pregel:
+def make_topic_graph() -> CompiledStateGraph[Any, Deps, Any, Any]:
     deps = _deps()
     return with_default_context(build_topic_graph(review=bool(deps.config.review.active)).compile(), deps)
 
 
-def make_taxonomy_graph() -> Pregel:
+def make_taxonomy_graph() -> CompiledStateGraph[Any, Deps, Any, Any]:
     return with_default_context(build_taxonomy_graph().compile(), _deps())

@@ -71,7 +71,7 @@ def add_eval_parsers(sub: Any) -> None:
 
 
 def _open(db: str, run: str | None):
-    from chimera.cli import only_run
+    from chimera.cli.common import only_run
     from chimera.store import Store
 
     store = Store(db, create=False)
@@ -81,7 +81,7 @@ def _open(db: str, run: str | None):
 def cmd_stats(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from chimera.cli import err, out
+    from chimera.cli.common import err, out
     from chimera.evals.stats import dataset_stats, public, table_rows, write_outputs
 
     store, run = _open(args.db, args.run)
@@ -105,7 +105,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_contamination(args: argparse.Namespace) -> int:
     import time
 
-    from chimera.cli import err, out
+    from chimera.cli.common import err, out
     from chimera.evals.contamination import contamination, read_benchmark
 
     store, run = _open(args.db, args.run)
@@ -144,7 +144,7 @@ def _eval_config(config_path: str | None, store: Any = None, run: str | None = N
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
-    from chimera.cli import err, out
+    from chimera.cli.common import err, out
     from chimera.errors import ConfigError
     from chimera.evals.clients import one_client
     from chimera.evals.contamination import read_benchmark
@@ -196,7 +196,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
 def _verdict(store: Any, runs: str, first_call: int, *, done: int, failed: int, retry_command: str) -> int:
     """Print why an eval command did not fully succeed, and return its exit status (see chimera.run_health)."""
-    from chimera.cli import err
+    from chimera.cli.common import err
     from chimera.run_health import assess_eval, role_calls
 
     rows = store.call_rows(runs, after_id=first_call, prefix=True)
@@ -207,7 +207,7 @@ def _verdict(store: Any, runs: str, first_call: int, *, done: int, failed: int, 
 
 
 def cmd_bench_eval(args: argparse.Namespace) -> int:
-    from chimera.cli import err, out
+    from chimera.cli.common import err, out
     from chimera.evals.benchmark import paper_spec, read_questions, run_benchmark, suite_key, summarize
     from chimera.evals.clients import one_client, spec_for
     from chimera.store import Store
@@ -241,7 +241,6 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
               "model_name": args.model_name or spec.model or f"sim-{role}", "data": str(data), **tally}
     if args.out:
         from chimera.evals.plots import scaling_plot
-
         from chimera.outputs import write_folder
 
         def build(folder: Path) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,7 +47,7 @@ def add_review_parser(sub: Any) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from chimera.cli import only_run, err, out
+    from chimera.cli.common import err, only_run, out
     from chimera.review.decision import default_reviewer
     from chimera.store import Store
 
@@ -57,7 +57,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(store, run, args)
     if args.web:
-        from chimera.review.web import serve
+        from chimera.cli.review.web import serve
 
         serve(args.db, run=run, host=args.host, port=args.port, token=args.token, reviewer=reviewer)
         return 0
@@ -80,7 +80,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     if not items:
         err.print("nothing waits for review", markup=False)
         return 0
-    from chimera.review.terminal import Prompter, walk
+    from chimera.cli.review.terminal import Prompter, walk
 
     taken = walk(store, items, out, Prompter(out), reviewer)
     left = len(store.reviews(run))
@@ -130,7 +130,8 @@ def _resume(store: Any, run: str, args: argparse.Namespace) -> int:
     """Continue the run. Endpoints and key variables come from a config file the user names; a database's own
     stored config is used only once the user has seen where it sends requests and which variables it reads
     (`--yes` for scripts), since a database handed over by someone else could name any URL and any variable."""
-    from chimera.cli import err, run_with_progress
+    from chimera.cli.common import err
+    from chimera.cli.run import run_with_progress
     from chimera.config import load_config, parse_config
 
     stored = store.run_config(run)

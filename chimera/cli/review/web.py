@@ -27,9 +27,9 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 from pydantic import ValidationError
 
+from chimera.cli.review.render import math_html, visible, yes_no
 from chimera.errors import ChimeraError
 from chimera.review.decision import ReviewDecision
-from chimera.review.render import math_html, visible, yes_no
 from chimera.store import Store
 
 MIN_TOKEN_CHARS = 16
@@ -56,7 +56,7 @@ def _loopback_host(host_header: str) -> bool:
 
 
 def _template(name: str) -> Template:
-    return Template(resources.files("chimera.review").joinpath("templates", name).read_text(encoding="utf-8"))
+    return Template(resources.files("chimera.cli.review").joinpath("templates", name).read_text(encoding="utf-8"))
 
 
 def is_loopback(host: str) -> bool:

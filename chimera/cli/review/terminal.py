@@ -21,11 +21,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from chimera.console import plain
-
+from chimera.cli.console import plain
+from chimera.cli.review.render import edit_buffer, parse_edit_buffer, yes_no
 from chimera.errors import ChimeraError
 from chimera.review.decision import ReviewDecision
-from chimera.review.render import edit_buffer, parse_edit_buffer, yes_no
 from chimera.store import Store
 
 KEYS = {"a": "accept", "r": "reject", "e": "edit", "v": "revise", "s": "skip", "q": "quit"}
@@ -130,7 +129,7 @@ def walk(store: Store, items: list[dict[str, Any]], console: Console, prompter: 
                 console.print("edit cancelled (nothing changed)", markup=False)
                 continue
             try:
-                decision = ReviewDecision(action=choice, reviewer=reviewer, **fields)
+                decision = ReviewDecision.model_validate({"action": choice, "reviewer": reviewer, **fields})
             except ValidationError as error:
                 console.print(f"not taken: {error.errors()[0]['msg'].removeprefix('Value error, ')}", markup=False)
                 continue

@@ -1,0 +1,82 @@
+"""`chimera run`: the pipeline with its progress display, then the summary and an exit status that says
+whether the run did its job (see chimera.run_health)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+from chimera.cli.common import err
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from chimera.config import load_config
+
+    config = load_config(args.config)
+    if args.db:
+        config.run.db = args.db
+    return run_with_progress(config, quiet=args.quiet, trace_path=args.trace, topics_only=args.topics_only,
+                             retry_failed=args.retry_failed, retry_command=f"chimera run {args.config} --retry-failed")
+
+
+def run_with_progress(config: Any, *, quiet: bool = False, trace_path: str | None = None, topics_only: bool = False,
+                      retry_failed: bool = False, retry_command: str = "chimera run CONFIG --retry-failed") -> int:
+    """Run (or resume) a job with the progress display, then print its summary; the exit status says
+    whether it did its job (see chimera.run_health)."""
+    from chimera.cli.progress import ProgressDisplay
+    from chimera.run_health import assess, failure_groups, role_calls
+    from chimera.runner import run_pipeline
+
+    display = ProgressDisplay(err, quiet=quiet)
+    trace = open(trace_path, "a", encoding="utf-8") if trace_path else None  # noqa: SIM115 - open for the run
+
+    def hook(monitor: Any) -> None:
+        display.update(monitor)
+        if trace is not None:
+            trace.write(json.dumps({"t": time.time(), "in_flight": monitor.endpoints.in_flight,
+                                    "limit": monitor.endpoints.limit, "stage": monitor.stage}) + "\n")
+            trace.flush()
+
+    with display:
+        summary = asyncio.run(run_pipeline(config, on_progress=hook, topics_only=topics_only,
+                                           retry_failed=retry_failed, progress_every_s=0.1 if trace else 0.5))
+    counts = summary.counts
+    by_status = counts["by_status"]
+    share = summary.checkpoint_bytes / summary.db_bytes if summary.db_bytes else 0
+    err.print(
+        f"run {summary.name}: {counts['samples']} samples ({counts['correct']} correct, {counts['truncated']} truncated) "
+        f"from {counts['problems']} problems: {by_status.get('accepted', 0)} accepted, "
+        f"{by_status.get('rejected', 0)} rejected, {by_status.get('failed', 0)} failed; "
+        f"{counts['calls']} model calls, {counts['tokens_in'] + counts['tokens_out']:,} tokens; "
+        f"{summary.seconds:.1f}s; database {summary.db_bytes / 1e6:.2f} MB ({share:.0%} checkpoints) at {summary.db}"
+    )
+    if summary.reused_calls:
+        err.print(f"{summary.reused_calls} calls finished before the restart were answered from their kept replies, "
+                  "not asked again")
+    if summary.unlabeled:
+        err.print(f"{summary.unlabeled} samples are unlabeled (no rule decided and the judge did not)")
+    for line in shortfall_lines(summary.shortfalls)[:8]:
+        err.print(f"stage 1 shortfall: {line}")
+    groups = failure_groups(summary.call_rows)
+    if groups:
+        err.print("failed calls: " + "; ".join(f"{g['role']} {g['outcome']} x{g['calls']}"
+                                               + (f" ({g['message'][:160]})" if g["message"] else "")
+                                               for g in groups[:6]))
+    pending = counts["reviews"]["pending"]
+    if pending:
+        err.print(f"{pending} problem{'s wait' if pending != 1 else ' waits'} for review: chimera review {summary.db}")
+    health = assess(counts, role_calls(summary.call_rows), retry_command=retry_command,
+                    shortfalls=summary.shortfalls)
+    for line in health.lines:
+        err.print(f"chimera: {line}")
+    return health.exit_code
+
+
+def shortfall_lines(shortfalls: list[dict]) -> list[str]:
+    """Subjects short of their target first, then the expander calls that came back short or failed."""
+    ranked = sorted(shortfalls, key=lambda s: (s["subfield"] != "", s["subject"], s["subfield"]))
+    return [f"{s['subject']}{' / ' + s['subfield'] if s['subfield'] else ''}: {s['got']} of {s['target']} "
+            f"({s['detail']})" for s in ranked]

@@ -1,0 +1,39 @@
+"""The dataset store: one database per run, holding the dataset tables beside LangGraph's checkpoints.
+
+Every write is an upsert on a deterministic id, so a graph node re-executed after a crash rewrites its row
+instead of adding a second one. Long text lives here; graph state carries only ids and small fields.
+
+One module per aggregate, each the only place with SQL for its tables:
+
+    schema.py     the tables, as named migrations           base.py      opening, migrating, transactions
+    runs.py       runs, topics, merges, shortfalls          problems.py  problems and critic votes
+    samples.py    trajectories and labels                   calls.py     model calls and kept replies
+    reviews.py    human reviews                             evals.py     eval rows, saved reports
+    reports.py    queries of reports and benchmarks          health.py    counts and consistency checks
+    rows.py       the row layouts the graph writes, as types
+
+The methods are plain synchronous calls on one connection, made from the run's event loop thread (each is a
+short indexed statement on a local WAL file). The aggregate modules are the seam a second backend replaces.
+"""
+
+from chimera.store.base import LOCK_WAIT_S
+from chimera.store.calls import Calls
+from chimera.store.evals import EvalRows
+from chimera.store.health import Health
+from chimera.store.problems import Problems
+from chimera.store.reports import Reports
+from chimera.store.reviews import Reviews
+from chimera.store.runs import RunsAndTopics
+from chimera.store.samples import Samples
+from chimera.store.schema import MIGRATIONS, PROBLEM_STATUSES
+
+
+class Store(Health, RunsAndTopics, Problems, Samples, Calls, Reviews, EvalRows, Reports):
+    """One run database. Use from a single thread (the run's event loop).
+
+    `create=False`: the file must exist and be chimera's. `read_only=True` (implies create=False): opened
+    read-only and never migrated; a database of a newer chimera, or not chimera's, is refused in one line.
+    """
+
+
+__all__ = ["LOCK_WAIT_S", "MIGRATIONS", "PROBLEM_STATUSES", "Store"]

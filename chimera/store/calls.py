@@ -1,0 +1,55 @@
+"""Every model call (one row per attempt) and the replies kept for an exact resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from chimera.store.base import StoreBase
+
+
+class Calls(StoreBase):
+    def log_call(self, call: dict[str, Any]) -> int:
+        row = {**call, "created_at": time.time()}
+        with self.conn:
+            cursor = self.conn.execute(f"insert into llm_calls ({', '.join(row)}) values "
+                                       f"({', '.join('?' * len(row))})", list(row.values()))
+        assert cursor.lastrowid is not None  # an insert always has one
+        return cursor.lastrowid
+
+    def kept_reply(self, request_key: str) -> tuple[int, dict[str, Any]] | None:
+        """The reply a call with this key got before (its row id and the reply), if its thread still runs."""
+        row = self.conn.execute("select id, reply from llm_calls where request_key = ? and reply is not null "
+                                "order by id desc limit 1", [request_key]).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def forget_replies(self, run: str, *, topic_id: str | None = None, problem_id: str | None = None) -> None:
+        """Drop the kept replies of a finished thread (a topic, a retried slot, or Stage 1 when neither is
+        given): nothing can ask those calls again, and trajectories are not kept twice."""
+        if problem_id is not None:
+            where, args = "problem_id = ?", [problem_id]
+        elif topic_id is not None:
+            where, args = "topic_id = ?", [topic_id]
+        else:
+            where, args = "run = ? and topic_id is null and problem_id is null", [run]
+        with self.conn:
+            self.conn.execute(f"update llm_calls set reply = null where {where} and reply is not null", args)
+
+    def relabel_call(self, call_id: int, outcome: str, error: str) -> None:
+        with self.conn:
+            self.conn.execute("update llm_calls set outcome = ?, error = ? where id = ?", [outcome, error, call_id])
+
+    def call_rows(self, run: str, *, after_id: int = 0, prefix: bool = False) -> list[dict[str, Any]]:
+        """Calls of a run counted by role, endpoint, outcome and message; `after_id`: only calls logged after
+        that row (this invocation's); `prefix`: every run whose name starts with `run`."""
+        where = "run like ? escape '\\'" if prefix else "run = ?"
+        key = run.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" if prefix else run
+        rows = self.db.execute(f"select role, base_url, outcome, error, count(*) from llm_calls where {where} "
+                               "and id > ? group by role, base_url, outcome, error", [key, after_id]).fetchall()
+        return [{"role": r[0], "base_url": r[1], "outcome": r[2], "error": r[3], "count": r[4]} for r in rows]
+
+    # Each check: rows that cannot all be true of a run whose every write landed in order.
+
+    def last_call_id(self) -> int:
+        return self.db.execute("select coalesce(max(id), 0) from llm_calls").fetchone()[0]

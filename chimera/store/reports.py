@@ -1,0 +1,84 @@
+"""The queries behind reports (yield by topic or subject, cost) and the benchmarks' figures."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from chimera.store.base import StoreBase
+
+_GROUP = {"topic": "p.topic_id", "subject": "p.subject"}
+
+
+class Reports(StoreBase):
+    def problem_outcomes(self, run: str, by: Literal["topic", "subject"]) -> list[tuple[str, str, str, str | None, int]]:
+        """(group, subject, status, rejection reason, revisions) per problem."""
+        return self.conn.execute(f"select {_GROUP[by]}, p.subject, p.status, p.rejection_reason, p.revisions "
+                                 "from problems p where p.run = ?", [run]).fetchall()
+
+    def sample_labels(self, run: str, by: Literal["topic", "subject"]) -> list[tuple[str, str, int | None]]:
+        """(group, subject, correct) per sample of an accepted problem."""
+        return self.conn.execute(f"select {_GROUP[by]}, p.subject, s.correct from samples s join problems p "
+                                 "on p.id = s.problem_id where p.run = ? and p.status = 'accepted'", [run]).fetchall()
+
+    def tokens_by_group(self, run: str, by: Literal["topic", "subject"]) -> list[tuple[str, str, str, int, int]]:
+        """(group, subject, role, tokens in, tokens out) over the calls made for the run's problems."""
+        key = _GROUP[by]
+        return self.conn.execute(f"select {key}, p.subject, c.role, sum(c.tokens_in), sum(c.tokens_out) "
+                                 f"from llm_calls c join problems p on p.id = c.problem_id where p.run = ? "
+                                 f"group by {key}, c.role", [run]).fetchall()
+
+    def tokens_by_role(self, run: str) -> list[tuple[str, int | None, int | None]]:
+        return self.conn.execute("select role, sum(tokens_in), sum(tokens_out) from llm_calls where run = ? "
+                                 "group by role", [run]).fetchall()
+
+    def sample_count(self) -> int:
+        return self.conn.execute("select count(*) from samples").fetchone()[0]
+
+    def bench_figures(self) -> dict[str, Any]:
+        """Sizes, outcomes and latency of a whole benchmark database."""
+        try:
+            sizes = dict(self.conn.execute("select name, sum(pgsize) from dbstat group by name").fetchall())
+        except sqlite3.OperationalError:
+            sizes = {}
+        count, mean_chars = self.conn.execute(
+            "select count(*), coalesce(avg(length(problem) + length(answer) + length(reasoning) + length(solution)), 0) "
+            "from samples").fetchone()
+        latency = self.conn.execute(
+            "select avg(latency_s) from llm_calls where outcome in ('ok', 'truncated')").fetchone()[0]
+        return {"table_bytes": sizes, "samples": count, "mean_sample_chars": mean_chars,
+                "problems_by_status": dict(self.conn.execute(
+                    "select status, count(*) from problems group by status").fetchall()),
+                "call_outcomes": dict(self.conn.execute(
+                    "select outcome, count(*) from llm_calls group by outcome").fetchall()),
+                "mean_latency_s": latency or 0.0}
+
+    def calls_by_role(self, roles: Sequence[str]) -> dict[str, int]:
+        marks = ",".join("?" * len(roles))
+        return dict(self.conn.execute(f"select role, count(*) from llm_calls where role in ({marks}) group by role",
+                                      list(roles)).fetchall())
+
+    def structured_call_figures(self, roles: Sequence[str]) -> dict[str, int]:
+        """Calls of `roles`, how many were cut at max_tokens, and their output tokens."""
+        marks = ",".join("?" * len(roles))
+        total, cut, tokens = self.conn.execute(
+            f"select count(*), coalesce(sum(finish_reason = 'length'), 0), coalesce(sum(tokens_out), 0) "
+            f"from llm_calls where role in ({marks})", list(roles)).fetchone()
+        return {"calls": total, "cut": cut, "tokens_out": tokens}
+
+    def live_topic_count(self) -> int:
+        return self.conn.execute("select count(*) from topics where status not in ('merged', 'surplus')").fetchone()[0]
+
+    def calls_asked_again(self, run: str) -> int:
+        """Answered calls repeated after a restart: each request key beyond its first answer."""
+        return self.conn.execute(
+            "select coalesce(sum(n - 1), 0) from (select count(*) as n from llm_calls where run = ? and "
+            "request_key is not null and outcome in ('ok', 'truncated', 'malformed_reply') group by request_key "
+            "having count(*) > 1)", [run]).fetchone()[0]
+
+    def dataset_rows(self) -> list[tuple[Any, ...]]:
+        """Every problem with its samples, in id order: what two runs must agree on to be the same dataset."""
+        return self.conn.execute("select p.id, p.status, p.problem, p.answer, s.id, s.solution, s.correct "
+                                 "from problems p left join samples s on s.problem_id = p.id "
+                                 "order by p.id, s.id").fetchall()

@@ -1,0 +1,91 @@
+"""Human reviews: opened by the graph, decided by a person, applied by the next resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from chimera.errors import ChimeraError
+from chimera.store.base import StoreBase
+
+
+def _parse_review(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "reasons": json.loads(row["reasons"] or "[]"), "payload": json.loads(row["payload"] or "{}")}
+
+
+class Reviews(StoreBase):
+    def open_review(self, review: dict[str, Any]) -> None:
+        """Record a problem waiting for a human. Re-opening (the node runs again after a restart)
+        refreshes the payload but never drops a decision."""
+        row = {**review, "reasons": json.dumps(review["reasons"]), "payload": json.dumps(review["payload"]),
+               "created_at": time.time()}
+        names = list(row)
+        with self.conn:
+            self.conn.execute(
+                f"insert into reviews ({', '.join(names)}) values ({', '.join('?' * len(names))}) "
+                "on conflict(id) do update set payload = excluded.payload, reasons = excluded.reasons, "
+                "thread_id = excluded.thread_id", list(row.values()))
+
+    def reviews(self, run: str | None = None, *, state: str = "pending", subject: str | None = None,
+                reason: str | None = None) -> list[dict[str, Any]]:
+        """Reviews in `state` (pending: no decision yet; decided; all), oldest first, JSON fields parsed."""
+        where, args = ["1 = 1"], []
+        if run:
+            where.append("run = ?")
+            args.append(run)
+        if state == "pending":
+            where.append("action is null")
+        elif state == "decided":
+            where.append("action is not null")
+        if subject:
+            where.append("subject = ?")
+            args.append(subject)
+        if reason:
+            where.append("exists (select 1 from json_each(reasons) where value = ?)")
+            args.append(reason)
+        cursor = self.conn.execute(f"select * from reviews where {' and '.join(where)} order by created_at, id", args)
+        names = [d[0] for d in cursor.description]
+        return [_parse_review(dict(zip(names, values))) for values in cursor]
+
+    def review(self, review_id: str) -> dict[str, Any] | None:
+        row = self._get("reviews", review_id)
+        return _parse_review(row) if row else None
+
+    def decide_review(self, review_id: str, decision: dict[str, Any]) -> None:
+        """Store a decision; the next run resumes the waiting thread with it."""
+        row = self._get("reviews", review_id)
+        if row is None:
+            raise ChimeraError(f"no review item {review_id!r} (list them with: chimera review DB --list)")
+        if row["action"] is not None:
+            raise ChimeraError(f"review item {review_id} was already decided: {row['action']} by {row['reviewer']}")
+        self._update("reviews", review_id, {
+            "action": decision["action"], "note": decision.get("note") or None,
+            "edited_problem": decision.get("problem"), "edited_answer": decision.get("answer"),
+            "reviewer": decision["reviewer"], "decided_at": decision["decided_at"]})
+
+    def decisions_to_apply(self, thread_id: str) -> dict[str, dict[str, Any]]:
+        """Decided but not yet applied reviews of one graph thread: review id -> decision."""
+        cursor = self.conn.execute(
+            "select id, action, note, edited_problem, edited_answer, reviewer, decided_at from reviews "
+            "where thread_id = ? and action is not null and applied_at is null", [thread_id])
+        return {rid: {"action": action, "note": note or "", "problem": problem, "answer": answer,
+                      "reviewer": reviewer, "decided_at": decided_at}
+                for rid, action, note, problem, answer, reviewer, decided_at in cursor}
+
+    def threads_with_decisions(self, run: str) -> set[str]:
+        return {row[0] for row in self.conn.execute(
+            "select distinct thread_id from reviews where run = ? and action is not null and applied_at is null",
+            [run])}
+
+    def mark_reviews_applied(self, review_ids: list[str]) -> None:
+        with self.conn:
+            self.conn.executemany("update reviews set applied_at = ? where id = ?",
+                                  [(time.time(), rid) for rid in review_ids])
+
+    def review_counts(self, run: str | None = None) -> dict[str, int]:
+        clause, args = (" where run = ?", [run]) if run else ("", [])
+        rows = dict(self.conn.execute(
+            f"select coalesce(action, 'pending'), count(*) from reviews{clause} group by 1", args).fetchall())
+        return {"pending": rows.get("pending", 0), "accepted": rows.get("accept", 0),
+                "rejected": rows.get("reject", 0), "edited": rows.get("edit", 0), "sent_back": rows.get("revise", 0)}

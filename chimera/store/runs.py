@@ -1,0 +1,92 @@
+"""Runs, their topics (Stage 1's taxonomy), merges and shortfalls."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from chimera.store.base import StoreBase
+
+
+class RunsAndTopics(StoreBase):
+    def save_run(self, name: str, config: dict[str, Any]) -> None:
+        existing = list(self.db.table("runs").rows_where("name = ?", [name]))
+        created = existing[0]["created_at"] if existing else time.time()
+        self.db.table("runs").upsert({"name": name, "config": json.dumps(config), "created_at": created}, pk="name")
+
+    def runs(self) -> list[dict[str, Any]]:
+        return list(self.db.table("runs").rows_where(order_by="created_at"))
+
+    def run_config(self, run: str) -> dict[str, Any]:
+        """The config stored with a run (redacted: env var names, never keys); {} for an unknown run."""
+        row = self.conn.execute("select config from runs where name = ?", [run]).fetchone()
+        return json.loads(row[0] or "{}") if row else {}
+
+    def upsert_topic(self, *, id: str, run: str, subject: str, name: str, position: int, source: str,
+                     subfield: str | None = None, weight: float = 1.0, status: str | None = None,
+                     round_: int = 0) -> None:
+        now = time.time()
+        row = self._get("topics", id)
+        self.db.table("topics").upsert(
+            {
+                "id": id, "run": run, "subject": subject, "subfield": subfield, "name": name, "position": position,
+                "round": round_,
+                "source": source, "weight": weight, "slots": row["slots"] if row else None,
+                "status": status or (row["status"] if row else "pending"),
+                "created_at": row["created_at"] if row else now, "updated_at": now,
+            },
+            pk="id",
+        )
+
+    def set_slots(self, slots: dict[str, int]) -> None:
+        with self.db.conn:
+            self.db.conn.executemany("update topics set slots = ? where id = ?", [(n, t) for t, n in slots.items()])
+
+    def set_topic_status(self, topic_id: str, status: str) -> None:
+        self._update("topics", topic_id, {"status": status, "updated_at": time.time()})
+
+    def topic_status(self, topic_id: str) -> str | None:
+        row = self.conn.execute("select status from topics where id = ?", [topic_id]).fetchone()
+        return row[0] if row else None
+
+    def topics(self, run: str, *, live: bool = False) -> list[dict[str, Any]]:
+        """Topics of a run; `live` leaves out those merged into another, refilled past the target (surplus)
+        or removed by an import."""
+        where = "run = ? and status not in ('merged', 'removed', 'surplus')" if live else "run = ?"
+        return list(self.db.table("topics").rows_where(where, [run], order_by="subject, position"))
+
+    def record_merge(self, run: str, *, dropped_id: str, dropped: str, kept_id: str, kept: str,
+                     similarity: float, method: str) -> None:
+        self.db.table("topic_merges").upsert(
+            {"run": run, "dropped_id": dropped_id, "dropped": dropped, "kept_id": kept_id, "kept": kept,
+             "similarity": round(similarity, 4), "method": method}, pk=("run", "dropped_id"))
+        self.set_topic_status(dropped_id, "merged")
+
+    def merges(self, run: str) -> list[dict[str, Any]]:
+        return list(self.db.table("topic_merges").rows_where("run = ?", [run], order_by="kept, dropped"))
+
+    def merges_with_subjects(self, run: str) -> list[dict[str, Any]]:
+        """Every merge with both topics' subjects, most similar first: what a threshold choice reads."""
+        rows = self.conn.execute(
+            "select m.dropped, d.subject, m.kept, k.subject, m.similarity, m.method from topic_merges m "
+            "left join topics d on d.id = m.dropped_id left join topics k on k.id = m.kept_id "
+            "where m.run = ? order by m.similarity desc, m.kept, m.dropped", [run]).fetchall()
+        return [dict(zip(("dropped", "dropped_subject", "kept", "kept_subject", "similarity", "method"), row))
+                for row in rows]
+
+    def replace_shortfalls(self, run: str, rows: list[dict[str, Any]]) -> None:
+        with self.db.conn:
+            self.conn.execute("delete from taxonomy_shortfalls where run = ?", [run])
+            self.db.table("taxonomy_shortfalls").insert_all([{"run": run, **row} for row in rows],
+                                                      pk=("run", "subject", "subfield", "kind"), replace=True)
+
+    def shortfalls(self, run: str) -> list[dict[str, Any]]:
+        return list(self.db.table("taxonomy_shortfalls").rows_where("run = ?", [run], order_by="subject, subfield, kind"))
+
+    def set_taxonomy_source(self, run: str, source: str) -> None:
+        self.db.table("runs").update(run, {"taxonomy": source})
+
+    def taxonomy_source(self, run: str) -> str | None:
+        rows = list(self.db.table("runs").rows_where("name = ?", [run]))
+        return rows[0]["taxonomy"] if rows else None

@@ -56,6 +56,9 @@ class LangChainTransport:
             content = _text(message)
         return completion(message, content, body.get("model"))
 
+    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError("provider langchain serves chat roles, not embeddings")
+
     async def close(self) -> None:
         client = getattr(self.model, "async_client", None)
         close = getattr(getattr(client, "_client", None), "close", None)

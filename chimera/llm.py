@@ -27,13 +27,14 @@ import hashlib
 import importlib
 import json
 import logging
+import math
 import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import openai
@@ -44,6 +45,7 @@ from chimera.errors import CallFailed, ConfigError, EndpointError
 from chimera.reasoning import split_reasoning
 from chimera.secrets import redact, register_secret
 
+T = TypeVar("T")
 log = logging.getLogger("chimera.calls")
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -125,6 +127,25 @@ def reply_from_completion(completion: dict[str, Any], model: str) -> Reply:
     )
 
 
+def embeddings_from_reply(reply: dict[str, Any], count: int, model: str) -> tuple[Reply, list[list[float]]]:
+    """An embeddings reply's vectors, in input order: `count` of them, all one width, all finite numbers."""
+    data = reply.get("data")
+    if not isinstance(data, list) or not all(isinstance(d, dict) and isinstance(d.get("index"), int) for d in data):
+        raise ValueError("the reply has no list of indexed embeddings")
+    ordered = sorted(data, key=lambda d: d["index"])
+    if len(ordered) != count:
+        raise ValueError(f"{len(ordered)} embeddings for {count} inputs")
+    vectors = [d.get("embedding") for d in ordered]
+    widths = {len(v) if isinstance(v, list) else -1 for v in vectors}
+    if len(widths) != 1 or min(widths) < 1 or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            for v in vectors for x in v):  # every v is a list here: a non-list makes a width of -1
+        raise ValueError(f"embeddings of different or no lengths, or not finite numbers: widths {sorted(widths)[:4]}")
+    usage = reply.get("usage")
+    tokens = token_count(usage.get("prompt_tokens")) if isinstance(usage, dict) else 0
+    return Reply(content="", reasoning="", finish_reason=None, model=model, tokens_in=tokens), vectors
+
+
 def token_count(value: Any) -> int:
     """A usage field as a count; anything else (a string, a float, 10**30, a negative) is a malformed reply."""
     if value is None:
@@ -135,9 +156,11 @@ def token_count(value: Any) -> int:
 
 
 class Transport(Protocol):
-    """Sends one chat-completions body and returns the server's JSON reply."""
+    """Sends one request body (chat completions or embeddings) and returns the server's JSON reply."""
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
     async def close(self) -> None: ...
 
@@ -161,7 +184,13 @@ class OpenAITransport:
                                          default_query=query or None)
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self.client.post("/chat/completions", body=body, cast_to=HTTP.Response, stream=True)
+        return await self._post("/chat/completions", body)
+
+    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._post("/embeddings", body)
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.post(path, body=body, cast_to=HTTP.Response, stream=True)
         try:
             raw = await read_capped(response, self.max_reply_bytes)
         finally:
@@ -276,8 +305,24 @@ class RoleClient:
             future.set_result(dataclasses.replace(reply) if reply is not None else None)  # None: ask yourself
 
     async def _ask(self, body: dict[str, Any], context: dict[str, Any] | None, key: str) -> Reply:
-        messages = body["messages"]
-        estimate = sum(len(m["content"]) for m in messages) // 4 + (body.get(self.spec.max_tokens_field) or 1024)
+        estimate = sum(len(m["content"]) for m in body["messages"]) // 4 + (body.get(self.spec.max_tokens_field) or 1024)
+        reply, _ = await self._attempts(lambda replica: replica.transport.chat(body),
+                                        lambda completion: (reply_from_completion(completion, self.model), None),
+                                        estimate=estimate, context=context, key=key)
+        return reply
+
+    async def embed(self, texts: list[str], context: dict[str, Any] | None = None) -> list[list[float]]:
+        """One embeddings request, through the same attempts as a chat call (budget, rate limits, retries with
+        back-off, replicas, a row of `llm_calls` per attempt); a malformed reply fails the call."""
+        body = {"model": self.model, "input": texts}
+        _, vectors = await self._attempts(lambda replica: replica.transport.embeddings(body),
+                                          lambda reply: embeddings_from_reply(reply, len(texts), self.model),
+                                          estimate=sum(len(t) for t in texts) // 4 + 1, context=context, key=None)
+        return vectors
+
+    async def _attempts(self, send: Callable[[Replica], Awaitable[dict[str, Any]]],
+                        read: Callable[[dict[str, Any]], tuple[Reply, T]], *, estimate: int,
+                        context: dict[str, Any] | None, key: str | None) -> tuple[Reply, T]:
         avoid: str | None = None
         for attempt in range(self.spec.max_retries + 1):
             replica = self._pick(avoid)
@@ -289,8 +334,8 @@ class RoleClient:
                 # timeout_s bounds the whole call, connect to last byte: a server that drips a byte
                 # a second cannot hold a call or a budget place past it.
                 async with asyncio.timeout(self.spec.timeout_s):  # no extra task per call, unlike wait_for
-                    completion = await replica.transport.chat(body)
-                reply = reply_from_completion(completion, self.model)
+                    answer = await send(replica)
+                reply, payload = read(answer)
             except Exception as error:  # noqa: BLE001 - classified, logged, and retried or mapped below
                 self._log(replica.url, context, started, None, outcome=outcome_of(error), error=short(error), key=key)
                 if not _retryable(error) or attempt == self.spec.max_retries:
@@ -310,7 +355,7 @@ class RoleClient:
                 self.limiter.settle(estimate, reply.tokens_in + reply.tokens_out)
                 reply.call_id = self._log(replica.url, context, started, reply,
                                           outcome="truncated" if reply.truncated else "ok", key=key)
-                return reply
+                return reply, payload
             await asyncio.sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 

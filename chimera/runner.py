@@ -129,6 +129,7 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
     endpoints = Endpoints(config.run.concurrency)
     monitor = RunMonitor(store=store, run=config.run.name, endpoints=endpoints)
     ticker: asyncio.Task | None = None
+    embedder: Embedder | None = None
     clients: dict = {}
     saver_stack: contextlib.AsyncExitStack | None = None
     stack = contextlib.AsyncExitStack()
@@ -137,7 +138,6 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
             simulator_for(config, [*config.models.all_roles().values(), config.models.embedder]))
         clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=store.log_call,
                                 relabel=store.relabel_call, replay=store.kept_reply)
-        embedder = None
         if config.models.embedder is not None:
             embedder = Embedder(config.models.embedder, endpoints=endpoints, sim_url=sim_url, log=store.log_call)
         deps = Deps(config=config, store=store, clients=clients, embedder=embedder,
@@ -229,6 +229,8 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
         if saver_stack is not None:
             await saver_stack.aclose()
         await close_clients(clients)
+        if embedder is not None:
+            await embedder.close()
         await stack.aclose()
         store.close()
 

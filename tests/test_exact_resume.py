@@ -43,11 +43,11 @@ def inconsistencies(db: sqlite3.Connection) -> dict[str, int]:
 
 
 def test_the_sampled_simulator_answers_a_repeated_request_anew():
-    from chimera.sim.server import Simulator
+    from chimera.sim.oracle import Oracle
 
     body = {"model": "m", "messages": [{"role": "user", "content": "What is 17 * 23?\n\nPlease reason step by step"}]}
-    sampled = Simulator(SimSettings(deterministic=False))
-    fixed = Simulator(SimSettings())
+    sampled = Oracle(SimSettings(deterministic=False))
+    fixed = Oracle(SimSettings())
     texts = {json.dumps(sampled.respond(body)["choices"][0]["message"]) for _ in range(6)}
     assert len(texts) > 1
     assert len({json.dumps(fixed.respond(body)["choices"][0]["message"]) for _ in range(3)}) == 1

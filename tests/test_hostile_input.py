@@ -430,6 +430,48 @@ def test_embeddings_of_different_widths_fail_the_call_not_the_process(tmp_path):
     with HostileEndpoint(ragged) as endpoint:
         spec = ModelSpec(base_url=endpoint.url, model="sim-embedder", timeout_s=5, max_retries=0)
         embedder = Embedder(spec, endpoints=Endpoints(4), sim_url=None, log=logged.append)
+
+        async def embed_then_close():
+            try:
+                await embedder.embed(["first topic", "second topic"])
+            finally:
+                await embedder.close()
+
         with pytest.raises(CallFailed, match="different or no lengths"):
-            asyncio.run(embedder.embed(["first topic", "second topic"]))
+            asyncio.run(embed_then_close())
     assert logged[0]["outcome"] == "malformed_reply"
+
+
+def test_embeddings_go_through_the_chat_roles_door_replicas_back_off_and_a_row_per_attempt(tmp_path):
+    from chimera.config import ModelSpec
+    from chimera.dispatch import Endpoints
+    from chimera.embeddings import Embedder
+
+    refused = []
+
+    async def busy_once(body, reply, request):
+        if "input" in body and not refused:
+            refused.append(body)
+            return web.Response(status=429, headers={"Retry-After": "0"},
+                                text=json.dumps({"error": {"message": "slow down"}}), content_type="application/json")
+        return None
+
+    logged = []
+    with HostileEndpoint(busy_once) as first, HostileEndpoint(busy_once) as second:
+        spec = ModelSpec(base_url=[first.url, second.url], model="sim-embedder", timeout_s=5, max_retries=2)
+        embedder = Embedder(spec, endpoints=Endpoints(4), sim_url=None, log=logged.append)
+
+        async def embed_side_by_side():
+            try:
+                return await asyncio.gather(*(embedder.embed([f"topic {i}", f"other {i}"], {"run": "r"})
+                                              for i in range(4)))
+            finally:
+                await embedder.close()
+
+        batches = asyncio.run(embed_side_by_side())
+        asked = [r for endpoint in (first, second) for r in endpoint.requests if r["path"].endswith("/embeddings")]
+    assert all(vectors.shape[0] == 2 for vectors in batches)
+    assert [row["outcome"] for row in logged] == ["http_429"] + ["ok"] * 4
+    assert {row["base_url"] for row in logged} == {first.url, second.url}, "both replicas serve"
+    assert all(row["role"] == "embedder" and row["scope"] == "topic dedup" and row["run"] == "r" for row in logged)
+    assert len(asked) == 5 and all(r["body"]["model"] == "sim-embedder" for r in asked)

@@ -9,7 +9,7 @@ import pytest
 from chimera.config import SimSettings
 from chimera.records import CriticVerdict, DraftedProblem, response_format_for
 from chimera.sim import problems
-from chimera.sim.server import Simulator
+from chimera.sim.oracle import Oracle
 
 
 @pytest.mark.parametrize("kind", problems.KINDS, ids=lambda k: k.name)
@@ -101,7 +101,7 @@ def test_models_and_embeddings_endpoints(simulator):
 
 
 def test_a_structured_reply_carries_the_schema_named_task():
-    sim = Simulator(SimSettings(), seed=0)
+    sim = Oracle(SimSettings(), seed=0)
     reply = sim.respond(draft_request())
     drafted = DraftedProblem.model_validate_json(reply["choices"][0]["message"]["content"])
     assert drafted.problem and drafted.answer

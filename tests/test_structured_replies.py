@@ -14,7 +14,7 @@ from chimera.agents.base import grown_limit
 from chimera.config import ModelSpec, SimSettings
 from chimera.errors import ReplyError
 from chimera.records import CriticVerdict, TopicList, response_format_for
-from chimera.sim.server import Simulator
+from chimera.sim.oracle import Oracle
 
 
 def with_spec(client, **spec):
@@ -95,7 +95,7 @@ def test_an_endpoint_can_refuse_length_limits(limits):
 
 
 def sim_reply(schema_format, user):
-    sim = Simulator(SimSettings(verbose_rate=1.0), seed=1)
+    sim = Oracle(SimSettings(verbose_rate=1.0), seed=1)
     body = {"model": "m", "messages": [{"role": "user", "content": user}], "response_format": schema_format}
     return json.loads(sim.respond(body)["choices"][0]["message"]["content"])
 

@@ -15,7 +15,7 @@ from chimera.graphs.deps import Deps
 from chimera.graphs.taxonomy import build_taxonomy_graph, grow, subject_tasks
 from chimera.ids import normalize_topic
 from chimera.quotas import allocate
-from chimera.sim.server import embed
+from chimera.sim.oracle import embed
 from chimera.store import Store
 from chimera.tools.topic_dedup import dedup_topics
 

@@ -1,72 +1,26 @@
-"""The simulator: an OpenAI-compatible HTTP peer that drafts, criticizes, solves and labels for real.
-
-It tells the task from the request alone: the structured-output schema name
-(TopicList, DraftedProblem, CriticVerdict, LabelVerdict) or, with no schema, a
-solve request. Every reply's content is a pure function of (seed, request), so
-two runs with the same seed produce the same dataset (unless `sim.deterministic` is
-false: then each request is a fresh draw, as from a model sampled at temperature > 0); faults, latency and
-capacity limits are drawn per attempt and never change what a successful reply says.
-"""
+"""The simulator's HTTP layer: an OpenAI-compatible peer (chat completions, embeddings, models) whose
+replies come from the oracle (chimera.sim.oracle). Faults, latency and capacity limits are drawn per attempt
+and never change what a successful reply says."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
-import math
-import random
-import re
-import secrets
-import time
 from collections import Counter
 from typing import Any
 
 from aiohttp import web
 
 from chimera.config import SimSettings
-from chimera.sim import problems
-
-TASKS = {"SubfieldList": "expand", "TopicList": "expand", "DraftedProblem": "draft", "CriticVerdict": "critic",
-         "LabelVerdict": "label", "QualityRating": "evaluate", "solve": "solve"}
-SHAPES = ("reasoning_content", "reasoning", "think", "close_think")
-FILLER = ("We restate what is given and what is asked.", "Let us check the units and the definitions first.",
-          "Consider a smaller case to see the pattern.", "This suggests an invariant worth testing.",
-          "We verify the intermediate result by a second route.", "Now we combine the pieces carefully.",
-          "An edge case must be ruled out here.", "The computation simplifies once we regroup terms.")
-
-
-VERBOSE_FIELDS = ("reasons", "rationale")  # free text a verbose model runs on with
-
-
-def _seeded(seed: int, *parts: Any) -> random.Random:
-    blob = json.dumps([seed, *parts], sort_keys=True, ensure_ascii=False, default=str)
-    return random.Random(int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big"))
-
-
-def _approx_tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4))
-
-
-def _field(text: str, name: str) -> str:
-    match = re.search(rf"^{name}:\s*(.*)$", text, re.M)
-    return match.group(1).strip() if match else ""
-
-
-def _between(text: str, tag: str) -> str:
-    match = re.search(rf"<{tag}>\s*(.*?)\s*</{tag}>", text, re.S)
-    return match.group(1) if match else ""
-
-
-def _listed(text: str, heading: str) -> list[str]:
-    """Numbered items after a heading line, as the agents' prompts list them."""
-    block = text.split(heading, 1)[1] if heading in text else ""
-    return [m.strip() for m in re.findall(r"^\d+\.\s+(.*)$", block, re.M)]
+from chimera.sim.oracle import TASKS, Oracle, approx_tokens, embed, schema_name, seeded, truncate
 
 
 class Simulator:
     def __init__(self, settings: SimSettings | None = None, seed: int = 0):
         self.settings = settings or SimSettings()
         self.seed = seed
+        self.oracle = Oracle(self.settings, seed)
         self.in_flight = 0
         self.attempts: Counter[str] = Counter()
 
@@ -96,7 +50,7 @@ class Simulator:
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             return _error(400, "input must be a string or a list of strings")
         data = [{"object": "embedding", "index": i, "embedding": embed(text)} for i, text in enumerate(inputs)]
-        tokens = sum(_approx_tokens(t) for t in inputs)
+        tokens = sum(approx_tokens(t) for t in inputs)
         return web.json_response({"object": "list", "data": data, "model": body.get("model", "sim-embedder"),
                                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
@@ -111,23 +65,23 @@ class Simulator:
         settings = self.settings
         key = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
         self.attempts[key] += 1
-        fault = _seeded(self.seed, "fault", key, self.attempts[key]).random
+        fault = seeded(self.seed, "fault", key, self.attempts[key]).random
         if settings.capacity is not None and self.in_flight >= settings.capacity:
             return _error(429, "simulator at capacity", headers={"retry-after": "1"})
         self.in_flight += 1
         try:
-            await self._latency(key, TASKS.get(_schema_name(body) or "solve", "solve"))
+            await self._latency(key, TASKS.get(schema_name(body) or "solve", "solve"))
             if fault() < settings.fault_429:
                 return _error(429, "rate limited (injected)", headers={"retry-after": "1"})
             if fault() < settings.fault_5xx:
                 return _error(500, "internal error (injected)")
             if fault() < settings.fault_hang:
                 await asyncio.sleep(3600)
-            reply = self.respond(body)
-            if fault() < settings.fault_malformed and _schema_name(body):
+            reply = self.oracle.respond(body)
+            if fault() < settings.fault_malformed and schema_name(body):
                 reply["choices"][0]["message"]["content"] = reply["choices"][0]["message"]["content"][: -7] + '",,}'
             if fault() < settings.fault_truncate:
-                _truncate(reply, max(1, reply["usage"]["completion_tokens"] // 2))
+                truncate(reply, max(1, reply["usage"]["completion_tokens"] // 2))
             return web.json_response(reply)
         finally:
             self.in_flight -= 1
@@ -145,273 +99,8 @@ class Simulator:
         if base <= 0:
             return
         jitter = self.settings.latency_jitter
-        factor = 1 + jitter * (2 * _seeded(self.seed, "latency", key, self.attempts[key]).random() - 1)
+        factor = 1 + jitter * (2 * seeded(self.seed, "latency", key, self.attempts[key]).random() - 1)
         await asyncio.sleep(base * factor)
-
-    # -- tasks (pure functions of seed and request) -----------------------
-    def respond(self, body: dict[str, Any]) -> dict[str, Any]:
-        messages = body["messages"]
-        user = "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
-        # Deterministic: the answer is a pure function of (seed, request). Otherwise every request is a fresh
-        # draw, as from a sampled model, so a call asked twice is answered twice differently.
-        rng = _seeded(self.seed, body) if self.settings.deterministic else random.Random(secrets.randbits(64))
-        task = _schema_name(body) or "solve"
-        handler = {
-            "SubfieldList": self._subfields, "TopicList": self._expand, "DraftedProblem": self._draft,
-            "CriticVerdict": self._critic,
-            "LabelVerdict": self._label, "QualityRating": self._rate, "solve": self._solve,
-        }.get(task)
-        if handler is None:
-            content, reasoning = json.dumps({"error": f"unknown schema {task}"}), ""
-        else:
-            content, reasoning = handler(user, rng, body)
-            if task != "solve":
-                content = self._shaped(content, body)
-        return self._completion(body, content, reasoning, rng, prompt="\n".join(
-            str(m.get("content") or "") for m in messages))
-
-    def _shaped(self, content: str, body: dict[str, Any]) -> str:
-        """A structured reply as a model that may ignore brevity writes it, held to the request schema's
-        maxItems and maxLength as guided decoding holds a real server's reply.
-
-        Whether a request gets a verbose reply depends on its messages and schema only, not on its token
-        limit: a model that rambles on a request rambles again when it is asked with a larger limit.
-        """
-        reply = json.loads(content)
-        verbose = _seeded(self.seed, "verbose", body["messages"], _schema_name(body)).random() < self.settings.verbose_rate
-        if verbose:
-            for name, value in reply.items():
-                if isinstance(value, list):
-                    reply[name] = value + [f"{item}: further questions" for item in value] * 2
-                elif name in VERBOSE_FIELDS and isinstance(value, str):
-                    reply[name] = " ".join([value, *FILLER * 6])
-        schema = _schema_of(body)
-        for name, rule in (schema.get("properties") or {}).items():
-            value = reply.get(name)
-            if isinstance(value, list):
-                if isinstance(rule.get("maxItems"), int):
-                    value = value[: rule["maxItems"]]
-                item_limit = (rule.get("items") or {}).get("maxLength")
-                reply[name] = [v[:item_limit] for v in value] if isinstance(item_limit, int) else value
-            elif isinstance(value, str) and isinstance(rule.get("maxLength"), int):
-                reply[name] = value[: rule["maxLength"]]
-        return json.dumps(reply)
-
-    def _subfields(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
-        subject = _field(user, "Subject")
-        count = int(_field(user, "Number of subfields") or 5)
-        existing = {name.lower() for name in _listed(user, "Subfields already listed")}
-        return json.dumps({"subfields": problems.subfield_names(subject, count, existing)}), ""
-
-    def _expand(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
-        subfield = _field(user, "Subfield") or _field(user, "Subject")
-        count = int(_field(user, "Number of topics") or 5)
-        existing = {name.lower() for name in _listed(user, "Topics already listed")}
-        names = problems.topic_names(subfield, rng, count, existing, self.settings.topic_near_duplicate_rate)
-        return json.dumps({"topics": names}), ""
-
-    def _draft(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
-        subject = _field(user, "Subject")
-        revising = "<problem>" in user
-        if revising:
-            text = _between(user, "problem")
-            solved = problems.identify(text)
-            if solved is None:  # an ill-posed draft cannot be rescued by rewording
-                return json.dumps({"problem": text, "answer": _field(user, "Reference answer")}), ""
-            clarified = text if "All given quantities are exact." in text else text + " All given quantities are exact."
-            return json.dumps({"problem": clarified, "answer": solved[1]}), ""
-        kind = rng.choice(problems.kinds_for(subject))
-        text = kind.make(rng)
-        answer = kind.solve(text)
-        if rng.random() < self.settings.ill_posed_rate:
-            text = problems.make_ill_posed(text)
-        elif answer is not None and rng.random() < self.settings.drafter_error_rate:
-            answer = problems.near_miss(text, answer, rng)
-        return json.dumps({"problem": text, "answer": answer}), ""
-
-    def _critic(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
-        text = _between(user, "problem")
-        reference = _field(user, "Reference answer")
-        solved = problems.identify(text)
-        if solved is None:
-            vote = {"verdict": "reject", "reasons": "ill-posed: a quantity the answer depends on is missing",
-                    "own_answer": "undetermined", "agrees_with_reference": False}
-            return json.dumps(vote), ""
-        own = problems.equivalent_form(text, solved[1], rng)
-        if rng.random() < self.settings.critic_error_rate:
-            own = problems.near_miss(text, solved[1], rng)
-        agrees = _right(text, own, reference)
-        if not agrees:
-            vote = {"verdict": "revise", "reasons": f"the reference answer looks wrong: I get {own}, not {reference}",
-                    "own_answer": own, "agrees_with_reference": False}
-        elif rng.random() < self.settings.critic_revise_rate and "All given quantities are exact." not in text:
-            vote = {"verdict": "revise", "reasons": "state whether the given quantities are exact or measured",
-                    "own_answer": own, "agrees_with_reference": True}
-        else:
-            vote = {"verdict": "accept", "reasons": "clear, self-contained, and the reference answer checks out",
-                    "own_answer": own, "agrees_with_reference": True}
-        return json.dumps(vote), ""
-
-    def _label(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
-        reference = _field(user, "Reference answer")
-        solution = _between(user, "solution")
-        problem = _between(user, "problem")
-        boxed = re.findall(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}", solution)
-        extracted = boxed[-1] if boxed else ""
-        correct = bool(extracted) and _right(problem, extracted, reference)
-        verdict = {"correct": correct, "extracted_answer": extracted,
-                   "rationale": "the final answer matches the reference" if correct else
-                   "the final answer differs from the reference" if extracted else "no final answer given"}
-        return json.dumps(verdict), ""
-
-    def _rate(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
-        """Scores from what the text shows: a statement it can solve is well-posed, a missing quantity is not,
-        a pointer to a figure is not self-contained; each score moves by one at random now and then."""
-        problem = _between(user, "problem")
-        words = len(problem.split())
-        solvable = problems.identify(problem) is not None
-        scores = {
-            "clarity": 5 if 12 <= words <= 250 else 3,
-            "well_posedness": 5 if solvable else (2 if "a certain number of" in problem else 3),
-            "self_containedness": 2 if re.search(r"\b(figure|diagram|table|above|below)\b", problem, re.I) else 5,
-            "reasoning_depth": min(5, 2 + words // 40 + (1 if solvable else 0)),
-        }
-        scores = {k: max(1, min(5, v + rng.choice((-1, 0, 0, 0, 1)))) for k, v in scores.items()}
-        return json.dumps({**scores, "rationale": "rated on clarity, givens, context and steps needed"}), ""
-
-    def _solve(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
-        problem = user.rsplit("Please reason step by step", 1)[0].strip()
-        solved = problems.identify(problem)
-        if solved is None:
-            answer = "undetermined"
-        elif rng.random() < self.settings.solver_correct_rate:
-            answer = problems.equivalent_form(problem, solved[1], rng)
-        else:
-            answer = problems.near_miss(problem, solved[1], rng)
-        jitter = self.settings.trajectory_jitter
-        length = max(1, round(self.settings.trajectory_words * (1 + jitter * (2 * rng.random() - 1))))
-        words: list[str] = []
-        step = 1
-        while len(words) < length:
-            words += f"Step {step}. {rng.choice(FILLER)}".split()
-            step += 1
-        thinking = " ".join(words[:length])
-        solution = f"Working through the problem as above, the result is \\boxed{{{answer}}}."
-        return solution, thinking
-
-    def _completion(self, body: dict, content: str, reasoning: str, rng: random.Random, prompt: str) -> dict:
-        shape: str = self.settings.reasoning_shape
-        if shape == "mixed":
-            shape = SHAPES[rng.randrange(len(SHAPES))]
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        if reasoning:
-            if shape in ("reasoning_content", "reasoning"):
-                message[shape] = reasoning
-            elif shape == "think":
-                message["content"] = f"<think>\n{reasoning}\n</think>\n\n{content}"
-            else:
-                message["content"] = f"{reasoning}\n</think>\n\n{content}"
-        completion_tokens = _approx_tokens(message["content"] or "") + _approx_tokens(reasoning) * bool(
-            shape in ("reasoning_content", "reasoning") and reasoning)
-        reply = {
-            "id": "chatcmpl-sim-" + hashlib.sha256(prompt.encode()).hexdigest()[:12],
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", "sim"),
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": _approx_tokens(prompt), "completion_tokens": completion_tokens,
-                      "total_tokens": _approx_tokens(prompt) + completion_tokens,
-                      "completion_tokens_details": {"reasoning_tokens": _approx_tokens(reasoning) if reasoning else 0}},
-        }
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        if isinstance(limit, int) and completion_tokens > limit:
-            _truncate(reply, limit)
-        return reply
-
-
-def _truncate(reply: dict, tokens: int) -> None:
-    """Cut the reply to about `tokens` tokens, thinking first, as a server hitting max_tokens would."""
-    message = reply["choices"][0]["message"]
-    budget = tokens * 4
-    for field in ("reasoning_content", "reasoning", "content"):
-        text = message.get(field)
-        if not text:
-            continue
-        kept = text[:budget]
-        budget -= len(kept)
-        message[field] = kept if kept or field == "content" else None
-    reply["choices"][0]["finish_reason"] = "length"
-    reply["usage"]["completion_tokens"] = tokens
-    reply["usage"]["total_tokens"] = reply["usage"]["prompt_tokens"] + tokens
-
-
-_SCHEMA_IN_PROMPT = re.compile(r"matches this JSON Schema \((\w+)\):\n(\{.*\})\s*$", re.S)
-
-
-def _schema_name(body: dict) -> str | None:
-    """Which reply schema a request asks for, in any of the forms chimera sends: OpenAI's json_schema,
-    TGI's {type: json_object, value}, or spelled out in the prompt (JSON mode, or no structured output)."""
-    fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        return (fmt.get("json_schema") or {}).get("name")
-    if isinstance(fmt, dict) and isinstance(fmt.get("value"), dict):
-        return fmt["value"].get("title")
-    return _prompted(body)[0]
-
-
-def _schema_of(body: dict) -> dict:
-    fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        return (fmt.get("json_schema") or {}).get("schema") or {}
-    if isinstance(fmt, dict) and isinstance(fmt.get("value"), dict):
-        return fmt["value"]
-    return _prompted(body)[1]
-
-
-def _prompted(body: dict) -> tuple[str | None, dict]:
-    messages = body.get("messages") or []
-    last = messages[-1].get("content") if messages and isinstance(messages[-1], dict) else None
-    match = _SCHEMA_IN_PROMPT.search(last) if isinstance(last, str) else None
-    if not match:
-        return None, {}
-    try:
-        return match.group(1), json.loads(match.group(2))
-    except ValueError:
-        return match.group(1), {}
-
-
-def _right(problem: str, answer: str, reference: str) -> bool:
-    """The simulator's oracle: `answer` is a right form of the true answer, and so is `reference`."""
-    answer_right, reference_right = problems.accepts(problem, answer), problems.accepts(problem, reference)
-    if answer_right is None or reference_right is None:
-        return _same(answer, reference)
-    return answer_right and reference_right
-
-
-def _same(a: str, b: str) -> bool:
-    from fractions import Fraction
-
-    a, b = a.strip(), b.strip()
-    try:
-        return Fraction(a) == Fraction(b)
-    except (ValueError, ZeroDivisionError):
-        return a.lower() == b.lower()
-
-
-STOPWORDS = {"a", "an", "and", "the", "of", "in", "within", "on", "for", "to", "regarding", "with", "by", "at"}
-
-
-def embed(text: str, dims: int = 256) -> list[float]:
-    """A deterministic embedding: hashed content words (stopwords and a plural s ignored), unit length."""
-    vector = [0.0] * dims
-    for word in re.findall(r"[a-z0-9]+", text.lower()):
-        if word in STOPWORDS:
-            continue
-        word = word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
-        h = int.from_bytes(hashlib.md5(word.encode()).digest()[:4], "big")
-        vector[h % dims] += 1.0 if h & 1 << 31 else -1.0
-    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
-    return [v / norm for v in vector]
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -1,0 +1,37 @@
+"""The markers agent prompts carry and the simulator reads: field lines ("Subject: ..."), tagged blocks
+(<problem>...</problem>) and numbered lists under a heading. The prompt files write them; tests render
+every prompt and read each value back with these functions, so a prompt and its reader cannot drift apart."""
+
+from __future__ import annotations
+
+import re
+
+SUBJECT = "Subject"
+TOPIC = "Topic"
+SUBFIELD = "Subfield"
+REFERENCE_ANSWER = "Reference answer"
+SUBFIELD_COUNT = "Number of subfields"
+TOPIC_COUNT = "Number of topics"
+SUBFIELDS_LISTED = "Subfields already listed"  # heading of a numbered list
+TOPICS_LISTED = "Topics already listed"  # heading of a numbered list
+SCHEMA_IN_PROMPT = re.compile(r"matches this JSON Schema \((\w+)\):\n(\{.*\})\s*$", re.S)  # schema.user.md
+PROBLEM = "problem"  # tag
+SOLUTION = "solution"  # tag
+
+
+def field(text: str, name: str) -> str:
+    """The value of the line `name: value`, or ""."""
+    match = re.search(rf"^{re.escape(name)}:\s*(.*)$", text, re.M)
+    return match.group(1).strip() if match else ""
+
+
+def between(text: str, tag: str) -> str:
+    """What `<tag>...</tag>` holds, or ""."""
+    match = re.search(rf"<{tag}>\s*(.*?)\s*</{tag}>", text, re.S)
+    return match.group(1) if match else ""
+
+
+def listed(text: str, heading: str) -> list[str]:
+    """Numbered items after a heading line, as the agents' prompts list them."""
+    block = text.split(heading, 1)[1] if heading in text else ""
+    return [m.strip() for m in re.findall(r"^\d+\.\s+(.*)$", block, re.M)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -129,15 +130,18 @@ def write(store: Store, path: Path, *, split: str = "all", fmt: str = "jsonl", r
         _write_rows(rows, fmt, sys.stdout.buffer)
         sys.stdout.flush()
         return len(rows)
+    if path.is_symlink():
+        # Never replace the link itself: a link to a file is written (whole) at its target; one to a
+        # descriptor (/dev/stdout -> /proc/self/fd/1, whatever fd 1 is) is written through.
+        target = Path(os.path.realpath(path))
+        if target.is_file() and not target.is_relative_to("/proc"):
+            path = target
+        else:
+            return _write_in_place(path, rows, fmt)
     if path.exists() and not path.is_file():
         if path.is_dir():
             raise ChimeraError(f"{path}: is a folder; name a file, or - for standard output")
-        try:
-            with path.open("wb") as handle:
-                _write_rows(rows, fmt, handle)
-        except OSError as error:
-            raise ChimeraError(f"{path}: cannot write the export ({error.strerror or error})") from None
-        return len(rows)
+        return _write_in_place(path, rows, fmt)
     tmp = path.with_name(path.name + ".partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +151,15 @@ def write(store: Store, path: Path, *, split: str = "all", fmt: str = "jsonl", r
     except OSError as error:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        raise ChimeraError(f"{path}: cannot write the export ({error.strerror or error})") from None
+    return len(rows)
+
+
+def _write_in_place(path: Path, rows: list[dict[str, Any]], fmt: str) -> int:
+    try:
+        with path.open("wb") as handle:
+            _write_rows(rows, fmt, handle)
+    except OSError as error:
         raise ChimeraError(f"{path}: cannot write the export ({error.strerror or error})") from None
     return len(rows)
 

@@ -32,6 +32,7 @@ def configure(verbosity: int = 0, log_file: str | None = None) -> None:
     root.propagate = False
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        handler.close()  # a log file of an earlier configure in this process
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file:
         try:

@@ -1,12 +1,16 @@
-"""Helpers for tests: configs in a temp folder and the installed `chimera` command."""
+"""Helpers for tests: configs in a temp folder and the `chimera` command, in this process or as one."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +38,48 @@ def write_config(folder: Path, *, name: str = "t", seed: int = 5, sim: dict[str,
 
 
 def chimera(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([CHIMERA, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                          input=input)
+            timeout: float = 120, input: str | None = None, process: bool = False) -> subprocess.CompletedProcess:
+    """`chimera ARGS`: by default its `main` in this process (the same code, without two seconds of imports),
+    with its own working folder, environment, stdin, stdout and stderr; `process=True` runs the installed
+    command, for what only a separate process shows (a real terminal, signals, exit on a crash, a timeout)."""
+    if process:
+        return subprocess.run([CHIMERA, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                              input=input)
+    from chimera.cli import main
+
+    # Text streams over bytes, as a process's are: an export to `-` writes bytes to sys.stdout.buffer.
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
+    with _as_a_command(cwd, env, input, out, err):
+        try:
+            code = main(list(args))
+        except SystemExit as stop:  # argparse: --help, --version, a usage error
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    return subprocess.CompletedProcess([CHIMERA, *args], code, *(_text(stream) for stream in (out, err)))
+
+
+def _text(stream: io.TextIOWrapper) -> str:
+    stream.flush()
+    return stream.buffer.getvalue().decode("utf-8", errors="replace")  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def _as_a_command(cwd: Path | None, env: dict[str, str] | None, input: str | None, out: io.TextIOWrapper,
+                  err: io.TextIOWrapper) -> Iterator[None]:
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin, sys.stdout, sys.stderr = io.StringIO(input or ""), out, err
+        yield
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
 
 
 def interrupt_when(args: list[str], db: Path, count_sql: str, at_least: int, sig: int = signal.SIGKILL,

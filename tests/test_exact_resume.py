@@ -233,9 +233,16 @@ def test_an_export_to_standard_output_or_a_device_writes_there_and_replaces_noth
     rows = [json.loads(line) for line in dash.stdout.splitlines()]
     assert rows and all("answer" in row for row in rows)
     assert "wrote" in dash.stderr and "wrote" not in dash.stdout
-    device = chimera("export", str(tmp_path / "t.db"), "--split", "rl", "-o", "/dev/stdout")
+    device = chimera("export", str(tmp_path / "t.db"), "--split", "rl", "-o", "/dev/stdout", process=True)  # its own fd 1
     assert device.returncode == 0 and [json.loads(line) for line in device.stdout.splitlines()] == rows
     assert os.path.islink("/dev/stdout"), "the device link is still a link"
+    # Run in this process, /dev/stdout leads to pytest's capture file: a link to a file is written at its
+    # target, never replaced by one.
+    (tmp_path / "real.jsonl").write_text("old\n")
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "real.jsonl")
+    assert chimera("export", str(tmp_path / "t.db"), "--split", "rl", "-o", str(tmp_path / "link.jsonl")).returncode == 0
+    assert (tmp_path / "link.jsonl").is_symlink()
+    assert [json.loads(line) for line in (tmp_path / "real.jsonl").read_text().splitlines()] == rows
 
 
 @pytest.fixture

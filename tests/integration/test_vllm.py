@@ -17,7 +17,8 @@ from chimera.dispatch import Endpoints
 from chimera.llm import build_client
 from chimera.records import CriticVerdict, DraftedProblem, LabelVerdict, TopicList, response_format_for
 
-pytestmark = pytest.mark.integration
+# One worker holds the CPU vLLM server when the suite runs on several (pytest-xdist, --dist loadgroup).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("vllm")]
 THINKING_OFF = {"chat_template_kwargs": {"enable_thinking": False}}
 
 

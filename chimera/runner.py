@@ -117,6 +117,9 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
                        retry_failed: bool = False) -> RunSummary:
     started = time.monotonic()
     Path(config.run.db).parent.mkdir(parents=True, exist_ok=True)
+    # The schema first (one transaction, safe beside another process): once the run holds its lock, read-only
+    # commands find a database they can open.
+    Store(config.run.db, lock_wait_s=config.run.lock_wait_s).close()
     with holding_run(config.run.db):
         return await _run_pipeline(config, started, on_progress=on_progress, progress_every_s=progress_every_s,
                                    topics_only=topics_only, retry_failed=retry_failed)

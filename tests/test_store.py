@@ -49,3 +49,35 @@ def test_votes_of_a_database_from_before_the_votes_table_are_moved_into_it(tmp_p
                                      1: {0: {"verdict": "accept"}}}
     store.record_vote("p1", round_=1, critic=0, vote={"verdict": "reject"})
     assert store.votes("p1", 1) == {0: {"verdict": "reject"}}
+
+
+def test_an_upgrade_lands_whole_or_not_at_all(tmp_path, monkeypatch):
+    import sqlite3
+
+    import pytest
+
+    import chimera.store.base as base
+
+    path = tmp_path / "new.db"
+
+    def boom(db):
+        raise RuntimeError("step failed")
+
+    monkeypatch.setattr(base, "MIGRATIONS", [*MIGRATIONS, ("9999_boom", boom)])
+    with pytest.raises(RuntimeError, match="step failed"):
+        Store(path)
+    left = sqlite3.connect(path)
+    assert left.execute("select name from sqlite_master").fetchall() == [], "no table of the failed upgrade stays"
+    left.close()
+    monkeypatch.undo()
+    assert Store(path).migrate() == [], "a later open upgrades it whole"
+
+
+def test_a_database_a_starting_run_has_not_given_its_schema_yet_is_named_so(tmp_path):
+    import pytest
+
+    from chimera.errors import ChimeraError
+
+    (tmp_path / "new.db").touch()
+    with pytest.raises(ChimeraError, match="no chimera schema yet"):
+        Store(tmp_path / "new.db", read_only=True)

@@ -86,6 +86,9 @@ class StoreBase:
             raise ChimeraError(f"{path}: not a chimera database (it has tables, but no chimera schema)")
         if read_only:
             missing = [name for name, _ in MIGRATIONS if name not in applied]
+            if not applied:
+                raise ChimeraError(f"{path}: holds no chimera schema yet (a run that is starting creates it); "
+                                   "try again in a moment")
             if missing:
                 raise ChimeraError(f"{path}: written by an older chimera (schema lacks {missing[0]}); run a writing "
                                    "command on it once (chimera run) to upgrade")
@@ -98,18 +101,30 @@ class StoreBase:
         return {row[0] for row in self.db.execute("select name from _migrations").fetchall()}
 
     def migrate(self) -> list[str]:
-        applied_table = self.db.table("_migrations")
-        if not applied_table.exists():
-            applied_table.create({"name": str, "applied_at": float}, pk="name")
-        applied = {row["name"] for row in applied_table.rows}
-        done = []
-        for name, step in MIGRATIONS:
-            if name in applied:
-                continue
-            with self.db.conn:
-                step(self.db)
-                applied_table.insert({"name": name, "applied_at": time.time()})
-            done.append(name)
+        """Apply the missing schema steps, all in one transaction: a reader (chimera status while a run
+        starts) sees the schema before or after, never half of it, and two writers upgrade it once."""
+        if not ({name for name, _ in MIGRATIONS} - self._applied_migrations()):
+            return []
+        real = self.db.conn
+        real.execute("BEGIN IMMEDIATE")  # DDL too: Python's sqlite3 opens no transaction for it by itself
+        self.db.conn = self.conn = _DeferredCommits(real)  # type: ignore[assignment]
+        try:
+            applied_table = self.db.table("_migrations")
+            if not applied_table.exists():
+                applied_table.create({"name": str, "applied_at": float}, pk="name")
+            applied = self._applied_migrations()  # again, under the lock: another writer may have been first
+            done = []
+            for name, step in MIGRATIONS:
+                if name not in applied:
+                    step(self.db)
+                    real.execute("insert into _migrations (name, applied_at) values (?, ?)", [name, time.time()])
+                    done.append(name)
+            real.commit()
+        except BaseException:
+            real.rollback()
+            raise
+        finally:
+            self.db.conn = self.conn = real
         return done
 
     def close(self) -> None:

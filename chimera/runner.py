@@ -31,6 +31,7 @@ from chimera.llm import build_clients, close_clients
 from chimera.run_lock import holding_run
 from chimera.session import simulator_for
 from chimera.store import Store
+from chimera.store.rows import TopicRow
 from chimera.tools.dedup import ProblemIndex, settle
 
 
@@ -173,7 +174,7 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
             return store.decisions_to_apply(thread_id) if thread_id in decided else None
         gate = asyncio.Semaphore(config.run.topics_in_flight or _topics_to_fill(config, endpoints))
 
-        async def one_topic(topic: dict[str, Any]) -> None:
+        async def one_topic(topic: TopicRow) -> None:
             async with gate:
                 thread_id = topic_thread_id(config.run.name, topic["id"])
                 waiting = await run_thread(

@@ -20,7 +20,7 @@ from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.outcomes import ended
 from chimera.graphs.tasks import ProblemTask, Trajectory
 from chimera.llm import Reply
-from chimera.store.rows import SampleRow, sample_id
+from chimera.store.rows import ProblemRow, SampleRow, sample_id
 from chimera.tools.grading import Grade
 
 
@@ -30,7 +30,7 @@ def _reused(stored: dict[str, Any]) -> Trajectory:
             "judges_split": stored["label_method"] == "judges-disagree"}
 
 
-def new_sample(deps: Deps, task: ProblemTask, row: dict[str, Any], j: int, round_: int, reply: Reply,
+def new_sample(deps: Deps, task: ProblemTask, row: ProblemRow, j: int, round_: int, reply: Reply,
                retried: int) -> SampleRow:
     return {
         "id": sample_id(task["problem_id"], j), "problem_id": task["problem_id"], "sample_index": j,
@@ -45,7 +45,7 @@ def new_sample(deps: Deps, task: ProblemTask, row: dict[str, Any], j: int, round
     }
 
 
-async def solve_sample(deps: Deps, task: ProblemTask, row: dict[str, Any], j: int, round_: int) -> Trajectory:
+async def solve_sample(deps: Deps, task: ProblemTask, row: ProblemRow, j: int, round_: int) -> Trajectory:
     store, settings = deps.store, deps.config.solver
     sid = sample_id(task["problem_id"], j)
     stored = store.sample(sid)

@@ -29,6 +29,7 @@ from chimera.errors import CallFailed, ReplyError
 from chimera.graphs.deps import Deps, deps_of
 from chimera.ids import normalize_topic, topic_id
 from chimera.quotas import allocate
+from chimera.store.rows import TopicRow
 from chimera.tools.topic_dedup import dedup_topics
 
 log = logging.getLogger("chimera.taxonomy")
@@ -267,7 +268,7 @@ async def dedup(state: TaxonomyState, *, runtime: Runtime[Deps]) -> dict[str, An
     return {"live": counts, **plan_refills(deps, state, topics, live, absorbed, counts)}
 
 
-def trim_surplus(deps: Deps, live: list[dict[str, Any]], subjects: list[SubjectTask]) -> list[dict[str, Any]]:
+def trim_surplus(deps: Deps, live: list[TopicRow], subjects: list[SubjectTask]) -> list[TopicRow]:
     """Refills ask for more names than are missing (some merge away); what lands past a subject's
     target is set aside as surplus, the latest refill's last names first."""
     targets = {s["subject"]: s["target"] for s in subjects if s["target"] is not None}
@@ -284,7 +285,7 @@ def trim_surplus(deps: Deps, live: list[dict[str, Any]], subjects: list[SubjectT
     return [t for t in live if t["id"] not in drop]
 
 
-def plan_refills(deps: Deps, state: TaxonomyState, topics: list[dict[str, Any]], live: list[dict[str, Any]],
+def plan_refills(deps: Deps, state: TaxonomyState, topics: list[TopicRow], live: list[TopicRow],
                  absorbed: dict[str, list[str]], counts: dict[str, int]) -> dict[str, Any]:
     done_rounds, before = state.get("round", 0), state.get("live") or {}
     settled = list(state.get("settled") or [])
@@ -371,7 +372,7 @@ def build_taxonomy_graph() -> StateGraph[TaxonomyState, Deps, TaxonomyState, Tax
     return graph
 
 
-def assign_slots(deps: Deps, topics: list[dict[str, Any]]) -> dict[str, int]:
+def assign_slots(deps: Deps, topics: list[TopicRow]) -> dict[str, int]:
     """Problem slots per topic: `problems_total` spread by subject weight, else `problems_per_topic` each."""
     total = deps.config.problems_total
     if total is None:

@@ -18,12 +18,13 @@ from chimera.graphs.decisions import Decision, decide, disagreed
 from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.outcomes import to_outcome
 from chimera.graphs.tasks import ProblemTask, Vote, next_round
+from chimera.store.rows import ProblemRow
 from chimera.tools.grading import is_placeholder
 
 CRITICS = (0, 1)
 
 
-async def critic_vote(deps: Deps, index: int, task: ProblemTask, row: dict[str, Any], round_: int) -> Vote:
+async def critic_vote(deps: Deps, index: int, task: ProblemTask, row: ProblemRow, round_: int) -> Vote:
     store = deps.store
     stored = store.votes(task["problem_id"], round_).get(index)
     if stored is not None and "route" in stored:
@@ -69,7 +70,7 @@ async def validate(state: ProblemTask, *, runtime: Runtime[Deps]) -> Command:
     return to_outcome(deps, state, decision.action, decision.reason)
 
 
-def is_duplicate(deps: Deps, task: ProblemTask, row: dict[str, Any]) -> bool:
+def is_duplicate(deps: Deps, task: ProblemTask, row: ProblemRow) -> bool:
     store, index = deps.store, deps.problem_index()
     if index is None or row["indexed"]:
         return False  # no dedup, or this problem already passed it before a restart

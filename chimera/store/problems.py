@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 from chimera.errors import ChimeraError
 from chimera.store.base import StoreBase
+from chimera.store.rows import ProblemRow
 from chimera.store.schema import PROBLEM_STATUSES
 
 
 class Problems(StoreBase):
-    def problem(self, problem_id: str) -> dict[str, Any]:
+    def problem(self, problem_id: str) -> ProblemRow:
         """A problem the graph already holds the id of; a missing one is a broken run, said by name."""
         row = self._get("problems", problem_id)
         if row is None:
             raise ChimeraError(f"problem {problem_id}: not in the run's database")
-        return row
+        return cast(ProblemRow, row)
 
     def save_draft(self, *, id: str, run: str, topic_id: str, subject: str, topic: str, slot: int,
                    problem: str, answer: str) -> None:
@@ -143,6 +144,7 @@ class Problems(StoreBase):
         with self.db.conn:
             self.db.execute("update samples set pass_rate = ? where problem_id = ?", [pass_rate, problem_id])
 
-    def problems(self, run: str | None = None) -> list[dict[str, Any]]:
+    def problems(self, run: str | None = None) -> list[ProblemRow]:
         where, args = ("run = ?", [run]) if run else (None, [])
-        return list(self.db.table("problems").rows_where(where, args, order_by="subject, topic, slot"))
+        return [cast(ProblemRow, row) for row in self.db.table("problems").rows_where(where, args,
+                                                                                       order_by="subject, topic, slot")]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 from chimera.store.base import StoreBase
+from chimera.store.rows import TopicRow
 
 
 class RunsAndTopics(StoreBase):
@@ -50,11 +51,12 @@ class RunsAndTopics(StoreBase):
         row = self.conn.execute("select status from topics where id = ?", [topic_id]).fetchone()
         return row[0] if row else None
 
-    def topics(self, run: str, *, live: bool = False) -> list[dict[str, Any]]:
+    def topics(self, run: str, *, live: bool = False) -> list[TopicRow]:
         """Topics of a run; `live` leaves out those merged into another, refilled past the target (surplus)
         or removed by an import."""
         where = "run = ? and status not in ('merged', 'removed', 'surplus')" if live else "run = ?"
-        return list(self.db.table("topics").rows_where(where, [run], order_by="subject, position"))
+        return [cast(TopicRow, row) for row in self.db.table("topics").rows_where(where, [run],
+                                                                                   order_by="subject, position")]
 
     def record_merge(self, run: str, *, dropped_id: str, dropped: str, kept_id: str, kept: str,
                      similarity: float, method: str) -> None:

@@ -37,6 +37,26 @@ def write_config(folder: Path, *, name: str = "t", seed: int = 5, sim: dict[str,
     return path
 
 
+_FINISHED: dict[str, Path] = {}
+
+
+def finished_run(folder: Path) -> Path:
+    """The default run (`write_config`'s), finished: built once per test process, then copied into `folder`
+    as t.db beside its config t.yaml, for tests that only read or export it. Returns the database's path."""
+    if "db" not in _FINISHED:
+        import tempfile
+
+        built = Path(tempfile.mkdtemp(prefix="chimera-finished-run-"))
+        result = chimera("run", str(write_config(built)), "--quiet")
+        assert result.returncode == 0, result.stderr
+        with contextlib.closing(sqlite3.connect(built / "t.db")) as conn:
+            conn.execute("pragma wal_checkpoint(truncate)")  # every row in the one file that is copied
+        _FINISHED["db"] = built / "t.db"
+    write_config(folder)
+    (folder / "t.db").write_bytes(_FINISHED["db"].read_bytes())
+    return folder / "t.db"
+
+
 def chimera(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 120, input: str | None = None, process: bool = False) -> subprocess.CompletedProcess:
     """`chimera ARGS`: by default its `main` in this process (the same code, without two seconds of imports),

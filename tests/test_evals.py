@@ -9,7 +9,7 @@ from math import comb
 from pathlib import Path
 
 import pytest
-from helpers import chimera, write_config
+from helpers import chimera, finished_run, write_config
 
 from chimera.evals.contamination import BenchmarkIndex, contamination
 from chimera.evals.passk import curve, pass_at_k
@@ -177,7 +177,7 @@ def test_the_benchmark_runner_sends_the_papers_sampling(tmp_path):
 
 
 def test_quality_rates_both_sets_side_by_side_and_resumes(tmp_path):
-    assert chimera("run", str(write_config(tmp_path)), "--quiet").returncode == 0
+    finished_run(tmp_path)
     human = tmp_path / "human.jsonl"
     human.write_text("\n".join(json.dumps({"question": q}) for q in [
         "Using the figure above, find the angle.", "What is 2 + 2?",
@@ -202,7 +202,7 @@ def test_bootstrap_interval_brackets_a_clear_difference():
 
 def test_the_hf_export_loads_with_datasets_and_has_the_expected_columns(tmp_path):
     datasets = pytest.importorskip("datasets")
-    assert chimera("run", str(write_config(tmp_path)), "--quiet").returncode == 0
+    finished_run(tmp_path)
     db, out = tmp_path / "t.db", tmp_path / "hf"
     assert chimera("eval", "contamination", str(db), "--against", str(qa_file(tmp_path / "qa.jsonl"))).returncode == 0
     result = chimera("export", str(db), "--format", "hf", "--out", str(out))

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from aiohttp import web
-from helpers import CHIMERA, chimera, interrupt_when, write_config
+from helpers import CHIMERA, chimera, finished_run, interrupt_when, write_config
 from hostile import HostileEndpoint, echo_error, is_solve
 
 from chimera.config import SimSettings
@@ -227,7 +227,7 @@ def test_status_check_names_rows_that_disagree_and_passes_a_sound_run(tmp_path):
 
 
 def test_an_export_to_standard_output_or_a_device_writes_there_and_replaces_nothing(tmp_path):
-    assert chimera("run", str(write_config(tmp_path)), "--quiet").returncode == 0
+    finished_run(tmp_path)
     dash = chimera("export", str(tmp_path / "t.db"), "--split", "rl", "-o", "-", cwd=tmp_path)
     assert dash.returncode == 0 and not (tmp_path / "-").exists()
     rows = [json.loads(line) for line in dash.stdout.splitlines()]
@@ -272,7 +272,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_more_space_lets_it_finish(t
 
 
 def test_a_killed_stats_out_leaves_the_old_folder_or_the_new_one(tmp_path):
-    assert chimera("run", str(write_config(tmp_path)), "--quiet").returncode == 0
+    finished_run(tmp_path)
     out = tmp_path / "stats"
     assert chimera("stats", str(tmp_path / "t.db"), "--out", str(out)).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -14,7 +14,7 @@ import ormsgpack
 import pytest
 import yaml
 from aiohttp import web
-from helpers import chimera, write_config
+from helpers import chimera, finished_run, write_config
 from hostile import HostileEndpoint, echo_error, is_solve
 from test_review_cli import pending, review_config
 from test_review_web import ReviewServer, launch_chromium, needs_chromium
@@ -187,7 +187,7 @@ def test_a_newer_schema_or_a_foreign_database_gets_one_line_and_is_left_as_it_wa
                                                                          "but no chimera schema)"), result.stderr
     assert hashlib.sha256(foreign.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.db"], "no WAL or journal files were made"
-    assert chimera("run", str(write_config(tmp_path)), "--quiet").returncode == 0
+    finished_run(tmp_path)
     conn = sqlite3.connect(tmp_path / "t.db")
     conn.execute("insert into _migrations values ('0100_from_the_future', 0)")
     conn.commit()
@@ -196,7 +196,7 @@ def test_a_newer_schema_or_a_foreign_database_gets_one_line_and_is_left_as_it_wa
 
 
 def test_read_only_commands_work_on_a_read_only_copy_and_write_nothing(tmp_path):
-    assert chimera("run", str(write_config(tmp_path)), "--quiet").returncode == 0
+    finished_run(tmp_path)
     sqlite3.connect(tmp_path / "t.db").execute("pragma wal_checkpoint(truncate)")
     folder = tmp_path / "ro"
     folder.mkdir()
@@ -211,7 +211,7 @@ def test_read_only_commands_work_on_a_read_only_copy_and_write_nothing(tmp_path)
 # -- files --------------------------------------------------------------------------------------
 
 def test_an_export_never_deletes_a_folder_it_did_not_write(tmp_path):
-    assert chimera("run", str(write_config(tmp_path)), "--quiet").returncode == 0
+    finished_run(tmp_path)
     db = tmp_path / "t.db"
     home = tmp_path / "home"
     home.mkdir()

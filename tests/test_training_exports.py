@@ -6,7 +6,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from helpers import chimera, write_config
+from helpers import chimera, finished_run, write_config
 
 from chimera.reward import UNDECIDED, accuracy_reward, compute_score
 from chimera.tools.grading import grade
@@ -135,7 +135,7 @@ def test_pushing_needs_a_license_and_goes_private_unless_public(tmp_path, monkey
     import sys
     import types
 
-    assert chimera("run", str(write_config(tmp_path)), "--quiet").returncode == 0
+    finished_run(tmp_path)
     refused = chimera("export", str(tmp_path / "t.db"), "--format", "hf", "-o", str(tmp_path / "hf"),
                       "--push", "me/data")
     assert refused.returncode == 1 and "names no dataset.license" in refused.stderr

@@ -120,33 +120,38 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
     Path(config.run.db).parent.mkdir(parents=True, exist_ok=True)
     # The schema first (one transaction, safe beside another process): once the run holds its lock, read-only
     # commands find a database they can open.
-    Store(config.run.db, lock_wait_s=config.run.lock_wait_s).close()
-    with holding_run(config.run.db):
-        return await _run_pipeline(config, started, on_progress=on_progress, progress_every_s=progress_every_s,
-                                   topics_only=topics_only, retry_failed=retry_failed)
-
-
-async def _run_pipeline(config: Config, started: float, *, on_progress: ProgressHook | None,
-                        progress_every_s: float, topics_only: bool, retry_failed: bool) -> RunSummary:
     store = Store(config.run.db, lock_wait_s=config.run.lock_wait_s)
+    try:
+        with holding_run(config.run.db):
+            return await _run_pipeline(config, store, started, on_progress=on_progress,
+                                       progress_every_s=progress_every_s, topics_only=topics_only,
+                                       retry_failed=retry_failed)
+    finally:
+        store.close()
+
+
+async def _run_pipeline(config: Config, store: Store, started: float, *, on_progress: ProgressHook | None,
+                        progress_every_s: float, topics_only: bool, retry_failed: bool) -> RunSummary:
     store.save_run(config.run.name, config.redacted())
     endpoints = Endpoints(config.run.concurrency)
     monitor = RunMonitor(store=store, run=config.run.name, endpoints=endpoints)
     ticker: asyncio.Task | None = None
-    embedder: Embedder | None = None
-    clients: dict = {}
-    saver_stack: contextlib.AsyncExitStack | None = None
+    # Closed in reverse: the checkpointer, the embedder, the clients, then the simulator they talk to.
     stack = contextlib.AsyncExitStack()
     try:
         sim_url = await stack.enter_async_context(
             simulator_for(config, [*config.models.all_roles().values(), config.models.embedder]))
         clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=store.log_call,
                                 relabel=store.relabel_call, replay=store.kept_reply)
+        stack.push_async_callback(close_clients, clients)
+        embedder = None
         if config.models.embedder is not None:
             embedder = Embedder(config.models.embedder, endpoints=endpoints, sim_url=sim_url, log=store.log_call)
+            stack.push_async_callback(embedder.close)
         deps = Deps(config=config, store=store, clients=clients, embedder=embedder,
                     index_loader=lambda: _rebuild_index(config, store))
         saver, saver_stack = await open_saver(config.run.db, config.run.lock_wait_s)
+        stack.push_async_callback(saver_stack.aclose)
         if on_progress is not None:
             ticker = asyncio.create_task(_tick(monitor, on_progress, progress_every_s))
 
@@ -230,13 +235,7 @@ async def _run_pipeline(config: Config, started: float, *, on_progress: Progress
                 await ticker
         if on_progress is not None:
             on_progress(monitor)
-        if saver_stack is not None:
-            await saver_stack.aclose()
-        await close_clients(clients)
-        if embedder is not None:
-            await embedder.close()
         await stack.aclose()
-        store.close()
 
 
 def settle_duplicates(config: Config, store: Store, deps: Deps) -> None:

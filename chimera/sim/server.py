@@ -21,6 +21,7 @@ class Simulator:
         self.settings = settings or SimSettings()
         self.seed = seed
         self.oracle = Oracle(self.settings, seed)
+        self.latency_by_task: dict[str, float] = {str(task): s for task, s in self.settings.latency_by_task.items()}
         self.in_flight = 0
         self.attempts: Counter[str] = Counter()
 
@@ -94,8 +95,7 @@ class Simulator:
         return body if isinstance(body, dict) else _error(400, "request body must be a JSON object")
 
     async def _latency(self, key: str, task: str) -> None:
-        by_task: dict[str, float] = {str(name): s for name, s in self.settings.latency_by_task.items()}
-        base = by_task.get(task, self.settings.latency_s)
+        base = self.latency_by_task.get(task, self.settings.latency_s)
         if base <= 0:
             return
         jitter = self.settings.latency_jitter

@@ -105,35 +105,31 @@ class StoreBase:
         starts) sees the schema before or after, never half of it, and two writers upgrade it once."""
         if not ({name for name, _ in MIGRATIONS} - self._applied_migrations()):
             return []
-        real = self.db.conn
-        real.execute("BEGIN IMMEDIATE")  # DDL too: Python's sqlite3 opens no transaction for it by itself
-        self.db.conn = self.conn = _DeferredCommits(real)  # type: ignore[assignment]
-        try:
+        done = []
+        with self.transaction(immediate=True):
             applied_table = self.db.table("_migrations")
             if not applied_table.exists():
                 applied_table.create({"name": str, "applied_at": float}, pk="name")
             applied = self._applied_migrations()  # again, under the lock: another writer may have been first
-            done = []
             for name, step in MIGRATIONS:
                 if name not in applied:
                     step(self.db)
-                    real.execute("insert into _migrations (name, applied_at) values (?, ?)", [name, time.time()])
+                    self.conn.execute("insert into _migrations (name, applied_at) values (?, ?)",
+                                      [name, time.time()])
                     done.append(name)
-            real.commit()
-        except BaseException:
-            real.rollback()
-            raise
-        finally:
-            self.db.conn = self.conn = real
         return done
 
     def close(self) -> None:
         self.db.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Every write inside lands together or not at all (sqlite-utils commits per call otherwise)."""
+    def transaction(self, *, immediate: bool = False) -> Iterator[None]:
+        """Every write inside lands together or not at all (sqlite-utils commits per call otherwise).
+        `immediate`: take the write lock first and hold DDL in the transaction too (Python's sqlite3 opens
+        none for it by itself)."""
         real = self.db.conn
+        if immediate:
+            real.execute("BEGIN IMMEDIATE")
         deferred = _DeferredCommits(real)
         self.db.conn = self.conn = deferred  # type: ignore[assignment]
         try:

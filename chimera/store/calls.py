@@ -49,7 +49,5 @@ class Calls(StoreBase):
                                "and id > ? group by role, base_url, outcome, error", [key, after_id]).fetchall()
         return [{"role": r[0], "base_url": r[1], "outcome": r[2], "error": r[3], "count": r[4]} for r in rows]
 
-    # Each check: rows that cannot all be true of a run whose every write landed in order.
-
     def last_call_id(self) -> int:
         return self.db.execute("select coalesce(max(id), 0) from llm_calls").fetchone()[0]

@@ -35,6 +35,7 @@ class Health(Reviews):  # its counts include the reviews
             "reviews": self.review_counts(run),
         }
 
+    # Each check: rows that cannot all be true of a run whose every write landed in order.
     CONSISTENCY_CHECKS: dict[str, str] = {
         "samples solved for another text of their problem":
             "select s.id from samples s join problems p on p.id = s.problem_id where s.run = ? "

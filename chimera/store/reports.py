@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -38,10 +37,7 @@ class Reports(StoreBase):
 
     def bench_figures(self) -> dict[str, Any]:
         """Sizes, outcomes and latency of a whole benchmark database."""
-        try:
-            sizes = dict(self.conn.execute("select name, sum(pgsize) from dbstat group by name").fetchall())
-        except sqlite3.OperationalError:
-            sizes = {}
+        sizes = self.table_bytes()
         count, mean_chars = self.conn.execute(
             "select count(*), coalesce(avg(length(problem) + length(answer) + length(reasoning) + length(solution)), 0) "
             "from samples").fetchone()

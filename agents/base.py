@@ -110,7 +110,7 @@ async def ask_structured(
             return parse_reply(schema, reply), reply
         except ValueError as error:
             reason, raw = str(error), reply.content
-            client.mark_unusable(reply, reason)
+            await client.mark_unusable(reply, reason)
         if attempt == retries:
             break
         if reply.truncated:

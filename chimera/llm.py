@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import hashlib
 import importlib
+import inspect
 import json
 import logging
 import math
@@ -60,9 +61,10 @@ MAX_TOKENS_FIELD = 10 ** 9  # a usage count beyond this is not a count
 class ReplyTooLarge(ValueError):
     """A reply body over the role's max_reply_mb: the call fails as malformed, the run goes on."""
 Message = dict[str, str]
+# Where calls are recorded. Each may be a plain function or a coroutine function (an AsyncStore's methods).
 CallLogger = Callable[[dict[str, Any]], Any]  # may return the row's id
-CallRelabeler = Callable[[int, str, str], None]  # (row id, outcome, error): a reply found unusable after the call
-ReplyLookup = Callable[[str], "tuple[int, dict[str, Any]] | None"]  # request key -> (row id, kept reply)
+CallRelabeler = Callable[[int, str, str], Any]  # (row id, outcome, error): a reply found unusable after the call
+ReplyLookup = Callable[[str], Any]  # request key -> (row id, kept reply) or None
 KEPT_FIELDS = ("content", "reasoning", "finish_reason", "model", "tokens_in", "tokens_out", "reasoning_tokens")
 
 
@@ -280,7 +282,7 @@ class RoleClient:
         body = self.request_body(messages, response_format=response_format, **overrides)
         key = request_key(self.role, body, context)
         if self.replay is not None:
-            kept = self.replay(key)
+            kept = await _settled(self.replay(key))
             if kept is not None:
                 self.reused += 1
                 call_id, fields = kept
@@ -337,7 +339,8 @@ class RoleClient:
                     answer = await send(replica)
                 reply, payload = read(answer)
             except Exception as error:  # noqa: BLE001 - classified, logged, and retried or mapped below
-                self._log(replica.url, context, started, None, outcome=outcome_of(error), error=short(error), key=key)
+                await self._log(replica.url, context, started, None, outcome=outcome_of(error), error=short(error),
+                                key=key)
                 if not _retryable(error) or attempt == self.spec.max_retries:
                     raise map_error(error, role=self.role, url=replica.url, model=self.model,
                                     timeout_s=self.spec.timeout_s) from error
@@ -353,27 +356,27 @@ class RoleClient:
             if reply is not None:
                 reply.latency_s = time.perf_counter() - started
                 self.limiter.settle(estimate, reply.tokens_in + reply.tokens_out)
-                reply.call_id = self._log(replica.url, context, started, reply,
+                reply.call_id = await self._log(replica.url, context, started, reply,
                                           outcome="truncated" if reply.truncated else "ok", key=key)
                 return reply, payload
             await asyncio.sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def mark_unusable(self, reply: Reply, reason: str) -> None:
+    async def mark_unusable(self, reply: Reply, reason: str) -> None:
         """Record on the call's row that its reply could not be used (malformed JSON, say)."""
         if reply.call_id is not None and not reply.truncated:  # a cut reply is already recorded as truncated
-            self.relabel(reply.call_id, "malformed_reply", reason)
+            await _settled(self.relabel(reply.call_id, "malformed_reply", reason))
 
     async def close(self) -> None:
         for replica in self.replicas:
             await replica.transport.close()
 
-    def _log(self, url: str, context: dict[str, Any] | None, started: float, reply: Reply | None, *,
-             outcome: str, error: str | None = None, key: str | None = None) -> Any:
+    async def _log(self, url: str, context: dict[str, Any] | None, started: float, reply: Reply | None, *,
+                   outcome: str, error: str | None = None, key: str | None = None) -> Any:
         context = context or {}
         log.debug("%s %s %s tokens %d/%d %.2fs%s", self.role, url, outcome, reply.tokens_in if reply else 0,
                   reply.tokens_out if reply else 0, time.perf_counter() - started, f" ({error})" if error else "")
-        return self.log({
+        return await _settled(self.log({
             "run": context.get("run"), "role": self.role, "model": self.model, "base_url": url,
             "topic_id": context.get("topic_id"), "problem_id": context.get("problem_id"), "scope": context.get("scope"),
             "tokens_in": reply.tokens_in if reply else 0, "tokens_out": reply.tokens_out if reply else 0,
@@ -383,7 +386,12 @@ class RoleClient:
             **({"request_key": key} if key else {}),
             **({"reply": json.dumps({name: getattr(reply, name) for name in KEPT_FIELDS}, ensure_ascii=False)}
                if key and reply and self.replay is not None else {}),
-        })
+        }))
+
+
+async def _settled(value: Any) -> Any:
+    """What a recording function gave: awaited when it is a coroutine function's."""
+    return await value if inspect.isawaitable(value) else value
 
 def map_error(error: Exception, *, role: str, url: str, model: str, timeout_s: float) -> Exception:
     """The typed error a failed call becomes: the run stops on an unreachable or refusing endpoint,

@@ -3,13 +3,13 @@
 Graphs are compiled once, without them; each run hands its `Deps` to LangGraph as the run's context
 (`graph.ainvoke(input, config, context=deps)`), and nodes read it from their `runtime` argument.
 
-Every node that touches the store is `async def`: LangGraph runs sync nodes of an
-async graph in a worker thread, and the store's SQLite connection belongs to the loop's thread.
+Every node that touches the store is `async def` and awaits it (`AsyncStore`): a database round trip
+runs on the store's own thread, never on the loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 from chimera.config import Config
 from chimera.embeddings import Embedder
 from chimera.llm import RoleClient
-from chimera.store import Store
+from chimera.store.nonblocking import AsyncStore
 from chimera.tools.dedup import ProblemIndex
 
 G = TypeVar("G")
@@ -28,16 +28,18 @@ G = TypeVar("G")
 @dataclass
 class Deps:
     config: Config
-    store: Store
+    store: AsyncStore
     clients: dict[str, RoleClient]
     index: ProblemIndex | None = None  # problems kept so far, for near-duplicate rejection
-    index_loader: Callable[[], ProblemIndex | None] | None = None  # builds `index` when first needed
+    index_loader: Callable[[], Awaitable[ProblemIndex | None]] | None = None  # builds `index` when first needed
     embedder: Embedder | None = None  # topic dedup by embeddings; lexical similarity without one
 
-    def problem_index(self) -> ProblemIndex | None:
+    async def problem_index(self) -> ProblemIndex | None:
         """The duplicate index, built on first use: a resumed run starts dispatching before it pays for it."""
         if self.index is None and self.index_loader is not None:
-            self.index, self.index_loader = self.index_loader(), None
+            loaded = await self.index_loader()
+            if self.index is None:  # the first of several concurrent first uses installs it
+                self.index, self.index_loader = loaded, None
         return self.index
 
     @property
@@ -74,7 +76,9 @@ def deps_of(runtime: Runtime[Deps]) -> Deps:
 
 
 def with_default_context(graph: G, deps: Deps) -> G:
-    """Serve `graph` with `deps` for runs that bring no context (those a LangGraph server starts)."""
+    """Serve `graph` with `deps` for runs that bring no context of ours (those a LangGraph server starts)."""
     global _served
     _served = deps
+    # A server run's context is a JSON object (often empty), which LangGraph would build a `Deps` from.
+    graph.context_schema = None  # type: ignore[attr-defined]
     return graph

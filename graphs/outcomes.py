@@ -12,17 +12,18 @@ from chimera.graphs.tasks import ProblemTask
 log = logging.getLogger("chimera.problems")
 
 
-def ended(deps: Deps, task: ProblemTask, status: str, reason: str | None = None) -> Command:
+async def ended(deps: Deps, task: ProblemTask, status: str, reason: str | None = None, *,
+                pass_rate: float | None = None) -> Command:
     if status == "failed":
         log.warning("problem %s (%s / %s) failed: %s", task["problem_id"], task["subject"], task["topic"], reason)
-    deps.store.finish_problem(task["problem_id"], status, reason)
+    await deps.store.finish_problem(task["problem_id"], status, reason, pass_rate=pass_rate)
     return Command(update={"outcomes": [{"problem_id": task["problem_id"], "status": status}]})
 
 
-def to_outcome(deps: Deps, task: ProblemTask, action: str, reason: str | None) -> Command:
+async def to_outcome(deps: Deps, task: ProblemTask, action: str, reason: str | None) -> Command:
     """A rejection goes by the review gate when a policy is set; a failure never does."""
     if action == "fail":
-        return ended(deps, task, "failed", reason)
+        return await ended(deps, task, "failed", reason)
     if deps.config.review.active:
         return Command(goto=Send("review", {**task, "action": "reject", "reason": reason}))
-    return ended(deps, task, "rejected", reason)
+    return await ended(deps, task, "rejected", reason)

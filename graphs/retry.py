@@ -21,7 +21,7 @@ class RetryState(ProblemInput, ProblemOutput, total=False):
 
 async def redraft(state: RetryState, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = deps_of(runtime)
-    if deps.store.problem(state["problem_id"])["problem"]:
+    if (await deps.store.problem(state["problem_id"]))["problem"]:
         return {"drafted": True}
     ok = await draft_slot(deps, problem_id=state["problem_id"], topic_id=state["topic_id"],
                           subject=state["subject"], topic=state["topic"], slot=state["slot"])

@@ -48,7 +48,7 @@ def new_sample(deps: Deps, task: ProblemTask, row: ProblemRow, j: int, round_: i
 async def solve_sample(deps: Deps, task: ProblemTask, row: ProblemRow, j: int, round_: int) -> Trajectory:
     store, settings = deps.store, deps.config.solver
     sid = sample_id(task["problem_id"], j)
-    stored = store.sample(sid)
+    stored = await store.sample(sid)
     if stored is not None and stored["round"] == round_ and stored["label_method"] is not None:
         return _reused(stored)  # finished before a restart
     context = deps.context(topic_id=task["topic_id"], problem_id=task["problem_id"])
@@ -67,11 +67,11 @@ async def solve_sample(deps: Deps, task: ProblemTask, row: ProblemRow, j: int, r
     if oversized:  # stored, but cut to the cap: one reply must not grow the database without bound
         keep = settings.max_trajectory_chars
         reply.reasoning, reply.content = reply.reasoning[:keep], reply.content[:max(0, keep - len(reply.reasoning))]
-    store.save_sample(new_sample(deps, task, row, j, round_, reply, retried))
+    await store.save_sample(new_sample(deps, task, row, j, round_, reply, retried))
     if reply.truncated or oversized:
         # A trajectory cut at max_tokens is not a wrong answer: it is kept, flagged, and left unlabeled.
         detail = "cut at max_tokens" if reply.truncated else "longer than solver.max_trajectory_chars"
-        store.update_sample(sid, {"label_method": "truncated", "label_detail": detail, "truncated": 1})
+        await store.update_sample(sid, {"label_method": "truncated", "label_detail": detail, "truncated": 1})
         return {"sample": j, "correct": None, "truncated": True, "failed": None}
     try:
         result = await labeler.label_answer(
@@ -81,7 +81,7 @@ async def solve_sample(deps: Deps, task: ProblemTask, row: ProblemRow, j: int, r
         result = Grade(None, "unlabeled", None, f"judge reply unparseable: {error.reason}")
     except CallFailed as error:
         return {"sample": j, "correct": None, "truncated": False, "failed": str(error)}
-    store.update_sample(sid, {
+    await store.update_sample(sid, {
         "predicted_answer": result.extracted, "correct": None if result.correct is None else int(result.correct),
         "label_method": result.method, "label_detail": result.detail})
     return {"sample": j, "correct": result.correct, "truncated": False, "failed": None,
@@ -91,19 +91,18 @@ async def solve_sample(deps: Deps, task: ProblemTask, row: ProblemRow, j: int, r
 async def solve(state: ProblemTask, *, runtime: Runtime[Deps]) -> Command:
     deps = deps_of(runtime)
     round_ = state.get("revisions", 0)
-    row = deps.store.problem(state["problem_id"])
+    row = await deps.store.problem(state["problem_id"])
     solved = list(await asyncio.gather(*(solve_sample(deps, state, row, j, round_)
                                          for j in range(deps.config.solver.samples))))
     state = {**state, "action": "solve", "solved": solved}
     if deps.config.review.active and state.get("human_accepted") != round_ and not all(s["failed"] for s in solved):
         return Command(goto=Send("review", state))
-    return commit(deps, state)
+    return await commit(deps, state)
 
 
-def commit(deps: Deps, task: ProblemTask) -> Command:
+async def commit(deps: Deps, task: ProblemTask) -> Command:
     solved = task["solved"]
     failures = [s["failed"] for s in solved if s["failed"]]
     if failures and len(failures) == len(solved):
-        return ended(deps, task, "failed", failures[0])
-    deps.store.set_pass_rate(task["problem_id"], pass_rate(solved))
-    return ended(deps, task, "accepted")
+        return await ended(deps, task, "failed", failures[0])
+    return await ended(deps, task, "accepted", pass_rate=pass_rate(solved))

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
+
+from typing_extensions import TypedDict  # pydantic reads these as schemas; on 3.11 only this kind works
 
 
 class ProblemInput(TypedDict):

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command, Send
+from typing_extensions import TypedDict  # pydantic reads these as schemas; on 3.11 only this kind works
 
 from chimera.agents import expander
 from chimera.errors import CallFailed, ReplyError
@@ -204,9 +205,9 @@ async def expand_subfield(state: SubfieldTask, *, runtime: Runtime[Deps]) -> dic
         notes = shortfall_note(subject, subfield, note, target, len(names))
     source = "explicit" if state["explicit"] is not None else "expanded"
     for i, name in enumerate(names):
-        store.upsert_topic(id=topic_id(deps.run, subject, subfield, name), run=deps.run, subject=subject,
-                           subfield=subfield, name=name, position=state["index"] * POSITION_STRIDE + i,
-                           source=source, weight=state["weight"])
+        await store.upsert_topic(id=topic_id(deps.run, subject, subfield, name), run=deps.run, subject=subject,
+                                 subfield=subfield, name=name, position=state["index"] * POSITION_STRIDE + i,
+                                 source=source, weight=state["weight"])
     return {"notes": notes, "expanded": [{"subject": subject, "subfield": subfield, "index": state["index"],
                                           "target": state["target"], "topics": len(names), "calls": calls}]}
 
@@ -223,12 +224,12 @@ async def refill(state: RefillTask, *, runtime: Runtime[Deps]) -> dict[str, Any]
     except (ReplyError, CallFailed) as error:
         names, note = [], f"reply: {error}"
     names = unique_names(names, state["existing"])[: state["count"]]
-    first = max((t["position"] for t in store.topics(deps.run)
+    first = max((t["position"] for t in await store.topics(deps.run)
                  if t["subject"] == subject and t["subfield"] == subfield), default=-1) + 1
     for i, name in enumerate(names):
-        store.upsert_topic(id=topic_id(deps.run, subject, subfield, name), run=deps.run, subject=subject,
-                           subfield=subfield, name=name, position=first + i, source="expanded",
-                           weight=state["weight"], round_=state["round"])
+        await store.upsert_topic(id=topic_id(deps.run, subject, subfield, name), run=deps.run, subject=subject,
+                                 subfield=subfield, name=name, position=first + i, source="expanded",
+                                 weight=state["weight"], round_=state["round"])
     log.info("stage 1: refill round %d: %s / %s: %d new of %d asked", state["round"], subject, subfield,
              len(names), state["count"])
     return {"notes": shortfall_note(subject, subfield, note, state["count"], len(names)),
@@ -242,7 +243,7 @@ async def dedup(state: TaxonomyState, *, runtime: Runtime[Deps]) -> dict[str, An
     order = {task["subject"]: task["position"] for task in state["subjects"]}
     # Explicit topics first, then each refill round after the one before: a later name never
     # displaces one kept earlier, so every round can only add.
-    topics = sorted((t for t in store.topics(deps.run) if t["status"] != "surplus"),
+    topics = sorted((t for t in await store.topics(deps.run) if t["status"] != "surplus"),
                     key=lambda t: (t["source"] != "explicit", t["round"] or 0,
                                    order.get(t["subject"], len(order)), t["position"]))
     names = [t["name"] for t in topics]
@@ -254,21 +255,21 @@ async def dedup(state: TaxonomyState, *, runtime: Runtime[Deps]) -> dict[str, An
                           protected={i for i, t in enumerate(topics) if t["source"] == "explicit"})
     for i in result.kept:
         if topics[i]["status"] == "merged":
-            store.set_topic_status(topics[i]["id"], "pending")
+            await store.set_topic_status(topics[i]["id"], "pending")
     absorbed: dict[str, list[str]] = {}  # topic id -> names merged away from it and the names they hit
     for merge in result.merges:
         dropped, kept = topics[merge.dropped], topics[merge.kept]
-        store.record_merge(deps.run, dropped_id=dropped["id"], dropped=dropped["name"], kept_id=kept["id"],
-                           kept=kept["name"], similarity=merge.similarity, method=merge.method)
+        await store.record_merge(deps.run, dropped_id=dropped["id"], dropped=dropped["name"], kept_id=kept["id"],
+                                 kept=kept["name"], similarity=merge.similarity, method=merge.method)
         absorbed.setdefault(dropped["id"], []).extend([dropped["name"], kept["name"]])
-    live = trim_surplus(deps, [topics[i] for i in sorted(result.kept)], state["subjects"])
+    live = await trim_surplus(deps, [topics[i] for i in sorted(result.kept)], state["subjects"])
     counts = {task["subject"]: 0 for task in state["subjects"]}
     for topic in live:
         counts[topic["subject"]] = counts.get(topic["subject"], 0) + 1
     return {"live": counts, **plan_refills(deps, state, topics, live, absorbed, counts)}
 
 
-def trim_surplus(deps: Deps, live: list[TopicRow], subjects: list[SubjectTask]) -> list[TopicRow]:
+async def trim_surplus(deps: Deps, live: list[TopicRow], subjects: list[SubjectTask]) -> list[TopicRow]:
     """Refills ask for more names than are missing (some merge away); what lands past a subject's
     target is set aside as surplus, the latest refill's last names first."""
     targets = {s["subject"]: s["target"] for s in subjects if s["target"] is not None}
@@ -281,7 +282,7 @@ def trim_surplus(deps: Deps, live: list[TopicRow], subjects: list[SubjectTask]) 
         refilled = sorted((t for t in mine if t["round"]), key=lambda t: (t["round"], t["position"]))
         for topic in refilled[-excess:]:
             drop.add(topic["id"])
-            deps.store.set_topic_status(topic["id"], "surplus")
+            await deps.store.set_topic_status(topic["id"], "surplus")
     return [t for t in live if t["id"] not in drop]
 
 
@@ -333,8 +334,8 @@ def after_dedup(state: TaxonomyState) -> list[Send] | str:
 async def finalize(state: TaxonomyState, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = deps_of(runtime)
     store, settings = deps.store, deps.config.taxonomy
-    live = store.topics(deps.run, live=True)
-    store.set_slots(assign_slots(deps, live))
+    live = await store.topics(deps.run, live=True)
+    await store.set_slots(assign_slots(deps, live))
     counts = state.get("live") or {}
     notes = list(state.get("notes", []))
     for subject in state["subjects"]:
@@ -345,12 +346,17 @@ async def finalize(state: TaxonomyState, *, runtime: Runtime[Deps]) -> dict[str,
             why = (f"still short after {rounds} refill round{'s' * (rounds != 1)}" if rounds < settings.max_rounds
                    else f"still short after {rounds} refill rounds (taxonomy.max_rounds)")
             notes += shortfall_note(subject["subject"], "", f"short: {why}", target, got)
-    store.replace_shortfalls(deps.run, [dict(n) for n in notes])
-    store.set_taxonomy_source(deps.run, "expanded")
+    await store.replace_shortfalls(deps.run, [dict(n) for n in notes])
+    await store.set_taxonomy_source(deps.run, "expanded")
     calls = sum(e["calls"] for e in state.get("expanded", []))
-    merged = sum(1 for t in store.topics(deps.run) if t["status"] == "merged")
+    merged = sum(1 for t in await store.topics(deps.run) if t["status"] == "merged")
     return {"summary": {"topics": len(live), "merged": merged, "topic_calls": calls,
                         "refill_rounds": state.get("round", 0), "shortfalls": len(notes)}}
+
+
+async def subjects(state: TaxonomyState, *, runtime: Runtime[Deps]) -> dict[str, Any]:
+    """The subjects to expand: the input's, else the config's (a LangGraph server's run may start from {})."""
+    return {"subjects": state.get("subjects") or subject_tasks(deps_of(runtime))}
 
 
 def fan_out(state: TaxonomyState) -> list[Send]:
@@ -359,12 +365,14 @@ def fan_out(state: TaxonomyState) -> list[Send]:
 
 def build_taxonomy_graph() -> StateGraph[TaxonomyState, Deps, TaxonomyState, TaxonomyState]:
     graph = StateGraph(TaxonomyState, context_schema=Deps)
+    graph.add_node("subjects", subjects)
     graph.add_node("plan_subject", plan_subject, destinations=("expand_subfield",))
     graph.add_node("expand_subfield", expand_subfield)
     graph.add_node("refill", refill)
     graph.add_node("dedup", dedup)
     graph.add_node("finalize", finalize)
-    graph.add_conditional_edges(START, fan_out, ["plan_subject"])
+    graph.add_edge(START, "subjects")
+    graph.add_conditional_edges("subjects", fan_out, ["plan_subject"])
     graph.add_edge("expand_subfield", "dedup")
     graph.add_conditional_edges("dedup", after_dedup, ["refill", "finalize"])
     graph.add_edge("refill", "dedup")

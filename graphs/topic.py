@@ -10,11 +10,12 @@ runner marks the topic done once its thread ends with nothing waiting for review
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
+from typing_extensions import TypedDict  # pydantic reads these as schemas; on 3.11 only this kind works
 
 from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.drafting import draft_slot

@@ -24,9 +24,9 @@ from chimera.tools.grading import is_placeholder
 CRITICS = (0, 1)
 
 
-async def critic_vote(deps: Deps, index: int, task: ProblemTask, row: ProblemRow, round_: int) -> Vote:
+async def critic_vote(deps: Deps, index: int, task: ProblemTask, row: ProblemRow, round_: int,
+                      stored: dict[str, Any] | None) -> Vote:
     store = deps.store
-    stored = store.votes(task["problem_id"], round_).get(index)
     if stored is not None and "route" in stored:
         return stored["route"]  # voted before a restart: reuse, do not ask again
     client = deps.clients[f"critic{index}"]
@@ -47,50 +47,48 @@ async def critic_vote(deps: Deps, index: int, task: ProblemTask, row: ProblemRow
         vote = {"verdict": "failed", "agrees": False, "reason": str(error)}
         kept |= {"verdict": "failed", "reasons": str(error)}
     # A failed call is not kept for reuse: a re-run asks again.
-    store.record_vote(task["problem_id"], round_=round_, critic=index,
-                      vote=kept | ({} if vote["verdict"] == "failed" else {"route": vote}))
+    await store.record_vote(task["problem_id"], round_=round_, critic=index,
+                            vote=kept | ({} if vote["verdict"] == "failed" else {"route": vote}))
     return vote
 
 
 async def validate(state: ProblemTask, *, runtime: Runtime[Deps]) -> Command:
     deps = deps_of(runtime)
     round_ = state.get("revisions", 0)
-    row = deps.store.problem(state["problem_id"])
+    row, stored = await deps.store.problem_with_votes(state["problem_id"], round_)
     if is_placeholder(row["answer"]):
-        return to_outcome(deps, state, "reject", "the reference answer is empty or a placeholder")
-    votes = dict(zip(CRITICS, await asyncio.gather(*(critic_vote(deps, i, state, row, round_) for i in CRITICS))))
+        return await to_outcome(deps, state, "reject", "the reference answer is empty or a placeholder")
+    votes = dict(zip(CRITICS, await asyncio.gather(*(critic_vote(deps, i, state, row, round_, stored.get(i))
+                                                     for i in CRITICS))))
     if disagreed(votes):
-        deps.store.mark_disagreement(state["problem_id"])
+        await deps.store.mark_disagreement(state["problem_id"])
     decision = decide(votes, round_, deps.config.max_revisions)
-    if decision.action == "solve" and is_duplicate(deps, state, row):
+    if decision.action == "solve" and await is_duplicate(deps, state, row):
         decision = Decision("reject", "duplicate")
     state = {**state, "votes": {str(i): v for i, v in votes.items()}}
     if decision.action in ("solve", "revise"):
         return Command(goto=Send(decision.action, state))
-    return to_outcome(deps, state, decision.action, decision.reason)
+    return await to_outcome(deps, state, decision.action, decision.reason)
 
 
-def is_duplicate(deps: Deps, task: ProblemTask, row: ProblemRow) -> bool:
-    store, index = deps.store, deps.problem_index()
+async def is_duplicate(deps: Deps, task: ProblemTask, row: ProblemRow) -> bool:
+    store, index = deps.store, await deps.problem_index()
     if index is None or row["indexed"]:
         return False  # no dedup, or this problem already passed it before a restart
-    # Check and insert with no await between: concurrent topics cannot both pass as originals.
+    # Check and insert in the index with no await between: concurrent topics cannot both pass as originals.
     placed = index.place(task["problem_id"], row["problem"])
     if placed.duplicate_of is not None:
-        store.mark_duplicate(task["problem_id"], placed.duplicate_of.key, placed.duplicate_of.similarity)
+        await store.mark_duplicate(task["problem_id"], placed.duplicate_of.key, placed.duplicate_of.similarity)
         return True
-    with store.transaction():
-        store.mark_indexed(task["problem_id"])
-        for later in placed.displaced:  # kept before this one arrived; the smaller id wins either way
-            store.mark_duplicate(later.key, task["problem_id"], later.similarity, displaced=True)
+    await store.keep_original(task["problem_id"], [(later.key, later.similarity) for later in placed.displaced])
     return False
 
 
 async def revise(state: ProblemTask, *, runtime: Runtime[Deps]) -> Command:
     deps = deps_of(runtime)
     round_ = state.get("revisions", 0)
-    row = deps.store.problem(state["problem_id"])
-    votes = deps.store.votes(state["problem_id"], round_)
+    row = await deps.store.problem(state["problem_id"])
+    votes = await deps.store.votes(state["problem_id"], round_)
     critiques = [f"Reviewer {i + 1} ({v['verdict']}): {v['reasons']}" for i, v in sorted(votes.items())]
     if state.get("review_note"):
         critiques.append(f"Human reviewer (takes precedence): {state['review_note']}")
@@ -100,8 +98,8 @@ async def revise(state: ProblemTask, *, runtime: Runtime[Deps]) -> Command:
             answer=row["answer"], critiques=critiques, retries=deps.retries,
             context=deps.context(topic_id=state["topic_id"], problem_id=state["problem_id"]))
     except ReplyError as error:
-        return to_outcome(deps, state, "reject", f"drafter revision unparseable: {error.reason}")
+        return await to_outcome(deps, state, "reject", f"drafter revision unparseable: {error.reason}")
     except CallFailed as error:
-        return to_outcome(deps, state, "fail", str(error))
-    deps.store.save_revision(state["problem_id"], revision=round_ + 1, problem=revised.problem, answer=revised.answer)
+        return await to_outcome(deps, state, "fail", str(error))
+    await deps.store.save_revision(state["problem_id"], revision=round_ + 1, problem=revised.problem, answer=revised.answer)
     return Command(goto=Send("validate", next_round(state)))

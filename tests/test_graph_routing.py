@@ -10,6 +10,7 @@ from chimera.config import parse_config
 from chimera.graphs import build_problem_graph, build_topic_graph
 from chimera.graphs.deps import Deps
 from chimera.store import Store
+from chimera.store.nonblocking import AsyncStore
 
 PROBLEM = "Compute 3 + 4."
 
@@ -27,16 +28,16 @@ def make_deps(tmp_path, max_revisions=1, **clients):
         "expander": scripted("expander", {"topics": []}),
     }
     defaults.update(clients)
-    return Deps(config=config, store=Store(tmp_path / "r.db"), clients=defaults)
+    return Deps(config=config, store=AsyncStore(Store(tmp_path / "r.db")), clients=defaults)
 
 
 def run_problem(deps):
-    deps.store.save_draft(id="p1", run="r", topic_id="t1", subject="Math", topic="Addition", slot=0,
+    deps.store.sync.save_draft(id="p1", run="r", topic_id="t1", subject="Math", topic="Addition", slot=0,
                           problem=PROBLEM, answer="7")
     graph = build_problem_graph().compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Addition", "problem_id": "p1",
                                "slot": 0}, {"configurable": {"thread_id": "p1"}}, context=deps))
-    return deps.store.problem("p1"), deps.store.sample("p1-0")
+    return deps.store.sync.problem("p1"), deps.store.sync.sample("p1-0")
 
 
 def calls(deps, role):
@@ -99,12 +100,12 @@ def test_the_judge_decides_only_what_rules_cannot(tmp_path):
         tmp_path,
         solver=scripted("solver", "It is \\boxed{a lovely sonnet}."),
         labeler=scripted("labeler", {"correct": False, "extracted_answer": "a lovely sonnet", "rationale": "no"}))
-    deps.store.save_draft(id="p1", run="r", topic_id="t1", subject="Lit", topic="Forms", slot=0,
+    deps.store.sync.save_draft(id="p1", run="r", topic_id="t1", subject="Lit", topic="Forms", slot=0,
                           problem="Name the form.", answer="villanelle")
     graph = build_problem_graph().compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Lit", "topic": "Forms", "problem_id": "p1", "slot": 0},
                               {"configurable": {"thread_id": "p1"}}, context=deps))
-    sample = deps.store.sample("p1-0")
+    sample = deps.store.sync.sample("p1-0")
     assert calls(deps, "labeler") == 1
     assert sample["correct"] == 0 and sample["label_method"] == "judge" and sample["label_detail"] == "no"
 
@@ -112,7 +113,7 @@ def test_the_judge_decides_only_what_rules_cannot(tmp_path):
 def test_slot_k_drafter_sees_the_problems_of_earlier_slots(tmp_path):
     drafts = [{"problem": f"Problem number {i}.", "answer": "7"} for i in range(3)]
     deps = make_deps(tmp_path, drafter=scripted("drafter", *drafts))
-    deps.store.upsert_topic(id="t1", run="r", subject="Math", name="Addition", position=0, source="explicit")
+    deps.store.sync.upsert_topic(id="t1", run="r", subject="Math", name="Addition", position=0, source="explicit")
     graph = build_topic_graph().compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Addition", "slots": 3},
                               {"configurable": {"thread_id": "t1"}}, context=deps))
@@ -120,7 +121,7 @@ def test_slot_k_drafter_sees_the_problems_of_earlier_slots(tmp_path):
     assert "(none)" in prompts[0]
     assert "Problem number 0." in prompts[1] and "Problem number 1." not in prompts[1]
     assert "Problem number 0." in prompts[2] and "Problem number 1." in prompts[2]
-    statuses = [p["status"] for p in deps.store.problems("r")]
+    statuses = [p["status"] for p in deps.store.sync.problems("r")]
     assert statuses == ["accepted"] * 3
 
 
@@ -138,12 +139,12 @@ def test_decide(votes, expected):
 
 def test_a_placeholder_reference_is_rejected_before_any_critic_is_asked(tmp_path):
     deps = make_deps(tmp_path)
-    deps.store.save_draft(id="p1", run="r", topic_id="t1", subject="Math", topic="Addition", slot=0,
+    deps.store.sync.save_draft(id="p1", run="r", topic_id="t1", subject="Math", topic="Addition", slot=0,
                           problem=PROBLEM, answer="...")
     graph = build_problem_graph().compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Addition", "problem_id": "p1",
                                "slot": 0}, {"configurable": {"thread_id": "p1"}}, context=deps))
-    problem = deps.store.problem("p1")
+    problem = deps.store.sync.problem("p1")
     assert problem["status"] == "rejected" and "placeholder" in problem["rejection_reason"]
     assert calls(deps, "critic0") == calls(deps, "critic1") == calls(deps, "solver") == 0
 

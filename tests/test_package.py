@@ -33,6 +33,8 @@ def test_wheel_holds_only_the_chimera_namespace(wheel):
                    "chimera/examples/quickstart.yaml", "chimera/__main__.py", "chimera/py.typed",
                    "chimera/cli/review/templates/page.html"):
         assert module in names
+    [license_file] = [n for n in names if ".dist-info/" in n and n.rsplit("/", 1)[-1] == "LICENSE"]
+    assert "Apache License" in zipfile.ZipFile(wheel).read(license_file).decode()[:200]
 
 
 def test_the_installed_wheel_writes_the_examples_and_runs_the_quickstart_outside_the_repo(wheel, tmp_path):

@@ -12,6 +12,7 @@ from chimera.graphs.deps import Deps
 from chimera.review.decision import ReviewDecision
 from chimera.review.policy import Facts, review_reasons, sampled
 from chimera.store import Store
+from chimera.store.nonblocking import AsyncStore
 
 PROBLEM = "Compute 3 + 4."
 RIGHT = "<think>3 plus 4</think>The sum is \\boxed{7}."
@@ -35,7 +36,7 @@ class Problem:
             "expander": scripted("expander", {"topics": []}),
         } | clients
         self.store = Store(tmp_path / "r.db")
-        self.deps = Deps(config=config, store=self.store, clients=self.clients)
+        self.deps = Deps(config=config, store=AsyncStore(self.store), clients=self.clients)
         self.graph = build_problem_graph().compile(checkpointer=InMemorySaver())
         self.thread = {"configurable": {"thread_id": "topic-thread"}}
         self.store.save_draft(id="p1", run="r", topic_id="t1", subject="Math", topic="Addition", slot=0,

@@ -17,6 +17,7 @@ from chimera.ids import normalize_topic
 from chimera.quotas import allocate
 from chimera.sim.oracle import embed
 from chimera.store import Store
+from chimera.store.nonblocking import AsyncStore
 from chimera.tools.topic_dedup import dedup_topics
 
 PLANTED = [
@@ -92,11 +93,11 @@ def test_the_graph_expands_subjects_into_subfields_into_topics(tmp_path):
         "taxonomy": {"lexical_threshold": 0.95}})
     expander = scripted("expander", {"subfields": ["Algebra", "Graphs"]}, {"topics": ["Rings", "Fields"]},
                         {"topics": ["Trees", "Cycles"]})
-    deps = Deps(config=config, store=Store(tmp_path / "r.db"), clients={"expander": expander})
-    deps.store.save_run("r", {})
+    deps = Deps(config=config, store=AsyncStore(Store(tmp_path / "r.db")), clients={"expander": expander})
+    deps.store.sync.save_run("r", {})
     graph = build_taxonomy_graph().compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps)}, {"configurable": {"thread_id": "x"}}, context=deps))
-    topics = deps.store.topics("r", live=True)
+    topics = deps.store.sync.topics("r", live=True)
     assert {(t["subject"], t["subfield"], t["name"]) for t in topics} == {
         ("Math", "Algebra", "Rings"), ("Math", "Algebra", "Fields"), ("Math", "Graphs", "Trees"),
         ("Math", "Graphs", "Cycles"), ("Bio", "General", "Genetics"), ("Bio", "General", "Ecology")}
@@ -200,14 +201,14 @@ def test_explicit_topics_are_never_merged_and_a_refill_lists_what_was_merged_awa
         # low enough that "Number theory" and "Group theory" (trigram Jaccard 0.29) would merge if they could
         "taxonomy": {"lexical_threshold": 0.25}})
     expander = scripted("expander", {"topics": ["Number theory", "Optics"]}, {"topics": ["Acoustics", "Optics"]})
-    deps = Deps(config=config, store=Store(tmp_path / "r.db"), clients={"expander": expander})
-    deps.store.save_run("r", {})
+    deps = Deps(config=config, store=AsyncStore(Store(tmp_path / "r.db")), clients={"expander": expander})
+    deps.store.sync.save_run("r", {})
     graph = build_taxonomy_graph().compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps)}, {"configurable": {"thread_id": "x"}}, context=deps))
-    live = {(t["subject"], t["name"]) for t in deps.store.topics("r", live=True)}
+    live = {(t["subject"], t["name"]) for t in deps.store.sync.topics("r", live=True)}
     assert live == {("Math", "Number theory"), ("Math", "Group theory"), ("CS", "Number theory"),
                     ("Physics", "Optics"), ("Physics", "Acoustics")}
-    (merge,) = deps.store.merges_with_subjects("r")
+    (merge,) = deps.store.sync.merges_with_subjects("r")
     assert (merge["dropped"], merge["dropped_subject"], merge["kept_subject"]) == ("Number theory", "Physics", "Math")
     refill_prompt = seen(expander)[-1]
     assert "Optics" in refill_prompt and "Number theory" in refill_prompt.split("already listed")[1]

@@ -11,6 +11,7 @@ from chimera.export import records
 from chimera.graphs import build_problem_graph
 from chimera.graphs.deps import Deps
 from chimera.store import Store
+from chimera.store.nonblocking import AsyncStore
 from chimera.tools.dedup import ProblemIndex, shingles
 
 PROBLEM = "A committee of 3 members is to be chosen from 10 distinct candidates. In how many ways?"
@@ -29,16 +30,16 @@ def make_deps(tmp_path, *, index=None, **overrides):
     clients.update(overrides)
     config = parse_config({"run": {"name": "r", "db": str(tmp_path / "r.db")},
                            "subjects": [{"name": "Math", "topics": ["Counting"]}], **settings})
-    return Deps(config=config, store=Store(tmp_path / "r.db"), clients=clients, index=index)
+    return Deps(config=config, store=AsyncStore(Store(tmp_path / "r.db")), clients=clients, index=index)
 
 
 def run(deps, pid="p1", problem=PROBLEM, answer="120"):
-    deps.store.save_draft(id=pid, run="r", topic_id="t1", subject="Math", topic="Counting", slot=int(pid[1:]) - 1,
+    deps.store.sync.save_draft(id=pid, run="r", topic_id="t1", subject="Math", topic="Counting", slot=int(pid[1:]) - 1,
                           problem=problem, answer=answer)
     graph = build_problem_graph().compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Counting", "problem_id": pid,
                                "slot": 0}, {"configurable": {"thread_id": pid}}, context=deps))
-    return deps.store.problem(pid)
+    return deps.store.sync.problem(pid)
 
 
 def test_accept_needs_the_critics_own_answers_to_grade_equal_to_the_reference(tmp_path):
@@ -46,7 +47,7 @@ def test_accept_needs_the_critics_own_answers_to_grade_equal_to_the_reference(tm
     deps = make_deps(tmp_path, max_revisions=0, critic1=scripted("critic1", vote("accept", own="119", agrees=True)))
     problem = run(deps)
     assert problem["status"] == "rejected" and problem["disagreement"] == 1
-    stored = deps.store.votes("p1", 0)[1]
+    stored = deps.store.sync.votes("p1", 0)[1]
     assert stored["own_answer_matches"] is False and stored["match_method"] == "number"
 
 
@@ -60,7 +61,7 @@ def test_an_equivalent_own_answer_counts_as_agreement(tmp_path):
 def test_every_vote_of_every_round_is_kept(tmp_path):
     deps = make_deps(tmp_path, critic0=scripted("critic0", vote("revise", own="120"), vote("accept", own="120")))
     problem = run(deps)
-    votes = deps.store.all_votes("p1")
+    votes = deps.store.sync.all_votes("p1")
     assert problem["revisions"] == 1
     assert sorted(votes) == [0, 1] and sorted(votes[0]) == [0, 1]
     assert votes[0][0]["verdict"] == "revise" and votes[1][0]["verdict"] == "accept"
@@ -94,7 +95,7 @@ def test_k_samples_give_a_pass_rate(tmp_path):
     deps = make_deps(tmp_path, solver=solver)
     deps.config.solver.samples = 4
     problem = run(deps)
-    samples = deps.store.samples_of("p1")
+    samples = deps.store.sync.samples_of("p1")
     assert [s["sample_index"] for s in samples] == [0, 1, 2, 3]
     assert problem["pass_rate"] == 0.75 and {s["pass_rate"] for s in samples} == {0.75}
     assert sorted(s["correct"] for s in samples) == [0, 1, 1, 1]
@@ -105,7 +106,7 @@ def test_a_cut_trajectory_is_retried_once_with_the_larger_budget(tmp_path):
     deps = make_deps(tmp_path, solver=solver)
     deps.config.solver.max_tokens_retry = 65536
     run(deps)
-    sample = deps.store.samples_of("p1")[0]
+    sample = deps.store.sync.samples_of("p1")[0]
     assert sample["retried"] == 1 and sample["truncated"] == 0 and sample["correct"] == 1
 
 
@@ -113,11 +114,11 @@ def test_without_a_retry_budget_a_cut_trajectory_is_truncated_and_kept_out_of_sf
     deps = make_deps(tmp_path, solver=scripted("solver", cut("<think>long...")))
     deps.config.solver.samples = 2
     problem = run(deps)
-    samples = deps.store.samples_of("p1")
+    samples = deps.store.sync.samples_of("p1")
     assert all(s["truncated"] == 1 and s["label_method"] == "truncated" and s["correct"] is None for s in samples)
     assert problem["status"] == "accepted" and problem["pass_rate"] is None
-    assert list(records(deps.store, "sft")) == []
-    rl = list(records(deps.store, "rl"))
+    assert list(records(deps.store.sync, "sft")) == []
+    rl = list(records(deps.store.sync, "rl"))
     assert [(r["id"], r["pass_rate"], r["samples"]) for r in rl] == [("p1", None, 2)]
 
 
@@ -126,7 +127,7 @@ def test_sft_holds_only_correct_untruncated_trajectories_as_chats(tmp_path):
     deps = make_deps(tmp_path, solver=solver)
     deps.config.solver.samples = 3
     run(deps)
-    sft = list(records(deps.store, "sft"))
+    sft = list(records(deps.store.sync, "sft"))
     assert len(sft) == 1
     prompt = PROBLEM + "\n\nPlease reason step by step, and put your final answer within \\boxed{}."
     assert sft[0]["messages"] == [{"role": "user", "content": prompt},
@@ -138,7 +139,7 @@ def test_index_rebuilds_from_the_store_after_a_restart(tmp_path):
 
     deps = make_deps(tmp_path, index=ProblemIndex(threshold=0.5))
     run(deps, "p1")
-    rebuilt = _rebuild_index(deps.config, deps.store)
+    rebuilt = asyncio.run(_rebuild_index(deps.config, deps.store))
     assert len(rebuilt) == 1 and rebuilt.find(PROBLEM).key == "p1"
 
 
@@ -172,10 +173,10 @@ def test_a_kept_problem_displaced_later_ends_rejected_even_after_it_was_accepted
     reworded = "A committee of 3 members is to be chosen from 10 distinct candidates. In how many different ways?"
     first = run(deps, "p1", problem=reworded)
     assert first["status"] == "accepted", "the smaller id is kept although it came second"
-    later = deps.store.problem("p2")
+    later = deps.store.sync.problem("p2")
     assert (later["status"], later["rejection_reason"], later["duplicate_of"]) == ("rejected", "duplicate", "p1")
-    deps.store.finish_problem("p2", "accepted")
-    assert deps.store.problem("p2")["status"] == "rejected", "its thread cannot accept it again"
+    deps.store.sync.finish_problem("p2", "accepted")
+    assert deps.store.sync.problem("p2")["status"] == "rejected", "its thread cannot accept it again"
 
 
 WORDS = [f"w{i}" for i in range(42)]  # 40 word 3-shingles
@@ -195,16 +196,16 @@ def test_after_the_topics_a_chain_of_near_duplicates_settles_as_in_key_order(tmp
     deps.config.dedup.threshold = 0.5
     for pid in ("p3", "p2", "p1"):  # the worst order: each one displaces the one before
         run(deps, pid, problem=CHAIN[pid])
-    assert deps.store.problem("p3")["status"] == "rejected", "displaced by p2, which p1 then displaced"
+    assert deps.store.sync.problem("p3")["status"] == "rejected", "displaced by p2, which p1 then displaced"
     solver_calls = len(seen(deps.clients["solver"]))
 
-    settle_duplicates(deps.config, deps.store, deps)
-    revived = deps.store.problem("p3")
+    asyncio.run(settle_duplicates(deps.config, deps.store, deps))
+    revived = deps.store.sync.problem("p3")
     assert (revived["status"], revived["duplicate_of"], revived["retries"]) == ("pending", None, 1)
-    assert deps.store.problem("p2")["duplicate_of"] == "p1"
+    assert deps.store.sync.problem("p2")["duplicate_of"] == "p1"
     graph = build_problem_graph().compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Counting", "problem_id": "p3",
                                "slot": 2}, {"configurable": {"thread_id": "p3:retry1"}}, context=deps))
-    assert {pid: deps.store.problem(pid)["status"] for pid in CHAIN} == {"p1": "accepted", "p2": "rejected",
+    assert {pid: deps.store.sync.problem(pid)["status"] for pid in CHAIN} == {"p1": "accepted", "p2": "rejected",
                                                                           "p3": "accepted"}
     assert len(seen(deps.clients["solver"])) == solver_calls, "its trajectory from before is reused"

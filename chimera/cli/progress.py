@@ -40,9 +40,9 @@ class ProgressDisplay:
             self.live.__exit__(*exc)
 
     def update(self, monitor: RunMonitor) -> None:
-        if self.quiet:
+        if self.quiet or not monitor.counts:
             return
-        counts = monitor.store.counts(monitor.run)
+        counts = monitor.counts
         by = counts["by_status"]
         elapsed = time.monotonic() - monitor.started
         fields = {

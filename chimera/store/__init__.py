@@ -11,9 +11,11 @@ One module per aggregate, each the only place with SQL for its tables:
     reviews.py    human reviews                             evals.py     eval rows, saved reports
     reports.py    queries of reports and benchmarks          health.py    counts and consistency checks
     rows.py       the row layouts the graph writes, as types
+    nonblocking.py  the store awaited from an event loop (each call on the store's own thread)
 
-The methods are plain synchronous calls on one connection, made from the run's event loop thread (each is a
-short indexed statement on a local WAL file). The aggregate modules are the seam a second backend replaces.
+The methods are plain synchronous calls on one connection. Code on an event loop (the graphs, the runner, a
+LangGraph server) reaches them through `nonblocking.AsyncStore`, which runs each on the store's own thread;
+commands with no loop call them directly. The aggregate modules are the seam a second backend replaces.
 """
 
 from chimera.store.base import LOCK_WAIT_S
@@ -29,7 +31,7 @@ from chimera.store.schema import MIGRATIONS, PROBLEM_STATUSES
 
 
 class Store(Health, RunsAndTopics, Problems, Samples, Calls, Reviews, EvalRows, Reports):
-    """One run database. Use from a single thread (the run's event loop).
+    """One run database, used by one thread at a time (code on an event loop goes through AsyncStore).
 
     `create=False`: the file must exist and be chimera's. `read_only=True` (implies create=False): opened
     read-only and never migrated; a database of a newer chimera, or not chimera's, is refused in one line.

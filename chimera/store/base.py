@@ -19,7 +19,8 @@ LOCK_WAIT_S = 30.0  # how long a write waits for another process's lock before t
 
 
 def _connect(path: str, lock_wait_s: float = LOCK_WAIT_S) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=lock_wait_s)
+    # check_same_thread off: an AsyncStore opens it on one thread and uses it on its own (one at a time).
+    conn = sqlite3.connect(path, timeout=lock_wait_s, check_same_thread=False)
     # WAL lets the checkpointer's connection and ours share the file; NORMAL drops the per-commit fsync.
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -31,11 +32,11 @@ def _connect_read_only(path: str) -> sqlite3.Connection:
     """Open without writing anything, not even WAL's shared-memory file where the folder is read-only."""
     uri = Path(path).resolve().as_uri()
     try:
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0)
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
         conn.execute("select count(*) from sqlite_master").fetchone()
         return conn
     except sqlite3.OperationalError:
-        return sqlite3.connect(f"{uri}?immutable=1", uri=True)
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
 
 
 class _DeferredCommits:
@@ -55,7 +56,7 @@ class _DeferredCommits:
 
 
 class StoreBase:
-    """One run database. Use from a single thread (the run's event loop).
+    """One run database, used by one thread at a time (code on an event loop goes through AsyncStore).
 
     `create=False`: the file must exist and be chimera's. `read_only=True` (implies create=False): opened
     read-only and never migrated; a database of a newer chimera, or not chimera's, is refused in one line.

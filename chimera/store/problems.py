@@ -55,6 +55,10 @@ class Problems(StoreBase):
                               [problem_id, round_, critic, json.dumps(vote)])
             self.conn.execute("update problems set updated_at = ? where id = ?", [time.time(), problem_id])
 
+    def problem_with_votes(self, problem_id: str, round_: int) -> tuple[ProblemRow, dict[int, dict[str, Any]]]:
+        """The problem and its critics' votes of one round, in one call (what a validation round starts from)."""
+        return self.problem(problem_id), self.votes(problem_id, round_)
+
     def votes(self, problem_id: str, round_: int | None = None) -> dict[int, dict[str, Any]]:
         """Critic index -> vote, for one round."""
         rows = self.conn.execute("select critic, vote from votes where problem_id = ? and round = ?",
@@ -69,10 +73,14 @@ class Problems(StoreBase):
             votes.setdefault(round_, {})[critic] = json.loads(vote)
         return votes
 
-    def finish_problem(self, problem_id: str, status: str, reason: str | None = None) -> None:
-        """A problem's outcome; one marked a near-duplicate stays rejected, whatever its thread ends with."""
+    def finish_problem(self, problem_id: str, status: str, reason: str | None = None, *,
+                       pass_rate: float | None = None) -> None:
+        """A problem's outcome (and, for a solved one, its pass rate, in the same transaction); one marked a
+        near-duplicate stays rejected, whatever its thread ends with."""
         assert status in PROBLEM_STATUSES
-        with self.conn:
+        with self.transaction():
+            if pass_rate is not None:
+                self.set_pass_rate(problem_id, pass_rate)
             self.conn.execute(
                 "update problems set status = case when duplicate_of is null then ? else 'rejected' end, "
                 "rejection_reason = case when duplicate_of is null then ? else 'duplicate' end, updated_at = ? "
@@ -109,6 +117,14 @@ class Problems(StoreBase):
                 "status = case when status = 'pending' then status else 'rejected' end, "
                 "rejection_reason = case when status = 'pending' then rejection_reason else 'duplicate' end "
                 "where id = ?", [duplicate_of, round(similarity, 4), int(displaced), problem_id])
+
+    def keep_original(self, problem_id: str, displaced: list[tuple[str, float]]) -> None:
+        """`problem_id` passed the duplicate check; each (id, similarity) in `displaced`, kept before it arrived,
+        now duplicates it (the smaller id wins either way). One transaction: a restart sees all or none."""
+        with self.transaction():
+            self.mark_indexed(problem_id)
+            for later, similarity in displaced:
+                self.mark_duplicate(later, problem_id, similarity, displaced=True)
 
     def any_displaced(self, run: str) -> bool:
         return self.conn.execute("select 1 from problems where run = ? and displaced = 1 limit 1",

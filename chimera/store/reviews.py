@@ -83,6 +83,16 @@ class Reviews(StoreBase):
             self.conn.executemany("update reviews set applied_at = ? where id = ?",
                                   [(time.time(), rid) for rid in review_ids])
 
+    def record_served_decision(self, review_id: str, decision: dict[str, Any]) -> None:
+        """A decision that reached the graph without passing through this table (a LangGraph server's resume
+        API): recorded as decided and applied. One already recorded (the usual path) is left as it is."""
+        with self.transaction():
+            row = self._get("reviews", review_id)
+            if row is None or row["action"] is not None:
+                return
+            self.decide_review(review_id, decision)
+            self.mark_reviews_applied([review_id])
+
     def review_counts(self, run: str | None = None) -> dict[str, int]:
         clause, args = (" where run = ?", [run]) if run else ("", [])
         rows = dict(self.conn.execute(

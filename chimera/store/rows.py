@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict  # pydantic reads these as schemas; on 3.11 only this kind works
 
 
 class SampleRow(TypedDict):

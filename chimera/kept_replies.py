@@ -1,0 +1,33 @@
+"""The replies a resumed run may be asked for again, and where its model calls are recorded.
+
+A resumed run never asks a finished call again: `lookup` gives the reply kept for the request's key. Only keys
+that have one are looked up in the database (their set is read once when the run starts, and grows as
+replies are logged), so a call with nothing kept costs no round trip to find that out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chimera.store.nonblocking import AsyncStore
+
+
+class KeptReplies:
+    def __init__(self, store: AsyncStore, keys: set[str]):
+        self._store = store
+        self._keys = keys
+
+    @classmethod
+    async def of_run(cls, store: AsyncStore, run: str) -> KeptReplies:
+        return cls(store, await store.kept_request_keys(run))
+
+    async def log(self, call: dict[str, Any]) -> int:
+        call_id = await self._store.log_call(call)
+        if call.get("reply") is not None and call.get("request_key"):
+            self._keys.add(call["request_key"])
+        return call_id
+
+    async def lookup(self, request_key: str) -> tuple[int, dict[str, Any]] | None:
+        if request_key not in self._keys:
+            return None
+        return await self._store.kept_reply(request_key)

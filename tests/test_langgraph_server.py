@@ -1,0 +1,125 @@
+"""The graphs served by `langgraph dev` (LangGraph's own server, with its blocking-call detector on) and driven
+through `langgraph-sdk`: Stage 1 and a topic run to completion, an interrupt is resumed through the API, and
+the run's database holds the run, its topics, the problem and the decision."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from helpers import write_config
+
+langgraph_sdk = pytest.importorskip("langgraph_sdk")
+LANGGRAPH = Path(sys.executable).parent / "langgraph"
+pytestmark = pytest.mark.skipif(not LANGGRAPH.exists(), reason="langgraph-cli is not installed (the dev extra)")
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path: Path, simulator):
+    sim_url, _ = simulator(seed=3)
+    config = write_config(tmp_path, name="served", seed=3, subjects=[{"name": "Mathematics", "topics": 1}],
+                          problems_per_topic=1, review={"policy": "all"})
+    (tmp_path / "langgraph.json").write_text(json.dumps({
+        "dependencies": ["."],
+        "graphs": {"taxonomy": "chimera.cli.studio:make_taxonomy_graph",
+                   "topic": "chimera.cli.studio:make_topic_graph"}}))
+    port = _free_port()
+    env = {**os.environ, "CHIMERA_CONFIG": str(config), "CHIMERA_SIM_URL": sim_url}
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen([str(LANGGRAPH), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1",
+                               "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, server, tmp_path / "server.log")
+        yield url, tmp_path / "served.db", tmp_path / "server.log"
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        shutil.rmtree(tmp_path / ".langgraph_api", ignore_errors=True)
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, log: Path) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"langgraph dev exited:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/ok", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"langgraph dev did not answer in 90 s:\n{log.read_text()[-3000:]}")
+
+
+def _rows(db: Path, sql: str) -> list[tuple]:
+    with closing(sqlite3.connect(db)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_a_served_run_expands_topics_drafts_and_takes_a_review_decision_through_the_api(served):
+    url, db, log = served
+    from langgraph_sdk import get_client
+
+    async def drive() -> tuple[dict, dict, dict]:
+        client = get_client(url=url)
+        for assistant in await client.assistants.search():
+            schemas[assistant["graph_id"]] = await client.assistants.get_schemas(assistant["assistant_id"])
+        stage1 = await client.threads.create()
+        await client.runs.wait(stage1["thread_id"], "taxonomy", input={}, raise_error=True)
+        [(topic_id, subject, name)] = _rows(db, "select id, subject, name from topics where status = 'pending'")
+        thread = await client.threads.create()
+        await client.runs.wait(thread["thread_id"], "topic", raise_error=True,
+                               input={"topic_id": topic_id, "subject": subject, "topic": name, "slots": 1})
+        waiting = await client.threads.get_state(thread["thread_id"], subgraphs=True)
+        await client.runs.wait(thread["thread_id"], "topic", raise_error=True,
+                               command={"resume": {"action": "reject", "note": "too easy", "reviewer": "ana"}})
+        done = await client.threads.get_state(thread["thread_id"])
+        return stage1, waiting, done
+
+    schemas: dict[str, dict] = {}
+    _, waiting, done = asyncio.run(drive())
+    # The input forms LangGraph Studio draws: typing_extensions.TypedDict, which pydantic reads on 3.11 too.
+    assert set(schemas["topic"]["input_schema"]["properties"]) == {"topic_id", "subject", "topic", "slots"}
+    assert "subjects" in schemas["taxonomy"]["input_schema"]["properties"]
+    interrupts = [i for task in waiting["tasks"] for i in task["interrupts"]] + \
+                 [i for task in waiting["tasks"] if task.get("state") for sub in task["state"]["tasks"]
+                  for i in sub["interrupts"]]
+    assert interrupts, waiting
+    payload = interrupts[0]["value"]
+    assert payload["proposed"] in ("accept", "reject") and payload["problem"]
+    assert done["next"] == []
+    assert done["values"]["outcomes"][0]["status"] == "rejected"
+
+    assert _rows(db, "select name from runs") == [("served",)]
+    [(review_id, action, note, reviewer, applied)] = _rows(
+        db, "select id, action, note, reviewer, applied_at is not null from reviews")
+    assert (review_id, action, note, reviewer, applied) == (payload["review_id"], "reject", "too easy", "ana", 1)
+    [(status, reason)] = _rows(db, "select status, rejection_reason from problems")
+    assert status == "rejected" and "rejected by reviewer ana: too easy" in reason
+    calls = _rows(db, "select role, count(*) from llm_calls group by role")
+    assert {role for role, _ in calls} >= {"expander", "drafter", "critic0", "critic1"}
+    text = log.read_text()
+    assert "BlockingError" not in text and "Blocking call" not in text

@@ -1,0 +1,93 @@
+"""The store awaited from an event loop: calls run on the store's own thread, in the order they were awaited,
+while the loop goes on; errors reach the awaiting coroutine; replies kept for a resume are found by key."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from chimera.errors import ChimeraError
+from chimera.kept_replies import KeptReplies
+from chimera.store import Store
+from chimera.store.nonblocking import AsyncStore
+
+
+def test_calls_run_off_the_loop_in_the_order_they_were_awaited_while_the_loop_goes_on(tmp_path):
+    async def scenario() -> tuple[set[str], list[int], int]:
+        store = await AsyncStore.open(tmp_path / "s.db")
+        threads: set[str] = set()
+
+        def slow_write(sync: Store, n: int) -> int:
+            threads.add(threading.current_thread().name)
+            time.sleep(0.05)
+            sync.save_run(f"r{n}", {"n": n})
+            return n
+
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        beat = asyncio.create_task(ticker())
+        done = await asyncio.gather(*(store.run(slow_write, n) for n in range(4)))
+        beat.cancel()
+        names = [run["name"] for run in await store.run(Store.runs)]
+        await store.aclose()
+        return threads, [*done, len(names)], ticks
+
+    threads, done, ticks = asyncio.run(scenario())
+    assert threads == {"chimera-store"} and threading.current_thread().name not in threads
+    assert done == [0, 1, 2, 3, 4]
+    assert ticks >= 10, "the loop kept running while the store thread slept through 0.2 s of writes"
+
+
+def test_an_error_in_a_store_call_reaches_the_coroutine_that_awaited_it(tmp_path):
+    async def scenario() -> str:
+        store = await AsyncStore.open(tmp_path / "s.db")
+        try:
+            await store.problem("missing")
+        except ChimeraError as error:
+            return str(error)
+        finally:
+            await store.aclose()
+        return "no error"
+
+    assert asyncio.run(scenario()) == "problem missing: not in the run's database"
+
+
+def test_opening_a_file_that_is_not_a_database_fails_in_one_line_off_the_loop(tmp_path):
+    (tmp_path / "junk.db").write_text("not sqlite at all, just text " * 100)
+    with pytest.raises(ChimeraError, match="junk.db: not a chimera database"):
+        asyncio.run(AsyncStore.open(tmp_path / "junk.db"))
+
+
+def test_kept_replies_are_looked_up_only_for_keys_that_have_one(tmp_path):
+    async def scenario() -> tuple:
+        store = await AsyncStore.open(tmp_path / "s.db")
+        kept = await KeptReplies.of_run(store, "r")
+        asked: list[str] = []
+        original = store.kept_reply
+
+        async def counting(key: str):
+            asked.append(key)
+            return await original(key)
+
+        store.kept_reply = counting  # type: ignore[method-assign]
+        call = {"run": "r", "role": "solver", "model": "m", "base_url": "u", "outcome": "ok",
+                "request_key": "k1", "reply": '{"content": "42"}'}
+        call_id = await kept.log(call)
+        found, missing = await kept.lookup("k1"), await kept.lookup("k2")
+        reopened = await KeptReplies.of_run(store, "r")
+        again = await reopened.lookup("k1")
+        await store.aclose()
+        return call_id, found, missing, asked, again
+
+    call_id, found, missing, asked, again = asyncio.run(scenario())
+    assert found == (call_id, {"content": "42"}) and again == found
+    assert missing is None and asked == ["k1", "k1"], "a key with nothing kept costs no database round trip"

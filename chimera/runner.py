@@ -143,16 +143,8 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
     try:
         sim_url = await stack.enter_async_context(
             simulator_for(config, [*config.models.all_roles().values(), config.models.embedder]))
-        kept = await KeptReplies.of_run(store, config.run.name)
-        clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=kept.log,
-                                relabel=store.relabel_call, replay=kept.lookup)
-        stack.push_async_callback(close_clients, clients)
-        embedder = None
-        if config.models.embedder is not None:
-            embedder = Embedder(config.models.embedder, endpoints=endpoints, sim_url=sim_url, log=store.log_call)
-            stack.push_async_callback(embedder.close)
-        deps = Deps(config=config, store=store, clients=clients, embedder=embedder,
-                    index_loader=lambda: _rebuild_index(config, store))
+        deps = await open_deps(config, store, endpoints, sim_url, stack)
+        clients = deps.clients
         saver, saver_stack = await open_saver(config.run.db, config.run.lock_wait_s)
         stack.push_async_callback(saver_stack.aclose)
         if on_progress is not None:
@@ -241,6 +233,22 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
                 await _refresh(monitor, store)
             on_progress(monitor)
         await stack.aclose()
+
+
+async def open_deps(config: Config, store: AsyncStore, endpoints: Endpoints, sim_url: str | None,
+                    stack: contextlib.AsyncExitStack) -> Deps:
+    """What the graphs need for a run (clients with the kept replies, the embedder, the duplicate index),
+    closed by `stack`. `chimera run` and a LangGraph server build them alike."""
+    kept = await KeptReplies.of_run(store, config.run.name)
+    clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=kept.log,
+                            relabel=store.relabel_call, replay=kept.lookup)
+    stack.push_async_callback(close_clients, clients)
+    embedder = None
+    if config.models.embedder is not None:
+        embedder = Embedder(config.models.embedder, endpoints=endpoints, sim_url=sim_url, log=store.log_call)
+        stack.push_async_callback(embedder.close)
+    return Deps(config=config, store=store, clients=clients, embedder=embedder,
+                index_loader=lambda: _rebuild_index(config, store))
 
 
 async def settle_duplicates(config: Config, store: AsyncStore, deps: Deps) -> None:

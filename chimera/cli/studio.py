@@ -23,7 +23,7 @@ from chimera.errors import ConfigError
 from chimera.graphs.deps import Deps, with_default_context
 from chimera.graphs.taxonomy import build_taxonomy_graph
 from chimera.graphs.topic import build_topic_graph
-from chimera.llm import build_clients
+from chimera.runner import open_deps
 from chimera.store.nonblocking import AsyncStore
 
 Graph = CompiledStateGraph[Any, Deps, Any, Any]
@@ -42,10 +42,9 @@ async def served_deps() -> Deps:
             config = await asyncio.to_thread(load_config, path)
             store = await AsyncStore.open(config.run.db, lock_wait_s=config.run.lock_wait_s)
             await store.save_run(config.run.name, config.redacted())
-            endpoints = Endpoints(config.run.concurrency)
-            clients = build_clients(config, endpoints=endpoints, sim_url=os.environ.get("CHIMERA_SIM_URL"),
-                                    log=store.log_call, relabel=store.relabel_call)
-            _opened = Deps(config=config, store=store, clients=clients)
+            # Open for the server's life: the same clients, embedder and duplicate index as `chimera run`.
+            _opened = await open_deps(config, store, Endpoints(config.run.concurrency),
+                                      os.environ.get("CHIMERA_SIM_URL"), contextlib.AsyncExitStack())
         return _opened
 
 

@@ -1,4 +1,4 @@
-"""LangGraph's SQLite saver, with each task's writes landing in one statement.
+"""LangGraph's savers (SQLite, or PostgreSQL for a postgresql:// run), with each task's writes landing whole.
 
 The run's saver connection is in autocommit mode: a transaction left open across an await would make the
 store's own writes, on the event-loop thread, wait for a lock only the loop can release. Under autocommit
@@ -16,11 +16,12 @@ from typing import Any
 
 import aiosqlite
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import WRITES_IDX_MAP
+from langgraph.checkpoint.base import WRITES_IDX_MAP, BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from chimera.checkpoint_serde import StrictSerializer
 from chimera.store import LOCK_WAIT_S
+from chimera.store.postgres import is_postgres_url
 
 COLUMNS = "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
 ROWS_PER_STATEMENT = 3000  # 9 parameters a row, under SQLite's 32,766 per statement
@@ -48,8 +49,13 @@ class AtomicWritesSaver(AsyncSqliteSaver):
             await self.conn.commit()
 
 
-async def open_saver(db: str, lock_wait_s: float = LOCK_WAIT_S) -> tuple[AtomicWritesSaver, contextlib.AsyncExitStack]:
-    """The run's checkpointer on its own connection to the run's database, set up; close it with the stack."""
+async def open_saver(db: str, lock_wait_s: float = LOCK_WAIT_S, *, worker: str | None = None,
+                     lease_s: float | None = None) -> tuple[BaseCheckpointSaver, contextlib.AsyncExitStack]:
+    """The run's checkpointer on its own connection to the run's database, set up; close it with the stack.
+    `worker` (PostgreSQL): the worker its writes are checked against, by the topic leases it holds."""
+    if is_postgres_url(db):
+        from chimera.checkpoint_postgres import open_postgres_saver
+        return await open_postgres_saver(db, worker=worker, lease_s=lease_s)
     stack = contextlib.AsyncExitStack()
     try:
         # Autocommit: no write transaction may stay open across an await, or the store's own

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chimera.errors import ConfigError
+from chimera.store.postgres import is_postgres_url, url_has_password
 
 SINGLE_ROLES = ("expander", "drafter", "solver", "labeler")
 JUDGE_ROLES = ("labeler", "labeler2")  # models.labeler as a list of two: both must agree
@@ -26,7 +27,8 @@ class _Strict(BaseModel):
 
 class RunSettings(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    db: str = Field(min_length=1, description="one SQLite file: dataset tables and checkpoints")
+    db: str = Field(min_length=1, description="the run's database: a SQLite file, or a postgresql:// URL that any "
+                                              "number of workers share (dataset tables and checkpoints)")
     seed: int = 0
     concurrency: int = Field(default=32, ge=1, le=4096,
                              description="requests in flight per endpoint (unless its max_in_flight says otherwise)")
@@ -34,6 +36,17 @@ class RunSettings(_Strict):
                                          description="topic graphs running at once (default: enough to fill the budget)")
     lock_wait_s: float = Field(default=30.0, gt=0, le=3600,
                                description="how long a write waits for another process's lock on the database")
+    lease_s: float = Field(default=60.0, ge=1, le=3600,
+                           description="PostgreSQL: how long a worker's claim on a topic lasts without a heartbeat "
+                                       "(renewed every third of it); a dead worker's topics are taken over after it")
+
+    @field_validator("db")
+    @classmethod
+    def _no_password_in_url(cls, value: str) -> str:
+        if is_postgres_url(value) and url_has_password(value):
+            raise ValueError("a database URL in a config must not hold a password (it would be stored with the run); "
+                             "give it in PGPASSWORD or ~/.pgpass")
+        return value
 
 
 class SubjectSpec(_Strict):

@@ -1,16 +1,23 @@
 """Runs a whole job: Stage 1, then every topic graph concurrently under one in-flight budget.
 
 Resumable by construction: each graph thread is checkpointed in the run's
-SQLite file; a thread with a checkpoint and work left is resumed with
+database; a thread with a checkpoint and work left is resumed with
 `ainvoke(None)`, a finished one is skipped, a new one is started.
+
+On a SQLite file one process holds the run. On PostgreSQL any number of
+processes share it: `chimera run` does Stage 1 once (under the run's lock),
+then every process, `chimera worker`s included, takes topics under leases
+(chimera.worker_loop), and `chimera run` settles the near-duplicates and
+retries at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,7 @@ from chimera.checkpoint_saver import open_saver
 from chimera.config import Config
 from chimera.dispatch import Endpoints
 from chimera.embeddings import Embedder
+from chimera.errors import ChimeraError
 from chimera.graphs.deps import Deps
 from chimera.graphs.retry import build_retry_graph
 from chimera.graphs.taxonomy import build_taxonomy_graph
@@ -32,8 +40,10 @@ from chimera.llm import build_clients, close_clients
 from chimera.run_lock import holding_run
 from chimera.session import simulator_for
 from chimera.store.nonblocking import AsyncStore
+from chimera.store.postgres import is_postgres_url
 from chimera.store.rows import TopicRow
 from chimera.tools.dedup import ProblemIndex, settle
+from chimera.worker_loop import new_worker_id, work_topics
 
 
 @dataclass
@@ -49,6 +59,7 @@ class RunSummary:
     unlabeled: int = 0
     shortfalls: list[dict[str, Any]] = field(default_factory=list)  # why Stage 1 gave fewer topics than asked
     reused_calls: int = 0  # calls answered from replies kept before a restart instead of asked again
+    worker: str | None = None  # on PostgreSQL: this process's worker id
 
 
 ProgressHook = Callable[["RunMonitor"], None]
@@ -116,25 +127,41 @@ def _waiting(result: Any) -> bool:
 
 async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = None,
                        progress_every_s: float = 0.5, topics_only: bool = False,
-                       retry_failed: bool = False) -> RunSummary:
+                       retry_failed: bool = False, worker_only: bool = False) -> RunSummary:
+    """The whole run (`worker_only`: as `chimera worker`, the topics of a run under way on PostgreSQL)."""
     started = time.monotonic()
-    Path(config.run.db).parent.mkdir(parents=True, exist_ok=True)
-    # The schema first (one transaction, safe beside another process): once the run holds its lock, read-only
-    # commands find a database they can open.
-    # On the loop: this process's loop is the run's alone (see AsyncStore on what a thread would cost).
-    store = await AsyncStore.open(config.run.db, offload=False, lock_wait_s=config.run.lock_wait_s)
+    shared = is_postgres_url(config.run.db)
+    if worker_only and not shared:
+        raise ChimeraError(f"{config.run.db}: chimera worker joins a run on a postgresql:// database; "
+                           "a SQLite file is one process's (use chimera run)")
+    if shared:
+        # On the store's thread: every call is a round trip to a server, which must not hold the loop.
+        # The schema is migrated once, under a lock in the database, however many processes start at once.
+        store = await AsyncStore.open(config.run.db)
+        lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    else:
+        Path(config.run.db).parent.mkdir(parents=True, exist_ok=True)
+        # The schema first (one transaction, safe beside another process): once the run holds its lock,
+        # read-only commands find a database they can open.
+        # On the loop: this process's loop is the run's alone (see AsyncStore on what a thread would cost).
+        store = await AsyncStore.open(config.run.db, offload=False, lock_wait_s=config.run.lock_wait_s)
+        lock = holding_run(config.run.db)
     try:
-        with holding_run(config.run.db):
+        with lock:
             return await _run_pipeline(config, store, started, on_progress=on_progress,
                                        progress_every_s=progress_every_s, topics_only=topics_only,
-                                       retry_failed=retry_failed)
+                                       retry_failed=retry_failed, worker_only=worker_only, shared=shared)
     finally:
         await store.aclose()
 
 
 async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on_progress: ProgressHook | None,
-                        progress_every_s: float, topics_only: bool, retry_failed: bool) -> RunSummary:
-    await store.save_run(config.run.name, config.redacted())
+                        progress_every_s: float, topics_only: bool, retry_failed: bool, worker_only: bool,
+                        shared: bool) -> RunSummary:
+    run = config.run.name
+    worker = new_worker_id() if shared else None
+    if not worker_only:
+        await store.save_run(run, config.redacted())
     endpoints = Endpoints(config.run.concurrency)
     monitor = RunMonitor(run=config.run.name, endpoints=endpoints)
     ticker: asyncio.Task | None = None
@@ -150,14 +177,16 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
         if on_progress is not None:
             ticker = asyncio.create_task(_tick(monitor, store, on_progress, progress_every_s))
 
-        monitor.stage = "stage 1: topics"
-        if await store.taxonomy_source(config.run.name) != "imported":  # an imported taxonomy replaces Stage 1
-            taxonomy = build_taxonomy_graph().compile(checkpointer=saver)
-            await run_thread(taxonomy, taxonomy_thread_id(config.run.name), {},
-                             recursion_limit=50, context=deps)
-            await store.forget_replies(config.run.name)
+        if worker_only:
+            monitor.stage = "waiting for stage 1"
+            while await store.taxonomy_source(run) is None:  # chimera run does Stage 1; a worker joins after
+                await asyncio.sleep(1.0)
+        else:
+            monitor.stage = "stage 1: topics"
+            async with _run_lock(store, run, shared):
+                await _stage_one(config, store, saver, deps)
 
-        topics = await store.topics(config.run.name, live=True)
+        topics = await store.topics(run, live=True)
         if topics_only:
             topics = []
         monitor.stage = "stages 2-3: problems"
@@ -171,58 +200,52 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
         decided = await store.threads_with_decisions(config.run.name)
 
         async def decisions(thread_id: str) -> dict[str, dict[str, Any]] | None:
-            return await store.decisions_to_apply(thread_id) if thread_id in decided else None
-        gate = asyncio.Semaphore(config.run.topics_in_flight or _topics_to_fill(config, endpoints))
+            # Shared: another process's reviewer may have decided since this one started.
+            return await store.decisions_to_apply(thread_id) if shared or thread_id in decided else None
+        capacity = config.run.topics_in_flight or _topics_to_fill(config, endpoints)
 
-        async def one_topic(topic: TopicRow) -> None:
-            async with gate:
-                thread_id = topic_thread_id(config.run.name, topic["id"])
-                waiting = await run_thread(
-                    topic_graph, thread_id,
-                    {"topic_id": topic["id"], "subject": topic["subject"], "topic": topic["name"],
-                     "slots": config.problems_per_topic if topic["slots"] is None else topic["slots"]},
-                    recursion_limit=limit, context=deps, known_started=topic["id"] in started_topics,
-                    decisions=await decisions(thread_id), on_applied=store.mark_reviews_applied)
-                if not waiting:
-                    await store.set_topic_status(topic["id"], "done")
-                    await store.forget_replies(config.run.name, topic_id=topic["id"])
-                monitor.topics_finished += 1
+        async def one_topic(topic: TopicRow, graph: Any = topic_graph) -> bool:
+            thread_id = topic_thread_id(run, topic["id"])
+            waiting = await run_thread(
+                graph, thread_id,
+                {"topic_id": topic["id"], "subject": topic["subject"], "topic": topic["name"],
+                 "slots": config.problems_per_topic if topic["slots"] is None else topic["slots"]},
+                recursion_limit=limit, context=deps, known_started=topic["id"] in started_topics,
+                decisions=await decisions(thread_id), on_applied=store.mark_reviews_applied)
+            if not waiting:
+                await store.set_topic_status(topic["id"], "done")
+                await store.forget_replies(run, topic_id=topic["id"])
+            monitor.topics_finished += 1
+            return waiting
 
-        await _all_or_first_error([one_topic(t) for t in pending])
+        if shared and not topics_only:
+            assert worker is not None
+            # This process's writes for a topic are checked against its lease from here on, checkpoints too.
+            fenced_saver, fenced_stack = await open_saver(config.run.db, worker=worker, lease_s=config.run.lease_s)
+            stack.push_async_callback(fenced_stack.aclose)
+            fenced_graph = build_topic_graph(review=bool(config.review.active)).compile(checkpointer=fenced_saver)
+            await store.act_as(worker, lease_s=config.run.lease_s)
+            try:
+                await work_topics(store, functools.partial(one_topic, graph=fenced_graph), run=run, worker=worker,
+                                  lease_s=config.run.lease_s, capacity=capacity,
+                                  has_room=lambda: endpoints.in_flight < endpoints.limit)
+            finally:
+                await store.act_as(None)
+        else:
+            gate = asyncio.Semaphore(capacity)
 
-        if not topics_only:
-            await settle_duplicates(config, store, deps)
-        # Slots whose calls ran out of retries end `failed`; --retry-failed takes them again, and a
-        # retry cut short by a kill is picked up by the next run in any case. Revived duplicates too.
-        retries = await store.pending_retries(config.run.name)
-        if retry_failed:
-            retries += await store.reopen_failed(config.run.name)
-        if retries:
-            monitor.stage = f"retrying {len(retries)} failed slots"
-            retry_graph = build_retry_graph(review=bool(config.review.active)).compile(checkpointer=saver)
-            threads = [f"{topic_thread_id(config.run.name, row['topic_id'])}:retry{row['retries']}:{row['slot']}"
-                       for row in retries]
+            async def gated(topic: TopicRow) -> None:
+                async with gate:
+                    await one_topic(topic)
+            await _all_or_first_error([gated(t) for t in pending])
+        if worker_only:
+            return await _summary(config, store, clients, started, topics_run=monitor.topics_finished, worker=worker)
 
-            async def one_retry(thread_id: str, row: dict[str, Any]) -> None:
-                waiting = await run_thread(
-                    retry_graph, thread_id, {key: row[key] for key in ("topic_id", "subject", "topic", "slot")}
-                    | {"problem_id": row["id"]}, recursion_limit=limit, context=deps,
-                    decisions=await decisions(thread_id), on_applied=store.mark_reviews_applied)
-                if not waiting:
-                    await store.forget_replies(config.run.name, problem_id=row["id"])
-
-            await _all_or_first_error([one_retry(thread_id, row) for thread_id, row in zip(threads, retries)])
+        async with _run_lock(store, run, shared):
+            await _settle_and_retry(config, store, deps, saver, monitor, topics_only=topics_only,
+                                    retry_failed=retry_failed, limit=limit, decisions=decisions, shared=shared)
         monitor.stage = "done"
-        summary = RunSummary(name=config.run.name, db=config.run.db, seconds=time.monotonic() - started,
-                             topics_run=len(pending), counts=await store.counts(config.run.name),
-                             call_rows=await store.call_rows(config.run.name),
-                             unlabeled=await store.unlabeled_samples(config.run.name),
-                             shortfalls=await store.shortfalls(config.run.name),
-                             reused_calls=sum(client.reused for client in clients.values()))
-        sizes = await store.table_bytes()
-        summary.db_bytes = sum(sizes.values()) or Path(config.run.db).stat().st_size
-        summary.checkpoint_bytes = sum(size for name, size in sizes.items() if _is_checkpoint_table(name))
-        return summary
+        return await _summary(config, store, clients, started, topics_run=len(pending), worker=worker)
     finally:
         if ticker is not None:
             ticker.cancel()
@@ -235,11 +258,75 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
         await stack.aclose()
 
 
+async def _stage_one(config: Config, store: AsyncStore, saver: Any, deps: Deps) -> None:
+    if await store.taxonomy_source(config.run.name) != "imported":  # an imported taxonomy replaces Stage 1
+        taxonomy = build_taxonomy_graph().compile(checkpointer=saver)
+        await run_thread(taxonomy, taxonomy_thread_id(config.run.name), {}, recursion_limit=50, context=deps)
+        await store.forget_replies(config.run.name)
+
+
+@contextlib.asynccontextmanager
+async def _run_lock(store: AsyncStore, run: str, shared: bool) -> AsyncIterator[None]:
+    """On PostgreSQL, what one process of a run must do alone (Stage 1, settling) runs under the run's lock."""
+    if not shared:
+        yield
+        return
+    await store.lock_run(run)
+    try:
+        yield
+    finally:
+        await store.unlock_run(run)
+
+
+async def _settle_and_retry(config: Config, store: AsyncStore, deps: Deps, saver: Any, monitor: RunMonitor, *,
+                            topics_only: bool, retry_failed: bool, limit: int,
+                            decisions: Callable[[str], Awaitable[dict[str, dict[str, Any]] | None]],
+                            shared: bool) -> None:
+    """After the topics: make the near-duplicate decisions order-free, then retry failed and revived slots."""
+    if not topics_only:
+        # Shared: other workers kept problems this process's duplicate index never saw, so settle always.
+        await settle_duplicates(config, store, deps, always=shared)
+    # Slots whose calls ran out of retries end `failed`; --retry-failed takes them again, and a
+    # retry cut short by a kill is picked up by the next run in any case. Revived duplicates too.
+    run = config.run.name
+    retries = await store.pending_retries(run)
+    if retry_failed:
+        retries += await store.reopen_failed(run)
+    if retries:
+        monitor.stage = f"retrying {len(retries)} failed slots"
+        retry_graph = build_retry_graph(review=bool(config.review.active)).compile(checkpointer=saver)
+        threads = [f"{topic_thread_id(run, row['topic_id'])}:retry{row['retries']}:{row['slot']}"
+                   for row in retries]
+
+        async def one_retry(thread_id: str, row: dict[str, Any]) -> None:
+            waiting = await run_thread(
+                retry_graph, thread_id, {key: row[key] for key in ("topic_id", "subject", "topic", "slot")}
+                | {"problem_id": row["id"]}, recursion_limit=limit, context=deps,
+                decisions=await decisions(thread_id), on_applied=store.mark_reviews_applied)
+            if not waiting:
+                await store.forget_replies(run, problem_id=row["id"])
+
+        await _all_or_first_error([one_retry(thread_id, row) for thread_id, row in zip(threads, retries)])
+
+
+async def _summary(config: Config, store: AsyncStore, clients: dict[str, Any], started: float, *, topics_run: int,
+                   worker: str | None) -> RunSummary:
+    run = config.run.name
+    summary = RunSummary(name=run, db=store.sync.shown_path, seconds=time.monotonic() - started,
+                         topics_run=topics_run, counts=await store.counts(run), call_rows=await store.call_rows(run),
+                         unlabeled=await store.unlabeled_samples(run), shortfalls=await store.shortfalls(run),
+                         reused_calls=sum(client.reused for client in clients.values()), worker=worker)
+    sizes = await store.table_bytes()
+    summary.db_bytes = sum(sizes.values()) or Path(config.run.db).stat().st_size
+    summary.checkpoint_bytes = sum(size for name, size in sizes.items() if is_checkpoint_table(name))
+    return summary
+
+
 async def open_deps(config: Config, store: AsyncStore, endpoints: Endpoints, sim_url: str | None,
                     stack: contextlib.AsyncExitStack) -> Deps:
     """What the graphs need for a run (clients with the kept replies, the embedder, the duplicate index),
     closed by `stack`. `chimera run` and a LangGraph server build them alike."""
-    kept = await KeptReplies.of_run(store, config.run.name)
+    kept = await KeptReplies.of_run(store, config.run.name, shared=store.sync.backend == "postgres")
     clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=kept.log,
                             relabel=store.relabel_call, replay=kept.lookup)
     stack.push_async_callback(close_clients, clients)
@@ -251,12 +338,12 @@ async def open_deps(config: Config, store: AsyncStore, endpoints: Endpoints, sim
                 index_loader=lambda: _rebuild_index(config, store))
 
 
-async def settle_duplicates(config: Config, store: AsyncStore, deps: Deps) -> None:
+async def settle_duplicates(config: Config, store: AsyncStore, deps: Deps, *, always: bool = False) -> None:
     """Make the near-duplicate decisions what they are in key order over every problem that reached the check,
     whatever order the topics finished in: drop a kept one that duplicates a smaller kept one, and revive
     one dropped for a problem that did not stay kept (a retry thread then solves it, reusing its votes)."""
-    if not config.dedup.enabled or not await store.any_displaced(config.run.name):
-        return  # with no problem displaced, arrival order already gave the key-order answer
+    if not config.dedup.enabled or not (always or await store.any_displaced(config.run.name)):
+        return  # with no problem displaced, one process's arrival order already gave the key-order answer
     candidates = await store.duplicate_candidates(config.run.name)
     settled = settle([(c["id"], c["problem"]) for c in candidates], threshold=config.dedup.threshold,
                      shingle_words=config.dedup.shingle_words, num_perm=config.dedup.num_perm)
@@ -290,10 +377,10 @@ async def _rebuild_index(config: Config, store: AsyncStore) -> ProblemIndex | No
     return index
 
 
-def _is_checkpoint_table(name: str) -> bool:
+def is_checkpoint_table(name: str) -> bool:
     """LangGraph's saver tables and their automatic indexes."""
-    return name in ("checkpoints", "writes") or name.startswith(("sqlite_autoindex_checkpoints",
-                                                                 "sqlite_autoindex_writes"))
+    return name in ("checkpoints", "writes", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations") \
+        or name.startswith(("sqlite_autoindex_checkpoints", "sqlite_autoindex_writes"))
 
 
 async def _tick(monitor: RunMonitor, store: AsyncStore, hook: ProgressHook, every: float) -> None:

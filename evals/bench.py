@@ -30,7 +30,7 @@ import yaml
 from chimera.config import SimSettings, load_config
 from chimera.errors import ChimeraError
 from chimera.records import CriticVerdict, DraftedProblem, LabelVerdict, response_format_for
-from chimera.runner import RunMonitor, run_pipeline
+from chimera.runner import RunMonitor, is_checkpoint_table, run_pipeline
 from chimera.store import Store
 
 CHIMERA = str(Path(sys.executable).parent / "chimera")
@@ -91,13 +91,12 @@ def _write_config(folder: Path, spec: BenchSpec, url: str, name: str) -> Path:
     return path
 
 
-def _db_figures(db: Path) -> dict[str, Any]:
+def _db_figures(db: Path | str) -> dict[str, Any]:
     store = Store(db, read_only=True)
     figures = store.bench_figures()
     store.close()
     sizes = figures["table_bytes"]
-    checkpoint = sum(v for k, v in sizes.items() if k in ("checkpoints", "writes") or "autoindex_checkpoints" in k
-                     or "autoindex_writes" in k)
+    checkpoint = sum(v for k, v in sizes.items() if is_checkpoint_table(k))
     samples = (figures["samples"], figures["mean_sample_chars"])
     statuses, outcomes, latency = figures["problems_by_status"], figures["call_outcomes"], figures["mean_latency_s"]
     n = max(1, samples[0])
@@ -199,7 +198,10 @@ def _restart_to_full(folder: Path, spec: BenchSpec, url: str) -> dict[str, Any]:
     return {"killed_after_samples": done, "seconds_to_full_budget": round(full_at - launched, 2) if full_at else None}
 
 
-def run_bench(spec: BenchSpec, out: Path | None = None) -> dict[str, Any]:
+def run_bench(spec: BenchSpec, out: Path | None = None, *, postgres: str | None = None,
+              workers: int = 1) -> dict[str, Any]:
+    """The figures on SQLite and, with `postgres` (a server's URL), the same run there with 1 and `workers`
+    processes (see bench_postgres)."""
     folder = Path(tempfile.mkdtemp(prefix="chimera-bench-"))
     sim, url = _start_sim(_sim_settings(spec))
     try:
@@ -232,6 +234,12 @@ def run_bench(spec: BenchSpec, out: Path | None = None) -> dict[str, Any]:
             result["overhead_ratio"] = round(result["pipeline"]["cpu_ms_per_call"] / baseline["cpu_ms_per_call"], 2)
         if spec.restart:
             result["restart"] = _restart_to_full(folder, spec, url)
+        if postgres is not None:
+            from chimera.evals.bench_postgres import postgres_figures
+
+            result["postgres"] = postgres_figures(config, postgres, workers, folder, chimera=CHIMERA,
+                                                  budget=spec.budget, measure_pipeline=_pipeline,
+                                                  db_figures=_db_figures)
     finally:
         sim.send_signal(signal.SIGTERM)
         sim.wait(10)

@@ -23,6 +23,7 @@ from chimera.evals.passk import curve
 from chimera.jsonl import json_lines
 from chimera.llm import RoleClient
 from chimera.store import Store
+from chimera.store.postgres import is_postgres_url
 from chimera.tools.grading import grade
 
 PAPER_SAMPLING = {"temperature": 0.6, "top_p": 0.95}
@@ -34,14 +35,20 @@ class Question:
     answer: str
 
 
-def read_questions(path: Path, question_field: str, answer_field: str, run: str | None = None) -> list[Question]:
+def is_run_database(data: str) -> bool:
+    """A chimera run database (a SQLite file by its suffix, or a postgresql:// URL) rather than a JSONL file."""
+    return is_postgres_url(data) or Path(data).suffix in (".db", ".sqlite", ".sqlite3")
+
+
+def read_questions(data: str, question_field: str, answer_field: str, run: str | None = None) -> list[Question]:
     """Questions from a JSONL file, or the accepted problems of a chimera database (its own difficulty)."""
-    if path.suffix in (".db", ".sqlite", ".sqlite3"):
-        store = Store(path, read_only=True)
+    if is_run_database(data):
+        store = Store(data, read_only=True)
         try:
             return [Question(p["problem"], p["answer"]) for p in store.problems(run) if p["status"] == "accepted"]
         finally:
             store.close()
+    path = Path(data)
     questions = []
     for number, item in json_lines(path):
         missing = [f for f in (question_field, answer_field) if not isinstance(item, dict) or f not in item]

@@ -1,4 +1,4 @@
-"""Fixtures: a simulator on a free loopback port."""
+"""Fixtures: a simulator on a free loopback port; a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import pytest
+from postgres_server import PostgresServer, binaries
 
 from chimera.config import SimSettings
 from chimera.sim import server as sim_server
@@ -30,3 +31,14 @@ def simulator():
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for this test process (tests that use it share an xdist group, so one process)."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it)")
+    server = PostgresServer(bin_dir)
+    yield server
+    server.close()

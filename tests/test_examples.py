@@ -9,7 +9,7 @@ from chimera.config import load_config
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "review.yaml", "paper.yaml", "local-vllm.yaml"])
+@pytest.mark.parametrize("name", ["quickstart.yaml", "review.yaml", "paper.yaml", "local-vllm.yaml", "postgres.yaml"])
 def test_example_configs_load(name):
     load_config(EXAMPLES / name)
 
@@ -33,3 +33,23 @@ def test_paper_setup_matches_the_paper():
     assert [c.model for c in config.models.critics] == ["gpt-5", "o4-mini"]
     assert config.models.drafter.model == config.models.expander.model == "gpt-5"
     assert len(config.subjects) == 8
+
+
+def test_the_cluster_launchers_start_chimera_commands_that_exist():
+    import re
+    import shlex
+
+    import yaml
+
+    from chimera.cli.commands import build_parser
+
+    parser = build_parser()
+    commands = []
+    for document in yaml.safe_load_all((EXAMPLES / "workers" / "kubernetes.yaml").read_text()):
+        for container in document["spec"]["template"]["spec"]["containers"]:
+            commands += re.findall(r"chimera (run|worker) (\S+)", container["command"][-1])
+    commands += re.findall(r"exec chimera (worker) (\S+)", (EXAMPLES / "workers" / "slurm.sbatch").read_text())
+    commands += re.findall(r'"chimera", "(worker)", (config)', (EXAMPLES / "workers" / "ray_workers.py").read_text())
+    assert sorted({c for c, _ in commands}) == ["run", "worker"] and len(commands) == 4
+    for command, config in commands:
+        parser.parse_args(shlex.split(f"{command} {config.strip(chr(34))}"))

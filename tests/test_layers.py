@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 FOUNDATION = {
     "chimera", "chimera.__main__", "chimera.checkout_aliases", "chimera.checkpoint_saver", "chimera.checkpoint_serde",
+    "chimera.checkpoint_postgres",
     "chimera.config", "chimera.dispatch", "chimera.embeddings", "chimera.errors", "chimera.ids", "chimera.jsonl",
     "chimera.kept_replies",
     "chimera.langchain_transport", "chimera.llm", "chimera.logs", "chimera.outputs", "chimera.prompt_markers", "chimera.quotas",
@@ -24,7 +25,7 @@ AGENTS_AND_TOOLS = ("chimera.agents", "chimera.tools", "chimera.reward")
 GRAPHS = ("chimera.graphs",)
 APPLICATION = ("chimera.cli", "chimera.sim", "chimera.evals", "chimera.examples", "chimera.runner",
                "chimera.session", "chimera.export", "chimera.hf_export", "chimera.judging", "chimera.taxonomy_io",
-               "chimera.yield_report")
+               "chimera.yield_report", "chimera.worker_loop")
 LAYER_NAMES = ["foundation", "agents and tools", "graphs", "application"]
 
 
@@ -131,7 +132,8 @@ def test_importing_a_checkout_folder_by_name_gives_the_installed_modules():
 
 SQL = re.compile(r"^\s*(select|insert into|update \w+ set|delete from|create (table|index)|drop table|alter table|pragma)\b",
                  re.IGNORECASE)
-OWN_SQL = ("chimera.store", "chimera.checkpoint_saver", "chimera.run_lock")  # the store; the checkpointer's connection
+# the store; the checkpointers' connections
+OWN_SQL = ("chimera.store", "chimera.checkpoint_saver", "chimera.checkpoint_postgres", "chimera.run_lock")
 
 
 def test_no_sql_outside_the_store():

@@ -53,7 +53,8 @@ def test_the_installed_wheel_writes_the_examples_and_runs_the_quickstart_outside
                            capture_output=True, text=True, check=True).stdout.strip()
     assert where.startswith(str(site)), where
     assert chimera("init").returncode == 0
-    assert sorted(p.name for p in work.iterdir()) == ["local-vllm.yaml", "paper.yaml", "quickstart.yaml", "review.yaml"]
+    assert sorted(p.name for p in work.iterdir()) == ["local-vllm.yaml", "paper.yaml", "postgres.yaml", "quickstart.yaml",
+                                                        "review.yaml"]
     run = chimera("run", "quickstart.yaml", "--quiet")
     assert run.returncode == 0, run.stderr
     exported = chimera("export", "quickstart.db", "--split", "rl", "-o", "rl.parquet")

@@ -14,9 +14,10 @@ from rich.text import Text
 
 from chimera import __version__
 from chimera.cli.common import err, only_run, out
-from chimera.cli.run import run_command, shortfall_lines
+from chimera.cli.run import run_command, shortfall_lines, worker_command
 from chimera.errors import ChimeraError
 from chimera.secrets import redact
+from chimera.store.postgres import is_postgres_url
 
 
 def _cmd_yield(store, args: argparse.Namespace) -> int:
@@ -118,11 +119,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     report = {name: {**store.counts(name), "unlabeled": store.unlabeled_samples(name),
                      "failures": failure_groups(store.call_rows(name)),
                      "shortfalls": store.shortfalls(name)} for name in runs}
+    if store.backend == "postgres":
+        for name in runs:
+            report[name] |= {"workers": store.workers(name), "expired_leases": store.expired_leases(name)}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     if not runs:
-        out.print(f"{args.db}: no runs yet")
+        out.print(f"{store.shown_path}: no runs yet", markup=False)
     for name, counts in report.items():
         table = Table(title=f"run {name}", show_header=False)
         by = counts["by_status"]
@@ -154,7 +158,23 @@ def _cmd_status(args: argparse.Namespace) -> int:
         for line in shortfall_lines(counts["shortfalls"]):
             table.add_row("stage 1 shortfall", Text(line))
         out.print(table)
+        if "workers" in counts:
+            _print_workers(counts["workers"], counts["expired_leases"])
     return 0
+
+
+def _print_workers(workers: list[dict], expired: list[dict]) -> None:
+    table = Table(title="workers", show_header=True)
+    for column in ("worker", "host", "pid", "topics held", "last heartbeat"):
+        table.add_column(column)
+    for worker in workers:
+        seen = "stopped" if worker["stopped"] else f"{worker['heartbeat_age_s']:.0f} s ago"
+        table.add_row(Text(worker["id"]), Text(worker["host"] or ""), str(worker["pid"]), str(worker["topics_held"]),
+                      seen)
+    out.print(table)
+    for lease in expired:
+        out.print(Text(f"expired lease: topic {lease['topic_id']} ({lease['subject']} / {lease['topic']}) of worker "
+                       f"{lease['worker']}, ran out {lease['expired_s']:.0f} s ago; the next worker to look takes it"))
 
 
 def _check(store, runs: list[str], *, as_json: bool) -> int:
@@ -253,7 +273,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                      restart=not args.no_restart, baseline=not args.no_baseline)
     err.print(f"benchmark: {spec.problems} problems, budget {spec.budget}, latency {args.latency}, "
               f"faults {args.faults or 'none'} ...")
-    result = run_bench(spec, Path(args.out) if args.out else None)
+    if args.workers > 1 and not args.db:
+        raise ChimeraError("--workers needs --db postgresql://... (several processes share one PostgreSQL database)")
+    if args.db and not is_postgres_url(args.db):
+        raise ChimeraError(f"--db {args.db}: give a postgresql:// URL (the SQLite figures are measured anyway)")
+    result = run_bench(spec, Path(args.out) if args.out else None, postgres=args.db, workers=args.workers)
     table = Table(title="chimera bench", show_header=False)
     pipeline = result["pipeline"]
     rows = [
@@ -276,6 +300,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                  ("CPU overhead ratio", f"{result['overhead_ratio']}x")]
     if "restart" in result:
         rows.append(("restart to full budget", f"{result['restart']['seconds_to_full_budget']} s"))
+    if "postgres" in result:
+        pg = result["postgres"]
+        rows += [("PostgreSQL: orchestration CPU per call", f"{pg['cpu_ms_per_call']} ms (SQLite "
+                                                           f"{pipeline['cpu_ms_per_call']} ms)"),
+                 ("PostgreSQL: in flight / budget, 1 process", f"{pg['in_flight_ratio']} (SQLite "
+                                                               f"{pipeline['in_flight_ratio']})"),
+                 ("PostgreSQL: dataset / checkpoint bytes per sample",
+                  f"{pg['dataset_bytes_per_sample']:,} / {pg['checkpoint_bytes_per_sample']:,}")]
+        if "processes" in pg:
+            many = pg["processes"]
+            rows.append((f"PostgreSQL: in flight / budget, {many['workers']} processes",
+                         f"{many['mean_in_flight']} / {many['budget']} = {many['in_flight_ratio']} "
+                         f"({many['samples']} samples in {many['seconds']} s)"))
+        takeover = pg["takeover"]
+        rows.append(("PostgreSQL: a killed worker's topics running again",
+                     f"{takeover['seconds_until_running_again']} s after SIGKILL (lease {takeover['lease_s']} s, "
+                     f"{takeover['topics_held_by_the_killed_worker']} topics)"))
     for key, value in rows:
         table.add_row(key, str(value))
     out.print(table)
@@ -378,6 +419,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop after Stage 1, to review or edit the taxonomy (chimera taxonomy) before problems")
     run.set_defaults(func=run_command)
 
+    worker = sub.add_parser("worker", help="join a run under way on a postgresql:// database: take topics under "
+                                           "leases until none is left")
+    worker.add_argument("config", help="the run's YAML config (its run.db a postgresql:// URL)")
+    worker.add_argument("--db", help="use this database instead of run.db")
+    worker.add_argument("--quiet", action="store_true", help="no progress display")
+    worker.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-v: progress notes and warnings as they happen; -vv: also one line per model call")
+    worker.add_argument("--log-file", metavar="FILE", help="also write the log here (CHIMERA_LOG_LEVEL sets the level)")
+    worker.add_argument("--trace", metavar="FILE", help="append a JSON line of requests in flight every 0.1 s")
+    worker.set_defaults(func=worker_command)
+
     status = sub.add_parser("status", help="counts of a run database")
     status.add_argument("db")
     status.add_argument("--json", action="store_true")
@@ -446,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-restart", action="store_true", help="skip the kill-and-restart measurement")
     bench.add_argument("--no-baseline", action="store_true", help="skip the plain openai-client baseline")
     bench.add_argument("--out", help="write the results as JSON here")
+    bench.add_argument("--db", metavar="URL", help="also measure the run on this PostgreSQL server (a database per "
+                                                   "measurement is created there)")
+    bench.add_argument("--workers", type=int, default=1, help="with --db: also measure this many processes on one run")
     bench.set_defaults(func=_cmd_bench)
 
     serve = sub.add_parser("serve-solver", help="start vLLM for the solver and print its models.solver block")

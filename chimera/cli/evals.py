@@ -208,17 +208,18 @@ def _verdict(store: Any, runs: str, first_call: int, *, done: int, failed: int, 
 
 def cmd_bench_eval(args: argparse.Namespace) -> int:
     from chimera.cli.common import err, out
-    from chimera.evals.benchmark import paper_spec, read_questions, run_benchmark, suite_key, summarize
+    from chimera.evals.benchmark import is_run_database, paper_spec, read_questions, run_benchmark, suite_key, summarize
     from chimera.evals.clients import one_client, spec_for
     from chimera.store import Store
+    from chimera.store.postgres import shown_url
 
-    data = Path(args.data)
+    data = str(args.data)
     questions = read_questions(data, args.question_field, args.answer_field, args.run)
     if not questions:
-        raise ChimeraError(f"{data}: no accepted problems to ask")
-    is_db = data.suffix in (".db", ".sqlite", ".sqlite3")
+        raise ChimeraError(f"{shown_url(data)}: no accepted problems to ask")
+    is_db = is_run_database(data)
     if is_db and not args.config:
-        source, run = _open(str(data), args.run)
+        source, run = _open(data, args.run)
         config = _eval_config(None, source, run)
         source.close()
     else:
@@ -228,7 +229,7 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
     sampling = {"temperature": None, "top_p": None} if args.no_sampling else {
         name: value for name, value in (("temperature", args.temperature), ("top_p", args.top_p)) if value is not None}
     spec = spec.model_copy(update=sampling)
-    store = Store(args.results or (str(data) if is_db else "bench-results.db"))
+    store = Store(args.results or (data if is_db else "bench-results.db"))
     suite = suite_key(f"{args.model}|{args.model_name or ''}", spec, questions)
 
     async def go() -> dict[str, int]:
@@ -247,7 +248,7 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
             (folder / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
             if report["pass@k"]:
                 scaling_plot({int(k): v for k, v in report["pass@k"].items()}, folder / "pass_at_k.png",
-                             f"{data.name}: {report['model_name']}")
+                             f"{data.rsplit('/', 1)[-1]}: {report['model_name']}")
 
         write_folder(Path(args.out), build, what="chimera eval bench", force=args.force)
     if args.json:

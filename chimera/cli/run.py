@@ -7,7 +7,8 @@ import argparse
 import asyncio
 import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 from chimera.cli.common import err
 
@@ -22,6 +23,40 @@ def run_command(args: argparse.Namespace) -> int:
                              retry_failed=args.retry_failed, retry_command=f"chimera run {args.config} --retry-failed")
 
 
+def _progress_hook(display: Any, trace_path: str | None) -> tuple[Callable[[Any], None], IO[str] | None]:
+    """What each progress tick does: redraw the display and, with a trace file, append a line to it."""
+    trace = open(trace_path, "a", encoding="utf-8") if trace_path else None  # noqa: SIM115 - open for the run
+
+    def hook(monitor: Any) -> None:
+        display.update(monitor)
+        if trace is not None:
+            trace.write(json.dumps({"t": time.time(), "in_flight": monitor.endpoints.in_flight,
+                                    "limit": monitor.endpoints.limit, "stage": monitor.stage}) + "\n")
+            trace.flush()
+    return hook, trace
+
+
+def worker_command(args: argparse.Namespace) -> int:
+    """`chimera worker`: this process's share of a run on PostgreSQL, then what it did."""
+    from chimera.cli.progress import ProgressDisplay
+    from chimera.config import load_config
+    from chimera.runner import run_pipeline
+
+    config = load_config(args.config)
+    if args.db:
+        config.run.db = args.db
+    display = ProgressDisplay(err, quiet=args.quiet)
+    hook, trace = _progress_hook(display, args.trace)
+    with display:
+        summary = asyncio.run(run_pipeline(config, on_progress=hook, worker_only=True,
+                                           progress_every_s=0.1 if trace else 0.5))
+    counts = summary.counts
+    err.print(f"worker {summary.worker}: finished {summary.topics_run} topics in {summary.seconds:.1f}s; nothing is left "
+              f"to take. Run {summary.name} so far: {counts['topics_done']} of {counts['topics']} topics done, "
+              f"{counts['samples']} samples", markup=False)
+    return 0
+
+
 def run_with_progress(config: Any, *, quiet: bool = False, trace_path: str | None = None, topics_only: bool = False,
                       retry_failed: bool = False, retry_command: str = "chimera run CONFIG --retry-failed") -> int:
     """Run (or resume) a job with the progress display, then print its summary; the exit status says
@@ -31,15 +66,7 @@ def run_with_progress(config: Any, *, quiet: bool = False, trace_path: str | Non
     from chimera.runner import run_pipeline
 
     display = ProgressDisplay(err, quiet=quiet)
-    trace = open(trace_path, "a", encoding="utf-8") if trace_path else None  # noqa: SIM115 - open for the run
-
-    def hook(monitor: Any) -> None:
-        display.update(monitor)
-        if trace is not None:
-            trace.write(json.dumps({"t": time.time(), "in_flight": monitor.endpoints.in_flight,
-                                    "limit": monitor.endpoints.limit, "stage": monitor.stage}) + "\n")
-            trace.flush()
-
+    hook, trace = _progress_hook(display, trace_path)
     with display:
         summary = asyncio.run(run_pipeline(config, on_progress=hook, topics_only=topics_only,
                                            retry_failed=retry_failed, progress_every_s=0.1 if trace else 0.5))

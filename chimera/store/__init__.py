@@ -11,17 +11,21 @@ One module per aggregate, each the only place with SQL for its tables:
     reviews.py    human reviews                             evals.py     eval rows, saved reports
     reports.py    queries of reports and benchmarks          health.py    counts and consistency checks
     rows.py       the row layouts the graph writes, as types
+    leases.py     workers and their topic leases (PostgreSQL)
+    postgres.py   a postgresql:// database: the connection, URLs    schema_postgres.py  its tables and the lease check
     nonblocking.py  the store awaited from an event loop (each call on the store's own thread)
 
 The methods are plain synchronous calls on one connection. Code on an event loop (the graphs, the runner, a
 LangGraph server) reaches them through `nonblocking.AsyncStore`, which runs each on the store's own thread;
-commands with no loop call them directly. The aggregate modules are the seam a second backend replaces.
+commands with no loop call them directly. The aggregates' SQL is written once for both backends (SQLite, and
+PostgreSQL through postgres.PgConnection); only the schemas are two.
 """
 
 from chimera.store.base import LOCK_WAIT_S
 from chimera.store.calls import Calls
 from chimera.store.evals import EvalRows
 from chimera.store.health import Health
+from chimera.store.leases import Leases
 from chimera.store.problems import Problems
 from chimera.store.reports import Reports
 from chimera.store.reviews import Reviews
@@ -30,7 +34,7 @@ from chimera.store.samples import Samples
 from chimera.store.schema import MIGRATIONS, PROBLEM_STATUSES
 
 
-class Store(Health, RunsAndTopics, Problems, Samples, Calls, Reviews, EvalRows, Reports):
+class Store(Health, RunsAndTopics, Problems, Samples, Calls, Reviews, EvalRows, Reports, Leases):
     """One run database, used by one thread at a time (code on an event loop goes through AsyncStore).
 
     `create=False`: the file must exist and be chimera's. `read_only=True` (implies create=False): opened

@@ -6,16 +6,21 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from chimera.errors import ChimeraError
+from chimera.store.postgres import connect as connect_postgres
+from chimera.store.postgres import is_postgres_url, shown_url
 from chimera.store.schema import MIGRATIONS
+from chimera.store.schema_postgres import FENCE_CHECKPOINTS
+from chimera.store.schema_postgres import MIGRATIONS as POSTGRES_MIGRATIONS
 
 LOCK_WAIT_S = 30.0  # how long a write waits for another process's lock before the command stops
+MIGRATION_LOCK = 0x63686D72  # the advisory lock PostgreSQL migrations run under ("chmr")
 
 
 def _connect(path: str, lock_wait_s: float = LOCK_WAIT_S) -> sqlite3.Connection:
@@ -62,9 +67,16 @@ class StoreBase:
     read-only and never migrated; a database of a newer chimera, or not chimera's, is refused in one line.
     """
 
+    backend: str = "sqlite"
+
     def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False,
-                 lock_wait_s: float = LOCK_WAIT_S):
+                 lock_wait_s: float = LOCK_WAIT_S, worker: str | None = None):
         path = str(path)
+        self.path = path
+        self.read_only = read_only
+        if is_postgres_url(path):
+            self._open_postgres(path, read_only=read_only, worker=worker)
+            return
         if (read_only or not create) and not Path(path).exists():
             raise ChimeraError(f"{path}: no such database")
         if not Path(path).parent.is_dir():
@@ -72,63 +84,109 @@ class StoreBase:
         try:
             conn = _connect_read_only(path) if read_only else _connect(path, lock_wait_s)
             self.db = sqlite_utils.Database(conn)
-            applied = self._applied_migrations()
+            self.conn = self.db.conn
+            self._check_schema(self._applied_migrations(), MIGRATIONS)
         except sqlite3.DatabaseError as error:
             raise ChimeraError(f"{path}: not a chimera database ({error})") from None
-        self.path = path
-        self.conn = self.db.conn
-        self.read_only = read_only
-        known = {name for name, _ in MIGRATIONS}
+        if not read_only:
+            self.migrate()
+
+    def _open_postgres(self, url: str, *, read_only: bool, worker: str | None) -> None:
+        self.backend = "postgres"
+        self.conn = connect_postgres(url, worker=worker, read_only=read_only)  # type: ignore[assignment]
+        try:
+            self._check_schema(self._applied_migrations(), POSTGRES_MIGRATIONS)
+            if not read_only:
+                self.migrate()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    @property
+    def shown_path(self) -> str:
+        """The database as messages name it (a URL's password left out)."""
+        return shown_url(self.path)
+
+    def _check_schema(self, applied: set[str], migrations: list[tuple[str, Any]]) -> None:
+        path = self.shown_path
+        known = {name for name, _ in migrations}
         newer = sorted(applied - known)
         if newer:
             raise ChimeraError(f"{path}: written by a newer chimera (schema step {newer[-1]}); upgrade chimera "
                                "to open it")
-        if not applied and self.db.table_names():
+        if not applied and self._table_names():
             raise ChimeraError(f"{path}: not a chimera database (it has tables, but no chimera schema)")
-        if read_only:
-            missing = [name for name, _ in MIGRATIONS if name not in applied]
+        if self.read_only:
+            missing = [name for name, _ in migrations if name not in applied]
             if not applied:
                 raise ChimeraError(f"{path}: holds no chimera schema yet (a run that is starting creates it); "
                                    "try again in a moment")
             if missing:
                 raise ChimeraError(f"{path}: written by an older chimera (schema lacks {missing[0]}); run a writing "
                                    "command on it once (chimera run) to upgrade")
-            return
-        self.migrate()
+
+    def _table_names(self) -> list[str]:
+        if self.backend == "postgres":
+            return [row[0] for row in self.conn.execute(
+                "select tablename from pg_tables where schemaname = current_schema()")]
+        return self.db.table_names()
 
     def _applied_migrations(self) -> set[str]:
-        if "_migrations" not in self.db.table_names():
+        if "_migrations" not in self._table_names():
             return set()
-        return {row[0] for row in self.db.execute("select name from _migrations").fetchall()}
+        return {row[0] for row in self.conn.execute("select name from _migrations").fetchall()}
 
     def migrate(self) -> list[str]:
         """Apply the missing schema steps, all in one transaction: a reader (chimera status while a run
         starts) sees the schema before or after, never half of it, and two writers upgrade it once."""
-        if not ({name for name, _ in MIGRATIONS} - self._applied_migrations()):
+        migrations: list[tuple[str, Callable[[Any], None]]] = \
+            POSTGRES_MIGRATIONS if self.backend == "postgres" else MIGRATIONS
+        target: Any = self.conn if self.backend == "postgres" else self.db  # what a step of each list takes
+        if not ({name for name, _ in migrations} - self._applied_migrations()):
             return []
         done = []
         with self.transaction(immediate=True):
-            applied_table = self.db.table("_migrations")
-            if not applied_table.exists():
-                applied_table.create({"name": str, "applied_at": float}, pk="name")
+            if self.backend == "postgres":
+                # Several workers may start at once: the first migrates, the others wait here, then find it done.
+                self.conn.execute("select pg_advisory_xact_lock(?)", [MIGRATION_LOCK])
+                self.conn.execute("create table if not exists _migrations (name text primary key, "
+                                  "applied_at double precision)")
+            else:
+                applied_table = self.db.table("_migrations")
+                if not applied_table.exists():
+                    applied_table.create({"name": str, "applied_at": float}, pk="name")
             applied = self._applied_migrations()  # again, under the lock: another writer may have been first
-            for name, step in MIGRATIONS:
+            for name, step in migrations:
                 if name not in applied:
-                    step(self.db)
+                    step(target)
                     self.conn.execute("insert into _migrations (name, applied_at) values (?, ?)",
                                       [name, time.time()])
                     done.append(name)
         return done
 
+    def fence_checkpoints(self) -> None:
+        """Put the lease check on LangGraph's checkpoint tables (PostgreSQL, once its saver has made them)."""
+        with self.transaction():
+            self.conn.execute("select pg_advisory_xact_lock(?)", [MIGRATION_LOCK])
+            self.conn.raw.execute(FENCE_CHECKPOINTS)  # type: ignore[attr-defined]
+
     def close(self) -> None:
-        self.db.close()
+        self.conn.close()
 
     @contextlib.contextmanager
     def transaction(self, *, immediate: bool = False) -> Iterator[None]:
         """Every write inside lands together or not at all (sqlite-utils commits per call otherwise).
         `immediate`: take the write lock first and hold DDL in the transaction too (Python's sqlite3 opens
         none for it by itself)."""
-        real = self.db.conn
+        real = self.conn
+        if self.backend == "postgres":
+            with real.transaction():  # type: ignore[attr-defined]
+                self.conn = _DeferredCommits(real)  # type: ignore[assignment]
+                try:
+                    yield
+                finally:
+                    self.conn = real
+            return
         if immediate:
             real.execute("BEGIN IMMEDIATE")
         deferred = _DeferredCommits(real)
@@ -142,28 +200,52 @@ class StoreBase:
         finally:
             self.db.conn = self.conn = real
 
-    def _get(self, table: str, pk: str) -> dict[str, Any] | None:
-        cursor = self.conn.execute(f"select * from [{table}] where id = ?", [pk])
-        row = cursor.fetchone()
-        return dict(zip([d[0] for d in cursor.description], row)) if row else None
+    def _get(self, table: str, pk: str, key: str = "id") -> dict[str, Any] | None:
+        rows = self._rows(table, f'"{key}" = ?', [pk])
+        return rows[0] if rows else None
 
-    def _update(self, table: str, pk: str, fields: dict[str, Any]) -> None:
-        sets = ", ".join(f"[{name}] = ?" for name in fields)
+    def _rows(self, table: str, where: str | None = None, args: list[Any] | None = None,
+              order_by: str | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts; `where` and `order_by` are SQL written by the store, never by a caller's data."""
+        cursor = self.conn.execute(f'select * from "{table}"' + (f" where {where}" if where else "")
+                                   + (f" order by {order_by}" if order_by else ""), args or [])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, values)) for values in cursor.fetchall()]
+
+    def _update(self, table: str, pk: str, fields: dict[str, Any], key: str = "id") -> None:
+        sets = ", ".join(f'"{name}" = ?' for name in fields)
         with self.conn:
-            self.conn.execute(f"update [{table}] set {sets} where id = ?", [*fields.values(), pk])
+            self.conn.execute(f'update "{table}" set {sets} where "{key}" = ?', [*fields.values(), pk])
 
-    def _upsert(self, table: str, row: dict[str, Any], keep: tuple[str, ...] = ("created_at",)) -> None:
+    def _upsert(self, table: str, row: dict[str, Any], keep: tuple[str, ...] = ("created_at",),
+                key: tuple[str, ...] = ("id",)) -> None:
         """Insert, or overwrite every column but `keep` (kept from the first write)."""
         names = list(row)
-        columns = ", ".join(f"[{n}]" for n in names)
-        updates = ", ".join(f"[{n}] = excluded.[{n}]" for n in names if n != "id" and n not in keep)
+        columns = ", ".join(f'"{n}"' for n in names)
+        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n not in key and n not in keep)
+        conflict = ", ".join(f'"{n}"' for n in key)
         with self.conn:
             self.conn.execute(
-                f"insert into [{table}] ({columns}) values ({', '.join('?' * len(names))}) "
-                f"on conflict(id) do update set {updates}", list(row.values()))
+                f'insert into "{table}" ({columns}) values ({", ".join("?" * len(names))}) '
+                f"on conflict ({conflict}) do " + (f"update set {updates}" if updates else "nothing"),
+                list(row.values()))
+
+    def _insert_all(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        names = list(rows[0])
+        columns = ", ".join(f'"{n}"' for n in names)
+        with self.conn:
+            self.conn.executemany(f'insert into "{table}" ({columns}) values ({", ".join("?" * len(names))})',
+                                  [[row[n] for n in names] for row in rows])
 
     def table_bytes(self) -> dict[str, int]:
-        """Bytes per table, from SQLite's dbstat view when compiled in, else the payload sizes."""
+        """Bytes per table (with its indexes and TOAST on PostgreSQL), from SQLite's dbstat view when compiled
+        in; {} where neither can tell."""
+        if self.backend == "postgres":
+            return {name: size for name, size in self.conn.execute(
+                "select c.relname, pg_total_relation_size(c.oid) from pg_class c "
+                "where c.relkind = 'r' and c.relnamespace = current_schema()::regnamespace")}
         try:
             rows = self.db.execute("select name, sum(pgsize) from dbstat group by name").fetchall()
             return {name: size for name, size in rows}

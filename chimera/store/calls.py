@@ -14,9 +14,8 @@ class Calls(StoreBase):
         row = {**call, "created_at": time.time()}
         with self.conn:
             cursor = self.conn.execute(f"insert into llm_calls ({', '.join(row)}) values "
-                                       f"({', '.join('?' * len(row))})", list(row.values()))
-        assert cursor.lastrowid is not None  # an insert always has one
-        return cursor.lastrowid
+                                       f"({', '.join('?' * len(row))}) returning id", list(row.values()))
+            return int(cursor.fetchone()[0])
 
     def kept_reply(self, request_key: str) -> tuple[int, dict[str, Any]] | None:
         """The reply a call with this key got before (its row id and the reply), if its thread still runs."""
@@ -50,9 +49,9 @@ class Calls(StoreBase):
         that row (this invocation's); `prefix`: every run whose name starts with `run`."""
         where = "run like ? escape '\\'" if prefix else "run = ?"
         key = run.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" if prefix else run
-        rows = self.db.execute(f"select role, base_url, outcome, error, count(*) from llm_calls where {where} "
+        rows = self.conn.execute(f"select role, base_url, outcome, error, count(*) from llm_calls where {where} "
                                "and id > ? group by role, base_url, outcome, error", [key, after_id]).fetchall()
         return [{"role": r[0], "base_url": r[1], "outcome": r[2], "error": r[3], "count": r[4]} for r in rows]
 
     def last_call_id(self) -> int:
-        return self.db.execute("select coalesce(max(id), 0) from llm_calls").fetchone()[0]
+        return int(self.conn.execute("select coalesce(max(id), 0) from llm_calls").fetchone()[0])

@@ -14,9 +14,7 @@ class EvalRows(StoreBase):
         self._upsert(table, {**row, "created_at": time.time()})
 
     def eval_rows(self, table: str, where: str = "1 = 1", args: list[Any] | None = None) -> list[dict[str, Any]]:
-        cursor = self.conn.execute(f"select * from [{table}] where {where}", args or [])
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, values)) for values in cursor]
+        return self._rows(table, where, args)
 
     def save_report(self, run: str, kind: str, report: dict[str, Any]) -> None:
         self._upsert("eval_reports", {"id": f"{run}:{kind}", "run": run, "kind": kind,

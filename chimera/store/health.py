@@ -10,11 +10,12 @@ from chimera.store.reviews import Reviews
 class Health(Reviews):  # its counts include the reviews
     def counts(self, run: str | None = None) -> dict[str, Any]:
         clause, args = (" where run = ?", [run]) if run else ("", [])
-        q = lambda sql: self.db.execute(sql, args).fetchall()  # noqa: E731
+        q = lambda sql: self.conn.execute(sql, args).fetchall()  # noqa: E731
         by_status = dict(q(f"select status, count(*) from problems{clause} group by status"))
         topics = dict(q(f"select status, count(*) from topics{clause} group by status"))
         samples = q(
-            "select count(*), coalesce(sum(correct = 1),0), coalesce(sum(truncated),0) from samples s "
+            "select count(*), coalesce(sum(case when correct = 1 then 1 else 0 end), 0), coalesce(sum(truncated), 0) "
+            "from samples s "
             f"where s.problem_id in (select id from problems where status = 'accepted'{clause.replace(' where', ' and')})"
         )[0]
         reasons = q(

@@ -51,7 +51,7 @@ class Problems(StoreBase):
         # Keyed by round and critic, so a re-executed critic overwrites its own vote.
         with self.conn:
             self.conn.execute("insert into votes (problem_id, round, critic, vote) values (?, ?, ?, ?) "
-                              "on conflict do update set vote = excluded.vote",
+                              "on conflict (problem_id, round, critic) do update set vote = excluded.vote",
                               [problem_id, round_, critic, json.dumps(vote)])
             self.conn.execute("update problems set updated_at = ? where id = ?", [time.time(), problem_id])
 
@@ -88,16 +88,15 @@ class Problems(StoreBase):
 
     def reopen_failed(self, run: str) -> list[dict[str, Any]]:
         """Failed slots of a run, set back to pending with their retry count raised; returns them."""
-        failed = list(self.db.table("problems").rows_where("run = ? and status = 'failed'", [run], order_by="topic_id, slot"))
-        with self.db.conn:
-            self.db.execute("update problems set status = 'pending', rejection_reason = null, "
+        failed = self._rows("problems", "run = ? and status = 'failed'", [run], order_by="topic_id, slot")
+        with self.conn:
+            self.conn.execute("update problems set status = 'pending', rejection_reason = null, "
                             "retries = coalesce(retries, 0) + 1 where run = ? and status = 'failed'", [run])
         return [{**row, "retries": (row["retries"] or 0) + 1} for row in failed]
 
     def pending_retries(self, run: str) -> list[dict[str, Any]]:
         """Slots reopened by an earlier --retry-failed that have not finished (a retry cut short)."""
-        return list(self.db.table("problems").rows_where("run = ? and status = 'pending' and retries > 0", [run],
-                                                   order_by="topic_id, slot"))
+        return self._rows("problems", "run = ? and status = 'pending' and retries > 0", [run], order_by="topic_id, slot")
 
     def topics_with_problems(self, run: str) -> set[str]:
         return {row[0] for row in self.conn.execute("select distinct topic_id from problems where run = ?", [run])}
@@ -151,16 +150,14 @@ class Problems(StoreBase):
 
     def indexed_problems(self, run: str) -> list[tuple[str, str]]:
         """Problems that passed the duplicate check, in the order the index first saw them."""
-        return self.db.execute(
-            "select id, problem from problems where run = ? and indexed = 1 order by updated_at, id", [run]
-        ).fetchall()
+        return [(row[0], row[1]) for row in self.conn.execute(
+            "select id, problem from problems where run = ? and indexed = 1 order by updated_at, id", [run])]
 
     def set_pass_rate(self, problem_id: str, pass_rate: float | None) -> None:
         self._update("problems", problem_id, {"pass_rate": pass_rate})
-        with self.db.conn:
-            self.db.execute("update samples set pass_rate = ? where problem_id = ?", [pass_rate, problem_id])
+        with self.conn:
+            self.conn.execute("update samples set pass_rate = ? where problem_id = ?", [pass_rate, problem_id])
 
     def problems(self, run: str | None = None) -> list[ProblemRow]:
         where, args = ("run = ?", [run]) if run else (None, [])
-        return [cast(ProblemRow, row) for row in self.db.table("problems").rows_where(where, args,
-                                                                                       order_by="subject, topic, slot")]
+        return [cast(ProblemRow, row) for row in self._rows("problems", where, args, order_by="subject, topic, slot")]

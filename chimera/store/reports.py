@@ -59,7 +59,8 @@ class Reports(StoreBase):
         """Calls of `roles`, how many were cut at max_tokens, and their output tokens."""
         marks = ",".join("?" * len(roles))
         total, cut, tokens = self.conn.execute(
-            f"select count(*), coalesce(sum(finish_reason = 'length'), 0), coalesce(sum(tokens_out), 0) "
+            f"select count(*), coalesce(sum(case when finish_reason = 'length' then 1 else 0 end), 0), "
+            "coalesce(sum(tokens_out), 0) "
             f"from llm_calls where role in ({marks})", list(roles)).fetchone()
         return {"calls": total, "cut": cut, "tokens_out": tokens}
 
@@ -71,7 +72,7 @@ class Reports(StoreBase):
         return self.conn.execute(
             "select coalesce(sum(n - 1), 0) from (select count(*) as n from llm_calls where run = ? and "
             "request_key is not null and outcome in ('ok', 'truncated', 'malformed_reply') group by request_key "
-            "having count(*) > 1)", [run]).fetchone()[0]
+            "having count(*) > 1) as repeated", [run]).fetchone()[0]
 
     def dataset_rows(self) -> list[tuple[Any, ...]]:
         """Every problem with its samples, in id order: what two runs must agree on to be the same dataset."""

@@ -41,12 +41,8 @@ class Reviews(StoreBase):
         if subject:
             where.append("subject = ?")
             args.append(subject)
-        if reason:
-            where.append("exists (select 1 from json_each(reasons) where value = ?)")
-            args.append(reason)
-        cursor = self.conn.execute(f"select * from reviews where {' and '.join(where)} order by created_at, id", args)
-        names = [d[0] for d in cursor.description]
-        return [_parse_review(dict(zip(names, values))) for values in cursor]
+        reviews = [_parse_review(row) for row in self._rows("reviews", " and ".join(where), args, order_by="created_at, id")]
+        return [r for r in reviews if reason in r["reasons"]] if reason else reviews
 
     def review(self, review_id: str) -> dict[str, Any] | None:
         row = self._get("reviews", review_id)

@@ -12,12 +12,10 @@ from chimera.store.rows import TopicRow
 
 class RunsAndTopics(StoreBase):
     def save_run(self, name: str, config: dict[str, Any]) -> None:
-        existing = list(self.db.table("runs").rows_where("name = ?", [name]))
-        created = existing[0]["created_at"] if existing else time.time()
-        self.db.table("runs").upsert({"name": name, "config": json.dumps(config), "created_at": created}, pk="name")
+        self._upsert("runs", {"name": name, "config": json.dumps(config), "created_at": time.time()}, key=("name",))
 
     def runs(self) -> list[dict[str, Any]]:
-        return list(self.db.table("runs").rows_where(order_by="created_at"))
+        return self._rows("runs", order_by="created_at")
 
     def run_config(self, run: str) -> dict[str, Any]:
         """The config stored with a run (redacted: env var names, never keys); {} for an unknown run."""
@@ -29,7 +27,7 @@ class RunsAndTopics(StoreBase):
                      round_: int = 0) -> None:
         now = time.time()
         row = self._get("topics", id)
-        self.db.table("topics").upsert(
+        self._upsert("topics",
             {
                 "id": id, "run": run, "subject": subject, "subfield": subfield, "name": name, "position": position,
                 "round": round_,
@@ -37,12 +35,11 @@ class RunsAndTopics(StoreBase):
                 "status": status or (row["status"] if row else "pending"),
                 "created_at": row["created_at"] if row else now, "updated_at": now,
             },
-            pk="id",
         )
 
     def set_slots(self, slots: dict[str, int]) -> None:
-        with self.db.conn:
-            self.db.conn.executemany("update topics set slots = ? where id = ?", [(n, t) for t, n in slots.items()])
+        with self.conn:
+            self.conn.executemany("update topics set slots = ? where id = ?", [(n, t) for t, n in slots.items()])
 
     def set_topic_status(self, topic_id: str, status: str) -> None:
         self._update("topics", topic_id, {"status": status, "updated_at": time.time()})
@@ -55,18 +52,17 @@ class RunsAndTopics(StoreBase):
         """Topics of a run; `live` leaves out those merged into another, refilled past the target (surplus)
         or removed by an import."""
         where = "run = ? and status not in ('merged', 'removed', 'surplus')" if live else "run = ?"
-        return [cast(TopicRow, row) for row in self.db.table("topics").rows_where(where, [run],
-                                                                                   order_by="subject, position")]
+        return [cast(TopicRow, row) for row in self._rows("topics", where, [run], order_by="subject, position")]
 
     def record_merge(self, run: str, *, dropped_id: str, dropped: str, kept_id: str, kept: str,
                      similarity: float, method: str) -> None:
-        self.db.table("topic_merges").upsert(
-            {"run": run, "dropped_id": dropped_id, "dropped": dropped, "kept_id": kept_id, "kept": kept,
-             "similarity": round(similarity, 4), "method": method}, pk=("run", "dropped_id"))
+        self._upsert("topic_merges",
+                     {"run": run, "dropped_id": dropped_id, "dropped": dropped, "kept_id": kept_id, "kept": kept,
+                      "similarity": round(similarity, 4), "method": method}, keep=(), key=("run", "dropped_id"))
         self.set_topic_status(dropped_id, "merged")
 
     def merges(self, run: str) -> list[dict[str, Any]]:
-        return list(self.db.table("topic_merges").rows_where("run = ?", [run], order_by="kept, dropped"))
+        return self._rows("topic_merges", "run = ?", [run], order_by="kept, dropped")
 
     def merges_with_subjects(self, run: str) -> list[dict[str, Any]]:
         """Every merge with both topics' subjects, most similar first: what a threshold choice reads."""
@@ -78,17 +74,18 @@ class RunsAndTopics(StoreBase):
                 for row in rows]
 
     def replace_shortfalls(self, run: str, rows: list[dict[str, Any]]) -> None:
-        with self.db.conn:
+        with self.conn:
             self.conn.execute("delete from taxonomy_shortfalls where run = ?", [run])
-            self.db.table("taxonomy_shortfalls").insert_all([{"run": run, **row} for row in rows],
-                                                      pk=("run", "subject", "subfield", "kind"), replace=True)
+            # one row per (subject, subfield, kind): the last of any repeated key stands
+            unique = {(row["subject"], row["subfield"], row["kind"]): {"run": run, **row} for row in rows}
+            self._insert_all("taxonomy_shortfalls", list(unique.values()))
 
     def shortfalls(self, run: str) -> list[dict[str, Any]]:
-        return list(self.db.table("taxonomy_shortfalls").rows_where("run = ?", [run], order_by="subject, subfield, kind"))
+        return self._rows("taxonomy_shortfalls", "run = ?", [run], order_by="subject, subfield, kind")
 
     def set_taxonomy_source(self, run: str, source: str) -> None:
-        self.db.table("runs").update(run, {"taxonomy": source})
+        self._update("runs", run, {"taxonomy": source}, key="name")
 
     def taxonomy_source(self, run: str) -> str | None:
-        rows = list(self.db.table("runs").rows_where("name = ?", [run]))
-        return rows[0]["taxonomy"] if rows else None
+        row = self._get("runs", run, key="name")
+        return row["taxonomy"] if row else None

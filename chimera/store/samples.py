@@ -25,7 +25,7 @@ class Samples(StoreBase):
         self._update("samples", sample_id, fields)
 
     def samples_of(self, problem_id: str) -> list[dict[str, Any]]:
-        return list(self.db.table("samples").rows_where("problem_id = ?", [problem_id], order_by="sample_index"))
+        return self._rows("samples", "problem_id = ?", [problem_id], order_by="sample_index")
 
     def samples(self, run: str | None = None) -> Iterator[dict[str, Any]]:
         query = (
@@ -33,13 +33,13 @@ class Samples(StoreBase):
             "where p.status = 'accepted'" + (" and s.run = ?" if run else "") +
             " order by s.subject, s.topic, p.slot, s.sample_index"
         )
-        cursor = self.db.execute(query, [run] if run else [])
+        cursor = self.conn.execute(query, [run] if run else [])
         names = [d[0] for d in cursor.description]
         for values in cursor:
             yield dict(zip(names, values))
 
     def unlabeled_samples(self, run: str) -> int:
         """Samples of accepted problems with no label: not truncated, and neither rules nor judges decided."""
-        return self.db.execute(
+        return self.conn.execute(
             "select count(*) from samples where run = ? and correct is null and coalesce(truncated, 0) = 0 and "
             "problem_id in (select id from problems where status = 'accepted')", [run]).fetchone()[0]

@@ -73,6 +73,7 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
     if token is not None and len(token) < MIN_TOKEN_CHARS:
         raise ChimeraError(f"--token must be at least {MIN_TOKEN_CHARS} characters (a guessable token protects nothing)")
     store = Store(db, create=False)
+    shown_db = store.shown_path  # a URL's password is never on the page
     nonce = secrets.token_urlsafe(16)  # ties form posts to a page this server rendered
     style_nonce = secrets.token_urlsafe(16)
     csp = (f"default-src 'none'; style-src 'nonce-{style_nonce}'; img-src 'self'; form-action 'self'; "
@@ -113,7 +114,7 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
     def render(title: str, body: str) -> web.Response:
         pending = store.review_counts(run)["pending"]
         return web.Response(content_type="text/html", text=page.substitute(
-            title=html.escape(title), run=html.escape(run), db=html.escape(db), pending=pending, body=body,
+            title=html.escape(title), run=html.escape(run), db=html.escape(shown_db), pending=pending, body=body,
             style_nonce=style_nonce))
 
     async def index(request: web.Request) -> web.Response:
@@ -130,7 +131,7 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
         done = request.query.get("done")
         flash = f'<p class="flash" id="flash">{html.escape(visible(done))}</p>' if done else ""
         body = listing.substitute(
-            flash=flash, rows=rows, db=html.escape(db),
+            flash=flash, rows=rows, db=html.escape(shown_db),
             subject_options=_options(sorted({i["subject"] for i in everything}), subject, "every subject"),
             reason_options=_options(sorted({r for i in everything for r in i["reasons"]}), reason, "every reason"))
         return render("pending", body)

@@ -1,0 +1,104 @@
+"""LangGraph's PostgreSQL saver for a run on a postgresql:// database: set up once however many workers start
+together, each task's writes in one transaction, and (for a worker) every write checked against its leases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import WRITES_IDX_MAP
+from langgraph.checkpoint.postgres import _ainternal
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import AsyncConnection, errors
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from chimera.checkpoint_serde import StrictSerializer
+from chimera.errors import ChimeraError
+from chimera.store.base import MIGRATION_LOCK
+from chimera.store.postgres import first_line, shown_url
+from chimera.store.schema_postgres import CHECKPOINT_TABLES, FENCE_CHECKPOINTS
+
+SETUP_ATTEMPTS = 8
+# What a setup() racing another process's gets (both create the same tables and indexes)
+_RACE = (errors.UniqueViolation, errors.DuplicateTable, errors.DuplicateObject, errors.InFailedSqlTransaction,
+         errors.DeadlockDetected)
+
+
+class AtomicWritesPostgresSaver(AsyncPostgresSaver):
+    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                          task_path: str = "") -> None:
+        # The stock path sends the rows through a pipeline without a transaction around them: a kill between
+        # two rows would leave a task with some of its writes (see checkpoint_saver on what that costs).
+        if not writes:
+            return
+        query = (self.UPSERT_CHECKPOINT_WRITES_SQL if all(w[0] in WRITES_IDX_MAP for w in writes)
+                 else self.INSERT_CHECKPOINT_WRITES_SQL)
+        configurable = config["configurable"]
+        params = await asyncio.to_thread(self._dump_writes, configurable["thread_id"], configurable["checkpoint_ns"],
+                                         configurable["checkpoint_id"], task_id, task_path, writes)
+        async with self.lock, _ainternal.get_connection(self.conn) as conn:
+            async with conn.transaction(), conn.cursor(binary=True) as cursor:
+                await cursor.executemany(query, params)
+
+
+async def _set_up(saver: AsyncPostgresSaver, url: str) -> None:
+    """The saver's tables, then the lease check on them, once however many processes start together.
+
+    setup() fails when another process runs it at the same moment (duplicate tables, or a deadlock between the
+    two), and cannot run under a lock (its CREATE INDEX CONCURRENTLY would wait on the lock's holder): skip what
+    is already done, and retry the rest after a short random wait."""
+    for attempt in range(SETUP_ATTEMPTS):
+        try:
+            if not await _saver_tables_current(url, len(saver.MIGRATIONS) - 1):
+                await saver.setup()
+            async with await AsyncConnection.connect(url, autocommit=True) as conn:
+                fenced = await (await conn.execute(
+                    "select count(*) from pg_trigger where tgname = 'fence' and tgrelid = any(%s::regclass[])",
+                    [list(CHECKPOINT_TABLES)])).fetchone()
+                if fenced and fenced[0] == len(CHECKPOINT_TABLES):
+                    return
+                async with conn.transaction():
+                    await conn.execute("select pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+                    await conn.execute(FENCE_CHECKPOINTS)
+            return
+        except _RACE:
+            if attempt == SETUP_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
+
+
+async def _saver_tables_current(url: str, latest: int) -> bool:
+    async with await AsyncConnection.connect(url, autocommit=True) as conn:
+        row = await (await conn.execute("select to_regclass('checkpoint_migrations') is not null")).fetchone()
+        if not (row and row[0]):
+            return False
+        done = await (await conn.execute("select coalesce(max(v), -1) from checkpoint_migrations")).fetchone()
+        return bool(done and done[0] >= latest)
+
+
+async def open_postgres_saver(url: str, *, worker: str | None = None, lease_s: float | None = None,
+                              max_size: int = 4) -> tuple[AtomicWritesPostgresSaver, contextlib.AsyncExitStack]:
+    stack = contextlib.AsyncExitStack()
+    # autocommit: setup()'s CREATE INDEX CONCURRENTLY cannot run in a transaction; prepare_threshold=0: no
+    # server-side prepared statements, which a PgBouncer in transaction mode would lose between statements.
+    kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    if worker:  # its writes checked against its leases; its session ended if it stalls in a transaction
+        idle_ms = int(max(1.0, (lease_s or 0) / 2) * 1000)
+        kwargs["options"] = f"-c chimera.worker={worker} -c idle_in_transaction_session_timeout={idle_ms}"
+    try:
+        pool = AsyncConnectionPool(url, kwargs=kwargs, min_size=1, max_size=max_size, open=False)
+        stack.push_async_callback(pool.close)
+        await pool.open(wait=True, timeout=10)
+        saver = AtomicWritesPostgresSaver(pool, serde=StrictSerializer())  # type: ignore[arg-type]
+        await _set_up(saver, url)
+    except BaseException as error:
+        await stack.aclose()
+        if isinstance(error, Exception) and not isinstance(error, ChimeraError):
+            raise ChimeraError(f"{shown_url(url)}: cannot set up the checkpoints ({first_line(error)})") from error
+        raise
+    return saver, stack

@@ -1,0 +1,117 @@
+"""Workers and their topic leases (PostgreSQL only): who holds which topic, until when, by the database's clock.
+
+A lease row per topic: `released` 0 while held, 1 once its worker is done with it, 2 when the topic's thread
+waits for a human (claimable again once a decision for it is on record). The lease check on every write
+(schema_postgres) reads these rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from chimera.store.base import StoreBase
+from chimera.store.rows import TopicRow
+
+HELD, RELEASED, WAITING_FOR_REVIEW = 0, 1, 2
+_LIVE = "l.released = 0 and l.expires_at > clock_timestamp()"
+
+
+class Leases(StoreBase):
+    def register_worker(self, worker: str, run: str, *, host: str, pid: int) -> None:
+        with self.conn:
+            self.conn.execute("insert into workers (id, run, host, pid, started_at, heartbeat_at) "
+                              "values (?, ?, ?, ?, clock_timestamp(), clock_timestamp()) on conflict (id) do update "
+                              "set heartbeat_at = excluded.heartbeat_at, stopped_at = null", [worker, run, host, pid])
+
+    def worker_stopped(self, worker: str) -> None:
+        with self.conn:
+            self.conn.execute("update workers set stopped_at = clock_timestamp() where id = ?", [worker])
+
+    def claim_topics(self, run: str, worker: str, *, lease_s: float, limit: int) -> list[TopicRow]:
+        """Up to `limit` topics of `run` that are not done, not held under a live lease, and not waiting for a
+        review nobody has decided; leased to `worker` in the same statement. Two workers never get one topic:
+        the rows are locked as they are picked, and a lease is only taken over once it has run out."""
+        rows = self.conn.execute(
+            "with picked as (select t.id from topics t where t.run = ? "
+            "and t.status not in ('done', 'merged', 'removed', 'surplus') "
+            f"and not exists (select 1 from topic_leases l where l.topic_id = t.id and (({_LIVE}) "
+            "or (l.released = 2 and not exists (select 1 from reviews r where r.topic_id = t.id "
+            "and r.action is not null and r.applied_at is null)))) "
+            "order by t.subject, t.position, t.id for update of t skip locked limit ?) "
+            "insert into topic_leases (topic_id, run, worker, expires_at) "
+            "select id, ?, ?, clock_timestamp() + make_interval(secs => ?) from picked "
+            "on conflict (topic_id) do update set worker = excluded.worker, expires_at = excluded.expires_at, "
+            "released = 0, taken = topic_leases.taken + 1 "
+            "where topic_leases.released <> 0 or topic_leases.expires_at <= clock_timestamp() "
+            "returning topic_id", [run, limit, run, worker, lease_s]).fetchall()
+        claimed = [row[0] for row in rows]
+        if not claimed:
+            return []
+        marks = ", ".join("?" * len(claimed))
+        return [cast(TopicRow, row) for row in self._rows("topics", f"id in ({marks})", claimed,
+                                                          order_by="subject, position, id")]
+
+    def renew_leases(self, worker: str, *, lease_s: float) -> set[str]:
+        """Extend every live lease of `worker`; the topics it still holds (one missing from them is lost)."""
+        with self.conn:
+            self.conn.execute("update workers set heartbeat_at = clock_timestamp() where id = ?", [worker])
+            rows = self.conn.execute(
+                "update topic_leases l set expires_at = clock_timestamp() + make_interval(secs => ?) "
+                f"where l.worker = ? and {_LIVE} returning l.topic_id", [lease_s, worker]).fetchall()
+        return {row[0] for row in rows}
+
+    def release_topic(self, topic_id: str, worker: str, *, waiting: bool = False) -> None:
+        with self.conn:
+            self.conn.execute("update topic_leases set released = ?, expires_at = clock_timestamp() "
+                              "where topic_id = ? and worker = ? and released = 0",
+                              [WAITING_FOR_REVIEW if waiting else RELEASED, topic_id, worker])
+
+    def live_leases(self, run: str) -> int:
+        return int(self.conn.execute(f"select count(*) from topic_leases l where l.run = ? and {_LIVE}",
+                                     [run]).fetchone()[0])
+
+    def workers(self, run: str) -> list[dict[str, Any]]:
+        """Each worker of the run with the topics it holds and how long since its last heartbeat."""
+        cursor = self.conn.execute(
+            "select w.id, w.host, w.pid, extract(epoch from clock_timestamp() - w.heartbeat_at), "
+            f"(select count(*) from topic_leases l where l.worker = w.id and {_LIVE}), w.stopped_at is not null "
+            "from workers w where w.run = ? order by w.started_at, w.id", [run])
+        return [{"id": r[0], "host": r[1], "pid": r[2], "heartbeat_age_s": float(r[3]), "topics_held": int(r[4]),
+                 "stopped": bool(r[5])} for r in cursor.fetchall()]
+
+    def expired_leases(self, run: str) -> list[dict[str, Any]]:
+        """Leases that ran out with their topic unfinished: a dead or stalled worker's, waiting to be taken over."""
+        cursor = self.conn.execute(
+            "select l.topic_id, t.subject, t.name, l.worker, extract(epoch from clock_timestamp() - l.expires_at) "
+            "from topic_leases l join topics t on t.id = l.topic_id where l.run = ? and l.released = 0 "
+            "and l.expires_at <= clock_timestamp() and t.status <> 'done' order by l.expires_at", [run])
+        return [{"topic_id": r[0], "subject": r[1], "topic": r[2], "worker": r[3], "expired_s": float(r[4])}
+                for r in cursor.fetchall()]
+
+    def topics_held_by_pid(self, pid: int) -> list[str]:
+        """Topics held under a live lease by the worker process `pid`, that have made a model call."""
+        return [row[0] for row in self.conn.execute(
+            f"select l.topic_id from topic_leases l join workers w on w.id = l.worker where w.pid = ? and {_LIVE} "
+            "and exists (select 1 from llm_calls c where c.topic_id = l.topic_id)", [pid]).fetchall()]
+
+    def topics_called_since(self, topic_ids: list[str], since: float) -> int:
+        """How many of `topic_ids` made a model call after `since` (time.time())."""
+        marks = ", ".join("?" * len(topic_ids))
+        return int(self.conn.execute(f"select count(distinct topic_id) from llm_calls where topic_id in ({marks}) "
+                                     "and created_at > ?", [*topic_ids, since]).fetchone()[0])
+
+    def act_as(self, worker: str | None, *, lease_s: float | None = None) -> None:
+        """Which worker this connection's writes are checked for (None: none, as for Stage 1 and settling).
+        A worker's session is ended by the server if it stalls inside a transaction for half a lease, so that
+        its row locks cannot hold back the worker that takes its topics over."""
+        self.conn.set("chimera.worker", worker or "")  # type: ignore[attr-defined]
+        idle_ms = int(max(1.0, (lease_s or 0) / 2) * 1000) if worker else 0
+        self.conn.set("idle_in_transaction_session_timeout", str(idle_ms))  # type: ignore[attr-defined]
+
+    def lock_run(self, run: str) -> None:
+        """Wait for, then hold, the run's own lock (Stage 1 and the settling pass run under it, once at a time);
+        the database drops it if this process dies."""
+        self.conn.execute("select pg_advisory_lock(hashtext(?))", ["chimera-run:" + run])
+
+    def unlock_run(self, run: str) -> None:
+        self.conn.execute("select pg_advisory_unlock(hashtext(?))", ["chimera-run:" + run])

@@ -1,0 +1,161 @@
+"""A run database on PostgreSQL: URLs, the connection the aggregates' SQL runs on, and its schema.
+
+The aggregate modules write their SQL once, in the dialect both backends read: `?` parameters, `"name"`
+quoting, `on conflict (...) do ...`, `returning`. `PgConnection` gives a psycopg connection the
+`execute` / `with conn:` shape of `sqlite3.Connection` and turns `?` into psycopg's `%s`.
+
+The connection is in autocommit mode and opens a transaction only inside `with conn:` (or the store's
+`transaction()`): a read never leaves a transaction idle, which would hold back another process's
+`CREATE INDEX CONCURRENTLY` (the checkpointer's setup) and vacuum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from chimera.errors import ChimeraError
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+FENCE_SQLSTATE = "CH001"  # raised by the lease check when a worker writes for a topic it no longer holds
+
+
+def is_postgres_url(db: str | os.PathLike[str]) -> bool:
+    return isinstance(db, str) and db.startswith(URL_SCHEMES)
+
+
+def shown_url(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def url_has_password(url: str) -> bool:
+    return urlsplit(url).password is not None or re.search(r"[?&]password=", url) is not None
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def to_psycopg(sql: str) -> str:
+    """`?` parameters as psycopg's `%s` (a literal `%` doubled). The store's SQL has no `?` inside strings."""
+    return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+
+
+class PgConnection:
+    """A psycopg connection with the surface the store uses of sqlite3's.
+
+    A connection the server dropped (a restart, or a session it ended for idling inside a transaction) is
+    opened again, with the same session settings, by the next call made outside a transaction; the call
+    that met the drop fails with its error.
+    """
+
+    def __init__(self, open_connection: Callable[[], Any]):
+        self._open = open_connection
+        self._conn = open_connection()
+        self._transactions: list[Any] = []
+        self._settings: dict[str, str] = {}
+
+    def _live(self) -> Any:
+        if self._conn.closed and not self._transactions:
+            self._conn = self._open()
+            for name, value in self._settings.items():
+                self._conn.execute("select set_config(%s, %s, false)", [name, value])
+        return self._conn
+
+    def set(self, name: str, value: str) -> None:
+        """A session setting, kept across a reconnection."""
+        self._settings[name] = value
+        self._live().execute("select set_config(%s, %s, false)", [name, value])
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._live().execute(to_psycopg(sql), list(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        cursor = self._live().cursor()
+        cursor.executemany(to_psycopg(sql), [list(row) for row in rows])
+        return cursor
+
+    def __enter__(self) -> PgConnection:
+        transaction = self._live().transaction()
+        transaction.__enter__()
+        self._transactions.append(transaction)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._transactions.pop().__exit__(*exc)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self:
+            yield
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def raw(self) -> Any:
+        return self._live()
+
+
+def connect(url: str, *, worker: str | None = None, read_only: bool = False, connect_timeout_s: float = 10) -> PgConnection:
+    """One autocommit connection; `worker` names this process to the lease check (see schema_postgres)."""
+    try:
+        import psycopg
+        from psycopg.types.numeric import FloatLoader
+    except ImportError:
+        raise ChimeraError("a postgresql:// database needs the postgres extra: pip install 'chimera-engine[postgres]'") \
+            from None
+    options = []
+    if worker:
+        options.append(f"-c chimera.worker={worker}")
+    if read_only:
+        options.append("-c default_transaction_read_only=on")
+    def open_connection() -> Any:
+        try:
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout_s),
+                                   options=" ".join(options) or None)
+        except psycopg.Error as error:
+            raise ChimeraError(f"{shown_url(url)}: cannot connect ({first_line(error)})") from None
+        # sum() and avg() of integers are numeric in PostgreSQL: read them as the floats SQLite gives
+        conn.adapters.register_loader("numeric", FloatLoader)
+        return conn
+    return PgConnection(open_connection)
+
+
+def create_database(server_url: str, name: str) -> str:
+    """A new, empty database `name` on the server of `server_url` (dropped first if it exists); its URL."""
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    except psycopg.Error as error:
+        raise ChimeraError(f"{shown_url(server_url)}: cannot create database {name} ({first_line(error)})") from None
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def is_fenced(error: BaseException) -> bool:
+    """A write refused by the lease check, anywhere in an exception's chain."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "sqlstate", None) == FENCE_SQLSTATE:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

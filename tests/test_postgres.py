@@ -1,0 +1,318 @@
+"""A run on PostgreSQL: the same dataset as on SQLite, from one process or from several workers that claim
+topics under leases, survive each other's deaths and stalls, and never write for a topic they lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from helpers import CHIMERA, chimera, write_config
+
+from chimera.store import Store
+
+pytestmark = pytest.mark.xdist_group("postgres")
+
+SUBJECTS = [{"name": "Mathematics", "topics": 4}, {"name": "Physics", "topics": 3}]
+
+
+def twin_configs(folder: Path, url: str, *, name: str = "pg", lease_s: float = 30, sim: dict[str, Any] | None = None,
+                 **top: Any) -> tuple[Path, Path]:
+    """The same run twice: on PostgreSQL at `url`, and on a SQLite file (what it must equal)."""
+    sqlite_config = write_config(folder, name=name, sim=sim, subjects=SUBJECTS, problems_per_topic=3, **top)
+    raw = yaml.safe_load(sqlite_config.read_text())
+    raw["run"] |= {"db": url, "lease_s": lease_s}
+    pg_config = folder / f"{name}-pg.yaml"
+    pg_config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return pg_config, sqlite_config
+
+
+def dataset(db: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every problem's outcome and text, and every sample of an accepted problem with its label."""
+    store = Store(db, read_only=True)
+    try:
+        problems = [(p["id"], p["status"], p["rejection_reason"], p["problem"], p["answer"])
+                    for p in sorted(store.problems(), key=lambda p: p["id"])]
+        samples = sorted((s["id"], s["problem_id"], s["solution"], s["correct"]) for s in store.samples())
+        return problems, samples
+    finally:
+        store.close()
+
+
+def sqlite_dataset(config: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    result = chimera("run", str(config), "--quiet")
+    assert result.returncode == 0, result.stderr
+    return dataset(yaml.safe_load(config.read_text())["run"]["db"])
+
+
+def start(command: str, config: Path, log: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([CHIMERA, command, str(config), "--quiet", "-v", *extra], stdout=subprocess.DEVNULL,
+                            stderr=log.open("w"))
+
+
+def query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def wait_for(condition, timeout: float = 60, every: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def finish(process: subprocess.Popen, log: Path, timeout: float = 120) -> str:
+    process.wait(timeout=timeout)
+    text = log.read_text()
+    assert process.returncode == 0, text[-3000:]
+    return text
+
+
+def test_a_run_on_postgres_gives_the_dataset_of_the_same_run_on_sqlite(tmp_path, postgres):
+    url = postgres.new_database("one_process")
+    pg_config, sqlite_config = twin_configs(tmp_path, url)
+    result = chimera("run", str(pg_config), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "postgresql://postgres@127.0.0.1" in result.stderr
+    assert dataset(url) == sqlite_dataset(sqlite_config)
+    store = Store(url, read_only=True)
+    assert not any(store.consistency("pg").values())
+    assert {"checkpoints", "checkpoint_writes", "problems", "topic_leases"} <= set(store.table_bytes())
+
+
+def test_two_workers_and_the_main_process_finish_a_run_equal_to_one_process_on_sqlite(tmp_path, postgres):
+    url = postgres.new_database("three_processes")
+    pg_config, sqlite_config = twin_configs(tmp_path, url, sim={"latency_s": 0.05})
+    raw = yaml.safe_load(pg_config.read_text())
+    raw["run"]["topics_in_flight"] = 2  # each process holds two topics at a time, so all three get some
+    pg_config.write_text(yaml.safe_dump(raw))
+    main = start("run", pg_config, tmp_path / "main.log")
+    workers = [start("worker", pg_config, tmp_path / f"worker{i}.log") for i in range(2)]
+    finish(main, tmp_path / "main.log")
+    for i, worker in enumerate(workers):
+        assert "nothing is left to take" in finish(worker, tmp_path / f"worker{i}.log")
+    assert dataset(url) == sqlite_dataset(sqlite_config)
+    holders = query(url, "select count(distinct worker) from topic_leases")[0][0]
+    assert holders >= 2
+    status = chimera("status", url, "--json")
+    report = json.loads(status.stdout)["pg"]
+    assert len(report["workers"]) == 3 and all(w["stopped"] for w in report["workers"])
+    assert report["expired_leases"] == []
+    assert chimera("status", url, "--check").returncode == 0
+
+
+def test_a_killed_workers_topics_are_taken_over_from_their_checkpoints_without_asking_a_finished_call_again(
+        tmp_path, postgres):
+    url = postgres.new_database("sigkill")
+    pg_config, sqlite_config = twin_configs(tmp_path, url, lease_s=2, sim={"latency_by_task": {"solve": 0.4}})
+    main = start("run", pg_config, tmp_path / "main.log", "--topics-only")
+    finish(main, tmp_path / "main.log")
+    doomed = start("worker", pg_config, tmp_path / "doomed.log")
+    # Mid-topic: it holds topics and some of their calls have been answered.
+    wait_for(lambda: query(url, "select count(*) from llm_calls c join topic_leases l on l.topic_id = c.topic_id "
+                                "where l.released = 0 and c.outcome = 'ok'")[0][0] >= 3)
+    held = {row[0] for row in query(url, "select topic_id from topic_leases where released = 0")}
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(10)
+    killed_at = time.monotonic()
+    main = start("run", pg_config, tmp_path / "main2.log")
+    wait_for(lambda: query(url, "select count(*) from topic_leases where topic_id = any(%s) and taken >= 2",
+                           list(held))[0][0] == len(held))
+    taken_over_after = time.monotonic() - killed_at
+    finish(main, tmp_path / "main2.log")
+    assert taken_over_after < 2 + 5  # the lease, plus start-up and a claim
+    assert dataset(url) == sqlite_dataset(sqlite_config)
+    store = Store(url, read_only=True)
+    assert store.calls_asked_again("pg") == 0
+    assert not any(store.consistency("pg").values())
+
+
+def test_a_worker_stopped_past_its_lease_writes_nothing_for_the_topics_it_lost(tmp_path, postgres):
+    url = postgres.new_database("sigstop")
+    pg_config, sqlite_config = twin_configs(tmp_path, url, lease_s=2, sim={"latency_by_task": {"solve": 0.3}})
+    finish(start("run", pg_config, tmp_path / "main.log", "--topics-only"), tmp_path / "main.log")
+    stalled = start("worker", pg_config, tmp_path / "stalled.log")
+    wait_for(lambda: query(url, "select count(*) from llm_calls c join topic_leases l on l.topic_id = c.topic_id "
+                                "where l.released = 0 and c.outcome = 'ok'")[0][0] >= 3)
+    stalled.send_signal(signal.SIGSTOP)
+    lost = {row[0] for row in query(url, "select topic_id from topic_leases where released = 0")}
+    other = start("worker", pg_config, tmp_path / "other.log")
+    # The other worker takes the stalled one's topics once their leases run out, and finishes them.
+    wait_for(lambda: query(url, "select count(*) from topics where id = any(%s) and status = 'done'",
+                           list(lost))[0][0] == len(lost))
+    stalled.send_signal(signal.SIGCONT)
+    log = finish(stalled, tmp_path / "stalled.log")
+    assert "no longer holds the lease" in log or "was refused" in log
+    finish(other, tmp_path / "other.log")
+    main = start("run", pg_config, tmp_path / "main2.log")
+    finish(main, tmp_path / "main2.log")
+    assert dataset(url) == sqlite_dataset(sqlite_config)
+    assert not any(Store(url, read_only=True).consistency("pg").values())
+
+
+def test_the_database_refuses_a_write_for_a_topic_whose_lease_the_writer_lost(tmp_path, postgres):
+    url = postgres.new_database("fence")
+    setup = Store(url)
+    setup.upsert_topic(id="t1", run="r", subject="Mathematics", name="Algebra", position=0, source="config")
+    first, second = Store(url, worker="w1"), Store(url, worker="w2")
+    assert [t["id"] for t in first.claim_topics("r", "w1", lease_s=30, limit=5)] == ["t1"]
+    assert second.claim_topics("r", "w2", lease_s=30, limit=5) == []  # held: nobody else gets it
+    first.save_draft(id="p1", run="r", topic_id="t1", subject="Mathematics", topic="Algebra", slot=0,
+                     problem="x", answer="1")
+    with pytest.raises(psycopg.Error, match="worker w2 no longer holds the lease of topic t1"):
+        second.save_draft(id="p2", run="r", topic_id="t1", subject="Mathematics", topic="Algebra", slot=1,
+                          problem="y", answer="2")
+    setup.conn.execute("update topic_leases set expires_at = clock_timestamp() - interval '1 second'")
+    assert first.renew_leases("w1", lease_s=30) == set()  # a lease that ran out is not renewed
+    assert [t["id"] for t in second.claim_topics("r", "w2", lease_s=30, limit=5)] == ["t1"]
+    with pytest.raises(psycopg.Error, match="worker w1 no longer holds the lease of topic t1"):
+        first.record_vote("p1", round_=0, critic=0, vote={"valid": True})
+    with pytest.raises(psycopg.Error, match="no longer holds"):
+        first.log_call({"run": "r", "role": "critic0", "topic_id": "t1", "problem_id": "p1", "outcome": "ok"})
+    second.record_vote("p1", round_=0, critic=0, vote={"valid": True})
+    assert setup.votes("p1", 0) == {0: {"valid": True}}
+    assert query(url, "select taken, worker from topic_leases")[0] == (2, "w2")
+
+
+def test_checkpoints_are_fenced_too(postgres):
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from chimera.checkpoint_saver import open_saver
+
+    url = postgres.new_database("fence_checkpoints")
+    setup = Store(url)
+    setup.upsert_topic(id="t1", run="r", subject="Mathematics", name="Algebra", position=0, source="config")
+    Store(url, worker="w1").claim_topics("r", "w1", lease_s=30, limit=1)
+
+    async def write_as(worker: str) -> None:
+        saver, stack = await open_saver(url, worker=worker)
+        try:
+            config = {"configurable": {"thread_id": "r:topic:t1", "checkpoint_ns": ""}}
+            await saver.aput(config, empty_checkpoint(), {}, {})
+        finally:
+            await stack.aclose()
+
+    asyncio.run(write_as("w1"))
+    with pytest.raises(psycopg.Error, match="worker w2 no longer holds the lease of topic t1"):
+        asyncio.run(write_as("w2"))
+    assert query(url, "select count(*) from checkpoints")[0][0] == 1
+
+
+SET_UP = """
+import asyncio, sys, time
+from chimera.checkpoint_saver import open_saver
+from chimera.store import Store
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+Store(sys.argv[1]).close()
+async def main():
+    saver, stack = await open_saver(sys.argv[1])
+    await stack.aclose()
+asyncio.run(main())
+"""
+
+
+def test_four_processes_set_up_one_new_database_at_the_same_moment(postgres):
+    url = postgres.new_database("four_at_once")
+    at = str(time.time() + 1.5)
+    processes = [subprocess.Popen([sys.executable, "-c", SET_UP, url, at], stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+    errors = [p.communicate(timeout=60)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, errors
+    assert query(url, "select count(*) from _migrations")[0][0] == 2
+    assert query(url, "select count(*) from checkpoint_migrations")[0][0] > 0
+    triggers = query(url, "select count(*) from pg_trigger where tgname = 'fence'")[0][0]
+    assert triggers == 6 + 3  # the dataset tables and the checkpoint tables
+
+
+def test_the_commands_that_read_a_run_take_its_url(tmp_path, postgres):
+    url = postgres.new_database("commands")
+    pg_config, _ = twin_configs(tmp_path, url)
+    assert chimera("run", str(pg_config), "--quiet").returncode == 0
+    accepted = Store(url, read_only=True).counts("pg")["by_status"]["accepted"]
+    export = chimera("export", url, "-o", str(tmp_path / "out.jsonl"))
+    assert export.returncode == 0, export.stderr
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) >= accepted
+    taxonomy = chimera("taxonomy", url, "--json")
+    assert taxonomy.returncode == 0 and "Mathematics" in taxonomy.stdout
+    assert chimera("review", url, "--list").returncode == 0
+    status = chimera("status", url)
+    assert "workers" in status.stdout
+    stats = chimera("stats", url, "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["problems_accepted"] == accepted
+    assert chimera("status", url, "--by", "subject").returncode == 0
+    against = tmp_path / "benchmark.jsonl"
+    against.write_text(json.dumps({"question": "What is the capital of France?"}) + "\n")
+    assert chimera("eval", "contamination", url, "--against", str(against)).returncode == 0
+
+
+def test_a_password_in_the_database_url_of_a_config_is_refused(tmp_path):
+    config = write_config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["run"]["db"] = "postgresql://chimera:s3cret@db.example/run"
+    config.write_text(yaml.safe_dump(raw))
+    result = chimera("run", str(config))
+    assert result.returncode != 0
+    assert "PGPASSWORD" in result.stderr and "s3cret" not in result.stderr
+
+
+def test_a_worker_on_a_sqlite_run_is_told_it_needs_postgres(tmp_path):
+    result = chimera("worker", str(write_config(tmp_path)))
+    assert result.returncode != 0
+    assert "postgresql://" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_database_is_one_line(tmp_path):
+    result = chimera("status", "postgresql://nobody@127.0.0.1:1/none")
+    assert result.returncode != 0
+    assert "cannot connect" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_review_decided_on_the_web_page_resumes_its_thread_on_postgres(tmp_path, postgres):
+    import re
+    import urllib.parse
+    import urllib.request
+
+    from test_review_cli import review_config
+    from test_review_web import ReviewServer
+
+    url = postgres.new_database("review")
+    config = review_config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["run"]["db"] = url
+    config.write_text(yaml.safe_dump(raw))
+    assert chimera("run", str(config), "--quiet").returncode == 0
+    items = json.loads(chimera("review", url, "--list", "--json").stdout)
+    assert items
+    first = items[0]
+    server = ReviewServer(url, "--reviewer", "web-pg")  # type: ignore[arg-type]
+    try:
+        page = urllib.request.urlopen(server.url + f"item/{first['id']}", timeout=10).read().decode()
+        assert "postgresql://postgres@127.0.0.1" in page
+        nonce = re.search(r'name="nonce" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode({"nonce": nonce, "action": "accept", "note": ""}).encode()
+        request = urllib.request.Request(server.url + f"item/{first['id']}", data=form,
+                                         headers={"Origin": server.url.rstrip("/")})
+        urllib.request.urlopen(request, timeout=10).read()
+    finally:
+        server.stop()
+    decided = query(url, "select action, reviewer, applied_at from reviews where id = %s", first["id"])[0]
+    assert decided[:2] == ("accept", "web-pg") and decided[2] is None
+    resumed = chimera("review", url, "--resume", "--config", str(config))
+    assert resumed.returncode == 0, resumed.stderr
+    applied, status = query(url, "select r.applied_at, p.status from reviews r join problems p on p.id = r.problem_id "
+                                 "where r.id = %s", first["id"])[0]
+    assert applied is not None and status == "accepted"
+    assert not any(Store(url, read_only=True).consistency("review").values())

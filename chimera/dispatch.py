@@ -190,5 +190,10 @@ class Endpoints:
         return sum(b.in_flight for b in self.budgets.values())
 
     @property
+    def waiting(self) -> int:
+        """Requests queued for a place: more than the budgets can take right now."""
+        return sum(1 for b in self.budgets.values() for _, _, waiter in b._waiters if not waiter.done())
+
+    @property
     def limit(self) -> int:
         return sum(b.limit for b in self.budgets.values())

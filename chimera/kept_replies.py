@@ -3,8 +3,7 @@
 A resumed run never asks a finished call again: `lookup` gives the reply kept for the request's key. Only keys
 that have one are looked up in the database (their set is read once when the run starts, and grows as
 replies are logged), so a call with nothing kept costs no round trip to find that out. On a database that
-several workers share, another worker may have kept a reply since this one started (for a topic taken over
-from it), so every key is looked up.
+several workers share, a topic taken over from another worker brings the keys that worker kept (`learn`).
 """
 
 from __future__ import annotations
@@ -15,21 +14,25 @@ from chimera.store.nonblocking import AsyncStore
 
 
 class KeptReplies:
-    def __init__(self, store: AsyncStore, keys: set[str] | None):
+    def __init__(self, store: AsyncStore, keys: set[str]):
         self._store = store
-        self._keys = keys  # None: look every key up
+        self._keys = keys
 
     @classmethod
-    async def of_run(cls, store: AsyncStore, run: str, *, shared: bool = False) -> KeptReplies:
-        return cls(store, None if shared else await store.kept_request_keys(run))
+    async def of_run(cls, store: AsyncStore, run: str) -> KeptReplies:
+        return cls(store, await store.kept_request_keys(run))
+
+    async def learn(self, run: str, topic_id: str) -> None:
+        """Add the keys kept for one topic's calls since the run's were read (by another worker, say)."""
+        self._keys |= await self._store.kept_request_keys(run, topic_id=topic_id)
 
     async def log(self, call: dict[str, Any]) -> int:
         call_id = await self._store.log_call(call)
-        if self._keys is not None and call.get("reply") is not None and call.get("request_key"):
+        if call.get("reply") is not None and call.get("request_key"):
             self._keys.add(call["request_key"])
         return call_id
 
     async def lookup(self, request_key: str) -> tuple[int, dict[str, Any]] | None:
-        if self._keys is not None and request_key not in self._keys:
+        if request_key not in self._keys:
             return None
         return await self._store.kept_reply(request_key)

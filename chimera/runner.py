@@ -206,6 +206,8 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
 
         async def one_topic(topic: TopicRow, graph: Any = topic_graph) -> bool:
             thread_id = topic_thread_id(run, topic["id"])
+            if shared and deps.kept is not None:  # taken over: the replies its last worker kept
+                await deps.kept.learn(run, topic["id"])
             waiting = await run_thread(
                 graph, thread_id,
                 {"topic_id": topic["id"], "subject": topic["subject"], "topic": topic["name"],
@@ -228,7 +230,7 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
             try:
                 await work_topics(store, functools.partial(one_topic, graph=fenced_graph), run=run, worker=worker,
                                   lease_s=config.run.lease_s, capacity=capacity,
-                                  has_room=lambda: endpoints.in_flight < endpoints.limit)
+                                  has_room=lambda: endpoints.waiting == 0)
             finally:
                 await store.act_as(None)
         else:
@@ -326,7 +328,7 @@ async def open_deps(config: Config, store: AsyncStore, endpoints: Endpoints, sim
                     stack: contextlib.AsyncExitStack) -> Deps:
     """What the graphs need for a run (clients with the kept replies, the embedder, the duplicate index),
     closed by `stack`. `chimera run` and a LangGraph server build them alike."""
-    kept = await KeptReplies.of_run(store, config.run.name, shared=store.sync.backend == "postgres")
+    kept = await KeptReplies.of_run(store, config.run.name)
     clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=kept.log,
                             relabel=store.relabel_call, replay=kept.lookup)
     stack.push_async_callback(close_clients, clients)
@@ -335,7 +337,7 @@ async def open_deps(config: Config, store: AsyncStore, endpoints: Endpoints, sim
         embedder = Embedder(config.models.embedder, endpoints=endpoints, sim_url=sim_url, log=store.log_call)
         stack.push_async_callback(embedder.close)
     return Deps(config=config, store=store, clients=clients, embedder=embedder,
-                index_loader=lambda: _rebuild_index(config, store))
+                index_loader=lambda: _rebuild_index(config, store), kept=kept)
 
 
 async def settle_duplicates(config: Config, store: AsyncStore, deps: Deps, *, always: bool = False) -> None:

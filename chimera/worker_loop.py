@@ -39,8 +39,8 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
     """Run topics of `run` as `worker`, up to `capacity` at once, until none is left unfinished and unleased and
     no other worker holds one (it might die, and its topics would come back). `run_topic` returns whether the
     topic's thread ended waiting for a review. Topics are claimed a few at a time, and only while `has_room()`
-    (the budget has places free), so that workers which start together share the topics instead of the first
-    taking them all. Returns how many topics this worker finished."""
+    (no request waits for a place in the budget), so that workers which start together share the topics
+    instead of the first taking them all. Returns how many topics this worker finished."""
     await store.register_worker(worker, run, host=socket.gethostname(), pid=os.getpid())
     running: dict[asyncio.Task[bool], str] = {}
     lost: set[str] = set()
@@ -64,7 +64,7 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
                 await asyncio.sleep(poll_s)  # others hold the rest; wait in case one of them dies
                 continue
             # Soon again while the last claim filled up and there is room; else when a topic ends, or at the poll.
-            wait_s = 0.05 if len(claimed) == room > 0 else poll_s
+            wait_s = 0.05 if len(claimed) == room > 0 else min(poll_s, 0.25)
             done, _ = await asyncio.wait(running, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 topic_id = running.pop(task)
@@ -73,15 +73,17 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
                     continue
                 error = task.exception()
                 if error is not None:
-                    if is_fenced(error):
+                    still_held = topic_id in await store.renew_leases(worker, lease_s=lease_s)
+                    if is_fenced(error) and not still_held:
                         log.warning("worker %s: a write for topic %s was refused (%s); dropping the topic",
                                     worker, topic_id, first_line(error))
                         continue
-                    if topic_id not in await store.renew_leases(worker, lease_s=lease_s):
+                    if not still_held:
                         # e.g. the server ended this worker's session after it stalled mid-transaction
                         log.warning("worker %s lost the lease of topic %s while it failed (%s); dropping the topic",
                                     worker, topic_id, first_line(error))
                         continue
+                    await store.release_topic(topic_id, worker)  # another worker may try it at once
                     raise error
                 await store.release_topic(topic_id, worker, waiting=task.result())
                 finished += 1

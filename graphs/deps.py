@@ -18,6 +18,7 @@ from langgraph.runtime import Runtime
 
 from chimera.config import Config
 from chimera.embeddings import Embedder
+from chimera.kept_replies import KeptReplies
 from chimera.llm import RoleClient
 from chimera.store.nonblocking import AsyncStore
 from chimera.tools.dedup import ProblemIndex
@@ -33,6 +34,12 @@ class Deps:
     index: ProblemIndex | None = None  # problems kept so far, for near-duplicate rejection
     index_loader: Callable[[], Awaitable[ProblemIndex | None]] | None = None  # builds `index` when first needed
     embedder: Embedder | None = None  # topic dedup by embeddings; lexical similarity without one
+    kept: KeptReplies | None = None  # the replies a resumed thread is answered from (runner.open_deps)
+
+    @property
+    def shared(self) -> bool:
+        """The run's database is PostgreSQL, which other workers may be writing at the same time."""
+        return self.store.sync.backend == "postgres"
 
     async def problem_index(self) -> ProblemIndex | None:
         """The duplicate index, built on first use: a resumed run starts dispatching before it pays for it."""

@@ -80,7 +80,10 @@ async def is_duplicate(deps: Deps, task: ProblemTask, row: ProblemRow) -> bool:
     if placed.duplicate_of is not None:
         await store.mark_duplicate(task["problem_id"], placed.duplicate_of.key, placed.duplicate_of.similarity)
         return True
-    await store.keep_original(task["problem_id"], [(later.key, later.similarity) for later in placed.displaced])
+    # Shared by several workers, a displaced problem may be another worker's topic: the settling pass after the
+    # topics (which always runs there) marks it, in key order over everything every worker kept.
+    displaced = [] if deps.shared else [(later.key, later.similarity) for later in placed.displaced]
+    await store.keep_original(task["problem_id"], displaced)
     return False
 
 

@@ -166,7 +166,7 @@ class StoreBase:
 
     def fence_checkpoints(self) -> None:
         """Put the lease check on LangGraph's checkpoint tables (PostgreSQL, once its saver has made them)."""
-        with self.transaction():
+        with self.transaction(immediate=True):
             self.conn.execute("select pg_advisory_xact_lock(?)", [MIGRATION_LOCK])
             self.conn.raw.execute(FENCE_CHECKPOINTS)  # type: ignore[attr-defined]
 
@@ -179,6 +179,9 @@ class StoreBase:
         `immediate`: take the write lock first and hold DDL in the transaction too (Python's sqlite3 opens
         none for it by itself)."""
         real = self.conn
+        if isinstance(real, _DeferredCommits):  # already inside one: part of it
+            yield
+            return
         if self.backend == "postgres":
             with real.transaction():  # type: ignore[attr-defined]
                 self.conn = _DeferredCommits(real)  # type: ignore[assignment]

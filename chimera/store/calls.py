@@ -23,10 +23,12 @@ class Calls(StoreBase):
                                 "order by id desc limit 1", [request_key]).fetchone()
         return (row[0], json.loads(row[1])) if row else None
 
-    def kept_request_keys(self, run: str) -> set[str]:
-        """Keys of the calls of `run` whose replies are kept (those of threads not yet finished)."""
+    def kept_request_keys(self, run: str, *, topic_id: str | None = None) -> set[str]:
+        """Keys of the calls of `run` (or of one of its topics) whose replies are kept (those of threads not yet
+        finished)."""
+        where, args = ("run = ? and topic_id = ?", [run, topic_id]) if topic_id else ("run = ?", [run])
         return {row[0] for row in self.conn.execute(
-            "select request_key from llm_calls where run = ? and reply is not null", [run])}
+            f"select request_key from llm_calls where {where} and reply is not null", args)}
 
     def forget_replies(self, run: str, *, topic_id: str | None = None, problem_id: str | None = None) -> None:
         """Drop the kept replies of a finished thread (a topic, a retried slot, or Stage 1 when neither is

@@ -53,7 +53,7 @@ class Leases(StoreBase):
 
     def renew_leases(self, worker: str, *, lease_s: float) -> set[str]:
         """Extend every live lease of `worker`; the topics it still holds (one missing from them is lost)."""
-        with self.conn:
+        with self.transaction():
             self.conn.execute("update workers set heartbeat_at = clock_timestamp() where id = ?", [worker])
             rows = self.conn.execute(
                 "update topic_leases l set expires_at = clock_timestamp() + make_interval(secs => ?) "

@@ -4,14 +4,17 @@ The aggregate modules write their SQL once, in the dialect both backends read: `
 quoting, `on conflict (...) do ...`, `returning`. `PgConnection` gives a psycopg connection the
 `execute` / `with conn:` shape of `sqlite3.Connection` and turns `?` into psycopg's `%s`.
 
-The connection is in autocommit mode and opens a transaction only inside `with conn:` (or the store's
-`transaction()`): a read never leaves a transaction idle, which would hold back another process's
-`CREATE INDEX CONCURRENTLY` (the checkpointer's setup) and vacuum.
+The connection is in autocommit mode, so each statement lands (or not) on its own, and a read never leaves a
+transaction idle (which would hold back another process's `CREATE INDEX CONCURRENTLY`, the checkpointer's
+setup, and vacuum). `with conn:`, which commits a statement on SQLite, is nothing more here: a BEGIN and a
+COMMIT would be two more round trips for every write. Writes of several statements go through the store's
+`transaction()`, on both backends; `executemany` is one transaction by itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +47,7 @@ def url_has_password(url: str) -> bool:
 _PLACEHOLDER = re.compile(r"\?")
 
 
+@functools.lru_cache(maxsize=1024)  # the store's statements are a few hundred texts, each run many times
 def to_psycopg(sql: str) -> str:
     """`?` parameters as psycopg's `%s` (a literal `%` doubled). The store's SQL has no `?` inside strings."""
     return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
@@ -79,23 +83,31 @@ class PgConnection:
         return self._live().execute(to_psycopg(sql), list(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
-        cursor = self._live().cursor()
-        cursor.executemany(to_psycopg(sql), [list(row) for row in rows])
+        with self.transaction():
+            cursor = self._live().cursor()
+            cursor.executemany(to_psycopg(sql), [list(row) for row in rows])
         return cursor
 
     def __enter__(self) -> PgConnection:
-        transaction = self._live().transaction()
-        transaction.__enter__()
-        self._transactions.append(transaction)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._transactions.pop().__exit__(*exc)
+        return None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        with self:
+        """Everything inside commits together; inside another transaction, it is part of that one."""
+        if self._transactions:
             yield
+            return
+        # (psycopg's pipeline mode, tried here, cost more client CPU than the round trips it saves)
+        transaction = self._live().transaction()
+        self._transactions.append(transaction)
+        try:
+            with transaction:
+                yield
+        finally:
+            self._transactions.pop()
 
     def close(self) -> None:
         self._conn.close()

@@ -49,7 +49,7 @@ class Problems(StoreBase):
 
     def record_vote(self, problem_id: str, *, round_: int, critic: int, vote: dict[str, Any]) -> None:
         # Keyed by round and critic, so a re-executed critic overwrites its own vote.
-        with self.conn:
+        with self.transaction():
             self.conn.execute("insert into votes (problem_id, round, critic, vote) values (?, ?, ?, ?) "
                               "on conflict (problem_id, round, critic) do update set vote = excluded.vote",
                               [problem_id, round_, critic, json.dumps(vote)])
@@ -80,11 +80,12 @@ class Problems(StoreBase):
         assert status in PROBLEM_STATUSES
         with self.transaction():
             if pass_rate is not None:
-                self.set_pass_rate(problem_id, pass_rate)
+                self.conn.execute("update samples set pass_rate = ? where problem_id = ?", [pass_rate, problem_id])
             self.conn.execute(
                 "update problems set status = case when duplicate_of is null then ? else 'rejected' end, "
-                "rejection_reason = case when duplicate_of is null then ? else 'duplicate' end, updated_at = ? "
-                "where id = ?", [status, reason, time.time(), problem_id])
+                "rejection_reason = case when duplicate_of is null then ? else 'duplicate' end, updated_at = ?"
+                + (", pass_rate = ?" if pass_rate is not None else "") + " where id = ?",
+                [status, reason, time.time(), *([pass_rate] if pass_rate is not None else []), problem_id])
 
     def reopen_failed(self, run: str) -> list[dict[str, Any]]:
         """Failed slots of a run, set back to pending with their retry count raised; returns them."""
@@ -154,8 +155,8 @@ class Problems(StoreBase):
             "select id, problem from problems where run = ? and indexed = 1 order by updated_at, id", [run])]
 
     def set_pass_rate(self, problem_id: str, pass_rate: float | None) -> None:
-        self._update("problems", problem_id, {"pass_rate": pass_rate})
-        with self.conn:
+        with self.transaction():
+            self._update("problems", problem_id, {"pass_rate": pass_rate})
             self.conn.execute("update samples set pass_rate = ? where problem_id = ?", [pass_rate, problem_id])
 
     def problems(self, run: str | None = None) -> list[ProblemRow]:

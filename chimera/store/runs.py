@@ -56,10 +56,11 @@ class RunsAndTopics(StoreBase):
 
     def record_merge(self, run: str, *, dropped_id: str, dropped: str, kept_id: str, kept: str,
                      similarity: float, method: str) -> None:
-        self._upsert("topic_merges",
-                     {"run": run, "dropped_id": dropped_id, "dropped": dropped, "kept_id": kept_id, "kept": kept,
-                      "similarity": round(similarity, 4), "method": method}, keep=(), key=("run", "dropped_id"))
-        self.set_topic_status(dropped_id, "merged")
+        with self.transaction():
+            self._upsert("topic_merges",
+                         {"run": run, "dropped_id": dropped_id, "dropped": dropped, "kept_id": kept_id, "kept": kept,
+                          "similarity": round(similarity, 4), "method": method}, keep=(), key=("run", "dropped_id"))
+            self.set_topic_status(dropped_id, "merged")
 
     def merges(self, run: str) -> list[dict[str, Any]]:
         return self._rows("topic_merges", "run = ?", [run], order_by="kept, dropped")
@@ -74,7 +75,7 @@ class RunsAndTopics(StoreBase):
                 for row in rows]
 
     def replace_shortfalls(self, run: str, rows: list[dict[str, Any]]) -> None:
-        with self.conn:
+        with self.transaction():
             self.conn.execute("delete from taxonomy_shortfalls where run = ?", [run])
             # one row per (subject, subfield, kind): the last of any repeated key stands
             unique = {(row["subject"], row["subfield"], row["kind"]): {"run": run, **row} for row in rows}

@@ -110,6 +110,9 @@ class ModelSpec(_Strict):
     max_reply_mb: float = Field(default=64.0, gt=0, le=4096, description="a larger reply fails its call")
     max_retries: int = Field(default=3, ge=0, le=20, description="retries of 429, 5xx, timeouts, lost connections")
     max_in_flight: int | None = Field(default=None, ge=1, description="this endpoint's budget (run.concurrency if unset)")
+    max_in_flight_total: int | None = Field(
+        default=None, ge=1, description="PostgreSQL: this endpoint's requests in flight across every worker of the run, "
+                                        "shared out evenly among the live workers (each keeps at most max_in_flight)")
     rpm: int | None = Field(default=None, ge=1, description="requests per minute at most")
     tpm: int | None = Field(default=None, ge=1, description="tokens per minute at most (estimated before, settled after)")
     extra_body: dict[str, Any] = Field(default_factory=dict)

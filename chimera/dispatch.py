@@ -172,14 +172,28 @@ class Endpoints:
     def __init__(self, default_limit: int):
         self.default_limit = default_limit
         self.budgets: dict[str, EndpointBudget] = {}
+        self.totals: dict[str, int] = {}  # url -> max_in_flight_total, for a run shared by several workers
+        self.own_limits: dict[str, int] = {}  # url -> this process's own budget, before any share
 
-    def budget(self, url: str, limit: int | None = None) -> EndpointBudget:
+    def budget(self, url: str, limit: int | None = None, total: int | None = None) -> EndpointBudget:
+        if total is not None:  # the strictest run-wide cap for a shared endpoint wins
+            self.totals[url] = min(total, self.totals.get(url, total))
         if url not in self.budgets:
             self.budgets[url] = EndpointBudget(url, limit or self.default_limit)
+            self.own_limits[url] = self.budgets[url].limit
         elif limit is not None and limit < self.budgets[url].limit:
             self.budgets[url].limit = limit  # the strictest setting for a shared endpoint wins
             self.budgets[url].current = min(self.budgets[url].current, float(limit))
+            self.own_limits[url] = limit
         return self.budgets[url]
+
+    def share_totals(self, workers: int) -> None:
+        """Cap each endpoint that has a run-wide total at this worker's even share of it, `workers` being alive.
+        Between one worker joining and the others' next heartbeat, the run may hold up to one share more."""
+        for url, total in self.totals.items():
+            budget = self.budgets[url]
+            budget.limit = min(self.own_limits[url], max(1, total // max(1, workers)))
+            budget.current = min(budget.current, float(budget.limit))
 
     def by_endpoint(self) -> list[tuple[str, int, int]]:
         """(url, in flight, budget) per endpoint: each one's requests against its own budget."""

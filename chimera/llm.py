@@ -513,7 +513,7 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
     replicas = []
     for given in urls:
         url, query = split_query(given, spec.query)
-        budget = endpoints.budget(url, spec.max_in_flight)
+        budget = endpoints.budget(url, spec.max_in_flight, spec.max_in_flight_total)
         shared = (url, key, spec.timeout_s, tuple(sorted(headers.items())), tuple(sorted(query.items())))
         if shared not in pool:
             pool[shared] = OpenAITransport(url, key, spec.timeout_s, connections=budget.limit,
@@ -538,7 +538,7 @@ def _langchain_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, log: 
     url = spec.base_url if isinstance(spec.base_url, str) else f"langchain:{spec.chat_class}"
     model = spec.model or str(kwargs.get("model") or kwargs.get("model_name") or spec.chat_class)
     replica = Replica(url=url, transport=LangChainTransport(spec.chat_class or "", kwargs),
-                      budget=endpoints.budget(url, spec.max_in_flight))
+                      budget=endpoints.budget(url, spec.max_in_flight, spec.max_in_flight_total))
     client = RoleClient(role=role, spec=spec, model=model, replicas=[replica],
                         limiter=RateLimiter(spec.rpm, spec.tpm), log=log)
     if relabel is not None:

@@ -230,7 +230,7 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
             try:
                 await work_topics(store, functools.partial(one_topic, graph=fenced_graph), run=run, worker=worker,
                                   lease_s=config.run.lease_s, capacity=capacity,
-                                  has_room=lambda: endpoints.waiting == 0)
+                                  has_room=lambda: endpoints.waiting == 0, on_workers=endpoints.share_totals)
             finally:
                 await store.act_as(None)
         else:
@@ -251,7 +251,7 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
     finally:
         if ticker is not None:
             ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # what stops the run is raised already
                 await ticker
         if on_progress is not None:
             with contextlib.suppress(Exception):  # the last counts stand where the database is what failed
@@ -387,9 +387,20 @@ def is_checkpoint_table(name: str) -> bool:
 
 async def _tick(monitor: RunMonitor, store: AsyncStore, hook: ProgressHook, every: float) -> None:
     while True:
-        await _refresh(monitor, store)
+        # A database that is away for a moment (a PostgreSQL restart) leaves the last counts on the display;
+        # the run's own next write says whether it is gone for good.
+        with contextlib.suppress(ChimeraError, OSError, *_database_errors()):
+            await _refresh(monitor, store)
         hook(monitor)
         await asyncio.sleep(every)
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    try:
+        import psycopg
+    except ImportError:
+        return ()
+    return (psycopg.OperationalError,)
 
 
 async def _refresh(monitor: RunMonitor, store: AsyncStore) -> None:

@@ -35,17 +35,20 @@ CLAIM_BATCH = 8  # topics taken in one claim: a worker takes more only while its
 
 
 async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Coroutine[Any, Any, bool]], *, run: str,
-                      worker: str, lease_s: float, capacity: int, has_room: Callable[[], bool] = lambda: True) -> int:
+                      worker: str, lease_s: float, capacity: int, has_room: Callable[[], bool] = lambda: True,
+                      on_workers: Callable[[int], None] = lambda _: None) -> int:
     """Run topics of `run` as `worker`, up to `capacity` at once, until none is left unfinished and unleased and
     no other worker holds one (it might die, and its topics would come back). `run_topic` returns whether the
     topic's thread ended waiting for a review. Topics are claimed a few at a time, and only while `has_room()`
     (no request waits for a place in the budget), so that workers which start together share the topics
-    instead of the first taking them all. Returns how many topics this worker finished."""
+    instead of the first taking them all. `on_workers` hears how many workers are alive, at the start and at
+    each heartbeat (for budgets shared by the whole run). Returns how many topics this worker finished."""
     await store.register_worker(worker, run, host=socket.gethostname(), pid=os.getpid())
+    on_workers(await store.live_workers(run, lease_s=lease_s))
     running: dict[asyncio.Task[bool], str] = {}
     lost: set[str] = set()
     finished = 0
-    heartbeat = asyncio.create_task(_keep_leases(store, worker, lease_s, running, lost))
+    heartbeat = asyncio.create_task(_keep_leases(store, run, worker, lease_s, running, lost, on_workers))
     poll_s = min(1.0, lease_s / 3)
     try:
         while True:
@@ -98,8 +101,8 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
             await store.worker_stopped(worker)
 
 
-async def _keep_leases(store: AsyncStore, worker: str, lease_s: float, running: dict[asyncio.Task[bool], str],
-                       lost: set[str]) -> None:
+async def _keep_leases(store: AsyncStore, run: str, worker: str, lease_s: float,
+                       running: dict[asyncio.Task[bool], str], lost: set[str], on_workers: Callable[[int], None]) -> None:
     failures_since = None
     loop = asyncio.get_running_loop()
     while True:
@@ -107,6 +110,7 @@ async def _keep_leases(store: AsyncStore, worker: str, lease_s: float, running: 
         asked_for = dict(running)  # a topic claimed while the renewal is on its way is not in its answer
         try:
             held = await store.renew_leases(worker, lease_s=lease_s)
+            on_workers(await store.live_workers(run, lease_s=lease_s))
             failures_since = None
         except Exception as error:
             failures_since = failures_since or loop.time()

@@ -66,7 +66,10 @@ def query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 def wait_for(condition, timeout: float = 60, every: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except psycopg.errors.UndefinedTable:  # the schema is not there yet
+            value = None
         if value:
             return value
         time.sleep(every)
@@ -299,6 +302,7 @@ def test_a_review_decided_on_the_web_page_resumes_its_thread_on_postgres(tmp_pat
     first = items[0]
     server = ReviewServer(url, "--reviewer", "web-pg")  # type: ignore[arg-type]
     try:
+        assert server.get() == 200  # waits until it answers
         page = urllib.request.urlopen(server.url + f"item/{first['id']}", timeout=10).read().decode()
         assert "postgresql://postgres@127.0.0.1" in page
         nonce = re.search(r'name="nonce" value="([^"]+)"', page).group(1)
@@ -316,3 +320,52 @@ def test_a_review_decided_on_the_web_page_resumes_its_thread_on_postgres(tmp_pat
                                  "where r.id = %s", first["id"])[0]
     assert applied is not None and status == "accepted"
     assert not any(Store(url, read_only=True).consistency("review").values())
+
+
+def test_a_run_whose_database_restarts_mid_run_goes_on_or_resumes_to_the_same_dataset(tmp_path, postgres):
+    url = postgres.new_database("restart")
+    pg_config, sqlite_config = twin_configs(tmp_path, url, lease_s=3, sim={"latency_by_task": {"solve": 0.3}})
+    first = start("run", pg_config, tmp_path / "first.log")
+    wait_for(lambda: query(url, "select count(*) from samples")[0][0] >= 3)
+    postgres.stop("fast")  # every connection is dropped; the processes meet the drop on their next call
+    time.sleep(1.0)
+    postgres.start()
+    first.wait(timeout=120)
+    log = (tmp_path / "first.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    if first.returncode != 0:  # stopped with one line naming the database: run again to resume
+        assert "chimera: error:" in log, log[-2000:]
+        finish(start("run", pg_config, tmp_path / "second.log"), tmp_path / "second.log")
+    assert dataset(url) == sqlite_dataset(sqlite_config)
+    assert not any(Store(url, read_only=True).consistency("pg").values())
+
+
+def test_a_run_wide_total_is_shared_out_among_the_live_workers():
+    from chimera.dispatch import Endpoints
+
+    endpoints = Endpoints(32)
+    solver = endpoints.budget("http://vllm:8000/v1", 24, total=40)
+    other = endpoints.budget("http://api.example/v1", 8)
+    endpoints.share_totals(1)
+    assert (solver.limit, other.limit) == (24, 8)  # alone, a worker keeps its own budget
+    endpoints.share_totals(4)
+    assert (solver.limit, other.limit) == (10, 8) and solver.current == 10
+    endpoints.share_totals(100)
+    assert solver.limit == 1  # never below one place
+    endpoints.share_totals(2)
+    assert solver.limit == 20  # a worker that left gives its share back
+
+
+def test_workers_cap_an_endpoint_at_the_runs_total_share(tmp_path, postgres):
+    url = postgres.new_database("totals")
+    pg_config, _ = twin_configs(tmp_path, url, lease_s=3, sim={"latency_by_task": {"solve": 0.2}},
+                                models={"default": {"provider": "sim", "max_in_flight_total": 4}})
+    first = start("run", pg_config, tmp_path / "main.log", "--trace", str(tmp_path / "main.trace"))
+    second = start("worker", pg_config, tmp_path / "worker.log", "--trace", str(tmp_path / "worker.trace"))
+    finish(first, tmp_path / "main.log")
+    finish(second, tmp_path / "worker.log")
+    for trace in ("main.trace", "worker.trace"):
+        points = [json.loads(line) for line in (tmp_path / trace).read_text().splitlines()]
+        topics = [p for p in points if p["stage"].startswith("stages 2-3")]
+        assert topics and max(p["in_flight"] for p in topics) <= 4
+        assert min(p["limit"] for p in topics) == 2  # its share while the other worker was alive

@@ -66,6 +66,12 @@ class Leases(StoreBase):
                               "where topic_id = ? and worker = ? and released = 0",
                               [WAITING_FOR_REVIEW if waiting else RELEASED, topic_id, worker])
 
+    def live_workers(self, run: str, *, lease_s: float) -> int:
+        """Workers of the run that have not stopped and whose last heartbeat is under a lease old."""
+        return int(self.conn.execute(
+            "select count(*) from workers where run = ? and stopped_at is null "
+            "and heartbeat_at > clock_timestamp() - make_interval(secs => ?)", [run, lease_s]).fetchone()[0])
+
     def live_leases(self, run: str) -> int:
         return int(self.conn.execute(f"select count(*) from topic_leases l where l.run = ? and {_LIVE}",
                                      [run]).fetchone()[0])

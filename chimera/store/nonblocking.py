@@ -197,6 +197,7 @@ class AsyncStore:
     renew_leases = offloaded(Store.renew_leases)
     release_topic = offloaded(Store.release_topic)
     live_leases = offloaded(Store.live_leases)
+    live_workers = offloaded(Store.live_workers)
     act_as = offloaded(Store.act_as)
     lock_run = offloaded(Store.lock_run)
     unlock_run = offloaded(Store.unlock_run)

@@ -15,7 +15,6 @@ from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncConnection, errors
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 
 from chimera.checkpoint_serde import StrictSerializer
 from chimera.errors import ChimeraError
@@ -39,8 +38,9 @@ class AtomicWritesPostgresSaver(AsyncPostgresSaver):
         query = (self.UPSERT_CHECKPOINT_WRITES_SQL if all(w[0] in WRITES_IDX_MAP for w in writes)
                  else self.INSERT_CHECKPOINT_WRITES_SQL)
         configurable = config["configurable"]
-        params = await asyncio.to_thread(self._dump_writes, configurable["thread_id"], configurable["checkpoint_ns"],
-                                         configurable["checkpoint_id"], task_id, task_path, writes)
+        # serialized here, not on a thread: a task's writes are small, and the hop cost more than the work
+        params = self._dump_writes(configurable["thread_id"], configurable["checkpoint_ns"],
+                                   configurable["checkpoint_id"], task_id, task_path, writes)
         async with self.lock, _ainternal.get_connection(self.conn) as conn:
             async with conn.transaction(), conn.cursor(binary=True) as cursor:
                 await cursor.executemany(query, params)
@@ -81,8 +81,11 @@ async def _saver_tables_current(url: str, latest: int) -> bool:
         return bool(done and done[0] >= latest)
 
 
-async def open_postgres_saver(url: str, *, worker: str | None = None, lease_s: float | None = None,
-                              max_size: int = 4) -> tuple[AtomicWritesPostgresSaver, contextlib.AsyncExitStack]:
+async def open_postgres_saver(url: str, *, worker: str | None = None,
+                              lease_s: float | None = None) -> tuple[AtomicWritesPostgresSaver, contextlib.AsyncExitStack]:
+    """On one connection: a saver runs its calls one at a time in any case, and a pool's checkout cost more
+    CPU per checkpoint than the rest of the write (a connection the server drops fails the run in one line,
+    and the run resumes)."""
     stack = contextlib.AsyncExitStack()
     # autocommit: setup()'s CREATE INDEX CONCURRENTLY cannot run in a transaction; prepare_threshold=0: no
     # server-side prepared statements, which a PgBouncer in transaction mode would lose between statements.
@@ -91,10 +94,9 @@ async def open_postgres_saver(url: str, *, worker: str | None = None, lease_s: f
         idle_ms = int(max(1.0, (lease_s or 0) / 2) * 1000)
         kwargs["options"] = f"-c chimera.worker={worker} -c idle_in_transaction_session_timeout={idle_ms}"
     try:
-        pool = AsyncConnectionPool(url, kwargs=kwargs, min_size=1, max_size=max_size, open=False)
-        stack.push_async_callback(pool.close)
-        await pool.open(wait=True, timeout=10)
-        saver = AtomicWritesPostgresSaver(pool, serde=StrictSerializer())  # type: ignore[arg-type]
+        conn = await AsyncConnection.connect(url, connect_timeout=10, **kwargs)
+        stack.push_async_callback(conn.close)
+        saver = AtomicWritesPostgresSaver(conn, serde=StrictSerializer())
         await _set_up(saver, url)
     except BaseException as error:
         await stack.aclose()

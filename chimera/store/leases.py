@@ -27,13 +27,17 @@ class Leases(StoreBase):
         with self.conn:
             self.conn.execute("update workers set stopped_at = clock_timestamp() where id = ?", [worker])
 
-    def claim_topics(self, run: str, worker: str, *, lease_s: float, limit: int) -> list[TopicRow]:
+    def claim_topics(self, run: str, worker: str, *, lease_s: float, limit: int,
+                     orphans_only: bool = False) -> list[TopicRow]:
         """Up to `limit` topics of `run` that are not done, not held under a live lease, and not waiting for a
         review nobody has decided; leased to `worker` in the same statement. Two workers never get one topic:
-        the rows are locked as they are picked, and a lease is only taken over once it has run out."""
+        the rows are locked as they are picked, and a lease is only taken over once it has run out.
+        `orphans_only`: only topics left unfinished by a worker (its lease ran out, or it stopped)."""
+        orphans = "and exists (select 1 from topic_leases o where o.topic_id = t.id and o.released in (0, 1)) " \
+            if orphans_only else ""
         rows = self.conn.execute(
             "with picked as (select t.id from topics t where t.run = ? "
-            "and t.status not in ('done', 'merged', 'removed', 'surplus') "
+            "and t.status not in ('done', 'merged', 'removed', 'surplus') " + orphans +
             f"and not exists (select 1 from topic_leases l where l.topic_id = t.id and (({_LIVE}) "
             "or (l.released = 2 and not exists (select 1 from reviews r where r.topic_id = t.id "
             "and r.action is not null and r.applied_at is null)))) "

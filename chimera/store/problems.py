@@ -49,10 +49,15 @@ class Problems(StoreBase):
 
     def record_vote(self, problem_id: str, *, round_: int, critic: int, vote: dict[str, Any]) -> None:
         # Keyed by round and critic, so a re-executed critic overwrites its own vote.
+        upsert = ("insert into votes (problem_id, round, critic, vote) values (?, ?, ?, ?) "
+                  "on conflict (problem_id, round, critic) do update set vote = excluded.vote")
+        args = [problem_id, round_, critic, json.dumps(vote)]
+        if self.backend == "postgres":  # one statement, one round trip (SQLite has no writing CTE)
+            self.conn.execute(f"with voted as ({upsert} returning problem_id) update problems set updated_at = ? "
+                              "where id = (select problem_id from voted)", [*args, time.time()])
+            return
         with self.transaction():
-            self.conn.execute("insert into votes (problem_id, round, critic, vote) values (?, ?, ?, ?) "
-                              "on conflict (problem_id, round, critic) do update set vote = excluded.vote",
-                              [problem_id, round_, critic, json.dumps(vote)])
+            self.conn.execute(upsert, args)
             self.conn.execute("update problems set updated_at = ? where id = ?", [time.time(), problem_id])
 
     def problem_with_votes(self, problem_id: str, round_: int) -> tuple[ProblemRow, dict[int, dict[str, Any]]]:

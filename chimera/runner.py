@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from chimera.store.postgres import is_postgres_url
 from chimera.store.rows import TopicRow
 from chimera.tools.dedup import ProblemIndex, settle
 from chimera.worker_loop import new_worker_id, work_topics
+
+log = logging.getLogger("chimera.run")
 
 
 @dataclass
@@ -179,7 +182,9 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
 
         if worker_only:
             monitor.stage = "waiting for stage 1"
-            while await store.taxonomy_source(run) is None:  # chimera run does Stage 1; a worker joins after
+            if await store.taxonomy_source(run) is None:  # chimera run does Stage 1; a worker joins after
+                log.info("waiting for chimera run to finish Stage 1 of run %s", run)
+            while await store.taxonomy_source(run) is None:
                 await asyncio.sleep(1.0)
         else:
             monitor.stage = "stage 1: topics"

@@ -31,6 +31,7 @@ from chimera.cli.review.render import math_html, visible, yes_no
 from chimera.errors import ChimeraError
 from chimera.review.decision import ReviewDecision
 from chimera.store import Store
+from chimera.store.nonblocking import AsyncStore
 
 MIN_TOKEN_CHARS = 16
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -72,8 +73,9 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
     """`loopback_only`: the server is bound to loopback and serves only loopback Host names."""
     if token is not None and len(token) < MIN_TOKEN_CHARS:
         raise ChimeraError(f"--token must be at least {MIN_TOKEN_CHARS} characters (a guessable token protects nothing)")
-    store = Store(db, create=False)
-    shown_db = store.shown_path  # a URL's password is never on the page
+    # Each store call on the store's own thread: on PostgreSQL it is a round trip, which must not hold the loop.
+    store = AsyncStore(Store(db, create=False))
+    shown_db = store.sync.shown_path  # a URL's password is never on the page
     nonce = secrets.token_urlsafe(16)  # ties form posts to a page this server rendered
     style_nonce = secrets.token_urlsafe(16)
     csp = (f"default-src 'none'; style-src 'nonce-{style_nonce}'; img-src 'self'; form-action 'self'; "
@@ -111,16 +113,16 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
             response.set_cookie(cookie_name, cookie_value, httponly=True, samesite="Strict")
         return response
 
-    def render(title: str, body: str) -> web.Response:
-        pending = store.review_counts(run)["pending"]
+    async def render(title: str, body: str) -> web.Response:
+        pending = (await store.run(Store.review_counts, run))["pending"]
         return web.Response(content_type="text/html", text=page.substitute(
             title=html.escape(title), run=html.escape(run), db=html.escape(shown_db), pending=pending, body=body,
             style_nonce=style_nonce))
 
     async def index(request: web.Request) -> web.Response:
         subject, reason = request.query.get("subject") or None, request.query.get("reason") or None
-        everything = store.reviews(run)
-        items = store.reviews(run, subject=subject, reason=reason)
+        everything = await store.run(Store.reviews, run)
+        items = await store.run(Store.reviews, run, subject=subject, reason=reason)
         text = lambda value: html.escape(visible(str(value)), quote=True)  # noqa: E731
         rows = "\n".join(
             f'<tr data-id="{text(i["id"])}"><td><a href="/item/{quote(i["id"], safe="@")}">'
@@ -134,13 +136,13 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
             flash=flash, rows=rows, db=html.escape(shown_db),
             subject_options=_options(sorted({i["subject"] for i in everything}), subject, "every subject"),
             reason_options=_options(sorted({r for i in everything for r in i["reasons"]}), reason, "every reason"))
-        return render("pending", body)
+        return await render("pending", body)
 
     async def item_page(item: dict[str, Any], error: str = "") -> web.Response:
         # Rendering model text is bounded but not free: it runs off the event loop, so one hostile
         # field cannot hold every other reviewer's page.
         body = await asyncio.to_thread(item_body, item, error)
-        return render(item["id"], body)
+        return await render(item["id"], body)
 
     def item_body(item: dict[str, Any], error: str) -> str:
         p = item["payload"]
@@ -170,17 +172,17 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
             problem_text=html.escape(str(p["problem"])), answer_text=html.escape(str(p["answer"]), quote=True),
             critic_rows=critic_rows, solver_table=solver_table, nonce=nonce, reviewer=text(reviewer))
 
-    def pending_item(request: web.Request) -> dict[str, Any]:
-        item = store.review(request.match_info["id"])
+    async def pending_item(request: web.Request) -> dict[str, Any]:
+        item = await store.run(Store.review, request.match_info["id"])
         if item is None or item.get("run") != run:
             raise web.HTTPNotFound(text=f"no review item {visible(request.match_info['id'])} in run {run}\n")
         return item
 
     async def show(request: web.Request) -> web.Response:
-        return await item_page(pending_item(request))
+        return await item_page(await pending_item(request))
 
     async def decide(request: web.Request) -> web.Response:
-        item = pending_item(request)
+        item = await pending_item(request)
         form = await request.post()
         if not hmac.compare_digest(str(form.get("nonce", "")).encode(), nonce.encode()):
             return web.Response(status=403, text="forbidden: the form did not come from this review server\n")
@@ -192,7 +194,7 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
             fields["answer"] = answer if answer != item["payload"]["answer"].strip() else None
         try:
             decision = ReviewDecision.model_validate(fields)
-            store.decide_review(item["id"], decision.model_dump())
+            await store.run(Store.decide_review, item["id"], decision.model_dump())
         except ValidationError as error:
             return await item_page(item, error.errors()[0]["msg"].removeprefix("Value error, "))
         except ChimeraError as error:
@@ -205,8 +207,8 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
     return app
 
 
-async def _close(store: Store) -> None:
-    store.close()
+async def _close(store: AsyncStore) -> None:
+    await store.aclose()
 
 
 def _same_origin(request: web.Request) -> bool:

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from chimera.store.rows import CallCount
+
 ANSWERED = ("ok", "truncated", "malformed_reply")  # the server answered, whatever we made of it
 _LOCAL_PORT = re.compile(r"(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+")
 
@@ -41,7 +43,7 @@ class Health:
     lines: list[str] = field(default_factory=list)
 
 
-def role_calls(rows: list[dict[str, Any]]) -> list[RoleCalls]:
+def role_calls(rows: list[CallCount]) -> list[RoleCalls]:
     """Per role and endpoint: calls, answered, ok, and the failures by outcome and message."""
     roles: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
@@ -58,7 +60,7 @@ def role_calls(rows: list[dict[str, Any]]) -> list[RoleCalls]:
     return [RoleCalls(role, url, **entry) for (role, url), entry in sorted(roles.items())]
 
 
-def failure_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def failure_groups(rows: list[CallCount]) -> list[dict[str, Any]]:
     """Failed calls grouped by role, outcome and message (ports dropped), largest first."""
     groups: dict[tuple[str, str, str], int] = {}
     for row in rows:

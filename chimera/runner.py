@@ -42,7 +42,7 @@ from chimera.run_lock import holding_run
 from chimera.session import simulator_for
 from chimera.store.nonblocking import AsyncStore
 from chimera.store.postgres import is_postgres_url
-from chimera.store.rows import TopicRow
+from chimera.store.rows import CallCount, TopicRow
 from chimera.tools.dedup import ProblemIndex, settle
 from chimera.worker_loop import new_worker_id, work_topics
 
@@ -58,7 +58,7 @@ class RunSummary:
     counts: dict[str, Any] = field(default_factory=dict)
     db_bytes: int = 0
     checkpoint_bytes: int = 0
-    call_rows: list[dict[str, Any]] = field(default_factory=list)  # calls by role, endpoint, outcome, message
+    call_rows: list[CallCount] = field(default_factory=list)  # calls by role, endpoint, outcome, message
     unlabeled: int = 0
     shortfalls: list[dict[str, Any]] = field(default_factory=list)  # why Stage 1 gave fewer topics than asked
     reused_calls: int = 0  # calls answered from replies kept before a restart instead of asked again

@@ -78,7 +78,7 @@ def suite_key(model: str, spec: ModelSpec, questions: list[Question]) -> str:
 async def run_benchmark(store: Store, client: RoleClient, questions: list[Question], *, samples: int, suite: str,
                         on_result: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Ask every (question, sample) not yet stored; the client's in-flight budget bounds concurrency."""
-    done = {(r["question"], r["sample"]) for r in store.eval_rows("bench_results", "suite = ?", [suite])}
+    done = {(r["question"], r["sample"]) for r in store.bench_results(suite)}
     todo = [(i, j) for i in range(len(questions)) for j in range(samples) if (i, j) not in done]
     tally = {"asked": 0, "failed": 0, "reused": len(done)}
 
@@ -113,7 +113,7 @@ def summarize(store: Store, suite: str, questions: int, samples: int) -> dict[st
     """pass@1 (mean over samples) and unbiased pass@k; an undecided grade counts as not correct."""
     per_question: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     undecided = truncated = 0
-    for row in store.eval_rows("bench_results", "suite = ? and sample < ?", [suite, samples]):
+    for row in store.bench_results(suite, below_sample=samples):
         counts = per_question[row["question"]]
         counts[0] += 1
         counts[1] += row["correct"] == 1

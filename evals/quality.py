@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chimera.agents import evaluator
@@ -17,7 +18,7 @@ CRITERIA = ("clarity", "well_posedness", "self_containedness", "reasoning_depth"
 
 async def rate_all(store: Store, client: RoleClient, items: list[tuple[str, str, str]], *, retries: int) -> dict[str, int]:
     """Rate each (source, item id, text) not yet rated; ratings are stored one by one, so a re-run resumes."""
-    rated = {r["id"] for r in store.eval_rows("quality_ratings")}
+    rated = {r["id"] for r in store.quality_ratings()}
     tally = {"rated": 0, "failed": 0, "reused": 0}
 
     async def one(source: str, item: str, text: str) -> None:
@@ -38,7 +39,7 @@ async def rate_all(store: Store, client: RoleClient, items: list[tuple[str, str,
     return tally
 
 
-def overall(row: dict[str, Any]) -> float:
+def overall(row: Mapping[str, Any]) -> float:
     return statistics.fmean(row[c] for c in CRITERIA)
 
 
@@ -52,7 +53,7 @@ def bootstrap_difference(a: list[float], b: list[float], *, rounds: int = 2000, 
 
 def summarize(store: Store, sources: list[str]) -> dict[str, Any]:
     report: dict[str, Any] = {"criteria": list(CRITERIA), "by_source": {}}
-    rows = {s: store.eval_rows("quality_ratings", "source = ?", [s]) for s in sources}
+    rows: dict[str, Sequence[Mapping[str, Any]]] = {s: store.quality_ratings(s) for s in sources}
     for source, items in rows.items():
         report["by_source"][source] = {
             "rated": len(items),

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from chimera.store.base import StoreBase
+from chimera.store.rows import CallCount
 
 
 class Calls(StoreBase):
@@ -46,14 +47,14 @@ class Calls(StoreBase):
         with self.conn:
             self.conn.execute("update llm_calls set outcome = ?, error = ? where id = ?", [outcome, error, call_id])
 
-    def call_rows(self, run: str, *, after_id: int = 0, prefix: bool = False) -> list[dict[str, Any]]:
+    def call_rows(self, run: str, *, after_id: int = 0, prefix: bool = False) -> list[CallCount]:
         """Calls of a run counted by role, endpoint, outcome and message; `after_id`: only calls logged after
         that row (this invocation's); `prefix`: every run whose name starts with `run`."""
         where = "run like ? escape '\\'" if prefix else "run = ?"
         key = run.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" if prefix else run
         rows = self.conn.execute(f"select role, base_url, outcome, error, count(*) from llm_calls where {where} "
                                "and id > ? group by role, base_url, outcome, error", [key, after_id]).fetchall()
-        return [{"role": r[0], "base_url": r[1], "outcome": r[2], "error": r[3], "count": r[4]} for r in rows]
+        return [CallCount(role=r[0], base_url=r[1], outcome=r[2], error=r[3], count=r[4]) for r in rows]
 
     def last_call_id(self) -> int:
         return int(self.conn.execute("select coalesce(max(id), 0) from llm_calls").fetchone()[0])

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 from chimera.store.base import StoreBase
+from chimera.store.rows import BenchResultRow, QualityRatingRow
 
 
 class EvalRows(StoreBase):
     def save_eval_row(self, table: str, row: dict[str, Any]) -> None:
         self._upsert(table, {**row, "created_at": time.time()})
 
-    def eval_rows(self, table: str, where: str = "1 = 1", args: list[Any] | None = None) -> list[dict[str, Any]]:
-        return self._rows(table, where, args)
+    def bench_results(self, suite: str, *, below_sample: int | None = None) -> list[BenchResultRow]:
+        """The graded samples of one benchmark suite (those numbered below `below_sample`, if given)."""
+        where, args = ("suite = ? and sample < ?", [suite, below_sample]) if below_sample is not None \
+            else ("suite = ?", [suite])
+        return [cast(BenchResultRow, row) for row in self._rows("bench_results", where, args)]
+
+    def quality_ratings(self, source: str | None = None) -> list[QualityRatingRow]:
+        where, args = ("source = ?", [source]) if source is not None else (None, [])
+        return [cast(QualityRatingRow, row) for row in self._rows("quality_ratings", where, args)]
 
     def save_report(self, run: str, kind: str, report: dict[str, Any]) -> None:
         self._upsert("eval_reports", {"id": f"{run}:{kind}", "run": run, "kind": kind,

@@ -7,10 +7,10 @@ waits for a human (claimable again once a decision for it is on record). The lea
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 from chimera.store.base import StoreBase
-from chimera.store.rows import TopicRow
+from chimera.store.rows import ExpiredLease, TopicRow, WorkerRow
 
 HELD, RELEASED, WAITING_FOR_REVIEW = 0, 1, 2
 _LIVE = "l.released = 0 and l.expires_at > clock_timestamp()"
@@ -80,22 +80,22 @@ class Leases(StoreBase):
         return int(self.conn.execute(f"select count(*) from topic_leases l where l.run = ? and {_LIVE}",
                                      [run]).fetchone()[0])
 
-    def workers(self, run: str) -> list[dict[str, Any]]:
+    def workers(self, run: str) -> list[WorkerRow]:
         """Each worker of the run with the topics it holds and how long since its last heartbeat."""
         cursor = self.conn.execute(
             "select w.id, w.host, w.pid, extract(epoch from clock_timestamp() - w.heartbeat_at), "
             f"(select count(*) from topic_leases l where l.worker = w.id and {_LIVE}), w.stopped_at is not null "
             "from workers w where w.run = ? order by w.started_at, w.id", [run])
-        return [{"id": r[0], "host": r[1], "pid": r[2], "heartbeat_age_s": float(r[3]), "topics_held": int(r[4]),
-                 "stopped": bool(r[5])} for r in cursor.fetchall()]
+        return [WorkerRow(id=r[0], host=r[1], pid=r[2], heartbeat_age_s=float(r[3]), topics_held=int(r[4]),
+                          stopped=bool(r[5])) for r in cursor.fetchall()]
 
-    def expired_leases(self, run: str) -> list[dict[str, Any]]:
+    def expired_leases(self, run: str) -> list[ExpiredLease]:
         """Leases that ran out with their topic unfinished: a dead or stalled worker's, waiting to be taken over."""
         cursor = self.conn.execute(
             "select l.topic_id, t.subject, t.name, l.worker, extract(epoch from clock_timestamp() - l.expires_at) "
             "from topic_leases l join topics t on t.id = l.topic_id where l.run = ? and l.released = 0 "
             "and l.expires_at <= clock_timestamp() and t.status <> 'done' order by l.expires_at", [run])
-        return [{"topic_id": r[0], "subject": r[1], "topic": r[2], "worker": r[3], "expired_s": float(r[4])}
+        return [ExpiredLease(topic_id=r[0], subject=r[1], topic=r[2], worker=r[3], expired_s=float(r[4]))
                 for r in cursor.fetchall()]
 
     def topics_held_by_pid(self, pid: int) -> list[str]:

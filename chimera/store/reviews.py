@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 from chimera.errors import ChimeraError
 from chimera.store.base import StoreBase
+from chimera.store.rows import ReviewRow
 
 
-def _parse_review(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "reasons": json.loads(row["reasons"] or "[]"), "payload": json.loads(row["payload"] or "{}")}
+def _parse_review(row: dict[str, Any]) -> ReviewRow:
+    return cast(ReviewRow, {**row, "reasons": json.loads(row["reasons"] or "[]"),
+                            "payload": json.loads(row["payload"] or "{}")})
 
 
 class Reviews(StoreBase):
@@ -28,7 +30,7 @@ class Reviews(StoreBase):
                 "thread_id = excluded.thread_id", list(row.values()))
 
     def reviews(self, run: str | None = None, *, state: str = "pending", subject: str | None = None,
-                reason: str | None = None) -> list[dict[str, Any]]:
+                reason: str | None = None) -> list[ReviewRow]:
         """Reviews in `state` (pending: no decision yet; decided; all), oldest first, JSON fields parsed."""
         where, args = ["1 = 1"], []
         if run:
@@ -44,7 +46,7 @@ class Reviews(StoreBase):
         reviews = [_parse_review(row) for row in self._rows("reviews", " and ".join(where), args, order_by="created_at, id")]
         return [r for r in reviews if reason in r["reasons"]] if reason else reviews
 
-    def review(self, review_id: str) -> dict[str, Any] | None:
+    def review(self, review_id: str) -> ReviewRow | None:
         row = self._get("reviews", review_id)
         return _parse_review(row) if row else None
 

@@ -82,3 +82,88 @@ class TopicRow(TypedDict):
     round: int | None  # the refill round that added it (0 or None: the first expansion)
     created_at: float
     updated_at: float
+
+
+class ReviewRow(TypedDict):
+    """A problem that waited for a human (table `reviews`), its JSON fields parsed."""
+
+    id: str
+    run: str
+    problem_id: str
+    topic_id: str
+    subject: str
+    topic: str
+    thread_id: str
+    round: int
+    proposed: str  # what the pipeline would have done: accept or reject
+    reasons: list[str]  # why it waits (the review policy's names)
+    payload: dict[str, Any]  # what the reviewer is shown
+    action: str | None  # the decision: accept, reject, revise, edit; None while pending
+    note: str | None
+    edited_problem: str | None
+    edited_answer: str | None
+    reviewer: str | None
+    decided_at: float | None
+    applied_at: float | None  # when a resumed thread took the decision
+    created_at: float
+
+
+class CallCount(TypedDict):
+    """Model calls of a run with the same role, endpoint, outcome and message."""
+
+    role: str
+    base_url: str | None
+    outcome: str
+    error: str | None
+    count: int
+
+
+class BenchResultRow(TypedDict):
+    """One graded sample of `chimera eval bench` (table `bench_results`)."""
+
+    id: str
+    suite: str
+    question: int
+    sample: int
+    predicted: str | None
+    correct: int | None
+    method: str | None
+    finish_reason: str | None
+    tokens_out: int | None
+    created_at: float
+
+
+class QualityRatingRow(TypedDict):
+    """One problem rated by `chimera eval quality` (table `quality_ratings`), scores 1-5."""
+
+    id: str
+    source: str
+    item: str
+    model: str
+    clarity: int
+    well_posedness: int
+    self_containedness: int
+    reasoning_depth: int
+    rationale: str
+    created_at: float
+
+
+class WorkerRow(TypedDict):
+    """A worker of a run on PostgreSQL, as `chimera status` shows it."""
+
+    id: str
+    host: str | None
+    pid: int | None
+    heartbeat_age_s: float
+    topics_held: int
+    stopped: bool
+
+
+class ExpiredLease(TypedDict):
+    """A lease that ran out with its topic unfinished."""
+
+    topic_id: str
+    subject: str
+    topic: str
+    worker: str
+    expired_s: float

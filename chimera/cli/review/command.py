@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from chimera.errors import ChimeraError
+from chimera.store.rows import ReviewRow
 
 
 def add_review_parser(sub: Any) -> None:
@@ -109,7 +110,7 @@ def _decision_from_flags(args: argparse.Namespace, reviewer: str) -> dict[str, A
         raise ChimeraError(error.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
-def _print_list(items: list[dict[str, Any]], *, as_json: bool, out: Any) -> None:
+def _print_list(items: list[ReviewRow], *, as_json: bool, out: Any) -> None:
     if as_json:
         print(json.dumps([{key: item[key] for key in ("id", "subject", "topic", "reasons", "proposed", "action",
                                                       "reviewer", "note", "payload")} for item in items], indent=2))

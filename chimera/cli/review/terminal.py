@@ -26,12 +26,13 @@ from chimera.cli.review.render import edit_buffer, parse_edit_buffer, yes_no
 from chimera.errors import ChimeraError
 from chimera.review.decision import ReviewDecision
 from chimera.store import Store
+from chimera.store.rows import ReviewRow
 
 KEYS = {"a": "accept", "r": "reject", "e": "edit", "v": "revise", "s": "skip", "q": "quit"}
 MENU = "[a]ccept  [r]eject  [e]dit  re[v]ise  [s]kip  [q]uit"
 
 
-def item_view(item: dict[str, Any], position: str) -> Panel:
+def item_view(item: ReviewRow, position: str) -> Panel:
     """One pending item as the reviewer sees it."""
     payload = item["payload"]
     votes = Table(show_header=True, header_style="bold", expand=True)
@@ -109,7 +110,7 @@ def edit_in_editor(problem: str, answer: str) -> tuple[str, str] | None:
     return None if edited == (problem.strip(), answer.strip()) else edited
 
 
-def walk(store: Store, items: list[dict[str, Any]], console: Console, prompter: Prompter, reviewer: str,
+def walk(store: Store, items: list[ReviewRow], console: Console, prompter: Prompter, reviewer: str,
          edit: Callable[[str, str], tuple[str, str] | None] = edit_in_editor) -> Counter:
     """Show each item, take a decision, store it. Returns how many of each action were taken."""
     taken: Counter = Counter()
@@ -140,7 +141,7 @@ def walk(store: Store, items: list[dict[str, Any]], console: Console, prompter: 
     return taken
 
 
-def _fields_for(choice: str, item: dict[str, Any], prompter: Prompter,
+def _fields_for(choice: str, item: ReviewRow, prompter: Prompter,
                 edit: Callable[[str, str], tuple[str, str] | None]) -> dict[str, Any] | None:
     if choice == "accept":
         return {}

@@ -32,6 +32,7 @@ from chimera.errors import ChimeraError
 from chimera.review.decision import ReviewDecision
 from chimera.store import Store
 from chimera.store.nonblocking import AsyncStore
+from chimera.store.rows import ReviewRow
 
 MIN_TOKEN_CHARS = 16
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -138,13 +139,13 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
             reason_options=_options(sorted({r for i in everything for r in i["reasons"]}), reason, "every reason"))
         return await render("pending", body)
 
-    async def item_page(item: dict[str, Any], error: str = "") -> web.Response:
+    async def item_page(item: ReviewRow, error: str = "") -> web.Response:
         # Rendering model text is bounded but not free: it runs off the event loop, so one hostile
         # field cannot hold every other reviewer's page.
         body = await asyncio.to_thread(item_body, item, error)
         return await render(item["id"], body)
 
-    def item_body(item: dict[str, Any], error: str) -> str:
+    def item_body(item: ReviewRow, error: str) -> str:
         p = item["payload"]
         text = lambda value: html.escape(visible(str(value)))  # noqa: E731
         critic_rows = "".join(
@@ -172,7 +173,7 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
             problem_text=html.escape(str(p["problem"])), answer_text=html.escape(str(p["answer"]), quote=True),
             critic_rows=critic_rows, solver_table=solver_table, nonce=nonce, reviewer=text(reviewer))
 
-    async def pending_item(request: web.Request) -> dict[str, Any]:
+    async def pending_item(request: web.Request) -> ReviewRow:
         item = await store.run(Store.review, request.match_info["id"])
         if item is None or item.get("run") != run:
             raise web.HTTPNotFound(text=f"no review item {visible(request.match_info['id'])} in run {run}\n")

@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from chimera.checkpoint_serde import StrictSerializer
 from chimera.errors import ChimeraError
 from chimera.store.base import MIGRATION_LOCK
+from chimera.store.leases import worker_session_name
 from chimera.store.postgres import first_line, shown_url
 from chimera.store.schema_postgres import CHECKPOINT_TABLES, FENCE_CHECKPOINTS
 
@@ -32,7 +33,8 @@ class AtomicWritesPostgresSaver(AsyncPostgresSaver):
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
                           task_path: str = "") -> None:
         # The stock path sends the rows through a pipeline without a transaction around them: a kill between
-        # two rows would leave a task with some of its writes (see checkpoint_saver on what that costs).
+        # two rows would leave a task with some of its writes (see checkpoint_saver on what that costs). And a
+        # pipeline is what the server's idle-in-transaction timeout misses when a worker stops inside it.
         if not writes:
             return
         query = (self.UPSERT_CHECKPOINT_WRITES_SQL if all(w[0] in WRITES_IDX_MAP for w in writes)
@@ -41,9 +43,15 @@ class AtomicWritesPostgresSaver(AsyncPostgresSaver):
         # serialized here, not on a thread: a task's writes are small, and the hop cost more than the work
         params = self._dump_writes(configurable["thread_id"], configurable["checkpoint_ns"],
                                    configurable["checkpoint_id"], task_id, task_path, writes)
+        one_row = "VALUES (" + ", ".join(["%s"] * len(params[0])) + ")"
         async with self.lock, _ainternal.get_connection(self.conn) as conn:
+            if one_row in query:  # one multi-row statement: it lands whole, in one round trip
+                rows = "VALUES " + ", ".join([one_row.removeprefix("VALUES ")] * len(params))
+                await conn.execute(query.replace(one_row, rows), [value for row in params for value in row])
+                return
             async with conn.transaction(), conn.cursor(binary=True) as cursor:
-                await cursor.executemany(query, params)
+                for row in params:  # not executemany: see PgConnection.executemany
+                    await cursor.execute(query, row)
 
 
 async def _set_up(saver: AsyncPostgresSaver, url: str) -> None:
@@ -92,7 +100,9 @@ async def open_postgres_saver(url: str, *, worker: str | None = None,
     kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
     if worker:  # its writes checked against its leases; its session ended if it stalls in a transaction
         idle_ms = int(max(1.0, (lease_s or 0) / 2) * 1000)
-        kwargs["options"] = f"-c chimera.worker={worker} -c idle_in_transaction_session_timeout={idle_ms}"
+        kwargs["options"] = (f"-c chimera.worker={worker} -c idle_in_transaction_session_timeout={idle_ms} "
+                             f"-c lock_timeout={int((lease_s or 60) * 1000)}")
+        kwargs["application_name"] = worker_session_name(worker)
     try:
         conn = await AsyncConnection.connect(url, connect_timeout=10, **kwargs)
         stack.push_async_callback(conn.close)

@@ -235,7 +235,7 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
             try:
                 await work_topics(store, functools.partial(one_topic, graph=fenced_graph), run=run, worker=worker,
                                   lease_s=config.run.lease_s, capacity=capacity,
-                                  has_room=lambda: endpoints.waiting == 0, on_workers=endpoints.share_totals)
+                                  has_room=lambda: endpoints.waiting < endpoints.limit, on_workers=endpoints.share_totals)
             finally:
                 await store.act_as(None)
         else:

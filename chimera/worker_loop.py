@@ -16,14 +16,16 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
+from typing import Any, TypeVar
 
 from chimera.store.nonblocking import AsyncStore
 from chimera.store.postgres import first_line, is_fenced
 from chimera.store.rows import TopicRow
 
 log = logging.getLogger("chimera.worker")
+T = TypeVar("T")
 
 
 def new_worker_id() -> str:
@@ -40,7 +42,8 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
     """Run topics of `run` as `worker`, up to `capacity` at once, until none is left unfinished and unleased and
     no other worker holds one (it might die, and its topics would come back). `run_topic` returns whether the
     topic's thread ended waiting for a review. Topics are claimed a few at a time, and only while `has_room()`
-    (no request waits for a place in the budget), so that workers which start together share the topics
+    (fewer requests wait for a place than the budget holds: enough work queued to keep it full), so that
+    workers which start together share the topics
     instead of the first taking them all. `on_workers` hears how many workers are alive, at the start and at
     each heartbeat (for budgets shared by the whole run). Returns how many topics this worker finished."""
     await store.register_worker(worker, run, host=socket.gethostname(), pid=os.getpid())
@@ -57,15 +60,15 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
             # A topic another worker died holding is taken at once, even with a full budget: it was under way.
             room = min(capacity - len(running), CLAIM_BATCH)
             orphans_only = bool(running) and not has_room()
-            claimed = await store.claim_topics(run, worker, lease_s=lease_s, limit=room,
-                                               orphans_only=orphans_only) if room > 0 else []
+            claimed = await _once_more(partial(store.claim_topics, run, worker, lease_s=lease_s, limit=room,
+                                               orphans_only=orphans_only)) if room > 0 else []
             for topic in claimed:
                 log.info("worker %s took topic %s (%s)", worker, topic["id"], topic["name"])
                 running[asyncio.create_task(run_topic(topic))] = topic["id"]
             if not running:
                 if claimed:
                     continue
-                if await store.live_leases(run) == 0:
+                if await _once_more(partial(store.live_leases, run)) == 0:
                     return finished
                 await asyncio.sleep(poll_s)  # others hold the rest; wait in case one of them dies
                 continue
@@ -79,7 +82,7 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
                     continue
                 error = task.exception()
                 if error is not None:
-                    still_held = topic_id in await store.renew_leases(worker, lease_s=lease_s)
+                    still_held = topic_id in await _once_more(partial(store.renew_leases, worker, lease_s=lease_s))
                     if is_fenced(error) and not still_held:
                         log.warning("worker %s: a write for topic %s was refused (%s); dropping the topic",
                                     worker, topic_id, first_line(error))
@@ -91,7 +94,7 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
                         continue
                     await store.release_topic(topic_id, worker)  # another worker may try it at once
                     raise error
-                await store.release_topic(topic_id, worker, waiting=task.result())
+                await _once_more(partial(store.release_topic, topic_id, worker, waiting=task.result()))
                 finished += 1
     finally:
         heartbeat.cancel()
@@ -102,6 +105,26 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
             for topic_id in running.values():
                 await store.release_topic(topic_id, worker)  # unfinished: another worker may take it at once
             await store.worker_stopped(worker)
+
+
+async def _once_more(call: Callable[[], Awaitable[T]]) -> T:
+    """`call()`, and once more if the database connection turned out to be lost: the server ends the sessions
+    of a worker that stopped past its lease, and the store opens a new one on the next call."""
+    try:
+        return await call()
+    except Exception as error:
+        if not _connection_lost(error):
+            raise
+        log.warning("the connection to the run's database was lost (%s); opening a new one", first_line(error))
+        return await call()
+
+
+def _connection_lost(error: BaseException) -> bool:
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(error, psycopg.OperationalError)
 
 
 async def _keep_leases(store: AsyncStore, run: str, worker: str, lease_s: float,

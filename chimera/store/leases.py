@@ -7,13 +7,19 @@ waits for a human (claimable again once a decision for it is on record). The lea
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from chimera.store.base import StoreBase
 from chimera.store.rows import ExpiredLease, TopicRow, WorkerRow
 
 HELD, RELEASED, WAITING_FOR_REVIEW = 0, 1, 2
+LOCK_NOT_AVAILABLE = "55P03"
 _LIVE = "l.released = 0 and l.expires_at > clock_timestamp()"
+
+
+def worker_session_name(worker: str) -> str:
+    """The application_name of a worker's database sessions, by which a stalled one is found."""
+    return f"chimera-worker {worker}"
 
 
 class Leases(StoreBase):
@@ -35,7 +41,37 @@ class Leases(StoreBase):
         `orphans_only`: only topics left unfinished by a worker (its lease ran out, or it stopped)."""
         orphans = "and exists (select 1 from topic_leases o where o.topic_id = t.id and o.released in (0, 1)) " \
             if orphans_only else ""
-        rows = self.conn.execute(
+        self._end_stalled_sessions(run, lease_s)
+        try:
+            with self.transaction():
+                # A lease row can be locked by a stalled worker's open transaction (its lease check): wait a
+                # moment, not forever; its session is ended on a later claim once its heartbeat is a lease old.
+                self.conn.execute("set local lock_timeout = '1s'")
+                rows = self._claim(run, worker, lease_s, limit, orphans)
+        except Exception as error:
+            if getattr(error, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            return []
+        claimed = [row[0] for row in rows]
+        if not claimed:
+            return []
+        marks = ", ".join("?" * len(claimed))
+        return [cast(TopicRow, row) for row in self._rows("topics", f"id in ({marks})", claimed,
+                                                          order_by="subject, position, id")]
+
+    def _end_stalled_sessions(self, run: str, lease_s: float) -> None:
+        """End the database sessions of the workers of this run that stopped heartbeating over a lease ago
+        (stopped, paused, cut off): their leases are gone, and the row locks an open transaction of theirs holds
+        would keep the worker that takes over their topics waiting. (The server's idle-in-transaction timeout
+        misses a session that stopped inside a pipeline, as LangGraph's saver sends a checkpoint.)"""
+        self.conn.execute(
+            "select pg_terminate_backend(a.pid) from pg_stat_activity a join workers w "
+            "on a.application_name = 'chimera-worker ' || w.id where w.run = ? and a.datname = current_database() "
+            "and a.pid <> pg_backend_pid() and w.stopped_at is null "
+            "and w.heartbeat_at < clock_timestamp() - make_interval(secs => ?)", [run, lease_s])
+
+    def _claim(self, run: str, worker: str, lease_s: float, limit: int, orphans: str) -> list[Any]:
+        return self.conn.execute(
             "with picked as (select t.id from topics t where t.run = ? "
             "and t.status not in ('done', 'merged', 'removed', 'surplus') " + orphans +
             f"and not exists (select 1 from topic_leases l where l.topic_id = t.id and (({_LIVE}) "
@@ -48,12 +84,6 @@ class Leases(StoreBase):
             "released = 0, taken = topic_leases.taken + 1 "
             "where topic_leases.released <> 0 or topic_leases.expires_at <= clock_timestamp() "
             "returning topic_id", [run, limit, run, worker, lease_s]).fetchall()
-        claimed = [row[0] for row in rows]
-        if not claimed:
-            return []
-        marks = ", ".join("?" * len(claimed))
-        return [cast(TopicRow, row) for row in self._rows("topics", f"id in ({marks})", claimed,
-                                                          order_by="subject, position, id")]
 
     def renew_leases(self, worker: str, *, lease_s: float) -> set[str]:
         """Extend every live lease of `worker`; the topics it still holds (one missing from them is lost)."""
@@ -115,6 +145,9 @@ class Leases(StoreBase):
         A worker's session is ended by the server if it stalls inside a transaction for half a lease, so that
         its row locks cannot hold back the worker that takes its topics over."""
         self.conn.set("chimera.worker", worker or "")  # type: ignore[attr-defined]
+        self.conn.set("application_name", worker_session_name(worker) if worker else "chimera")  # type: ignore[attr-defined]
+        # and a write never waits longer than a lease for a lock (a stalled worker's, not yet ended)
+        self.conn.set("lock_timeout", str(int((lease_s or 60) * 1000)) if worker else "0")  # type: ignore[attr-defined]
         idle_ms = int(max(1.0, (lease_s or 0) / 2) * 1000) if worker else 0
         self.conn.set("idle_in_transaction_session_timeout", str(idle_ms))  # type: ignore[attr-defined]
 

@@ -110,11 +110,12 @@ class PgConnection:
         self._live()
         return Rows(self._cursor.execute(to_psycopg(sql), list(params)))
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        # One statement at a time, not psycopg's executemany: that sends them as a pipeline, and a session that
+        # stops between a pipeline's statements is not ended by the server's idle-in-transaction timeout.
         with self.transaction():
-            cursor = self._live().cursor()
-            cursor.executemany(to_psycopg(sql), [list(row) for row in rows])
-        return cursor
+            for row in rows:
+                self.execute(sql, row)
 
     def __enter__(self) -> PgConnection:
         return self

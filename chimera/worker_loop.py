@@ -57,11 +57,14 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
         while True:
             if heartbeat.done():
                 heartbeat.result()  # the database went away for longer than a lease: stop (resumable)
-            # A topic another worker died holding is taken at once, even with a full budget: it was under way.
-            room = min(capacity - len(running), CLAIM_BATCH)
-            orphans_only = bool(running) and not has_room()
-            claimed = await _once_more(partial(store.claim_topics, run, worker, lease_s=lease_s, limit=room,
-                                               orphans_only=orphans_only)) if room > 0 else []
+            # A topic another worker left unfinished (it died, or stopped) is taken at once, past this worker's
+            # capacity and with a full budget: it was under way. New topics only while there is room.
+            claimed = await _once_more(partial(store.claim_topics, run, worker, lease_s=lease_s, limit=CLAIM_BATCH,
+                                               orphans_only=True)) if running else []
+            room = min(capacity - len(running) - len(claimed), CLAIM_BATCH)
+            wants_more = room > 0 and (has_room() or not running)
+            if wants_more:
+                claimed += await _once_more(partial(store.claim_topics, run, worker, lease_s=lease_s, limit=room))
             for topic in claimed:
                 log.info("worker %s took topic %s (%s)", worker, topic["id"], topic["name"])
                 running[asyncio.create_task(run_topic(topic))] = topic["id"]
@@ -73,7 +76,7 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
                 await asyncio.sleep(poll_s)  # others hold the rest; wait in case one of them dies
                 continue
             # Soon again while the last claim filled up and there is room; else when a topic ends, or at the poll.
-            wait_s = 0.05 if len(claimed) == room > 0 and not orphans_only else min(poll_s, 0.25)
+            wait_s = 0.05 if wants_more and len(claimed) >= room else min(poll_s, 0.25)
             done, _ = await asyncio.wait(running, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 topic_id = running.pop(task)

@@ -5,7 +5,8 @@ Each measurement gets a database of its own, created on the server the URL names
   another process's);
 - requests in flight / budget with 1 and with N processes (`chimera run` plus N-1 `chimera worker`s, from their
   traces over Stages 2-3: the sum of in flight over the sum of budgets);
-- seconds from a worker's SIGKILL until each topic it held has a model call again (taken over by another);
+- seconds from a worker's SIGKILL until another process has taken each topic it held (resumed from its last
+  checkpoint), and until each has made a model call again (its requests queue in the new holder's budget);
 - database bytes per sample: dataset tables (indexes and TOAST included) and checkpoints.
 """
 
@@ -96,8 +97,10 @@ def takeover_after_kill(chimera: str, config: Path, server_url: str, folder: Pat
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     killed_wall, killed = time.time(), time.monotonic()
-    running_again = None
+    taken_over = running_again = None
     while time.monotonic() < deadline and main.poll() is None and held:
+        if taken_over is None and store.topics_taken_over(held) == len(held):
+            taken_over = time.monotonic() - killed
         if store.topics_called_since(held, killed_wall) == len(held):
             running_again = time.monotonic() - killed
             break
@@ -106,6 +109,7 @@ def takeover_after_kill(chimera: str, config: Path, server_url: str, folder: Pat
     main.wait()
     store.close()
     return {"lease_s": BENCH_LEASE_S, "topics_held_by_the_killed_worker": len(held),
+            "seconds_until_taken_over": round(taken_over, 2) if taken_over is not None else None,
             "seconds_until_running_again": round(running_again, 2) if running_again is not None else None}
 
 

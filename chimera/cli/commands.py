@@ -314,9 +314,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                          f"{many['mean_in_flight']} / {many['budget']} = {many['in_flight_ratio']} "
                          f"({many['samples']} samples in {many['seconds']} s)"))
         takeover = pg["takeover"]
-        rows.append(("PostgreSQL: a killed worker's topics running again",
-                     f"{takeover['seconds_until_running_again']} s after SIGKILL (lease {takeover['lease_s']} s, "
-                     f"{takeover['topics_held_by_the_killed_worker']} topics)"))
+        rows.append(("PostgreSQL: a killed worker's topics taken over / calling again",
+                     f"{takeover['seconds_until_taken_over']} / {takeover['seconds_until_running_again']} s after "
+                     f"SIGKILL (lease {takeover['lease_s']} s, {takeover['topics_held_by_the_killed_worker']} topics)"))
     for key, value in rows:
         table.add_row(key, str(value))
     out.print(table)

@@ -134,6 +134,13 @@ class Leases(StoreBase):
             f"select l.topic_id from topic_leases l join workers w on w.id = l.worker where w.pid = ? and {_LIVE} "
             "and exists (select 1 from llm_calls c where c.topic_id = l.topic_id)", [pid]).fetchall()]
 
+    def topics_taken_over(self, topic_ids: list[str]) -> int:
+        """How many of `topic_ids` another claim has taken since (their lease taken a second time, or done)."""
+        marks = ", ".join("?" * len(topic_ids))
+        return int(self.conn.execute(
+            f"select count(*) from topics t where t.id in ({marks}) and (t.status = 'done' or exists (select 1 "
+            "from topic_leases l where l.topic_id = t.id and l.taken >= 2))", topic_ids).fetchone()[0])
+
     def topics_called_since(self, topic_ids: list[str], since: float) -> int:
         """How many of `topic_ids` made a model call after `since` (time.time())."""
         marks = ", ".join("?" * len(topic_ids))

@@ -43,9 +43,9 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
     no other worker holds one (it might die, and its topics would come back). `run_topic` returns whether the
     topic's thread ended waiting for a review. Topics are claimed a few at a time, and only while `has_room()`
     (fewer requests wait for a place than the budget holds: enough work queued to keep it full), so that
-    workers which start together share the topics
-    instead of the first taking them all. `on_workers` hears how many workers are alive, at the start and at
-    each heartbeat (for budgets shared by the whole run). Returns how many topics this worker finished."""
+    workers which start together share the topics instead of the first taking them all. `on_workers` hears
+    how many workers are alive, at the start and at each heartbeat (for budgets shared by the whole run).
+    Returns how many topics this worker finished."""
     await store.register_worker(worker, run, host=socket.gethostname(), pid=os.getpid())
     on_workers(await store.live_workers(run, lease_s=lease_s))
     running: dict[asyncio.Task[bool], str] = {}

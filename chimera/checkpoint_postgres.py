@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from chimera.checkpoint_serde import StrictSerializer
 from chimera.errors import ChimeraError
 from chimera.store.base import MIGRATION_LOCK
-from chimera.store.leases import worker_session_name
+from chimera.store.leases import worker_session_settings
 from chimera.store.postgres import first_line, shown_url
 from chimera.store.schema_postgres import CHECKPOINT_TABLES, FENCE_CHECKPOINTS
 
@@ -98,11 +98,10 @@ async def open_postgres_saver(url: str, *, worker: str | None = None,
     # autocommit: setup()'s CREATE INDEX CONCURRENTLY cannot run in a transaction; prepare_threshold=0: no
     # server-side prepared statements, which a PgBouncer in transaction mode would lose between statements.
     kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
-    if worker:  # its writes checked against its leases; its session ended if it stalls in a transaction
-        idle_ms = int(max(1.0, (lease_s or 0) / 2) * 1000)
-        kwargs["options"] = (f"-c chimera.worker={worker} -c idle_in_transaction_session_timeout={idle_ms} "
-                             f"-c lock_timeout={int((lease_s or 60) * 1000)}")
-        kwargs["application_name"] = worker_session_name(worker)
+    if worker:
+        settings = worker_session_settings(worker, lease_s)
+        kwargs["application_name"] = settings.pop("application_name")  # it holds a space: not an option
+        kwargs["options"] = " ".join(f"-c {name}={value}" for name, value in settings.items())
     try:
         conn = await AsyncConnection.connect(url, connect_timeout=10, **kwargs)
         stack.push_async_callback(conn.close)

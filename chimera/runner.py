@@ -41,7 +41,7 @@ from chimera.llm import build_clients, close_clients
 from chimera.run_lock import holding_run
 from chimera.session import simulator_for
 from chimera.store.nonblocking import AsyncStore
-from chimera.store.postgres import is_postgres_url
+from chimera.store.postgres import connection_lost, is_postgres_url
 from chimera.store.rows import CallCount, TopicRow
 from chimera.tools.dedup import ProblemIndex, settle
 from chimera.worker_loop import new_worker_id, work_topics
@@ -394,18 +394,15 @@ async def _tick(monitor: RunMonitor, store: AsyncStore, hook: ProgressHook, ever
     while True:
         # A database that is away for a moment (a PostgreSQL restart) leaves the last counts on the display;
         # the run's own next write says whether it is gone for good.
-        with contextlib.suppress(ChimeraError, OSError, *_database_errors()):
+        try:
             await _refresh(monitor, store)
+        except (ChimeraError, OSError):
+            pass
+        except Exception as error:
+            if not connection_lost(error):
+                raise
         hook(monitor)
         await asyncio.sleep(every)
-
-
-def _database_errors() -> tuple[type[Exception], ...]:
-    try:
-        import psycopg
-    except ImportError:
-        return ()
-    return (psycopg.OperationalError,)
 
 
 async def _refresh(monitor: RunMonitor, store: AsyncStore) -> None:

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from chimera.store.nonblocking import AsyncStore
-from chimera.store.postgres import first_line, is_fenced
+from chimera.store.postgres import connection_lost, first_line, is_fenced
 from chimera.store.rows import TopicRow
 
 log = logging.getLogger("chimera.worker")
@@ -58,7 +58,9 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
             if heartbeat.done():
                 heartbeat.result()  # the database went away for longer than a lease: stop (resumable)
             # A topic another worker left unfinished (it died, or stopped) is taken at once, past this worker's
-            # capacity and with a full budget: it was under way. New topics only while there is room.
+            # capacity and with a full budget: it was under way. New topics only while there is room. First, the
+            # sessions of a worker stalled past its lease are ended: their row locks would hold the claims back.
+            await _once_more(partial(store.end_stalled_sessions, run, lease_s))
             claimed = await _once_more(partial(store.claim_topics, run, worker, lease_s=lease_s, limit=CLAIM_BATCH,
                                                orphans_only=True)) if running else []
             room = min(capacity - len(running) - len(claimed), CLAIM_BATCH)
@@ -116,18 +118,10 @@ async def _once_more(call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await call()
     except Exception as error:
-        if not _connection_lost(error):
+        if not connection_lost(error):
             raise
         log.warning("the connection to the run's database was lost (%s); opening a new one", first_line(error))
         return await call()
-
-
-def _connection_lost(error: BaseException) -> bool:
-    try:
-        import psycopg
-    except ImportError:
-        return False
-    return isinstance(error, psycopg.OperationalError)
 
 
 async def _keep_leases(store: AsyncStore, run: str, worker: str, lease_s: float,

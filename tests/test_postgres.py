@@ -169,7 +169,9 @@ def test_the_database_refuses_a_write_for_a_topic_whose_lease_the_writer_lost(tm
     url = postgres.new_database("fence")
     setup = Store(url)
     setup.upsert_topic(id="t1", run="r", subject="Mathematics", name="Algebra", position=0, source="config")
-    first, second = Store(url, worker="w1"), Store(url, worker="w2")
+    first, second = Store(url), Store(url)
+    first.act_as("w1", lease_s=30)
+    second.act_as("w2", lease_s=30)
     assert [t["id"] for t in first.claim_topics("r", "w1", lease_s=30, limit=5)] == ["t1"]
     assert second.claim_topics("r", "w2", lease_s=30, limit=5) == []  # held: nobody else gets it
     first.save_draft(id="p1", run="r", topic_id="t1", subject="Mathematics", topic="Algebra", slot=0,
@@ -197,7 +199,9 @@ def test_checkpoints_are_fenced_too(postgres):
     url = postgres.new_database("fence_checkpoints")
     setup = Store(url)
     setup.upsert_topic(id="t1", run="r", subject="Mathematics", name="Algebra", position=0, source="config")
-    Store(url, worker="w1").claim_topics("r", "w1", lease_s=30, limit=1)
+    holder = Store(url)
+    holder.act_as("w1", lease_s=30)
+    holder.claim_topics("r", "w1", lease_s=30, limit=1)
 
     async def write_as(worker: str) -> None:
         saver, stack = await open_saver(url, worker=worker)

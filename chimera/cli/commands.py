@@ -17,7 +17,7 @@ from chimera.cli.common import err, only_run, out
 from chimera.cli.run import run_command, shortfall_lines, worker_command
 from chimera.errors import ChimeraError
 from chimera.secrets import redact
-from chimera.store.postgres import first_line, is_postgres_url
+from chimera.store.postgres import connection_lost, first_line, is_postgres_url
 
 
 def _cmd_yield(store, args: argparse.Namespace) -> int:
@@ -561,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"chimera: error: {database_trouble(error)}", markup=False)
         return 1
     except Exception as error:
-        if not is_postgres_trouble(error):
+        if not connection_lost(error):
             raise
         err.print(f"chimera: error: the run's PostgreSQL database went away or refused ({redact(first_line(error))}); "
                   "run the same command again to resume", markup=False)
@@ -569,15 +569,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("chimera: interrupted; run the same command again to resume", markup=False)
         return 130
-
-
-def is_postgres_trouble(error: BaseException) -> bool:
-    """A lost or refused PostgreSQL connection (a restart, a network cut), not a bug to show a traceback for."""
-    try:
-        import psycopg
-    except ImportError:
-        return False
-    return isinstance(error, psycopg.OperationalError)
 
 
 def database_trouble(error: sqlite3.OperationalError) -> str:

@@ -16,7 +16,6 @@ from chimera.errors import ChimeraError
 from chimera.store.postgres import connect as connect_postgres
 from chimera.store.postgres import is_postgres_url, shown_url
 from chimera.store.schema import MIGRATIONS
-from chimera.store.schema_postgres import FENCE_CHECKPOINTS
 from chimera.store.schema_postgres import MIGRATIONS as POSTGRES_MIGRATIONS
 
 LOCK_WAIT_S = 30.0  # how long a write waits for another process's lock before the command stops
@@ -70,12 +69,12 @@ class StoreBase:
     backend: str = "sqlite"
 
     def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False,
-                 lock_wait_s: float = LOCK_WAIT_S, worker: str | None = None):
+                 lock_wait_s: float = LOCK_WAIT_S):
         path = str(path)
         self.path = path
         self.read_only = read_only
         if is_postgres_url(path):
-            self._open_postgres(path, read_only=read_only, worker=worker)
+            self._open_postgres(path, read_only=read_only)
             return
         if (read_only or not create) and not Path(path).exists():
             raise ChimeraError(f"{path}: no such database")
@@ -91,9 +90,9 @@ class StoreBase:
         if not read_only:
             self.migrate()
 
-    def _open_postgres(self, url: str, *, read_only: bool, worker: str | None) -> None:
+    def _open_postgres(self, url: str, *, read_only: bool) -> None:
         self.backend = "postgres"
-        self.conn = connect_postgres(url, worker=worker, read_only=read_only)  # type: ignore[assignment]
+        self.conn = connect_postgres(url, read_only=read_only)  # type: ignore[assignment]
         try:
             self._check_schema(self._applied_migrations(), POSTGRES_MIGRATIONS)
             if not read_only:
@@ -163,12 +162,6 @@ class StoreBase:
                                       [name, time.time()])
                     done.append(name)
         return done
-
-    def fence_checkpoints(self) -> None:
-        """Put the lease check on LangGraph's checkpoint tables (PostgreSQL, once its saver has made them)."""
-        with self.transaction(immediate=True):
-            self.conn.execute("select pg_advisory_xact_lock(?)", [MIGRATION_LOCK])
-            self.conn.raw.execute(FENCE_CHECKPOINTS)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self.conn.close()

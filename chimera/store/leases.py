@@ -22,6 +22,21 @@ def worker_session_name(worker: str) -> str:
     return f"chimera-worker {worker}"
 
 
+def worker_session_settings(worker: str | None, lease_s: float | None) -> dict[str, str]:
+    """A worker's session settings (every connection of it: the store's and the checkpointer's).
+
+    Its writes are checked against its leases (`chimera.worker`); the server ends its session if it stalls
+    inside a transaction for half a lease, so that its row locks cannot hold back the worker that takes its
+    topics over; and a write never waits longer than a lease for a lock (a stalled worker's, not yet ended).
+    No worker: none of it."""
+    if not worker:
+        return {"chimera.worker": "", "application_name": "chimera", "lock_timeout": "0",
+                "idle_in_transaction_session_timeout": "0"}
+    lease_ms = int((lease_s or 60) * 1000)
+    return {"chimera.worker": worker, "application_name": worker_session_name(worker),
+            "lock_timeout": str(lease_ms), "idle_in_transaction_session_timeout": str(max(1000, lease_ms // 2))}
+
+
 class Leases(StoreBase):
     def register_worker(self, worker: str, run: str, *, host: str, pid: int) -> None:
         with self.conn:
@@ -41,11 +56,10 @@ class Leases(StoreBase):
         `orphans_only`: only topics left unfinished by a worker (its lease ran out, or it stopped)."""
         orphans = "and exists (select 1 from topic_leases o where o.topic_id = t.id and o.released in (0, 1)) " \
             if orphans_only else ""
-        self._end_stalled_sessions(run, lease_s)
         try:
             with self.transaction():
                 # A lease row can be locked by a stalled worker's open transaction (its lease check): wait a
-                # moment, not forever; its session is ended on a later claim once its heartbeat is a lease old.
+                # moment, not forever; end_stalled_sessions ends its session once its heartbeat is a lease old.
                 self.conn.execute("set local lock_timeout = '1s'")
                 rows = self._claim(run, worker, lease_s, limit, orphans)
         except Exception as error:
@@ -59,7 +73,7 @@ class Leases(StoreBase):
         return [cast(TopicRow, row) for row in self._rows("topics", f"id in ({marks})", claimed,
                                                           order_by="subject, position, id")]
 
-    def _end_stalled_sessions(self, run: str, lease_s: float) -> None:
+    def end_stalled_sessions(self, run: str, lease_s: float) -> None:
         """End the database sessions of the workers of this run that stopped heartbeating over a lease ago
         (stopped, paused, cut off): their leases are gone, and the row locks an open transaction of theirs holds
         would keep the worker that takes over their topics waiting. (The server's idle-in-transaction timeout
@@ -148,15 +162,10 @@ class Leases(StoreBase):
                                      "and created_at > ?", [*topic_ids, since]).fetchone()[0])
 
     def act_as(self, worker: str | None, *, lease_s: float | None = None) -> None:
-        """Which worker this connection's writes are checked for (None: none, as for Stage 1 and settling).
-        A worker's session is ended by the server if it stalls inside a transaction for half a lease, so that
-        its row locks cannot hold back the worker that takes its topics over."""
-        self.conn.set("chimera.worker", worker or "")  # type: ignore[attr-defined]
-        self.conn.set("application_name", worker_session_name(worker) if worker else "chimera")  # type: ignore[attr-defined]
-        # and a write never waits longer than a lease for a lock (a stalled worker's, not yet ended)
-        self.conn.set("lock_timeout", str(int((lease_s or 60) * 1000)) if worker else "0")  # type: ignore[attr-defined]
-        idle_ms = int(max(1.0, (lease_s or 0) / 2) * 1000) if worker else 0
-        self.conn.set("idle_in_transaction_session_timeout", str(idle_ms))  # type: ignore[attr-defined]
+        """Which worker this connection's writes are checked for (None: none, as for Stage 1 and settling);
+        see worker_session_settings."""
+        for name, value in worker_session_settings(worker, lease_s).items():
+            self.conn.set(name, value)  # type: ignore[attr-defined]
 
     def lock_run(self, run: str) -> None:
         """Wait for, then hold, the run's own lock (Stage 1 and the settling pass run under it, once at a time);

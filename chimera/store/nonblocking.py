@@ -194,6 +194,7 @@ class AsyncStore:
     register_worker = offloaded(Store.register_worker)
     worker_stopped = offloaded(Store.worker_stopped)
     claim_topics = offloaded(Store.claim_topics)
+    end_stalled_sessions = offloaded(Store.end_stalled_sessions)
     renew_leases = offloaded(Store.renew_leases)
     release_topic = offloaded(Store.release_topic)
     live_leases = offloaded(Store.live_leases)

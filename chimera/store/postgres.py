@@ -44,13 +44,10 @@ def url_has_password(url: str) -> bool:
     return urlsplit(url).password is not None or re.search(r"[?&]password=", url) is not None
 
 
-_PLACEHOLDER = re.compile(r"\?")
-
-
 @functools.lru_cache(maxsize=1024)  # the store's statements are a few hundred texts, each run many times
 def to_psycopg(sql: str) -> str:
     """`?` parameters as psycopg's `%s` (a literal `%` doubled). The store's SQL has no `?` inside strings."""
-    return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+    return sql.replace("%", "%%").replace("?", "%s")
 
 
 class Rows:
@@ -146,23 +143,19 @@ class PgConnection:
         return self._live()
 
 
-def connect(url: str, *, worker: str | None = None, read_only: bool = False, connect_timeout_s: float = 10) -> PgConnection:
-    """One autocommit connection; `worker` names this process to the lease check (see schema_postgres)."""
+def connect(url: str, *, read_only: bool = False, connect_timeout_s: float = 10) -> PgConnection:
+    """One autocommit connection (a worker names itself to the lease check with `Store.act_as`)."""
     try:
         import psycopg
         from psycopg.types.numeric import FloatLoader
     except ImportError:
         raise ChimeraError("a postgresql:// database needs the postgres extra: pip install 'chimera-engine[postgres]'") \
             from None
-    options = []
-    if worker:
-        options.append(f"-c chimera.worker={worker}")
-    if read_only:
-        options.append("-c default_transaction_read_only=on")
+    options = "-c default_transaction_read_only=on" if read_only else None
+
     def open_connection() -> Any:
         try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout_s),
-                                   options=" ".join(options) or None)
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout_s), options=options)
         except psycopg.Error as error:
             raise ChimeraError(f"{shown_url(url)}: cannot connect ({first_line(error)})") from None
         # sum() and avg() of integers are numeric in PostgreSQL: read them as the floats SQLite gives
@@ -188,6 +181,15 @@ def create_database(server_url: str, name: str) -> str:
 
 def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def connection_lost(error: BaseException) -> bool:
+    """A lost or refused PostgreSQL connection (a restart, a network cut, a session the server ended)."""
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(error, psycopg.OperationalError)
 
 
 def is_fenced(error: BaseException) -> bool:

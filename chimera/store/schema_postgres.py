@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from chimera.store.postgres import FENCE_SQLSTATE
+
 _TABLES = """
 create table runs (name text primary key, config text, created_at double precision, taxonomy text);
 create table topics (
@@ -67,7 +69,7 @@ create table taxonomy_shortfalls (
 create table votes (problem_id text, round integer, critic integer, vote text, primary key (problem_id, round, critic));
 """
 
-_LEASES = """
+_LEASES_TEMPLATE = """
 create table topic_leases (
     topic_id text primary key, run text not null, worker text not null, expires_at timestamptz not null,
     taken integer not null default 1, released integer not null default 0);
@@ -87,7 +89,7 @@ begin
         where topic_id = topic and worker = writer and released = 0 and expires_at > clock_timestamp()
         for share;
     if not found then
-        raise exception 'worker % no longer holds the lease of topic %', writer, topic using errcode = 'CH001';
+        raise exception 'worker % no longer holds the lease of topic %', writer, topic using errcode = '{FENCE_SQLSTATE}';
     end if;
 end $$;
 
@@ -127,6 +129,8 @@ create trigger fence before insert or update on reviews for each row execute fun
 create trigger fence before insert or update on votes for each row execute function chimera_fence_by_problem();
 create trigger fence before insert or update on samples for each row execute function chimera_fence_by_problem();
 """
+
+_LEASES = _LEASES_TEMPLATE.replace("{FENCE_SQLSTATE}", FENCE_SQLSTATE)
 
 # LangGraph's saver creates these tables in its own setup(), so they are fenced once it has run.
 CHECKPOINT_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")

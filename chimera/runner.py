@@ -314,6 +314,7 @@ async def _settle_and_retry(config: Config, store: AsyncStore, deps: Deps, saver
                 await store.forget_replies(run, problem_id=row["id"])
 
         await _all_or_first_error([one_retry(thread_id, row) for thread_id, row in zip(threads, retries)])
+    await store.forget_ended_replies(run)
 
 
 async def _summary(config: Config, store: AsyncStore, clients: dict[str, Any], started: float, *, topics_run: int,

@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,25 +98,3 @@ def _as_a_command(cwd: Path | None, env: dict[str, str] | None, input: str | Non
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
-
-
-def interrupt_when(args: list[str], db: Path, count_sql: str, at_least: int, sig: int = signal.SIGKILL,
-                   timeout: float = 60) -> tuple[int, subprocess.CompletedProcess]:
-    """Start `chimera ARGS`, send `sig` once `count_sql` on `db` reaches `at_least`; returns (count seen, result)."""
-    # A shell starts background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt
-    # handler: give the child the disposition a terminal's foreground process has, wherever pytest runs.
-    process = subprocess.Popen([CHIMERA, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + timeout
-    seen = 0
-    while time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-        try:
-            seen = sqlite3.connect(db).execute(count_sql).fetchone()[0]
-        except sqlite3.OperationalError:
-            continue  # the tables are not created yet
-        if seen >= at_least:
-            break
-    process.send_signal(sig)
-    _, stderr = process.communicate(timeout=60)
-    return seen, subprocess.CompletedProcess(process.args, process.returncode, "", stderr)

@@ -17,12 +17,22 @@ from chimera.sim import server as sim_server
 
 # (request body, the simulator's reply) -> a response to send instead, or None to pass the reply on
 Mischief = Callable[[dict[str, Any], dict[str, Any], web.Request], Awaitable[web.StreamResponse | None]]
+# (request body) -> a response to send before the simulator is asked, or None to ask it
+Arrival = Callable[[dict[str, Any]], Awaitable[web.StreamResponse | None]]
+
+
+async def passthrough(body: dict[str, Any], reply: dict[str, Any], request: web.Request) -> None:
+    """No mischief: every reply passes on as the simulator gave it (the proxy still records each request)."""
+    return None
 
 
 class HostileEndpoint:
-    def __init__(self, mischief: Mischief, sim: SimSettings | None = None):
+    def __init__(self, mischief: Mischief = passthrough, sim: SimSettings | None = None, *, seed: int = 0,
+                 arrival: Arrival | None = None):
         self.mischief = mischief
         self.sim = sim
+        self.seed = seed
+        self.arrival = arrival
         self.url = ""
         self.requests: list[dict[str, Any]] = []
         self._ready = threading.Event()
@@ -42,13 +52,16 @@ class HostileEndpoint:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        sim_runner, sim_url, _ = await sim_server.start(self.sim)
+        sim_runner, sim_url, _ = await sim_server.start(self.sim, seed=self.seed)
         session = aiohttp.ClientSession()
 
         async def forward(request: web.Request) -> web.StreamResponse:
             body = await request.json() if request.can_read_body else {}
             self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers),
                                   "query": dict(request.query)})
+            early = await self.arrival(body) if self.arrival is not None and request.method == "POST" else None
+            if early is not None:
+                return early
             async with session.request(request.method, sim_url + request.path.removeprefix("/v1"),
                                        json=body if request.method == "POST" else None) as upstream:
                 reply = await upstream.json()

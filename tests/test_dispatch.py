@@ -7,9 +7,11 @@ import sqlite3
 import subprocess
 import time
 
-from helpers import CHIMERA, chimera, interrupt_when, write_config
+from helpers import CHIMERA, chimera, write_config
+from hostile import is_solve
+from stop_at import StopAt
 
-from chimera.config import load_config
+from chimera.config import SimSettings, load_config
 from chimera.dispatch import EndpointBudget, RateLimiter, queue_place
 from chimera.runner import run_pipeline
 
@@ -137,18 +139,20 @@ def test_replicas_share_the_load(tmp_path):
 
 
 def test_sigint_leaves_a_database_the_next_run_completes(tmp_path):
-    shape = dict(subjects=[{"name": "Mathematics", "topics": 5}], problems_per_topic=3,
-                 sim={"latency_s": 0.3, "latency_by_task": {"solve": 2.0}, "latency_jitter": 0.5})
-    config = write_config(tmp_path, **shape)
-    straight = write_config(tmp_path, name="s", **shape)
-    _, interrupted = interrupt_when(["run", str(config), "--quiet"], tmp_path / "t.db",
-                                    "select count(*) from llm_calls where role = 'critic0'", 1,  # seconds of solving to come
-                                    sig=signal.SIGINT)
-    assert interrupted.returncode == 130, "the interrupt must land mid-run"
-    assert sqlite3.connect(tmp_path / "t.db").execute("select count(*) from topics where status != 'done'").fetchone()[0]
-    assert interrupted.stderr.strip().splitlines()[-1] == "chimera: interrupted; run the same command again to resume"
-    assert chimera("run", str(config), "--quiet").returncode == 0
-    assert chimera("run", str(straight), "--quiet").returncode == 0
+    sim = SimSettings(latency_s=0.3, latency_by_task={"solve": 2.0}, latency_jitter=0.5)
+    with StopAt(sim, seed=5) as endpoint:
+        shape = dict(models=endpoint.models(), subjects=[{"name": "Mathematics", "topics": 5}], problems_per_topic=3)
+        config = write_config(tmp_path, **shape)
+        straight = write_config(tmp_path, name="s", **shape)
+        # Interrupted as the first trajectory is asked for, with seconds of solving to come.
+        interrupted = endpoint.run(["run", str(config), "--quiet"], when=is_solve, sig=signal.SIGINT)
+        assert interrupted.returncode == 130, interrupted.stderr
+        assert sqlite3.connect(tmp_path / "t.db").execute(
+            "select count(*) from topics where status != 'done'").fetchone()[0]
+        assert interrupted.stderr.strip().splitlines()[-1] == \
+            "chimera: interrupted; run the same command again to resume"
+        assert chimera("run", str(config), "--quiet").returncode == 0
+        assert chimera("run", str(straight), "--quiet").returncode == 0
 
     def dataset(name):
         result = chimera("export", str(tmp_path / f"{name}.db"), "-o", str(tmp_path / f"{name}.jsonl"))

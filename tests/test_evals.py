@@ -165,15 +165,19 @@ def test_the_benchmark_runner_reports_pass_at_k_and_resumes_without_asking_again
 
 
 def test_the_benchmark_runner_sends_the_papers_sampling(tmp_path):
-    data = qa_file(tmp_path / "qa.jsonl", 1)
-    trace = tmp_path / "t.db"
-    assert chimera("eval", "bench", "--data", str(data), "--samples", "1", "--results", str(trace)).returncode == 0
-    from chimera.config import parse_config
-    from chimera.evals.benchmark import paper_spec
+    from hostile import HostileEndpoint
 
-    spec = paper_spec(parse_config({"run": {"name": "x", "db": "x"}, "subjects": [{"name": "m", "topics": 1}]})
-                      .models.solver, max_tokens=32768, top_k=20)
-    assert (spec.temperature, spec.top_p, spec.max_tokens, spec.extra_body["top_k"]) == (0.6, 0.95, 32768, 20)
+    data = qa_file(tmp_path / "qa.jsonl", 2)
+    with HostileEndpoint() as endpoint:
+        result = chimera("eval", "bench", "--data", str(data), "--model", endpoint.url, "--model-name", "qwen3-235b",
+                         "--samples", "1", "--results", str(tmp_path / "t.db"))
+    assert result.returncode == 0, result.stderr
+    sent = [r["body"] for r in endpoint.requests if r["path"].endswith("/chat/completions")]
+    assert len(sent) == 2
+    for body in sent:
+        assert body["model"] == "qwen3-235b"
+        assert (body["temperature"], body["top_p"], body["top_k"]) == (0.6, 0.95, 20)
+        assert body["max_completion_tokens"] == 32768
 
 
 def test_quality_rates_both_sets_side_by_side_and_resumes(tmp_path):

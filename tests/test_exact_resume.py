@@ -4,6 +4,7 @@ from its kept reply, never asked again, so every row still agrees with the other
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -11,20 +12,13 @@ import time
 
 import pytest
 from aiohttp import web
-from helpers import CHIMERA, chimera, finished_run, interrupt_when, write_config
-from hostile import HostileEndpoint, echo_error, is_solve
+from helpers import CHIMERA, chimera, finished_run, write_config
+from hostile import is_solve
+from stop_at import StopAt, asks_for, counted
 
 from chimera.config import SimSettings
 
 ANSWERED = "('ok', 'truncated', 'malformed_reply')"
-
-
-def sampled_config(tmp_path, name="t"):
-    # deterministic: false makes the simulator answer a repeated request anew, as a sampled model does
-    return write_config(tmp_path, name=name, sim={"deterministic": False, "latency_s": 0.03,
-                                                   "latency_by_task": {"solve": 0.4, "label": 0.2}},
-                        subjects=[{"name": "Mathematics", "topics": 3}, {"name": "Physics", "topics": 2}],
-                        problems_per_topic=3)
 
 
 def inconsistencies(db: sqlite3.Connection) -> dict[str, int]:
@@ -57,21 +51,6 @@ def schema_of(body):
     return ((body.get("response_format") or {}).get("json_schema") or {}).get("name")
 
 
-class KillSwitch:
-    """Kills the run the moment a chosen request reaches the endpoint: an exact point, not a poll."""
-
-    def __init__(self, when):
-        self.when, self.process, self.fired = when, None, False
-
-    def check(self, body) -> bool:
-        """True for the one request the kill answers."""
-        if self.fired or self.process is None or not self.when(body):
-            return False
-        self.fired = True
-        self.process.kill()
-        return True
-
-
 def short_first_lists(body, reply):
     """The expander's first answer to a subfield holds one name, so Stage 1 asks a second round."""
     if schema_of(body) == "TopicList" and "(none)" in body["messages"][-1]["content"]:
@@ -100,25 +79,17 @@ WINDOWS = {  # where a kill finds answered calls whose step has no checkpoint ye
 @pytest.mark.parametrize("window", list(WINDOWS))
 def test_a_run_killed_with_answered_calls_unsaved_asks_none_of_them_again_on_resume(tmp_path, window):
     rewrite, trigger = WINDOWS[window]
-    switch = KillSwitch(trigger)
 
     async def mischief(body, reply, request):
-        if switch.check(body):
-            return echo_error(503, "the run was killed")
         return web.json_response(rewrite(body, reply))
 
-    models = {"default": {"provider": "openai", "base_url": "", "model": "sim", "timeout_s": 10, "max_retries": 1}}
-    with HostileEndpoint(mischief, sim=SimSettings(deterministic=False, latency_s=0.02)) as endpoint:
-        models["default"]["base_url"] = endpoint.url
-        config = write_config(tmp_path, models=models, subjects=[{"name": "Mathematics", "topics": 4}],
+    with StopAt(SimSettings(deterministic=False, latency_s=0.02), mischief=mischief) as endpoint:
+        config = write_config(tmp_path, models=endpoint.models(), subjects=[{"name": "Mathematics", "topics": 4}],
                               problems_per_topic=2, solver={"samples": 2})
-        switch.process = subprocess.Popen([CHIMERA, "run", str(config), "--quiet"], stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL)
-        switch.process.wait(120)
-        assert switch.fired, "the run reached the window"
+        endpoint.run(["run", str(config), "--quiet"], when=trigger)
         db = sqlite3.connect(tmp_path / "t.db")
         answered_before = db.execute(f"select count(*) from llm_calls where outcome in {ANSWERED}").fetchone()[0]
-        resumed = chimera("run", str(config), "--quiet", env=dict(os.environ))
+        resumed = chimera("run", str(config), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert answered_before > 0
     assert inconsistencies(db) == {"answered calls asked twice": 0,
@@ -128,26 +99,32 @@ def test_a_run_killed_with_answered_calls_unsaved_asks_none_of_them_again_on_res
 
 
 def test_a_run_killed_at_any_point_resumes_to_consistent_rows(tmp_path):
-    config = sampled_config(tmp_path)
     db_path = tmp_path / "t.db"
-    seen, killed = interrupt_when(["run", str(config), "--quiet"], db_path,
-                                  "select count(*) from problems where status = 'accepted'", 3)
-    assert killed.returncode != 0 and seen >= 3, "the kill must land mid-run"
-    db = sqlite3.connect(db_path)
-    accepted_before = {row[0] for row in db.execute("select id from problems where status = 'accepted'")}
-    samples_before = dict(db.execute("select id, solution from samples where label_method is not null"))
-
-    resumed = chimera("run", str(config), "--quiet")
+    # deterministic: false makes the simulator answer a repeated request anew, as a sampled model does
+    sampled = SimSettings(deterministic=False, latency_s=0.03, latency_by_task={"solve": 0.4, "label": 0.2})
+    with StopAt(sampled) as endpoint:
+        config = write_config(tmp_path, models=endpoint.models(), problems_per_topic=3,
+                              subjects=[{"name": "Mathematics", "topics": 3}, {"name": "Physics", "topics": 2}])
+        killed = endpoint.run(["run", str(config), "--quiet"],
+                              when=counted(db_path, "select count(*) from problems where status = 'accepted'", 3))
+        assert killed.returncode == -signal.SIGKILL
+        db = sqlite3.connect(db_path)
+        accepted_before = {row[0] for row in db.execute("select id from problems where status = 'accepted'")}
+        samples_before = dict(db.execute("select id, solution from samples where label_method is not null"))
+        assert db.execute("select count(*) from topics where status != 'done'").fetchone()[0], "killed mid-run"
+        resumed = chimera("run", str(config), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert inconsistencies(db) == {"answered calls asked twice": 0,
                                    "samples solved for another text of their problem": 0,
                                    "accepted problems without a sample": 0}
     accepted_after = {row[0] for row in db.execute("select id from problems where status = 'accepted'")}
-    assert accepted_before <= accepted_after, "a problem accepted before the kill stays accepted"
+    assert len(accepted_before) >= 3 and accepted_before <= accepted_after, \
+        "a problem accepted before the kill stays accepted"
     after = dict(db.execute("select id, solution from samples"))
     assert {k: after[k] for k in samples_before} == samples_before, "no labeled trajectory is solved again"
-    assert db.execute("select count(*) from llm_calls where reply is not null").fetchone()[0] == 0, \
-        "kept replies are dropped once their threads finish"
+    kept = db.execute("select id, role, topic_id, problem_id, outcome, scope, request_key from llm_calls "
+                      "where reply is not null").fetchall()
+    assert kept == [], "kept replies are dropped once their threads finish"
 
 
 def test_a_second_run_on_the_same_database_stops_with_one_line_naming_the_first(tmp_path):
@@ -174,9 +151,10 @@ def test_a_second_run_on_the_same_database_stops_with_one_line_naming_the_first(
 
 
 def test_a_killed_run_leaves_no_lock_behind(tmp_path):
-    config = write_config(tmp_path, sim={"latency_s": 0.2})
-    interrupt_when(["run", str(config), "--quiet"], tmp_path / "t.db", "select count(*) from problems", 1)
-    assert chimera("run", str(config), "--quiet").returncode == 0
+    with StopAt(SimSettings(latency_s=0.2)) as endpoint:
+        config = write_config(tmp_path, models=endpoint.models())
+        endpoint.run(["run", str(config), "--quiet"], when=asks_for("CriticVerdict"))
+        assert chimera("run", str(config), "--quiet").returncode == 0
 
 
 def test_a_database_held_locked_past_the_wait_ends_the_run_with_one_line_and_it_resumes(tmp_path):

@@ -14,17 +14,13 @@ from chimera.errors import ConfigError
 pytest.importorskip("langchain_openai")
 
 
-async def passthrough(body, reply, request):
-    return None
-
-
 def chat_openai(url, model):
     return {"provider": "langchain", "class": "langchain_openai.ChatOpenAI",
             "kwargs": {"base_url": url, "model": model}, "api_key_env": "CHIMERA_LC_KEY", "max_retries": 0}
 
 
 def test_a_run_on_langchain_chat_openai_against_the_simulator_over_http(tmp_path):
-    with HostileEndpoint(passthrough) as endpoint:
+    with HostileEndpoint() as endpoint:
         role = lambda **extra: {**chat_openai(endpoint.url, "sim-any"), **extra}  # noqa: E731 - fresh dicts
         models = {"default": role(temperature=0.4), "critics": [role(), role()], "solver": role(max_tokens=6000)}
         config = write_config(tmp_path, models=models, sim={"reasoning_shape": "think"},

@@ -4,7 +4,11 @@ import json
 import sqlite3
 import subprocess
 
-from helpers import CHIMERA, chimera, interrupt_when, write_config
+from helpers import CHIMERA, chimera, write_config
+from hostile import is_solve
+from stop_at import StopAt
+
+from chimera.config import SimSettings
 
 SAMPLE_FIELDS = ("subject", "topic", "problem", "answer", "reasoning", "solution", "predicted_answer")
 
@@ -61,20 +65,18 @@ def test_the_same_seed_gives_the_same_dataset(tmp_path):
 
 
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
-    shape = dict(subjects=[{"name": "Mathematics", "topics": 4}, {"name": "Physics", "topics": 3}],
-                 problems_per_topic=3, sim={"latency_s": 0.1, "latency_by_task": {"solve": 1.0}, "latency_jitter": 0.5,
-                                            "reasoning_shape": "mixed"})
-    straight = write_config(tmp_path, name="k", seed=3, **shape)
-    assert chimera("run", str(straight), "--quiet", "--db", str(tmp_path / "straight.db")).returncode == 0
-
+    sim = SimSettings(latency_s=0.1, latency_by_task={"solve": 1.0}, latency_jitter=0.5, reasoning_shape="mixed")
     killed_db = tmp_path / "killed.db"
-    interrupt_when(["run", str(straight), "--quiet", "--db", str(killed_db)], killed_db,
-                   "select count(*) from llm_calls where role = 'critic0'", 1)  # a second of solving to come
-    db = sqlite3.connect(killed_db)
-    assert db.execute("select count(*) from topics where status != 'done'").fetchone()[0] > 0, \
-        "the kill must land mid-run"
-
-    result = chimera("run", str(straight), "--quiet", "--db", str(killed_db))
+    with StopAt(sim, seed=3) as endpoint:
+        config = write_config(tmp_path, name="k", seed=3, models=endpoint.models(), problems_per_topic=3,
+                              subjects=[{"name": "Mathematics", "topics": 4}, {"name": "Physics", "topics": 3}])
+        assert chimera("run", str(config), "--quiet", "--db", str(tmp_path / "straight.db")).returncode == 0
+        # Killed as the first trajectory is asked for: problems drafted and voted on, none solved yet.
+        endpoint.run(["run", str(config), "--quiet", "--db", str(killed_db)], when=is_solve)
+        db = sqlite3.connect(killed_db)
+        assert db.execute("select count(*) from votes").fetchone()[0] > 0
+        assert db.execute("select count(*) from samples").fetchone()[0] == 0
+        result = chimera("run", str(config), "--quiet", "--db", str(killed_db))
     assert result.returncode == 0, result.stderr
     assert db.execute("select count(*) - count(distinct id) from problems").fetchone()[0] == 0
     assert db.execute("select count(*) - count(distinct problem_id) from samples").fetchone()[0] == 0

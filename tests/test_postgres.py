@@ -16,7 +16,10 @@ import psycopg
 import pytest
 import yaml
 from helpers import CHIMERA, chimera, write_config
+from hostile import is_solve
+from stop_at import StopAt
 
+from chimera.config import SimSettings
 from chimera.store import Store
 
 pytestmark = pytest.mark.xdist_group("postgres")
@@ -119,24 +122,22 @@ def test_two_workers_and_the_main_process_finish_a_run_equal_to_one_process_on_s
 def test_a_killed_workers_topics_are_taken_over_from_their_checkpoints_without_asking_a_finished_call_again(
         tmp_path, postgres):
     url = postgres.new_database("sigkill")
-    pg_config, sqlite_config = twin_configs(tmp_path, url, lease_s=2, sim={"latency_by_task": {"solve": 0.4}})
-    main = start("run", pg_config, tmp_path / "main.log", "--topics-only")
-    finish(main, tmp_path / "main.log")
-    doomed = start("worker", pg_config, tmp_path / "doomed.log")
-    # Mid-topic: it holds topics and some of their calls have been answered.
-    wait_for(lambda: query(url, "select count(*) from llm_calls c join topic_leases l on l.topic_id = c.topic_id "
-                                "where l.released = 0 and c.outcome = 'ok'")[0][0] >= 3)
-    held = {row[0] for row in query(url, "select topic_id from topic_leases where released = 0")}
-    doomed.send_signal(signal.SIGKILL)
-    doomed.wait(10)
-    killed_at = time.monotonic()
-    main = start("run", pg_config, tmp_path / "main2.log")
-    wait_for(lambda: query(url, "select count(*) from topic_leases where topic_id = any(%s) and taken >= 2",
-                           list(held))[0][0] == len(held))
-    taken_over_after = time.monotonic() - killed_at
-    finish(main, tmp_path / "main2.log")
-    assert taken_over_after < 2 + 5  # the lease, plus start-up and a claim
-    assert dataset(url) == sqlite_dataset(sqlite_config)
+    with StopAt(SimSettings(latency_by_task={"solve": 0.4})) as endpoint:
+        pg_config, sqlite_config = twin_configs(tmp_path, url, lease_s=2, models=endpoint.models())
+        finish(start("run", pg_config, tmp_path / "main.log", "--topics-only"), tmp_path / "main.log")
+        # Killed mid-topic, as its first trajectory is asked for: its problems are drafted and voted on.
+        endpoint.run(["worker", str(pg_config), "--quiet", "-v"], when=is_solve)
+        killed_at = time.monotonic()
+        held = {row[0] for row in query(url, "select topic_id from topic_leases where released = 0")}
+        assert held and query(url, "select count(*) from llm_calls c join topic_leases l on l.topic_id = c.topic_id "
+                                   "where l.released = 0 and c.outcome = 'ok'")[0][0] >= 3
+        main = start("run", pg_config, tmp_path / "main2.log")
+        wait_for(lambda: query(url, "select count(*) from topic_leases where topic_id = any(%s) and taken >= 2",
+                               list(held))[0][0] == len(held))
+        taken_over_after = time.monotonic() - killed_at
+        finish(main, tmp_path / "main2.log")
+        assert taken_over_after < 2 + 5  # the lease, plus start-up and a claim
+        assert dataset(url) == sqlite_dataset(sqlite_config)
     store = Store(url, read_only=True)
     assert store.calls_asked_again("pg") == 0
     assert not any(store.consistency("pg").values())
@@ -144,24 +145,25 @@ def test_a_killed_workers_topics_are_taken_over_from_their_checkpoints_without_a
 
 def test_a_worker_stopped_past_its_lease_writes_nothing_for_the_topics_it_lost(tmp_path, postgres):
     url = postgres.new_database("sigstop")
-    pg_config, sqlite_config = twin_configs(tmp_path, url, lease_s=2, sim={"latency_by_task": {"solve": 0.3}})
-    finish(start("run", pg_config, tmp_path / "main.log", "--topics-only"), tmp_path / "main.log")
-    stalled = start("worker", pg_config, tmp_path / "stalled.log")
-    wait_for(lambda: query(url, "select count(*) from llm_calls c join topic_leases l on l.topic_id = c.topic_id "
-                                "where l.released = 0 and c.outcome = 'ok'")[0][0] >= 3)
-    stalled.send_signal(signal.SIGSTOP)
-    lost = {row[0] for row in query(url, "select topic_id from topic_leases where released = 0")}
-    other = start("worker", pg_config, tmp_path / "other.log")
-    # The other worker takes the stalled one's topics once their leases run out, and finishes them.
-    wait_for(lambda: query(url, "select count(*) from topics where id = any(%s) and status = 'done'",
-                           list(lost))[0][0] == len(lost))
-    stalled.send_signal(signal.SIGCONT)
-    log = finish(stalled, tmp_path / "stalled.log")
-    assert "no longer holds the lease" in log or "was refused" in log
-    finish(other, tmp_path / "other.log")
-    main = start("run", pg_config, tmp_path / "main2.log")
-    finish(main, tmp_path / "main2.log")
-    assert dataset(url) == sqlite_dataset(sqlite_config)
+    with StopAt(SimSettings(latency_by_task={"solve": 0.3})) as endpoint:
+        pg_config, sqlite_config = twin_configs(tmp_path, url, lease_s=2, models=endpoint.models())
+        finish(start("run", pg_config, tmp_path / "main.log", "--topics-only"), tmp_path / "main.log")
+        # Stopped mid-topic, as its first trajectory is asked for; its reply waits for it.
+        stalled = endpoint.start(["worker", str(pg_config), "--quiet", "-v"], when=is_solve, sig=signal.SIGSTOP,
+                                 stderr=(tmp_path / "stalled.log").open("w"))
+        assert endpoint.signalled.wait(60), "the worker reached a trajectory"
+        lost = {row[0] for row in query(url, "select topic_id from topic_leases where released = 0")}
+        assert lost
+        other = start("worker", pg_config, tmp_path / "other.log")
+        # The other worker takes the stalled one's topics once their leases run out, and finishes them.
+        wait_for(lambda: query(url, "select count(*) from topics where id = any(%s) and status = 'done'",
+                               list(lost))[0][0] == len(lost))
+        stalled.send_signal(signal.SIGCONT)
+        log = finish(stalled, tmp_path / "stalled.log")
+        assert "no longer holds the lease" in log or "was refused" in log
+        finish(other, tmp_path / "other.log")
+        finish(start("run", pg_config, tmp_path / "main2.log"), tmp_path / "main2.log")
+        assert dataset(url) == sqlite_dataset(sqlite_config)
     assert not any(Store(url, read_only=True).consistency("pg").values())
 
 

@@ -15,12 +15,9 @@ from chimera.errors import ConfigError
 SECRET = "azure-key-never-stored-7f3a"
 
 
-async def passthrough(body, reply, request):
-    return None
-
 
 def test_headers_query_token_field_and_reasoning_effort_are_sent_as_configured(tmp_path):
-    with HostileEndpoint(passthrough) as endpoint:
+    with HostileEndpoint() as endpoint:
         models = {"default": {"base_url": endpoint.url + "?api-version=2024-10-21", "model": "sim",
                               "headers": {"X-Team": "chimera"}, "headers_env": {"api-key": "CHIMERA_TEST_AZURE"},
                               "query": {"deployment-tag": "a"}, "max_tokens_field": "max_tokens",
@@ -65,7 +62,7 @@ def test_a_header_variable_that_is_not_set_is_named(tmp_path):
 
 @pytest.mark.parametrize("mode", ["json_object", "tgi", "none"])
 def test_every_structured_output_mode_runs_end_to_end_and_sends_its_own_form(tmp_path, mode):
-    with HostileEndpoint(passthrough) as endpoint:
+    with HostileEndpoint() as endpoint:
         models = {"default": {"base_url": endpoint.url, "model": "sim", "structured_output": mode, "max_retries": 0},
                   "solver": {"base_url": endpoint.url, "model": "sim"}}
         config = write_config(tmp_path, models=models, subjects=[{"name": "Mathematics", "topics": 2}],
@@ -96,7 +93,7 @@ def test_eval_bench_sends_a_key_and_can_leave_sampling_out_or_change_it(tmp_path
 
     data = qa_file(tmp_path / "qa.jsonl", 2)
     env = {**os.environ, "CHIMERA_BENCH_KEY": "bench-key-5e1d"}
-    with HostileEndpoint(passthrough) as endpoint:
+    with HostileEndpoint() as endpoint:
         plain = chimera("eval", "bench", "--data", str(data), "--model", endpoint.url, "--model-name", "sim-solver",
                         "--api-key-env", "CHIMERA_BENCH_KEY", "--no-sampling", "--samples", "1",
                         "--results", str(tmp_path / "a.db"), env=env)

@@ -7,18 +7,30 @@ import sys
 from pathlib import Path
 
 import yaml
-from helpers import chimera, interrupt_when
+from helpers import chimera
+from hostile import is_solve
+from stop_at import StopAt, counted
+
+from chimera.config import SimSettings
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "review.yaml"
 
 
-def review_config(folder: Path, name: str = "review", **sim: float) -> Path:
+def review_config(folder: Path, name: str = "review", models: dict | None = None, **sim: float) -> Path:
     config = yaml.safe_load(EXAMPLE.read_text())
     config["run"].update(name=name, db=str(folder / f"{name}.db"))
     config["sim"].update(sim)
+    if models is not None:
+        config["models"] = models
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def review_endpoint(**sim: float) -> StopAt:
+    """An endpoint answering as the example's simulator does, for a run to be stopped at a chosen request."""
+    example = yaml.safe_load(EXAMPLE.read_text())
+    return StopAt(SimSettings(**{**example["sim"], **sim}), seed=example["run"]["seed"])
 
 
 def pending(db: Path) -> list[dict]:
@@ -85,29 +97,36 @@ def test_decisions_resume_their_threads_and_the_dataset_shows_them(tmp_path):
 
 
 def test_killed_while_reviews_are_pending_the_same_items_wait_and_decisions_still_apply(tmp_path):
-    # Topics move in step, so their reviews open together: a latency that varies spreads them out.
-    config = review_config(tmp_path, latency_s=0.3, latency_jitter=0.5)
-    assert chimera("run", str(config), "--quiet").returncode == 0
-    expected = pending(tmp_path / "review.db")
-
     db = tmp_path / "killed.db"
-    opened, _ = interrupt_when(["run", str(config), "--quiet", "--db", str(db)], db, "select count(*) from reviews", 1)
-    assert 1 <= opened < len(expected), "the kill must land while the run is still opening reviews"
-    assert chimera("run", str(config), "--quiet", "--db", str(db)).returncode == 0
-    by_id = lambda items: sorted((i["payload"] for i in items), key=lambda p: p["review_id"])  # noqa: E731
-    assert by_id(pending(db)) == by_id(expected)
+    # Topics move in step, so their reviews open together: a latency that varies spreads them out.
+    with review_endpoint(latency_s=0.3, latency_jitter=0.5) as endpoint:
+        config = review_config(tmp_path, models=endpoint.models())
+        assert chimera("run", str(config), "--quiet").returncode == 0
+        expected = pending(tmp_path / "review.db")
 
-    first = next(i for i in pending(db) if i["proposed"] == "reject")
-    assert chimera("review", str(db), first["id"], "--accept").returncode == 0
-    # Accepting a would-be rejection solves it before committing: kill as soon as its trajectory is stored,
-    # while the decision is being applied.
-    interrupt_when(["review", str(db), "--resume", "--quiet"], db,
-                   f"select count(*) from samples where problem_id = '{first['payload']['problem_id']}'", 1)
-    assert chimera("review", str(db), "--resume", "--quiet").returncode == 0
+        endpoint.run(["run", str(config), "--quiet", "--db", str(db)],
+                     when=counted(db, "select count(*) from reviews", 1))
+        opened = sqlite3.connect(db).execute("select count(*) from reviews").fetchone()[0]
+        assert 1 <= opened < len(expected), "the kill must land while the run is still opening reviews"
+        assert chimera("run", str(config), "--quiet", "--db", str(db)).returncode == 0
+        by_id = lambda items: sorted((i["payload"] for i in items), key=lambda p: p["review_id"])  # noqa: E731
+        assert by_id(pending(db)) == by_id(expected)
+
+        first = next(i for i in pending(db) if i["proposed"] == "reject")
+        assert chimera("review", str(db), first["id"], "--accept").returncode == 0
+        # Accepting a would-be rejection solves it before committing: killed as its trajectory is asked for,
+        # while the decision is being applied.
+        resume = ["review", str(db), "--resume", "--quiet", "--config", str(config)]
+        endpoint.run(resume, when=lambda body: is_solve(body) and asks_about(body, first["payload"]["problem"]))
+        assert chimera(*resume).returncode == 0
     problem = statuses(db)[first["payload"]["problem_id"]]
     assert problem[0] == "accepted"
     assert first["id"] not in {i["id"] for i in pending(db)}
     assert sqlite3.connect(db).execute("select count(*) - count(distinct id) from reviews").fetchone()[0] == 0
+
+
+def asks_about(body: dict, problem: str) -> bool:
+    return any(problem in message["content"] for message in body["messages"])
 
 
 def test_the_terminal_walk_takes_keys_and_notes_and_edits_in_the_editor(tmp_path):
@@ -152,14 +171,15 @@ def test_bad_decisions_are_one_line_errors(tmp_path):
 
 
 def test_a_decision_on_a_review_opened_just_before_a_kill_is_delivered_on_resume(tmp_path):
-    config = review_config(tmp_path, latency_s=0.3, latency_jitter=0.5)
     db = tmp_path / "review.db"
-    opened, _ = interrupt_when(["run", str(config), "--quiet"], db, "select count(*) from reviews", 1)
-    assert opened >= 1
-    decided = pending(db)
-    for item in decided:
-        assert chimera("review", str(db), item["id"], "--reject", "--note", "decided during the kill").returncode == 0
-    assert chimera("run", str(config), "--quiet").returncode == 0
+    with review_endpoint(latency_s=0.3, latency_jitter=0.5) as endpoint:
+        config = review_config(tmp_path, models=endpoint.models())
+        endpoint.run(["run", str(config), "--quiet"], when=counted(db, "select count(*) from reviews", 1))
+        decided = pending(db)
+        assert decided
+        for item in decided:
+            assert chimera("review", str(db), item["id"], "--reject", "--note", "decided during the kill").returncode == 0
+        assert chimera("run", str(config), "--quiet").returncode == 0
     for item in decided:
         status, reason = statuses(db)[item["payload"]["problem_id"]][:2]
         assert (status, reason) == ("rejected", "rejected by reviewer " + item_reviewer(db, item["id"])

@@ -81,3 +81,26 @@ def test_a_database_a_starting_run_has_not_given_its_schema_yet_is_named_so(tmp_
     (tmp_path / "new.db").touch()
     with pytest.raises(ChimeraError, match="no chimera schema yet"):
         Store(tmp_path / "new.db", read_only=True)
+
+
+def test_the_replies_of_ended_threads_are_dropped_and_those_still_running_are_kept(tmp_path):
+    store = Store(tmp_path / "s.db")
+    for topic, status in (("done", "done"), ("running", "pending")):
+        store.upsert_topic(id=topic, run="r", subject="S", name=topic, position=0, source="seed", status=status)
+    for problem, topic, status in (("ended", "done", "accepted"), ("retrying", "done", "pending"),
+                                   ("elsewhere", "running", "accepted")):
+        store.save_draft(id=problem, run="r", topic_id=topic, subject="S", topic=topic, slot=0, problem="Q", answer="A")
+        if status != "pending":
+            store.finish_problem(problem, status)
+
+    def call(key, topic_id, problem_id):
+        store.log_call({"run": "r", "role": "solver", "topic_id": topic_id, "problem_id": problem_id, "outcome": "ok",
+                        "request_key": key, "reply": '{"choices": []}'})
+
+    call("topic-level", "done", None)
+    call("ended problem", "done", "ended")
+    call("retry under way", "done", "retrying")
+    call("topic still running", "running", "elsewhere")
+    call("stage 1", None, None)
+    assert store.forget_ended_replies("r") == 2
+    assert store.kept_request_keys("r") == {"retry under way", "topic still running", "stage 1"}

@@ -6,11 +6,12 @@ import sqlite3
 
 import numpy as np
 import pytest
-from helpers import chimera, interrupt_when, write_config
+from helpers import chimera, write_config
 from langgraph.checkpoint.memory import InMemorySaver
 from scripted import scripted, seen
+from stop_at import StopAt, counted
 
-from chimera.config import parse_config
+from chimera.config import SimSettings, parse_config
 from chimera.graphs.deps import Deps
 from chimera.graphs.taxonomy import build_taxonomy_graph, grow, subject_tasks
 from chimera.ids import normalize_topic
@@ -145,22 +146,22 @@ def test_a_bad_taxonomy_file_is_named(tmp_path):
 
 def test_killing_stage_1_resumes_without_redoing_finished_subfields(tmp_path):
     subjects = [{"name": name, "topics": 6, "subfields": 3} for name in ("Mathematics", "Physics", "Chemistry", "Biology")]
-    config = write_config(tmp_path, subjects=subjects, sim={"latency_s": 0.15})
-    config_text = config.read_text().replace("concurrency: 8", "concurrency: 2")
-    config.write_text(config_text)
-    straight = chimera("run", str(config), "--topics-only", "--quiet", "--db", str(tmp_path / "straight.db"))
-    assert straight.returncode == 0
-    full_calls = sqlite3.connect(tmp_path / "straight.db").execute(
-        "select count(*) from llm_calls where role = 'expander'").fetchone()[0]
-
     db_path = tmp_path / "killed.db"
-    subfields_done, _ = interrupt_when(["run", str(config), "--topics-only", "--quiet", "--db", str(db_path)], db_path,
-                                       "select count(distinct subject || subfield) from topics", 3)
-    assert 3 <= subfields_done < 12, "the kill must land mid-way"
-    db = sqlite3.connect(db_path)
-    before = db.execute("select max(id) from llm_calls").fetchone()[0]
+    subfields = "select count(distinct subject || subfield) from topics"
+    with StopAt(SimSettings(latency_s=0.15)) as endpoint:
+        config = write_config(tmp_path, subjects=subjects, models=endpoint.models())
+        config.write_text(config.read_text().replace("concurrency: 8", "concurrency: 2"))
+        straight = chimera("run", str(config), "--topics-only", "--quiet", "--db", str(tmp_path / "straight.db"))
+        assert straight.returncode == 0
+        full_calls = sqlite3.connect(tmp_path / "straight.db").execute(
+            "select count(*) from llm_calls where role = 'expander'").fetchone()[0]
 
-    assert chimera("run", str(config), "--topics-only", "--quiet", "--db", str(db_path)).returncode == 0
+        endpoint.run(["run", str(config), "--topics-only", "--quiet", "--db", str(db_path)],
+                     when=counted(db_path, subfields, 3))
+        db = sqlite3.connect(db_path)
+        assert 3 <= db.execute(subfields).fetchone()[0] < 12, "the kill must land mid-way"
+        before = db.execute("select max(id) from llm_calls").fetchone()[0]
+        assert chimera("run", str(config), "--topics-only", "--quiet", "--db", str(db_path)).returncode == 0
     redone = db.execute("select count(*) from llm_calls where role = 'expander' and id > ?", [before]).fetchone()[0]
     assert redone < full_calls, "finished subfields must not be expanded again"
     finished_before = {row[0] for row in db.execute(

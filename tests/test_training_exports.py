@@ -112,15 +112,14 @@ def test_the_dataset_card_names_license_and_models_but_no_endpoint(tmp_path):
     import yaml
     from hostile import HostileEndpoint
 
-    async def passthrough(body, reply, request):
-        return None
-
-    with HostileEndpoint(passthrough) as endpoint:
+    with HostileEndpoint() as endpoint:
         models = {"default": {"base_url": endpoint.url, "model": "org/drafter-7b", "headers": {"X-Team": "t"}},
                   "solver": {"base_url": endpoint.url, "model": "org/solver-235b"}}
         config = write_config(tmp_path, models=models, dataset={"license": "cc-by-4.0", "language": ["en", "de"],
                                                                   "pretty_name": "Hard problems"})
         assert chimera("run", str(config), "--quiet", env=dict(os.environ)).returncode == 0
+    sent = {(r["body"]["model"], {k.lower(): v for k, v in r["headers"].items()}["x-team"]) for r in endpoint.requests}
+    assert sent == {("org/drafter-7b", "t"), ("org/solver-235b", "t")}, "the card leaves out what the run did send"
     out = tmp_path / "hf"
     assert chimera("export", str(tmp_path / "t.db"), "--format", "hf", "-o", str(out)).returncode == 0
     card = (out / "README.md").read_text()

@@ -43,6 +43,18 @@ class Calls(StoreBase):
         with self.conn:
             self.conn.execute(f"update llm_calls set reply = null where {where} and reply is not null", args)
 
+    def forget_ended_replies(self, run: str) -> int:
+        """Drop the kept replies of every thread that has ended: a kill can land after a thread's last write and
+        before its `forget_replies`, and nothing asks an ended thread's calls again. A problem still pending in a
+        finished topic (a retry cut short, or one waiting for review) keeps its replies. Returns how many."""
+        with self.conn:
+            cursor = self.conn.execute(
+                "update llm_calls set reply = null where run = ? and reply is not null "
+                "and topic_id in (select id from topics where run = ? and status = 'done') "
+                "and (problem_id is null or problem_id not in "
+                "(select id from problems where run = ? and status = 'pending'))", [run, run, run])
+            return int(cursor.rowcount)
+
     def relabel_call(self, call_id: int, outcome: str, error: str) -> None:
         with self.conn:
             self.conn.execute("update llm_calls set outcome = ?, error = ? where id = ?", [outcome, error, call_id])

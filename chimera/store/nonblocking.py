@@ -184,6 +184,7 @@ class AsyncStore:
     kept_reply = offloaded(Store.kept_reply)
     kept_request_keys = offloaded(Store.kept_request_keys)
     forget_replies = offloaded(Store.forget_replies)
+    forget_ended_replies = offloaded(Store.forget_ended_replies)
     # human review
     open_review = offloaded(Store.open_review)
     decisions_to_apply = offloaded(Store.decisions_to_apply)

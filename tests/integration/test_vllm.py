@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 from helpers import chimera
-from vllm_server import SERVED, free_port, start_server
+from vllm_server import SERVED
 
 from chimera.agents import critic, drafter, expander, labeler, solver
 from chimera.config import ModelSpec
@@ -105,26 +105,18 @@ def test_a_run_against_vllm_ends_every_slot_with_a_reason(vllm_url, tmp_path):
             assert reason in status.stdout
 
 
-def test_killing_the_server_names_the_endpoint_and_a_rerun_resumes(tmp_path):
-    port = free_port()
-    server = start_server(port, tmp_path / "own-server.log")
-    url = server.spec.base_url
-    config = run_config(tmp_path, url, name="k")
-    try:
-        first = chimera("run", str(config), "--topics-only", "--quiet", timeout=600)
-        assert first.returncode == 0, first.stderr
-    finally:
-        server.stop()
+def test_killing_the_server_names_the_endpoint_and_a_rerun_resumes(vllm_server, vllm_url, tmp_path):
+    config = run_config(tmp_path, vllm_url, name="k")
+    first = chimera("run", str(config), "--topics-only", "--quiet", timeout=600)
+    assert first.returncode == 0, first.stderr
+    vllm_server.stop()
     down = chimera("run", str(config), "--quiet", timeout=600)
     assert down.returncode == 1
     assert down.stderr.strip().splitlines()[-1] == (
-        f"chimera: error: drafter endpoint {url}: cannot connect (is the server running?)")
-    server = start_server(port, tmp_path / "own-server-2.log")
-    try:
-        again = chimera("run", str(config), "--quiet", timeout=600)
-        assert again.returncode == 0, again.stderr
-    finally:
-        server.stop()
+        f"chimera: error: drafter endpoint {vllm_url}: cannot connect (is the server running?)")
+    vllm_server.start()  # on the same port; the tests after this one go on using it
+    again = chimera("run", str(config), "--quiet", timeout=600)
+    assert again.returncode == 0, again.stderr
     db = sqlite3.connect(tmp_path / "k.db")
     assert db.execute("select count(*) from problems where status = 'pending'").fetchone()[0] == 0
     assert db.execute("select count(*) from problems").fetchone()[0] == 6

@@ -84,3 +84,32 @@ def start_server(port: int, log: Path) -> ServerProcess:
         server.stop()
         raise
     return server
+
+
+class SharedServer:
+    """A server on a fixed port that can be stopped and started again (the URL does not change)."""
+
+    def __init__(self, logs: Path) -> None:
+        self.port = free_port()
+        self.logs = logs
+        self.process: ServerProcess | None = None
+        self.starts = 0
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> str:
+        self.starts += 1
+        self.process = start_server(self.port, self.logs / f"server-{self.starts}.log")
+        assert self.process.spec.base_url == self.url
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None

@@ -21,6 +21,7 @@ from stop_at import StopAt
 
 from chimera.config import SimSettings
 from chimera.store import Store
+from chimera.store.postgres import connection_lost
 
 pytestmark = pytest.mark.xdist_group("postgres")
 
@@ -217,6 +218,22 @@ def test_checkpoints_are_fenced_too(postgres):
     with pytest.raises(psycopg.Error, match="worker w2 no longer holds the lease of topic t1"):
         asyncio.run(write_as("w2"))
     assert query(url, "select count(*) from checkpoints")[0][0] == 1
+
+
+def test_a_session_the_server_ended_inside_a_transaction_counts_as_lost_and_the_next_call_opens_a_new_one(
+        postgres):
+    """A worker stopped mid-transaction past the server's idle timeout meets, when it goes on, an error outside
+    psycopg's OperationalError class; it must be taken for a lost connection like a restart is."""
+    store = Store(postgres.new_database("idle_in_transaction"))
+    store.conn.set("idle_in_transaction_session_timeout", "200")
+    with pytest.raises(psycopg.Error) as ended:
+        with store.conn.transaction():
+            store.conn.execute("select 1")
+            time.sleep(1)
+    assert ended.value.sqlstate == "25P03"
+    assert connection_lost(ended.value)
+    assert store.conn.execute("show idle_in_transaction_session_timeout").fetchone()[0] == "200ms"
+    assert not connection_lost(psycopg.errors.UniqueViolation("a refused write is not a lost connection"))
 
 
 SET_UP = """

@@ -183,13 +183,18 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+# Sessions the server ends with an error outside the OperationalError class: idling inside a transaction past
+# idle_in_transaction_session_timeout (25P03), and past transaction_timeout (25P04, PostgreSQL 17).
+SESSION_ENDED_SQLSTATES = frozenset({"25P03", "25P04"})
+
+
 def connection_lost(error: BaseException) -> bool:
     """A lost or refused PostgreSQL connection (a restart, a network cut, a session the server ended)."""
     try:
         import psycopg
     except ImportError:
         return False
-    return isinstance(error, psycopg.OperationalError)
+    return isinstance(error, psycopg.OperationalError) or getattr(error, "sqlstate", None) in SESSION_ENDED_SQLSTATES
 
 
 def is_fenced(error: BaseException) -> bool:

@@ -60,7 +60,7 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
             # A topic another worker left unfinished (it died, or stopped) is taken at once, past this worker's
             # capacity and with a full budget: it was under way. New topics only while there is room. First, the
             # sessions of a worker stalled past its lease are ended: their row locks would hold the claims back.
-            await _once_more(partial(store.end_stalled_sessions, run, lease_s))
+            await _once_more(partial(store.end_stalled_sessions, run, lease_s, caller=worker))
             claimed = await _once_more(partial(store.claim_topics, run, worker, lease_s=lease_s, limit=CLAIM_BATCH,
                                                orphans_only=True)) if running else []
             room = min(capacity - len(running) - len(claimed), CLAIM_BATCH)

@@ -236,6 +236,27 @@ def test_a_session_the_server_ended_inside_a_transaction_counts_as_lost_and_the_
     assert not connection_lost(psycopg.errors.UniqueViolation("a refused write is not a lost connection"))
 
 
+def test_a_worker_ends_the_sessions_of_others_stalled_past_a_lease_but_never_its_own_however_late(postgres):
+    url = postgres.new_database("stalled_sessions")
+    setup = Store(url)
+    for worker in ("w1", "w2", "w3"):
+        setup.register_worker(worker, "r", host="h", pid=1)
+    mine, my_second, stalled, alive = Store(url), Store(url), Store(url), Store(url)
+    for store, worker in ((mine, "w1"), (my_second, "w1"), (stalled, "w2"), (alive, "w3")):
+        store.act_as(worker, lease_s=30)
+    # w1 and w2 are a minute past their heartbeat (w1 was starved, not stopped); w3 heartbeats.
+    setup.conn.execute("update workers set heartbeat_at = clock_timestamp() - interval '1 minute' where id <> 'w3'")
+
+    def sessions() -> list[str]:
+        return sorted(row[0] for row in query(url, "select application_name from pg_stat_activity "
+                                                   "where datname = current_database() and application_name <> ''"))
+
+    mine.end_stalled_sessions("r", 30, caller="w1")
+    wait_for(lambda: "chimera-worker w2" not in sessions())
+    assert sessions().count("chimera-worker w1") == 2 and "chimera-worker w3" in sessions()
+    assert my_second.conn.execute("select 1").fetchone()[0] == 1
+
+
 SET_UP = """
 import asyncio, sys, time
 from chimera.checkpoint_saver import open_saver

@@ -73,16 +73,18 @@ class Leases(StoreBase):
         return [cast(TopicRow, row) for row in self._rows("topics", f"id in ({marks})", claimed,
                                                           order_by="subject, position, id")]
 
-    def end_stalled_sessions(self, run: str, lease_s: float) -> None:
-        """End the database sessions of the workers of this run that stopped heartbeating over a lease ago
+    def end_stalled_sessions(self, run: str, lease_s: float, *, caller: str) -> None:
+        """End the database sessions of the other workers of this run that stopped heartbeating over a lease ago
         (stopped, paused, cut off): their leases are gone, and the row locks an open transaction of theirs holds
         would keep the worker that takes over their topics waiting. (The server's idle-in-transaction timeout
-        misses a session that stopped inside a pipeline, as LangGraph's saver sends a checkpoint.)"""
+        misses a session that stopped inside a pipeline, as LangGraph's saver sends a checkpoint.) Never the
+        `caller`'s own: a worker that asks is running, however late its own heartbeat (a starved machine), and
+        ending its checkpointer's session would fail it."""
         self.conn.execute(
             "select pg_terminate_backend(a.pid) from pg_stat_activity a join workers w "
             "on a.application_name = 'chimera-worker ' || w.id where w.run = ? and a.datname = current_database() "
-            "and a.pid <> pg_backend_pid() and w.stopped_at is null "
-            "and w.heartbeat_at < clock_timestamp() - make_interval(secs => ?)", [run, lease_s])
+            "and w.id <> ? and w.stopped_at is null "
+            "and w.heartbeat_at < clock_timestamp() - make_interval(secs => ?)", [run, caller, lease_s])
 
     def _claim(self, run: str, worker: str, lease_s: float, limit: int, orphans: str) -> list[Any]:
         return self.conn.execute(

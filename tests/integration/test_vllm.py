@@ -42,6 +42,15 @@ def run_config(folder, url, name="v"):
     return path
 
 
+def assert_every_topic_has_its_slots(db: sqlite3.Connection) -> None:
+    """Each topic of a `run_config` run ended with a problem row in both its slots. Stage 1 on the tiny random
+    model may name fewer Mathematics topics than asked (on a shared server, other requests' batches change its
+    near-tied tokens), so the count of topics is read, not assumed; Optics is named in the config."""
+    topics = db.execute("select count(*) from topics where status = 'done'").fetchone()[0]
+    assert topics >= 2
+    assert db.execute("select count(*) from problems").fetchone()[0] == 2 * topics
+
+
 def test_the_solver_reads_reasoning_usage_and_truncation(vllm_url):
     async def go():
         solve = client(vllm_url, temperature=0.6, top_p=0.95, max_tokens=200, extra_body={"top_k": 20})
@@ -97,7 +106,7 @@ def test_a_run_against_vllm_ends_every_slot_with_a_reason(vllm_url, tmp_path):
     assert result.returncode == 0, result.stderr
     db = sqlite3.connect(tmp_path / "v.db")
     statuses = db.execute("select status, rejection_reason from problems").fetchall()
-    assert len(statuses) == 6
+    assert_every_topic_has_its_slots(db)
     assert all(status == "accepted" or (status in ("rejected", "failed") and reason) for status, reason in statuses)
     status = chimera("status", str(tmp_path / "v.db"))
     for _, reason in statuses:
@@ -119,4 +128,4 @@ def test_killing_the_server_names_the_endpoint_and_a_rerun_resumes(vllm_server, 
     assert again.returncode == 0, again.stderr
     db = sqlite3.connect(tmp_path / "k.db")
     assert db.execute("select count(*) from problems where status = 'pending'").fetchone()[0] == 0
-    assert db.execute("select count(*) from problems").fetchone()[0] == 6
+    assert_every_topic_has_its_slots(db)

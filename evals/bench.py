@@ -168,6 +168,7 @@ def _restart_to_full(folder: Path, spec: BenchSpec, url: str) -> dict[str, Any]:
     db = folder / "restart.db"
     first = subprocess.Popen([CHIMERA, "run", str(config), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
+    done = 0  # a run that exits before its database opens was killed after no samples
     while time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.5)
         try:

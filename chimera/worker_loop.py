@@ -61,12 +61,14 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
             # capacity and with a full budget: it was under way. New topics only while there is room. First, the
             # sessions of a worker stalled past its lease are ended: their row locks would hold the claims back.
             await _once_more(partial(store.end_stalled_sessions, run, lease_s, caller=worker))
+            mine = set(running.values())
             claimed = await _once_more(partial(store.claim_topics, run, worker, lease_s=lease_s, limit=CLAIM_BATCH,
-                                               orphans_only=True)) if running else []
+                                               orphans_only=True, running=mine)) if running else []
             room = min(capacity - len(running) - len(claimed), CLAIM_BATCH)
             wants_more = room > 0 and (has_room() or not running)
             if wants_more:
-                claimed += await _once_more(partial(store.claim_topics, run, worker, lease_s=lease_s, limit=room))
+                claimed += await _once_more(partial(store.claim_topics, run, worker, lease_s=lease_s, limit=room,
+                                                    running=mine))
             for topic in claimed:
                 log.info("worker %s took topic %s (%s)", worker, topic["id"], topic["name"])
                 running[asyncio.create_task(run_topic(topic))] = topic["id"]
@@ -88,9 +90,13 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
                 error = task.exception()
                 if error is not None:
                     still_held = topic_id in await _once_more(partial(store.renew_leases, worker, lease_s=lease_s))
-                    if is_fenced(error) and not still_held:
+                    if is_fenced(error):
+                        # Refused while its lease had run out: the thread goes on from its last checkpoint, here
+                        # or in another worker, once the topic is claimed again.
                         log.warning("worker %s: a write for topic %s was refused (%s); dropping the topic",
                                     worker, topic_id, first_line(error))
+                        if still_held:
+                            await _once_more(partial(store.release_topic, topic_id, worker))
                         continue
                     if not still_held:
                         # e.g. the server ended this worker's session after it stalled mid-transaction

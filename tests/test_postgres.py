@@ -257,6 +257,19 @@ def test_a_worker_ends_the_sessions_of_others_stalled_past_a_lease_but_never_its
     assert my_second.conn.execute("select 1").fetchone()[0] == 1
 
 
+def test_a_worker_late_on_its_lease_does_not_take_again_a_topic_it_still_runs(postgres):
+    url = postgres.new_database("claim_running")
+    store = Store(url)
+    for position, topic in enumerate(("t1", "t2")):
+        store.upsert_topic(id=topic, run="r", subject="Mathematics", name=topic, position=position, source="config")
+    store.act_as("w1", lease_s=30)
+    assert [t["id"] for t in store.claim_topics("r", "w1", lease_s=30, limit=5)] == ["t1", "t2"]
+    store.conn.execute("update topic_leases set expires_at = clock_timestamp() - interval '1 second'")
+    # t1's task still runs (its next write will be refused, and the topic dropped); t2's has ended
+    assert [t["id"] for t in store.claim_topics("r", "w1", lease_s=30, limit=5, running={"t1"})] == ["t2"]
+    assert [t["id"] for t in store.claim_topics("r", "w1", lease_s=30, limit=5)] == ["t1"]
+
+
 SET_UP = """
 import asyncio, sys, time
 from chimera.checkpoint_saver import open_saver

@@ -7,6 +7,7 @@ waits for a human (claimable again once a decision for it is on record). The lea
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, cast
 
 from chimera.store.base import StoreBase
@@ -48,20 +49,24 @@ class Leases(StoreBase):
         with self.conn:
             self.conn.execute("update workers set stopped_at = clock_timestamp() where id = ?", [worker])
 
-    def claim_topics(self, run: str, worker: str, *, lease_s: float, limit: int,
-                     orphans_only: bool = False) -> list[TopicRow]:
+    def claim_topics(self, run: str, worker: str, *, lease_s: float, limit: int, orphans_only: bool = False,
+                     running: Collection[str] = ()) -> list[TopicRow]:
         """Up to `limit` topics of `run` that are not done, not held under a live lease, and not waiting for a
         review nobody has decided; leased to `worker` in the same statement. Two workers never get one topic:
         the rows are locked as they are picked, and a lease is only taken over once it has run out.
-        `orphans_only`: only topics left unfinished by a worker (its lease ran out, or it stopped)."""
+        `orphans_only`: only topics left unfinished by a worker (its lease ran out, or it stopped). `running`:
+        topics this worker still has a task for, never taken again while it runs (a worker late on its own
+        lease would otherwise run one thread twice); once that task has ended, the topic can be taken."""
         orphans = "and exists (select 1 from topic_leases o where o.topic_id = t.id and o.released in (0, 1)) " \
             if orphans_only else ""
+        if running:
+            orphans += "and t.id not in (" + ", ".join("?" * len(running)) + ") "
         try:
             with self.transaction():
                 # A lease row can be locked by a stalled worker's open transaction (its lease check): wait a
                 # moment, not forever; end_stalled_sessions ends its session once its heartbeat is a lease old.
                 self.conn.execute("set local lock_timeout = '1s'")
-                rows = self._claim(run, worker, lease_s, limit, orphans)
+                rows = self._claim(run, worker, lease_s, limit, orphans, list(running))
         except Exception as error:
             if getattr(error, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                 raise
@@ -86,7 +91,8 @@ class Leases(StoreBase):
             "and w.id <> ? and w.stopped_at is null "
             "and w.heartbeat_at < clock_timestamp() - make_interval(secs => ?)", [run, caller, lease_s])
 
-    def _claim(self, run: str, worker: str, lease_s: float, limit: int, orphans: str) -> list[Any]:
+    def _claim(self, run: str, worker: str, lease_s: float, limit: int, orphans: str,
+               running: list[str]) -> list[Any]:
         return self.conn.execute(
             "with picked as (select t.id from topics t where t.run = ? "
             "and t.status not in ('done', 'merged', 'removed', 'surplus') " + orphans +
@@ -99,7 +105,7 @@ class Leases(StoreBase):
             "on conflict (topic_id) do update set worker = excluded.worker, expires_at = excluded.expires_at, "
             "released = 0, taken = topic_leases.taken + 1 "
             "where topic_leases.released <> 0 or topic_leases.expires_at <= clock_timestamp() "
-            "returning topic_id", [run, limit, run, worker, lease_s]).fetchall()
+            "returning topic_id", [run, *running, limit, run, worker, lease_s]).fetchall()
 
     def renew_leases(self, worker: str, *, lease_s: float) -> set[str]:
         """Extend every live lease of `worker`; the topics it still holds (one missing from them is lost)."""

@@ -89,15 +89,15 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
                     continue
                 error = task.exception()
                 if error is not None:
-                    still_held = topic_id in await _once_more(partial(store.renew_leases, worker, lease_s=lease_s))
                     if is_fenced(error):
                         # Refused while its lease had run out: the thread goes on from its last checkpoint, here
-                        # or in another worker, once the topic is claimed again.
+                        # or in another worker, once the topic is claimed again (a release frees it at once where
+                        # the lease is still this worker's; it changes nothing where another has taken it).
                         log.warning("worker %s: a write for topic %s was refused (%s); dropping the topic",
                                     worker, topic_id, first_line(error))
-                        if still_held:
-                            await _once_more(partial(store.release_topic, topic_id, worker))
+                        await _once_more(partial(store.release_topic, topic_id, worker))
                         continue
+                    still_held = topic_id in await _once_more(partial(store.renew_leases, worker, lease_s=lease_s))
                     if not still_held:
                         # e.g. the server ended this worker's session after it stalled mid-transaction
                         log.warning("worker %s lost the lease of topic %s while it failed (%s); dropping the topic",

@@ -57,16 +57,16 @@ class Leases(StoreBase):
         `orphans_only`: only topics left unfinished by a worker (its lease ran out, or it stopped). `running`:
         topics this worker still has a task for, never taken again while it runs (a worker late on its own
         lease would otherwise run one thread twice); once that task has ended, the topic can be taken."""
-        orphans = "and exists (select 1 from topic_leases o where o.topic_id = t.id and o.released in (0, 1)) " \
+        only = "and exists (select 1 from topic_leases o where o.topic_id = t.id and o.released in (0, 1)) " \
             if orphans_only else ""
         if running:
-            orphans += "and t.id not in (" + ", ".join("?" * len(running)) + ") "
+            only += "and t.id not in (" + ", ".join("?" * len(running)) + ") "
         try:
             with self.transaction():
                 # A lease row can be locked by a stalled worker's open transaction (its lease check): wait a
                 # moment, not forever; end_stalled_sessions ends its session once its heartbeat is a lease old.
                 self.conn.execute("set local lock_timeout = '1s'")
-                rows = self._claim(run, worker, lease_s, limit, orphans, list(running))
+                rows = self._claim(run, worker, lease_s, limit, only, list(running))
         except Exception as error:
             if getattr(error, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                 raise
@@ -91,11 +91,12 @@ class Leases(StoreBase):
             "and w.id <> ? and w.stopped_at is null "
             "and w.heartbeat_at < clock_timestamp() - make_interval(secs => ?)", [run, caller, lease_s])
 
-    def _claim(self, run: str, worker: str, lease_s: float, limit: int, orphans: str,
+    def _claim(self, run: str, worker: str, lease_s: float, limit: int, only: str,
                running: list[str]) -> list[Any]:
+        """`only`: more conditions on the topics picked, with `running` as their parameters."""
         return self.conn.execute(
             "with picked as (select t.id from topics t where t.run = ? "
-            "and t.status not in ('done', 'merged', 'removed', 'surplus') " + orphans +
+            "and t.status not in ('done', 'merged', 'removed', 'surplus') " + only +
             f"and not exists (select 1 from topic_leases l where l.topic_id = t.id and (({_LIVE}) "
             "or (l.released = 2 and not exists (select 1 from reviews r where r.topic_id = t.id "
             "and r.action is not null and r.applied_at is null)))) "

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 from chimera.tools.grading import chemistry, choice, complexity, dates, mathexpr, names
+from chimera.tools.grading.bounds import MAX_ANSWER_CHARS, clean
+from chimera.tools.grading.commitment import DECLINES, candidates, relation_or_range, single_valued
 from chimera.tools.grading.extract import extract, is_placeholder
 from chimera.tools.grading.numbers import agree, as_percent_pair, leading_number, parse_number
 from chimera.tools.grading.quantities import compare as compare_quantities
@@ -223,6 +225,14 @@ def _literal(reference: str, response: str, problem: str | None) -> Verdict | No
 _TRANSCRIPTION = re.compile(r"^([/\[])([^\d\s,/\[\]]+)([/\]])$")
 
 
+_MODIFIER_LETTERS = {"h": "ʰ", "w": "ʷ", "j": "ʲ", "n": "ⁿ", "l": "ˡ", "ɣ": "ˠ", "ʕ": "ˤ", "ʔ": "ˀ"}
+
+
+def _modifiers(text: str) -> str:
+    """A superscript written as ^h, ^{h} or \\textsuperscript{h} is the modifier letter ʰ."""
+    return re.sub(r"(?:\^\{?|\\textsuperscript\{)(\S)\}?", lambda m: _MODIFIER_LETTERS.get(m.group(1), m.group(0)), text)
+
+
 def _transcription(reference: str, response: str, problem: str | None) -> Verdict | None:
     """Phonemic /.../ and phonetic [...] transcriptions: symbol for symbol; /θ/ and [θ] are not the same claim."""
     ref, got = _TRANSCRIPTION.match(reference.strip()), _TRANSCRIPTION.match(response.strip())
@@ -230,7 +240,7 @@ def _transcription(reference: str, response: str, problem: str | None) -> Verdic
         return None
     if not (ref and got) or ref.group(1) != got.group(1):
         return None, "transcriptions in different brackets, or one without"
-    unstressed = lambda m: re.sub("[ˈˌ.]", "", m.group(2))  # noqa: E731
+    unstressed = lambda m: _modifiers(re.sub("[ˈˌ.]", "", m.group(2)))  # noqa: E731
     return unstressed(ref) == unstressed(got), "transcription, symbol for symbol"
 
 
@@ -270,18 +280,106 @@ def decide(reference: str, response: str, problem: str | None = None) -> tuple[b
     if reference == response:
         return True, "exact", "equal as written"
     for method, rule in RULES:
-        result = rule(reference, response, problem)
+        try:
+            result = rule(reference, response, problem)
+        except Exception as error:  # noqa: BLE001 - a rule that cannot read an odd input leaves it undecided
+            return None, "undecided", f"the {method} rule could not read it ({type(error).__name__})"
         if result is not None:
             return result[0], method if result[0] is not None else "undecided", result[1]
     return None, "undecided", "no rule applies; needs a judge"
 
 
+def _several(reference: str, group: tuple[str, ...], problem: str | None) -> Grade | None:
+    """Several boxes at the end: the parts of a many-valued reference, compared as a set; or, against one
+    value, a hedge."""
+    if single_valued(reference):
+        return Grade(False, "hedge", ", ".join(group), "several different boxed answers for one value")
+    return None
+
+
+_UNORDERED = re.compile(r"(?i)\b(?:all|roots?|solutions?|zeros?|values|set)\b")
+
+
+def _items(text: str) -> tuple[list[str], bool]:
+    """The values of a many-valued answer ("\\{2, 5\\}", "x = 2 or x = 5", "2 and 5"), and whether they
+    were written as a set."""
+    braced = bool(re.fullmatch(r"\\?\{.*\\?\}", text.strip()))
+    inner = re.sub(r"^\\?\{|\\?\}$", "", text.strip()) if braced else text
+    parts = [re.sub(r"^[A-Za-z](?:_\{?\d+\}?)?\s*=\s*", "", part).strip() for part in candidates(inner).parts]
+    return [part for part in parts if part], braced
+
+
+def _as_set(reference: str, answer: str, problem: str | None) -> Grade | None:
+    """A many-valued reference (all roots, a set) against the values the answer lists, in any joiner."""
+    ref, ref_braced = _items(reference)
+    got, got_braced = _items(answer)
+    if len(ref) < 2 or len(got) < 1:
+        return None
+    pairs = [[decide(r, g, problem)[0] for r in ref] for g in got]
+    if any(all(v is False for v in row) for row in pairs):
+        return Grade(False, "set", answer, "a value that is none of the reference's")
+    if len(got) != len(ref):
+        if all(any(v is True for v in row) for row in pairs):
+            return Grade(False, "set", answer, f"{len(got)} values where the reference has {len(ref)}")
+        return None
+    if all(pairs[i][i] is True for i in range(len(got))):
+        return Grade(True, "set", answer, "the same values in the same order")
+    unordered = ref_braced or got_braced or bool(problem and _UNORDERED.search(problem))
+    used: set[int] = set()
+    for row in pairs:
+        match = next((j for j, v in enumerate(row) if v is True and j not in used), None)
+        if match is None:
+            return None
+        used.add(match)
+    if unordered:
+        return Grade(True, "set", answer, "the same values as a set")
+    return None
+
+
+def _uncommitted(reference: str, answer: str, problem: str | None) -> Grade | None:
+    """Against a single-valued reference: several candidates, a relation or a range is a hedge, never a hit."""
+    if not single_valued(reference):
+        return None
+    parts = candidates(answer)
+    if parts.joiner is not None:
+        verdicts = [decide(reference, part, problem)[0] for part in parts.parts]
+        if len(parts.parts) >= 2 and all(v is True for v in verdicts):
+            return None  # the same answer said twice ("0.5, i.e. 1/2")
+        named_twice = True in verdicts and (False in verdicts or parts.joiner == "and")
+        if parts.joiner == "or" or named_twice or len(parts.parts) == 1:
+            return Grade(False, "hedge", answer, f"{len(parts.parts)} candidates for one value")
+    if DECLINES.search(answer) and not DECLINES.search(reference):
+        return Grade(False, "declined", answer, "the response declines to answer; the reference does not")
+    if mathexpr.shape(reference) == "expression" and relation_or_range(answer, reference):
+        return Grade(False, "hedge", answer, "a relation or a range, where the reference is one value")
+    if mathexpr.shape(answer) in ("set", "interval") and mathexpr.shape(reference) == "expression" \
+            and len(candidates(answer.strip("\\{}()[] ")).parts) >= 2:
+        return Grade(False, "hedge", answer, "a set or an interval, where the reference is one value")
+    return None
+
+
 def grade(reference: str, response: str, problem: str | None = None) -> Grade:
     """Grade `response` (a whole solution) against `reference`; `problem`, when given, names the options of a
-    multiple-choice question and tells program output from prose."""
-    ref = plain(reference or "")
+    multiple-choice question and tells program output from prose. Total and bounded: any input gets a Grade
+    (never an exception) within a second, on any thread."""
+    try:
+        return _grade(_text(reference), _text(response), _text(problem) or None)
+    except Exception as error:  # noqa: BLE001 - a reward must never stop a trainer or a run
+        return Grade(None, "undecided", None, f"the grader could not read this input ({type(error).__name__})")
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return clean(value if isinstance(value, str) else str(value))
+
+
+def _grade(reference: str, response: str, problem: str | None) -> Grade:
+    ref = plain(reference)
     if is_placeholder(ref):
         return Grade(False, "invalid-reference", None, "the reference answer is empty or a placeholder")
+    if len(ref) > MAX_ANSWER_CHARS:
+        return Grade(None, "undecided", None, "the reference is too long for the rules")
     found = extract(response)
     if found.status == "empty":
         return Grade(False, "empty", None, "empty response")
@@ -289,10 +387,25 @@ def grade(reference: str, response: str, problem: str | None = None) -> Grade:
         return Grade(None, "undecided", None, "no final answer could be extracted")
     if found.status == "placeholder":
         return Grade(False, "placeholder", found.answer, "the final answer is a placeholder")
-    got = plain(found.answer)
+    if found.status == "hedge":
+        return Grade(False, "hedge", found.answer, "the response does not commit to one answer")
+    answer = found.answer
+    if found.group:
+        several = _several(ref, found.group, problem)
+        if several is not None:
+            return several
+        answer = ", ".join(found.group)
+    got = plain(answer)
+    if len(got) > MAX_ANSWER_CHARS:
+        return Grade(None, "undecided", found.answer, "the answer is too long for the rules")
     if got == ref:
         return Grade(True, "exact", found.answer, "equal as written")
-    if found.status == "hedge" and not re.search(r"(?i)\bor\b", ref):
-        return Grade(False, "hedge", found.answer, "the response commits to more than one answer")
+    hedge = _uncommitted(ref, got, problem)
+    if hedge is not None:
+        return hedge
     correct, method, detail = decide(ref, got, problem)
+    if correct is None and not single_valued(ref):
+        as_set = _as_set(ref, got, problem)
+        if as_set is not None:
+            return as_set
     return Grade(correct, method, found.answer, detail)

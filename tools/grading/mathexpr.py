@@ -8,13 +8,17 @@ formulas as algebra and an interval against an inequality as unequal.
 
 from __future__ import annotations
 
+import logging
 import re
 from fractions import Fraction
 from typing import Literal
 
 from chimera.tools.fastmath import equivalent, evaluate, same_bracketed
+from chimera.tools.grading.bounds import symbolic_safe
 from chimera.tools.grading.numbers import Number, agree, parse_number
 from chimera.tools.grading.quantities import parse_quantity
+
+logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns on every call made without its signal timeout
 
 Shape = Literal["matrix", "set", "interval", "tuple", "relation", "expression"]
 
@@ -62,6 +66,8 @@ def shape(text: str) -> Shape:
 def compare(reference: str, response: str) -> tuple[bool | None, str] | None:
     if not (looks_math(reference) and looks_math(response)):
         return None
+    if not (symbolic_safe(reference) and symbolic_safe(response)):
+        return None, "too large or deep to evaluate safely"
     same = same_bracketed(reference, response)
     if same is not None:
         return same, "compared element by element"
@@ -77,7 +83,7 @@ def compare(reference: str, response: str) -> tuple[bool | None, str] | None:
     from math_verify import verify
 
     try:
-        verified = bool(verify(gold, predicted))
+        verified = bool(verify(gold, predicted, timeout_seconds=None))  # a signal timeout works only on the main thread
     except Exception:  # noqa: BLE001 - math-verify raises on odd input; no verdict then
         return None, "math-verify failed"
     if verified:
@@ -111,6 +117,6 @@ def _parse(text: str) -> list:
     from math_verify import parse  # imported on first use: it loads sympy, seconds of start-up most runs never need
 
     try:
-        return parse(f"${text}$") or parse(text)
+        return parse(f"${text}$", parsing_timeout=None) or parse(text, parsing_timeout=None)
     except Exception:  # noqa: BLE001 - math-verify raises on odd LaTeX; no parse means no rule applies
         return []

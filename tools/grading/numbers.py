@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-_MANTISSA = r"(?:(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d*))?|\.(?P<lead>\d+))"
+from chimera.tools.grading.bounds import MAX_DIGITS, MAX_EXPONENT
+
+_MANTISSA = r"(?:(?P<int>\d{1,3}(?:,\d{3})+|\d{1,3}(?: \d{3})+(?![\d.])|\d+)(?:\.(?P<frac>\d*))?|\.(?P<lead>\d+))"
 _EXPONENT = (r"(?:\s*(?:[eE]\s*(?P<e>[-+]?\d+)|(?:\\times|×|\*|x|\\cdot|·)\s*10\s*\^\s*\{?\s*(?P<p>[-+]?\d+)\s*\}?))?")
 NUMBER = re.compile(
     r"(?P<sign>[-+]?)\s*(?:"
@@ -49,6 +51,8 @@ def _match(text: str) -> tuple[Number, int] | None:
         return None
     sign = -1 if match["sign"] == "-" else 1
     percent = bool(match["pct"])
+    if _too_large(match):
+        return None
     if match["bare"] is not None:
         return Number(sign * Fraction(10) ** int(match["bare"]), True, None, percent), match.end()
     if match["fn"] is not None or match["sn"] is not None:
@@ -56,7 +60,7 @@ def _match(text: str) -> tuple[Number, int] | None:
         if int(den) == 0:
             return None
         return Number(sign * Fraction(int(num), int(den)), True, None, percent), match.end()
-    whole = (match["int"] or "").replace(",", "")
+    whole = (match["int"] or "").replace(",", "").replace(" ", "")
     decimals = match["frac"] if match["frac"] else match["lead"]
     digits = whole + (decimals or "")
     value = Fraction(int(whole or "0")) + (Fraction(int(decimals), 10 ** len(decimals)) if decimals else 0)
@@ -66,6 +70,13 @@ def _match(text: str) -> tuple[Number, int] | None:
     significant = digits.lstrip("0") or "0"
     exact = decimals is None and exponent is None
     return Number(sign * value, exact, None if exact else len(significant), percent), match.end()
+
+
+def _too_large(match: re.Match[str]) -> bool:
+    """More digits or a larger exponent than any answer needs: computing the value could take minutes."""
+    digits = sum(len(match[g] or "") for g in ("int", "frac", "lead", "fn", "fd", "sn", "sd"))
+    exponent = match["e"] or match["p"] or match["bare"]
+    return digits > MAX_DIGITS or (exponent is not None and (len(exponent) > 6 or abs(int(exponent)) > MAX_EXPONENT))
 
 
 def parse_number(text: str) -> Number | None:

@@ -10,7 +10,7 @@ import re
 import unicodedata
 
 _WRAPPERS = re.compile(
-    r"\\(?:text|mathrm|textbf|mathbf|textit|mathit|textrm|textsf|mathsf|mbox|operatorname|emph|boldsymbol|"
+    r"\\(?:texttt|verb|text|mathrm|textbf|mathbf|textit|mathit|textrm|textsf|mathsf|mbox|operatorname|emph|boldsymbol|"
     r"textnormal|mathnormal|ce|pu)\s*\{([^{}]*)\}")
 _SPACES = re.compile(r"(?<!\\)\\[,;:! ]|~")
 _DASHES = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u2010": "-", "\u2011": "-", "\u2012": "-",
@@ -30,6 +30,7 @@ def plain(answer: str) -> str:
     text = unicodedata.normalize("NFC", answer).translate(_DASHES)
     text = _SUPER_MINUS.sub(lambda m: "^-" + m.group(1).translate(_SUPERSCRIPTS)[1:], text)
     text = text.translate(_SUPERSCRIPTS)
+    text = re.sub(r"^\s*```[\w+-]*\s*\n?|\n?\s*```\s*$", "", text)  # a fenced code block around the answer
     text = re.sub(r"\*\*|__", "", text)
     text = re.sub(r"^\s*#+\s*", "", text)
     text = text.strip()

@@ -1,0 +1,149 @@
+"""Commitment: a response earns a verdict only for the one answer it commits to.
+
+A policy trained on a reward learns any answer form the reward accepts, so every non-committal form
+is a hedge, which is never correct: several candidates for a single-valued question (any joiner, any
+order, in one box or across several), a candidate followed by a retraction or an alternative, a set,
+range or relation that merely contains the value. Text addressed to the grader is removed before the
+answer is looked for, so it can never make an answer correct.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+_NOTE = (r"(?:\bnote\s+(?:to|for)\s+(?:the\s+)?(?:grader|evaluator|checker|judge|reviewer|marker|verifier)"
+         r"|\bgrader\b|\bauto-?grader\b|reference\s+answer|expected\s+answer|ground[\s-]+truth"
+         r"|\bmark\s+(?:this|it|the\s+\w+|my\s+\w+)\s+(?:as\s+)?(?:correct|right|true)"
+         r"|\b(?:answer|response|solution)\s+(?:is|should\s+be|must\s+be)\s+(?:marked|graded|scored|judged|considered)\b"
+         r"|ignore\s+(?:all\s+|any\s+|the\s+|your\s+)?(?:previous|prior|above|earlier|other)\s+(?:instructions|rules|text)"
+         r"|\b(?:system|developer)\s*(?:prompt|message|override|instruction)"
+         r"|\boutput\s+[\"'`]?(?:correct|true|1)\b|\bfull\s+(?:credit|marks|reward)\b|\breward\s*(?:=|of|:)\s*1)")
+_NOTE_SPAN = re.compile(r"(?is)[\[(<{][^\[\]()<>{}\n]{0,400}?" + _NOTE + r"[^\[\]()<>{}]{0,400}?[\])>}]")
+_NOTE_LINE = re.compile(r"(?im)^.*" + _NOTE + r".*$")
+
+# A retraction or an alternative after (or beside) the answer: the response has not committed.
+RETRACTION = re.compile(
+    r"(?i)\b(?:actually|alternatively|wait|hmm+|on\s+second\s+thought|or\s+(?:maybe|possibly|perhaps|rather|else|instead)"
+    r"|could\s+(?:also|instead|equally|as\s+well)\s+be|might\s+(?:also\s+|instead\s+|well\s+)?be|may\s+(?:also\s+)?be"
+    r"|unless|not\s+(?:sure|certain)|uncertain|possibly|perhaps|maybe|either|depending\s+on|if\s+instead"
+    r"|though\s+\S+(?:\s+\S+){0,6}\s+(?:also|too|possible|plausible)|or\s+it\s+could|it\s+could\s+also"
+    r"|no,\s+(?:it'?s|it\s+is|the\s+answer)|i\s+(?:mean|meant)|scratch\s+that|correction"
+    r"|(?:also|equally)\s+(?:plausible|possible|valid|correct|acceptable|likely|defensible))\b")
+# Between two different boxed answers: the later one offered as another reading, not as a revision.
+ALTERNATIVE_BETWEEN = re.compile(
+    r"(?i)\b(?:another|alternative(?:ly)?|otherwise|other\s+(?:interpretation|reading|possibility|answer|case|convention)"
+    r"|if\s+(?:we|you|one|instead)\b|under\s+(?:a|the)\s+(?:different|other)|or\b|instead)")
+
+Joiner = Literal["or", "and", "list"]
+_OR = re.compile(r"(?i)\s+or\s+|\s*\\text\s*\{\s*or\s*\}\s*|\s+/\s+|\s*\\pm\s*|\s*±\s*|\s*\+/-\s*"
+                 r"|\s*,?\s*\b(?:maybe|possibly|perhaps|alternatively|otherwise|else)\s+")
+_LEADING_HEDGE = re.compile(r"(?i)^\s*(?:either|one\s+of|any\s+of|possibly|perhaps|maybe|probably)\s+")
+_AND = re.compile(r"(?i)\s+(?:and|&|\\&|as\s+well\s+as|plus|together\s+with)\s+|\s*\\text\s*\{\s*and\s*\}\s*")
+_LIST = re.compile(r"\s*[;,]\s*(?!\d{3}\b)|\s*\\quad\s*")
+_SLASH = re.compile(r"(?<=[A-Za-z\])])\s*/\s*(?=[A-Za-z\[(])")  # "stack/queue", "[ʃ]/[ʒ]"; not "m/s" after a number
+_WORD_PAIR = re.compile(r"(?i)^(yes|no|true|false|[A-J])\s*/\s*(yes|no|true|false|[A-J])$")
+_ASIDE = re.compile(r"(?is)^(.+?)\s*\(\s*(?:or|alternatively|maybe|possibly|perhaps|otherwise)\b\s*(.+?)\)\s*$")
+# After the answer: "(or X)", or a sentence that opens with "or".
+ALTERNATIVE_AFTER = re.compile(r"(?i)\(\s*(?:or|alternatively|maybe|possibly|perhaps)\b|^\W{0,4}or\b")
+RELATION = re.compile(
+    r"<|>|≤|≥|≠|≮|≯|\\(?:le|ge|leq|geq|neq|ne|lt|gt|leqslant|geqslant|nless|ngtr|in|notin|subset|subseteq)(?![a-zA-Z])")
+RANGE_WORDS = re.compile(
+    r"(?i)\b(?:at\s+(?:least|most)|more\s+than|less\s+than|fewer\s+than|greater\s+than|no\s+(?:more|less|fewer|earlier|later|"
+    r"greater|smaller)\s+than|up\s+to|not\s+(?:more|less)\s+than|in\s+the\s+range|range\s+of|somewhere"
+    r"|or\s+(?:more|less|fewer|greater|so)|and\s+(?:above|below|up|more))\b|\bbetween\s+\S.*?\s+and\s+\S|\bfrom\s+\S+\s+to\s+\S"
+    r"|\\pm|±|\+/-")
+# Declining to answer ("cannot be determined") is an answer only where the reference says so too.
+DECLINES = re.compile(
+    r"(?i)\b(?:cannot|can't|can\s+not|could\s+not|impossible\s+to)\s+(?:be\s+)?(?:determined?|decided?|known?|tell|say|answered)"
+    r"|\bnot\s+enough\s+information|\binsufficient\s+(?:information|data)|\bindeterminate\b|\bundetermined\b"
+    r"|\bno\s+(?:unique|definite|single)\s+answer|\bunknowable\b|\bnot\s+(?:determinable|possible\s+to\s+determine)")
+
+
+@dataclass(frozen=True)
+class Candidates:
+    parts: tuple[str, ...]
+    joiner: Joiner | None  # None: one candidate
+
+
+def without_notes(text: str) -> str:
+    """Bracketed asides and whole lines addressed to a grader removed."""
+    text = _NOTE_SPAN.sub(" ", text)
+    return _NOTE_LINE.sub("", text)
+
+
+def _masked(text: str) -> str:
+    """Everything inside brackets and braces replaced by one character, so joiners are found at the top level
+    only (the commas of a set or an interval are not candidates)."""
+    out, depth = [], 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if text.startswith("\\{", i) or text.startswith("\\}", i):
+            depth += 1 if text[i + 1] == "{" else -1
+            out.append("\x01\x01")
+            i += 2
+            continue
+        if ch in "([{":
+            depth += 1
+            out.append("\x01")
+        elif ch in ")]}":
+            out.append("\x01")
+            depth = max(depth - 1, 0)
+        else:
+            out.append("\x01" if depth else ch)
+        i += 1
+    return "".join(out)
+
+
+def _split(text: str, pattern: re.Pattern[str]) -> list[str]:
+    masked = _masked(text)
+    parts, start = [], 0
+    for match in pattern.finditer(masked):
+        if match.start() == 0:
+            continue
+        parts.append(text[start:match.start()])
+        start = match.end()
+    parts.append(text[start:])
+    return [part.strip(" .;,") for part in parts if part.strip(" .;,")]
+
+
+def candidates(answer: str) -> Candidates:
+    """The alternatives an answer names: "2 or 5", "B and D", "Yes/No", "either A or B", "42 (or 43)"."""
+    text = answer.strip()
+    aside = _ASIDE.match(text)
+    if aside:
+        return Candidates((aside.group(1).strip(), aside.group(2).strip()), "or")
+    pair = _WORD_PAIR.match(text)
+    if pair:
+        return Candidates((pair.group(1), pair.group(2)), "or")
+    hedged = bool(_LEADING_HEDGE.match(text))
+    text = _LEADING_HEDGE.sub("", text)
+    parts = _split(text, _OR)
+    if len(parts) < 2 and not re.search(r"\d", text):
+        parts = _split(text, _SLASH)
+    if len(parts) >= 2:
+        return Candidates(tuple(parts), "or")
+    for pattern, joiner in ((_AND, "and"), (_LIST, "list")):
+        parts = _split(text, pattern)
+        if len(parts) >= 2:
+            return Candidates(tuple(parts), "or" if hedged else joiner)  # type: ignore[arg-type]
+    return Candidates((text,), "or" if hedged else None)
+
+
+def single_valued(reference: str) -> bool:
+    """A reference that is one value (a number, a word, a letter, an interval or a tuple as one object),
+    not a list or set of values."""
+    text = reference.strip()
+    if re.match(r"^\\?\{.*\\?\}$", text) and "," in text:
+        return False
+    return all(len(_split(text, pattern)) < 2 for pattern in (_OR, _AND, _LIST)) and "\\pm" not in text and "±" not in text
+
+
+def relation_or_range(answer: str, reference: str) -> bool:
+    """An inequality, a membership or a range in the answer, where the reference states a value."""
+    if (RELATION.search(answer) and not RELATION.search(reference)) or ("\\pm" in answer or "±" in answer) and not (
+            "\\pm" in reference or "±" in reference):
+        return True
+    return bool(RANGE_WORDS.search(answer) and not RANGE_WORDS.search(reference) and re.search(r"\d", answer + reference))

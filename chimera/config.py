@@ -221,6 +221,14 @@ class SolverSettings(_Strict):
                                       description="a longer trajectory is stored cut and flagged truncated")
 
 
+class LabelSettings(_Strict):
+    """How Stage 3's labels are checked: rules first, the labeler (the judge) where no rule decides."""
+
+    audit_rate: float = Field(default=0.05, ge=0, le=1, description=(
+        "share of rule-decided labels also sent to the labeler (chosen by the run's seed), so the judge's "
+        "agreement with the rules is measured per subject; the rules' label stands"))
+
+
 class DedupSettings(_Strict):
     """Near-duplicate problems within a run (MinHash LSH over word shingles) are rejected."""
 
@@ -320,6 +328,7 @@ class Config(_Strict):
     parse_retries: int = Field(default=1, ge=0, le=5, description="re-asks after an unparseable structured reply")
     models: ModelsConfig
     solver: SolverSettings = Field(default_factory=SolverSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
     taxonomy: TaxonomySettings = Field(default_factory=TaxonomySettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     sim: SimSettings = Field(default_factory=SimSettings)

@@ -75,8 +75,8 @@ def rl_record(item: dict[str, Any], prompt: list[dict[str, str]], schema: str) -
                 "extra_info": {"id": item["id"], "topic": item["topic"], "pass_rate": item["pass_rate"],
                                "problem": item["problem"]}}
     if schema == "trl":
-        return {"prompt": prompt, "solution": item["answer"], "id": item["id"], "subject": item["subject"],
-                "pass_rate": item["pass_rate"]}
+        return {"prompt": prompt, "solution": item["answer"], "problem": item["problem"], "id": item["id"],
+                "subject": item["subject"], "pass_rate": item["pass_rate"]}
     return item
 
 

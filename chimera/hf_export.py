@@ -80,6 +80,15 @@ def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict
         "## Subjects", "",
         "| subject | problems | share |", "|---|---|---|",
         *(f"| {s} | {stats['accepted_by_subject'][s]} | {share:.1%} |" for s, share in stats["share_by_subject"].items()),
+        "", "## Labels", "",
+        "Who decided the `correct` labels, by subject: the grading rules, or the judge (the labeler model) where no "
+        "rule decides. A seeded share of rule-decided labels was also sent to the judge; its agreement with the "
+        "rules there measures how far the judge's own labels can be trusted.", "",
+        "| subject | labels | by rules | by judge | audited | judge agrees with rules | judges agree |",
+        "|---|---|---|---|---|---|---|",
+        *(f"| {s} | {f['labels']} | {_pct(f['rules_share'])} | {_pct(f['judge_share'])} | {f['audited']} | "
+          f"{_pct(f['judge_agrees_with_rules'])} | {_pct(f['judges_agree'])} |"
+          for s, f in (stats.get("labels") or {}).items()),
         "", "## Generation models", "",
         "| role | model |", "|---|---|", *(f"| {role} | {name} |" for role, name in roles.items()), "",
     ]
@@ -104,6 +113,10 @@ def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict
               "paths are left out.", "", "```yaml", yaml.safe_dump(publishable(config), sort_keys=False).strip(), "```",
               ""]
     return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 PRIVATE_MODEL_FIELDS = ("base_url", "api_key_env", "headers", "headers_env", "query", "price_per_mtok_in",

@@ -13,6 +13,7 @@ from chimera.config import JUDGE_ROLES, Config
 from chimera.dispatch import Endpoints
 from chimera.errors import ChimeraError
 from chimera.jsonl import json_lines
+from chimera.label_report import label_figures
 from chimera.llm import build_client
 from chimera.session import simulator_for
 from chimera.tools.grading import Grade, grade
@@ -44,10 +45,16 @@ def read_pairs(path: Path, *, labelled: bool = False) -> Iterator[Pair]:
                    str(item["part"]) if item.get("part") is not None else None)
 
 
-async def grade_pairs(pairs: list[Pair], *, config: Config | None, judge: bool) -> list[Grade]:
-    """Grade every pair; the judges (models.labeler of `config`) are started only if some pair needs them."""
+async def grade_pairs(pairs: list[Pair], *, config: Config | None, judge: bool,
+                      verdicts: list[dict[str, bool | None]] | None = None) -> list[Grade]:
+    """Grade every pair; the judges (models.labeler of `config`) are started only if some pair needs them.
+    With `verdicts` (a list to fill), every pair goes to the judges, rule-decided ones too, and each judge's
+    verdict is recorded there: that measures a judge before a run."""
     grades = [grade(p.reference, p.response, p.problem) for p in pairs]
     undecided = [i for i, g in enumerate(grades) if g.correct is None and g.method == "undecided"]
+    if verdicts is not None and config is not None:
+        verdicts.extend({} for _ in pairs)
+        undecided = list(range(len(pairs)))
     if not undecided or not judge:
         return grades
     if config is None:
@@ -60,9 +67,12 @@ async def grade_pairs(pairs: list[Pair], *, config: Config | None, judge: bool) 
         try:
             for i in undecided:
                 pair = pairs[i]
-                grades[i] = await label_answer(clients, problem=pair.problem or "(not given)",
-                                               reference=pair.reference, response=pair.response,
-                                               retries=config.parse_retries)
+                labeled = await label_answer(clients, problem=pair.problem or "(not given)",
+                                             reference=pair.reference, response=pair.response,
+                                             retries=config.parse_retries, audit=verdicts is not None)
+                grades[i] = labeled.grade
+                if verdicts is not None:
+                    verdicts[i] = labeled.judges
         finally:
             for client in clients:
                 await client.close()
@@ -109,6 +119,28 @@ def labelled_report(pairs: list[Pair], grades: list[Grade]) -> dict[str, dict[st
     report = {axis: {key: tally.row() for key, tally in sorted(tallies.items())} for axis, tallies in groups.items()}
     report["all"] = {"all": overall.row()}
     return report
+
+
+def judge_report(pairs: list[Pair], grades: list[Grade],
+                 verdicts: list[dict[str, bool | None]]) -> dict[str, dict[str, Any]]:
+    """The run's label figures on a labelled file (rules share, judge share, the judge's agreement with the rules
+    and between judges), and each judge against the human labels, by subject and for all pairs."""
+    figures = label_figures({"subject": p.subject or "(none)", "label_method": g.method, "correct": g.correct,
+                             "judges": v} for p, g, v in zip(pairs, grades, verdicts))
+    against_humans: dict[str, Tally] = {}
+    for pair, asked in zip(pairs, verdicts):
+        assert pair.match is not None
+        for verdict in asked.values():
+            if verdict is None:
+                continue
+            for key in (pair.subject or "(none)", "all"):
+                against_humans.setdefault(key, Tally()).add(Grade(verdict, "judge", None), pair.match)
+    for key, tally in against_humans.items():
+        row = tally.row()
+        figures.setdefault(key, {}).update({"judge_right": row["right_when_decided"],
+                                            "judge_false_positives": row["false_positives"],
+                                            "judge_false_negatives": row["false_negatives"]})
+    return figures
 
 
 def grade_json(result: Grade) -> str:

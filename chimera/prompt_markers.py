@@ -17,6 +17,7 @@ TOPICS_LISTED = "Topics already listed"  # heading of a numbered list
 SCHEMA_IN_PROMPT = re.compile(r"matches this JSON Schema \((\w+)\):\n(\{.*\})\s*$", re.S)  # schema.user.md
 PROBLEM = "problem"  # tag
 SOLUTION = "solution"  # tag
+ANSWER = "answer"  # tag: the committed final answer alone (the reward judge's prompt)
 
 
 def field(text: str, name: str) -> str:

@@ -37,6 +37,7 @@ from chimera.graphs.taxonomy import build_taxonomy_graph
 from chimera.graphs.topic import build_topic_graph
 from chimera.ids import taxonomy_thread_id, topic_thread_id
 from chimera.kept_replies import KeptReplies
+from chimera.label_report import label_figures
 from chimera.llm import build_clients, close_clients
 from chimera.run_lock import holding_run
 from chimera.session import simulator_for
@@ -60,6 +61,7 @@ class RunSummary:
     checkpoint_bytes: int = 0
     call_rows: list[CallCount] = field(default_factory=list)  # calls by role, endpoint, outcome, message
     unlabeled: int = 0
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict)  # chimera.label_report.label_figures
     shortfalls: list[dict[str, Any]] = field(default_factory=list)  # why Stage 1 gave fewer topics than asked
     reused_calls: int = 0  # calls answered from replies kept before a restart instead of asked again
     worker: str | None = None  # on PostgreSQL: this process's worker id
@@ -322,7 +324,8 @@ async def _summary(config: Config, store: AsyncStore, clients: dict[str, Any], s
     run = config.run.name
     summary = RunSummary(name=run, db=store.sync.shown_path, seconds=time.monotonic() - started,
                          topics_run=topics_run, counts=await store.counts(run), call_rows=await store.call_rows(run),
-                         unlabeled=await store.unlabeled_samples(run), shortfalls=await store.shortfalls(run),
+                         unlabeled=await store.unlabeled_samples(run),
+                         labels=label_figures(await store.label_rows(run)), shortfalls=await store.shortfalls(run),
                          reused_calls=sum(client.reused for client in clients.values()), worker=worker)
     sizes = await store.table_bytes()
     summary.db_bytes = sum(sizes.values()) or Path(config.run.db).stat().st_size

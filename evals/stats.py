@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from chimera.label_report import figure_lines, label_figures
 from chimera.store import Store
 from chimera.yield_report import prices_by_role
 
@@ -69,6 +70,7 @@ def dataset_stats(store: Store, run: str) -> dict[str, Any]:
         "accepted_revised_share": round(sum(bool(p["revisions"]) for p in accepted) / len(accepted), 4)
         if accepted else None,
         "rejection_reasons": dict(reasons.most_common()),
+        "labels": label_figures(store.label_rows(run)),
         "tokens_total": calls["tokens_in"] + calls["tokens_out"],
         "tokens_per_accepted_sample": round((calls["tokens_in"] + calls["tokens_out"]) / len(samples), 1)
         if samples else None,
@@ -131,6 +133,9 @@ def table_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
                      + (f", {acceptance:.0%} of drafts accepted" if acceptance is not None else "")))
     for reason, n in stats["rejection_reasons"].items():
         rows.append((f"  rejected: {reason}", str(n)))
+    for line in figure_lines(stats.get("labels") or {}):
+        subject, _, figures = line.partition(": ")
+        rows.append((f"  labels, {subject}", figures))
     return rows
 
 

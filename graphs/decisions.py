@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -52,3 +53,12 @@ def pass_rate(solved: Sequence[Trajectory]) -> float | None:
     """Share of labeled trajectories that are correct; truncated and unlabeled ones do not count."""
     labeled = [s for s in solved if s.get("correct") is not None]
     return sum(bool(s["correct"]) for s in labeled) / len(labeled) if labeled else None
+
+
+def audit_chosen(seed: int, sample_id: str, rate: float) -> bool:
+    """Whether a sample's rule-decided label is also sent to the judge: a seeded draw per sample, so a resumed
+    run audits the same samples."""
+    if rate <= 0:
+        return False
+    digest = hashlib.sha256(f"{seed}:audit:{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64 < rate

@@ -7,6 +7,7 @@ A node re-executed after a crash reuses a trajectory already labeled in this rou
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -15,7 +16,7 @@ from langgraph.types import Command, Send
 from chimera.agents import labeler, solver
 from chimera.config import JUDGE_ROLES
 from chimera.errors import CallFailed, ReplyError
-from chimera.graphs.decisions import pass_rate
+from chimera.graphs.decisions import audit_chosen, pass_rate
 from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.outcomes import ended
 from chimera.graphs.tasks import ProblemTask, Trajectory
@@ -73,17 +74,21 @@ async def solve_sample(deps: Deps, task: ProblemTask, row: ProblemRow, j: int, r
         detail = "cut at max_tokens" if reply.truncated else "longer than solver.max_trajectory_chars"
         await store.update_sample(sid, {"label_method": "truncated", "label_detail": detail, "truncated": 1})
         return {"sample": j, "correct": None, "truncated": True, "failed": None}
+    audited = audit_chosen(deps.config.run.seed, sid, deps.config.labels.audit_rate)
+    judges: dict[str, bool | None] = {}
     try:
-        result = await labeler.label_answer(
+        labeled = await labeler.label_answer(
             [deps.clients[role] for role in JUDGE_ROLES if role in deps.clients], problem=row["problem"],
-            reference=row["answer"], response=reply.content, retries=deps.retries, context=context)
+            reference=row["answer"], response=reply.content, retries=deps.retries, context=context, audit=audited)
+        result, judges = labeled.grade, labeled.judges
     except ReplyError as error:
         result = Grade(None, "unlabeled", None, f"judge reply unparseable: {error.reason}")
     except CallFailed as error:
         return {"sample": j, "correct": None, "truncated": False, "failed": str(error)}
     await store.update_sample(sid, {
         "predicted_answer": result.extracted, "correct": None if result.correct is None else int(result.correct),
-        "label_method": result.method, "label_detail": result.detail})
+        "label_method": result.method, "label_detail": result.detail,
+        "judges": json.dumps(judges, sort_keys=True) if judges else None})
     return {"sample": j, "correct": result.correct, "truncated": False, "failed": None,
             "judges_split": result.method == "judges-disagree"}
 

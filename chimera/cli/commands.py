@@ -8,6 +8,7 @@ import json
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -116,7 +117,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from chimera.run_health import failure_groups
 
     runs = [r["name"] for r in store.runs()]
+    from chimera.label_report import figure_lines, label_figures
+
     report = {name: {**store.counts(name), "unlabeled": store.unlabeled_samples(name),
+                     "labels": label_figures(store.label_rows(name)),
                      "failures": failure_groups(store.call_rows(name)),
                      "shortfalls": store.shortfalls(name)} for name in runs}
     if store.backend == "postgres":
@@ -146,6 +150,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         table.add_row("  correct", str(counts["correct"]))
         table.add_row("  truncated", str(counts["truncated"]))
         table.add_row("  unlabeled", str(counts["unlabeled"]))
+        for line in figure_lines(counts["labels"]):
+            table.add_row("labels decided", Text(line))
         table.add_row("model calls", str(counts["calls"]))
         for outcome, n in sorted(counts["call_outcomes"].items()):
             table.add_row(f"  {outcome}", str(n))
@@ -231,7 +237,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_grade(args: argparse.Namespace) -> int:
     from chimera.config import load_config
-    from chimera.judging import Pair, grade_json, grade_pairs, labelled_report, read_pairs
+    from chimera.judging import Pair, grade_json, grade_pairs, judge_report, labelled_report, read_pairs
 
     if args.jsonl:
         pairs = list(read_pairs(Path(args.jsonl), labelled=args.labelled))
@@ -243,11 +249,14 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         raise ChimeraError("grade needs --reference and --response, or --jsonl FILE")
     config = load_config(args.config) if args.config else None
     judge = not args.no_judge and not (args.labelled and config is None)
-    grades = asyncio.run(grade_pairs(pairs, config=config, judge=judge))
+    verdicts: list[dict[str, bool | None]] | None = [] if args.labelled and judge and config is not None else None
+    grades = asyncio.run(grade_pairs(pairs, config=config, judge=judge, verdicts=verdicts))
     if not args.labelled:
         sys.stdout.write("".join(grade_json(g) + "\n" for g in grades))
         return 0
-    report = labelled_report(pairs, grades)
+    report: dict[str, dict[str, Any]] = dict(labelled_report(pairs, grades))
+    if verdicts is not None:
+        report["judge"] = judge_report(pairs, grades, verdicts)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return 0
@@ -261,6 +270,15 @@ def _cmd_grade(args: argparse.Namespace) -> int:
             table.add_row(Text(key), str(row["pairs"]), share, right, str(row["false_positives"]),
                           str(row["false_negatives"]))
         out.print(table)
+    if "judge" in report:
+        from chimera.label_report import figure_lines
+
+        for line in figure_lines(report["judge"]):
+            out.print(Text(f"labels decided, {line}"))
+        for key, row in report["judge"].items():
+            if row.get("judge_right") is not None:
+                out.print(Text(f"judge against the human labels, {key}: right {row['judge_right']:.1%}, "
+                               f"false + {row['judge_false_positives']}, false - {row['judge_false_negatives']}"))
     return 0
 
 

@@ -83,6 +83,12 @@ def run_with_progress(config: Any, *, quiet: bool = False, trace_path: str | Non
     if summary.reused_calls:
         err.print(f"{summary.reused_calls} calls finished before the restart were answered from their kept replies, "
                   "not asked again")
+    overall = summary.labels.get("all")
+    if overall and overall["labels"]:
+        err.print(f"labels: rules decided {overall['rules_share']:.1%}, the judge {overall['judge_share'] or 0:.1%}"
+                  + (f"; on {overall['audited']} audited labels the judge agreed with the rules "
+                     f"{overall['judge_agrees_with_rules']:.1%}" if overall["audited"] else "")
+                  + " (chimera status shows them by subject)")
     if summary.unlabeled:
         err.print(f"{summary.unlabeled} samples are unlabeled (no rule decided and the judge did not)")
     for line in shortfall_lines(summary.shortfalls)[:8]:

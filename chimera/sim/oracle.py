@@ -17,6 +17,7 @@ from typing import Any
 
 from chimera.config import SimSettings
 from chimera.prompt_markers import (
+    ANSWER,
     PROBLEM,
     REFERENCE_ANSWER,
     SCHEMA_IN_PROMPT,
@@ -167,7 +168,7 @@ class Oracle:
         solution = between(user, SOLUTION)
         problem = between(user, PROBLEM)
         boxed = re.findall(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}", solution)
-        extracted = boxed[-1] if boxed else ""
+        extracted = boxed[-1] if boxed else between(user, ANSWER).strip()
         correct = bool(extracted) and _right(problem, extracted, reference)
         verdict = {"correct": correct, "extracted_answer": extracted,
                    "rationale": "the final answer matches the reference" if correct else

@@ -139,6 +139,7 @@ class AsyncStore:
     call_rows = offloaded(Store.call_rows)
     table_bytes = offloaded(Store.table_bytes)
     unlabeled_samples = offloaded(Store.unlabeled_samples)
+    label_rows = offloaded(Store.label_rows)
     # topics and Stage 1
     topics = offloaded(Store.topics)
     upsert_topic = offloaded(Store.upsert_topic)

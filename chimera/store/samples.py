@@ -38,6 +38,13 @@ class Samples(StoreBase):
         for values in cursor:
             yield dict(zip(names, values))
 
+    def label_rows(self, run: str | None = None) -> list[dict[str, Any]]:
+        """subject, label_method, correct and judges of every sample of an accepted problem."""
+        cursor = self.conn.execute(
+            "select s.subject, s.label_method, s.correct, s.judges from samples s join problems p on p.id = s.problem_id "
+            "where p.status = 'accepted'" + (" and s.run = ?" if run else ""), [run] if run else [])
+        return [{"subject": a, "label_method": b, "correct": c, "judges": d} for a, b, c, d in cursor]
+
     def unlabeled_samples(self, run: str) -> int:
         """Samples of accepted problems with no label: not truncated, and neither rules nor judges decided."""
         return self.conn.execute(

@@ -151,6 +151,12 @@ def _move_votes_to_a_table(db: sqlite_utils.Database) -> None:
     db.execute("update problems set critic_verdicts = null")  # kept as a column for old readers, no longer written
 
 
+def _add_sample_judges(db: sqlite_utils.Database) -> None:
+    # Each judge's verdict (JSON, by role) where one was asked: a label the rules left undecided, or a
+    # rule-decided label drawn for the audit of the judge's precision.
+    db.table("samples").add_column("judges", str)
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
@@ -166,4 +172,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0011_sample_prompt", _add_sample_prompt),
     ("0012_displaced", _add_displaced),
     ("0013_votes", _move_votes_to_a_table),
+    ("0014_sample_judges", _add_sample_judges),
 ]

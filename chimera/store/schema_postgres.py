@@ -148,4 +148,5 @@ def _run(sql: str) -> Callable[[Any], None]:
 MIGRATIONS: list[tuple[str, Callable[[Any], None]]] = [
     ("0001_tables", _run(_TABLES)),
     ("0002_leases", _run(_LEASES)),
+    ("0003_sample_judges", _run("alter table samples add column judges text;")),
 ]

@@ -97,8 +97,18 @@ def _quantities(reference: str, response: str, problem: str | None) -> Verdict |
     return None
 
 
+_BASED = re.compile(r"^0[xXbBoO]([0-9A-Fa-f]+)$")
+
+
 def _numbers(reference: str, response: str, problem: str | None) -> Verdict | None:
     ref_n, got_n = parse_number(reference), parse_number(response)
+    ref_based, got_based = _BASED.match(reference.strip()), _BASED.match(response.strip())
+    if ref_n and got_n and bool(ref_based) != bool(got_based):
+        digits = (ref_based or got_based).group(1).lower()  # type: ignore[union-attr]
+        plain_digits = (response if ref_based else reference).strip().lower()
+        if digits == plain_digits or ref_n.value == got_n.value:
+            return True, "the same integer, with and without its base prefix"
+        return None, "a number in another base against a plain one"
     if ref_n and got_n:
         if ref_n.percent or got_n.percent:
             return as_percent_pair(ref_n, got_n), "percentage against a number"

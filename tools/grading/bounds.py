@@ -42,7 +42,7 @@ def nesting(text: str) -> int:
 
 def _tower(text: str) -> bool:
     """An exponent that itself holds an exponent (a^{b^{c}}): its value can have astronomically many digits."""
-    depth, in_exponent = 0, []
+    depth, in_exponent = 0, list[bool]()
     i = 0
     while i < len(text):
         ch = text[i]

@@ -121,8 +121,8 @@ def candidates(answer: str) -> Candidates:
     hedged = bool(_LEADING_HEDGE.match(text))
     text = _LEADING_HEDGE.sub("", text)
     parts = _split(text, _OR)
-    if len(parts) < 2 and not re.search(r"\d", text):
-        parts = _split(text, _SLASH)
+    if len(parts) < 2 and not re.search(r"\d", text) and re.fullmatch(r"[^\s/]+(?:\s*/\s*[^\s/]+)+", text):
+        parts = _split(text, _SLASH)  # "stack/queue" names two; "/p/ is a plosive" is a sentence
     if len(parts) >= 2:
         return Candidates(tuple(parts), "or")
     for pattern, joiner in ((_AND, "and"), (_LIST, "list")):

@@ -37,7 +37,7 @@ _RELATION = re.compile(r"=|<|>|\\le|\\ge|\\leq|\\geq|\\neq|≤|≥|≠")
 
 def looks_math(text: str) -> bool:
     """Numbers, operators, one-letter variables and LaTeX commands only: no words, units, degrees or percent."""
-    if not text or len(text) > 400 or re.search(r"[°%µΩÅ]", text):
+    if not text or len(text) > 400 or re.search(r"[°%µΩÅ]", text) or re.search(r"\b0[xXbBoO][0-9A-Fa-f]", text):
         return False
     if parse_quantity(text) is not None:
         return False  # "2 h" is two hours, not 2 times h

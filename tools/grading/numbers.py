@@ -25,6 +25,7 @@ NUMBER = re.compile(
     + _MANTISSA + _EXPONENT + ")"
     r"\s*(?P<pct>%|\\%| percent\b)?")
 
+_BASED = re.compile(r"^0([xXbBoO])([0-9A-Fa-f]{1,64})$")
 _WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}
@@ -82,6 +83,9 @@ def _too_large(match: re.Match[str]) -> bool:
 def parse_number(text: str) -> Number | None:
     """`text` is one number and nothing else (an integer, decimal, fraction, power of ten, percent)."""
     text = text.strip()
+    based = _BASED.match(text)
+    if based:  # 0x1F, 0b101, 0o17: an integer in another base, never a product of letters
+        return Number(Fraction(int(based.group(2), {"x": 16, "b": 2, "o": 8}[based.group(1).lower()])), True, None)
     word = _WORDS.get(text.lower())
     if word is not None:
         return Number(Fraction(word), True, None)

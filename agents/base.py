@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from chimera.errors import ReplyError
+from chimera.json_repair import mend_latex_escapes
 from chimera.llm import Message, Reply, RoleClient
 from chimera.records import request_shape
 
@@ -51,7 +52,7 @@ def parse_reply(schema: type[Parsed], reply: Reply) -> Parsed:
     if not text:
         raise ValueError("empty reply")
     try:
-        return schema.model_validate_json(text)
+        return schema.model_validate_json(mend_latex_escapes(text))
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "reply"

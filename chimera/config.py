@@ -190,6 +190,12 @@ class SimSettings(_Strict):
     critic_error_rate: float = Field(default=0.05, ge=0, le=1)
     critic_revise_rate: float = Field(default=0.05, ge=0, le=1, description="share of votes asking for clarity")
     solver_correct_rate: float = Field(default=0.75, ge=0, le=1)
+    solver_hedge_rate: float = Field(default=0.05, ge=0, le=1, description=(
+        "share of solutions that game a reward: two candidates in any joiner and order, a retraction, a set "
+        "or a range holding the answer; none may ever be labelled correct"))
+    unusable_reference_rate: float = Field(default=0.02, ge=0, le=1, description=(
+        "share of drafts whose reference is no checkable answer: a sentence, a non-answer, or a derivation "
+        "cut at the length limit"))
     trajectory_words: int = Field(default=400, ge=1, description="mean length of a trajectory")
     trajectory_jitter: float = Field(default=0.5, ge=0, le=0.99, description="trajectory length varies by +- this share")
     topic_near_duplicate_rate: float = Field(default=0.05, ge=0, le=1,

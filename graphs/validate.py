@@ -19,7 +19,7 @@ from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.outcomes import to_outcome
 from chimera.graphs.tasks import ProblemTask, Vote, next_round
 from chimera.store.rows import ProblemRow
-from chimera.tools.grading import is_placeholder
+from chimera.tools.grading.references import unusable_reference
 
 CRITICS = (0, 1)
 
@@ -56,8 +56,9 @@ async def validate(state: ProblemTask, *, runtime: Runtime[Deps]) -> Command:
     deps = deps_of(runtime)
     round_ = state.get("revisions", 0)
     row, stored = await deps.store.problem_with_votes(state["problem_id"], round_)
-    if is_placeholder(row["answer"]):
-        return await to_outcome(deps, state, "reject", "the reference answer is empty or a placeholder")
+    unusable = unusable_reference(row["answer"])
+    if unusable:
+        return await to_outcome(deps, state, "reject", unusable)
     votes = dict(zip(CRITICS, await asyncio.gather(*(critic_vote(deps, i, state, row, round_, stored.get(i))
                                                      for i in CRITICS))))
     if disagreed(votes):

@@ -8,7 +8,7 @@ import jinja2
 import pytest
 from helpers import chimera, finished_run, write_config
 
-from chimera.reward import UNDECIDED, accuracy_reward, compute_score
+from chimera.reward import TOTALS, accuracy_reward, compute_score
 from chimera.tools.grading import grade
 
 TEMPLATE = jinja2.Template((Path(__file__).parent / "data" / "thinking_chat_template.jinja").read_text())
@@ -93,12 +93,13 @@ def labelled_pairs():
 
 def test_the_reward_functions_agree_with_the_grader_and_count_what_no_rule_decides():
     pairs = labelled_pairs()
-    UNDECIDED.clear()
+    TOTALS.clear()
     expected = [1.0 if grade(p["reference"], p["response"], p.get("problem")).correct else 0.0 for p in pairs]
-    verl = [compute_score("chimera", p["response"], p["reference"], {"problem": p.get("problem")}) for p in pairs]
-    assert verl == expected
+    results = [compute_score("chimera", p["response"], p["reference"], {"problem": p.get("problem")}) for p in pairs]
+    assert [r["score"] for r in results] == expected
     undecided = sum(grade(p["reference"], p["response"], p.get("problem")).correct is None for p in pairs)
-    assert UNDECIDED["undecided"] == undecided and UNDECIDED["graded"] == len(pairs)
+    assert sum(r["undecided"] for r in results) == TOTALS["undecided"] == undecided
+    assert TOTALS["graded"] == len(pairs)
     plain = [p for p in pairs if not p.get("problem")]
     conversations = [[{"role": "assistant", "content": p["response"]}] for p in plain]
     assert accuracy_reward(conversations, [p["reference"] for p in plain]) == \

@@ -138,6 +138,9 @@ class Oracle:
             text = problems.make_ill_posed(text)
         elif answer is not None and rng.random() < self.settings.drafter_error_rate:
             answer = problems.near_miss(text, answer, rng)
+        aside = seeded(self.seed, "unusable", body["messages"])  # its own draw: the other drafts stay as they were
+        if answer is not None and aside.random() < self.settings.unusable_reference_rate:
+            answer = unusable_reference(answer, aside)
         return json.dumps({"problem": text, "answer": answer}), ""
 
     def _critic(self, user: str, rng: random.Random, body: dict) -> tuple[str, str]:
@@ -208,6 +211,9 @@ class Oracle:
             step += 1
         thinking = " ".join(words[:length])
         solution = f"Working through the problem as above, the result is \\boxed{{{answer}}}."
+        aside = seeded(self.seed, "hedge", body["messages"], body.get("seed"))
+        if solved is not None and aside.random() < self.settings.solver_hedge_rate:
+            solution = hedged(answer, problems.near_miss(problem, solved[1], aside), aside)
         return solution, thinking
 
     def _completion(self, body: dict, content: str, reasoning: str, rng: random.Random, prompt: str) -> dict:
@@ -238,6 +244,37 @@ class Oracle:
         if isinstance(limit, int) and completion_tokens > limit:
             truncate(reply, limit)
         return reply
+
+
+def unusable_reference(answer: str, rng: random.Random) -> str:
+    """A reference a careless drafter writes: a sentence, a non-answer, or a derivation cut at the schema's
+    length limit (400 characters)."""
+    forms = (
+        f"The answer is {answer} because that is what the relation gives when every quantity is substituted.",
+        "They are all positive numbers, so the quantity asked for follows from the givens.",
+        ("We substitute the givens into the relation, then simplify, then substitute again = " * 8)[:400],
+    )
+    return forms[rng.randrange(len(forms))]
+
+
+def hedged(right: str, wrong: str, rng: random.Random) -> str:
+    """A solution that games a reward: two candidates (any joiner, any order), a retraction, a set or a range."""
+    a, b = (right, wrong) if rng.random() < 0.5 else (wrong, right)
+    forms = [
+        f"The result is \\boxed{{{a}}} or \\boxed{{{b}}}.",
+        f"The result is \\boxed{{{a} \\text{{ or }} {b}}}.",
+        f"Final answer: either {a} or {b}.",
+        f"The result is \\boxed{{{a}}}. Actually, it could also be {b}.",
+        f"The result is \\boxed{{{a}, {b}}}.",
+        f"The result is \\boxed{{\\{{{a}, {b}\\}}}}.",
+        f"Final answer: {a} (or possibly {b})",
+        f"The result is \\boxed{{{a}}}, maybe \\boxed{{{b}}}.",
+    ]
+    numbers = [re.fullmatch(r"-?\d+(?:\.\d+)?", x) for x in (right, wrong)]
+    if all(numbers):
+        low, high = sorted((float(right), float(wrong)))
+        forms.append(f"The result lies between {low:g} and {high:g}, so \\boxed{{{low:g} \\le x \\le {high:g}}}.")
+    return forms[rng.randrange(len(forms))]
 
 
 def truncate(reply: dict, tokens: int) -> None:

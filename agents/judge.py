@@ -104,13 +104,16 @@ class RewardJudge:
         return verdict
 
     def _ask(self, problem: str, reference: str, answer: str) -> bool | None:
-        messages = render("judge", problem=problem or "(not given)", reference=reference, answer=answer)
         extra: dict[str, Any] = {"response_format": response_format_for(LabelVerdict)} \
             if self.settings.structured_output else {}
-        reply = self._client.chat.completions.create(model=self.settings.model, messages=messages,  # type: ignore[arg-type]
-                                                     **extra)
+        reply = self._client.chat.completions.create(model=self.settings.model,  # type: ignore[call-overload]
+                                                     messages=messages(problem, reference, answer), **extra)
         content = (reply.choices[0].message.content or "").strip() if reply.choices else ""
         return parse_verdict(content)
+
+
+def messages(problem: str, reference: str, answer: str) -> list[dict[str, str]]:
+    return render("judge", problem=problem or "(not given)", reference=reference, answer=answer)
 
 
 def parse_verdict(content: str) -> bool | None:

@@ -1,6 +1,7 @@
 """Grading throughput benchmark: N distinct (reference, response) pairs across answer kinds.
 
     python -m chimera.evals.grading_bench --pairs 10000 [--write FILE]
+    python -m chimera.evals.grading_bench --hostile      # the slowest grade on answers written to break it
 
 Pairs are generated from a fixed seed, each with its own numbers, so no cache
 can make the run faster than grading fresh answers would be. Prints pairs/s
@@ -47,12 +48,31 @@ def make_pairs(count: int, seed: int = 0) -> list[tuple[str, str]]:
     return [_pair(rng) for _ in range(count)]
 
 
+def hostile_report() -> dict:
+    """Seconds per grade on each hostile answer (after one warm-up grade), the slowest first."""
+    from chimera.evals.hostile_answers import hostile_cases
+
+    grade("1", "\\boxed{x^2}")  # the first grade loads sympy and math-verify: not the grader's own time
+    times = []
+    for name, reference, response, problem in hostile_cases():
+        started = time.perf_counter()
+        result = grade(reference, response, problem)
+        times.append((round(time.perf_counter() - started, 4), name, result.method))
+    times.sort(reverse=True)
+    return {"cases": len(times), "worst_s": times[0][0], "slowest": times[:5],
+            "total_s": round(sum(t for t, _, _ in times), 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", help="also write the pairs as JSONL (for `chimera grade --jsonl`)")
+    parser.add_argument("--hostile", action="store_true", help="time each answer of chimera.evals.hostile_answers")
     args = parser.parse_args()
+    if args.hostile:
+        print(json.dumps(hostile_report()))
+        return
     pairs = make_pairs(args.pairs, args.seed)
     if args.write:
         with open(args.write, "w", encoding="utf-8") as handle:

@@ -205,7 +205,7 @@ def test_the_judge_is_asked_only_when_no_rule_decides():
     pairs = [("7", "\\boxed{7}"), ("3/4", "\\boxed{0.75}"), ("sonnet", "\\boxed{the sonnet form}"),
              ("A", "**Answer: B**")]
     async def each():
-        return [await label_answer(judge, problem="p", reference=r, response=s, retries=0) for r, s in pairs]
+        return [(await label_answer(judge, problem="p", reference=r, response=s, retries=0)).grade for r, s in pairs]
 
     grades = run(each())
     assert len(seen(judge)) == 1
@@ -216,13 +216,25 @@ def test_the_judge_is_asked_only_when_no_rule_decides():
 def test_two_judges_that_disagree_leave_the_label_undecided_with_both_rationales():
     yes = scripted("labeler", {"correct": True, "extracted_answer": "ode", "rationale": "same form"})
     no = scripted("labeler2", {"correct": False, "extracted_answer": "ode", "rationale": "another form"})
-    split = run(label_answer([yes, no], problem="p", reference="sonnet", response="\\boxed{ode}", retries=0))
+    labeled = run(label_answer([yes, no], problem="p", reference="sonnet", response="\\boxed{ode}", retries=0))
+    split = labeled.grade
+    assert labeled.judges == {"labeler": True, "labeler2": False}
     assert (split.correct, split.method) == (None, "judges-disagree")
     assert "same form" in split.detail and "another form" in split.detail
     agreed = run(label_answer([yes, scripted("labeler2", {"correct": True, "extracted_answer": "ode",
                                                           "rationale": "fine"})],
-                              problem="p", reference="sonnet", response="\\boxed{ode}", retries=0))
+                              problem="p", reference="sonnet", response="\\boxed{ode}", retries=0)).grade
     assert (agreed.correct, agreed.method) == (True, "judge")
+
+
+def test_an_audited_label_asks_the_judge_but_the_rules_verdict_stands():
+    wrong_judge = scripted("labeler", {"correct": False, "extracted_answer": "7", "rationale": "disagrees"})
+    audited = run(label_answer(wrong_judge, problem="p", reference="7", response="\\boxed{7}", retries=0, audit=True))
+    assert (audited.grade.correct, audited.grade.method) == (True, "exact")
+    assert audited.judges == {"labeler": False} and len(seen(wrong_judge)) == 1
+    unaudited = scripted("labeler", {"correct": False, "extracted_answer": "7", "rationale": "disagrees"})
+    plain = run(label_answer(unaudited, problem="p", reference="7", response="\\boxed{7}", retries=0))
+    assert plain.judges == {} and seen(unaudited) == []
 
 
 # -- the command ----------------------------------------------------------------------------------

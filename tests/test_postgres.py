@@ -20,7 +20,7 @@ from hostile import is_solve
 from stop_at import StopAt
 
 from chimera.config import SimSettings
-from chimera.store import Store
+from chimera.store import Store, schema_postgres
 from chimera.store.postgres import connection_lost
 
 pytestmark = pytest.mark.xdist_group("postgres")
@@ -290,7 +290,7 @@ def test_four_processes_set_up_one_new_database_at_the_same_moment(postgres):
                  for _ in range(4)]
     errors = [p.communicate(timeout=60)[1] for p in processes]
     assert [p.returncode for p in processes] == [0] * 4, errors
-    assert query(url, "select count(*) from _migrations")[0][0] == 2
+    assert query(url, "select count(*) from _migrations")[0][0] == len(schema_postgres.MIGRATIONS)
     assert query(url, "select count(*) from checkpoint_migrations")[0][0] > 0
     triggers = query(url, "select count(*) from pg_trigger where tgname = 'fence'")[0][0]
     assert triggers == 6 + 3  # the dataset tables and the checkpoint tables

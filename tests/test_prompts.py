@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chimera import prompt_markers as markers
-from chimera.agents import critic, drafter, evaluator, expander, labeler, solver
+from chimera.agents import critic, drafter, evaluator, expander, judge, labeler, solver
 from chimera.agents.base import repair_turn, with_schema
 
 EXPECTED = Path(__file__).parent / "data" / "prompts"
@@ -21,6 +21,7 @@ CASES = {
     "critic": critic.messages("Physics", "Kinetic energy", PROBLEM, "9"),
     "solver": solver.messages(PROBLEM),
     "labeler": labeler.messages(PROBLEM, "9", "So the energy is \\boxed{9} J."),
+    "judge": judge.messages(PROBLEM, "9", "9 J"),
     "evaluator": evaluator.messages(PROBLEM),
     "repair": repair_turn(critic.messages("Physics", "Kinetic energy", PROBLEM, "9"), "{oops", "not JSON"),
     "schema": with_schema(solver.messages(PROBLEM), "CriticVerdict", '{"type": "object"}'),
@@ -58,6 +59,8 @@ def test_the_simulator_reads_back_every_value_a_prompt_carries():
     assert markers.between(user("labeler"), markers.PROBLEM) == PROBLEM
     assert markers.field(user("labeler"), markers.REFERENCE_ANSWER) == "9"
     assert markers.between(user("labeler"), markers.SOLUTION) == "So the energy is \\boxed{9} J."
+    assert markers.between(user("judge"), markers.ANSWER) == "9 J"
+    assert markers.field(user("judge"), markers.REFERENCE_ANSWER) == "9"
     assert markers.between(user("evaluator"), markers.PROBLEM) == PROBLEM
     found = markers.SCHEMA_IN_PROMPT.search(CASES["schema"][-1]["content"])
     assert found is not None and found.group(1) == "CriticVerdict" and found.group(2) == '{"type": "object"}'

@@ -85,7 +85,8 @@ def run_with_progress(config: Any, *, quiet: bool = False, trace_path: str | Non
                   "not asked again")
     overall = summary.labels.get("all")
     if overall and overall["labels"]:
-        err.print(f"labels: rules decided {overall['rules_share']:.1%}, the judge {overall['judge_share'] or 0:.1%}"
+        err.print(f"labels of {overall['labels']} samples: rules decided {overall['rules_share']:.1%}, "
+                  f"the judge {overall['judge_share'] or 0:.1%}"
                   + (f"; on {overall['audited']} audited labels the judge agreed with the rules "
                      f"{overall['judge_agrees_with_rules']:.1%}" if overall["audited"] else "")
                   + " (chimera status shows them by subject)")

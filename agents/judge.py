@@ -106,8 +106,9 @@ class RewardJudge:
     def _ask(self, problem: str, reference: str, answer: str) -> bool | None:
         extra: dict[str, Any] = {"response_format": response_format_for(LabelVerdict)} \
             if self.settings.structured_output else {}
-        reply = self._client.chat.completions.create(model=self.settings.model,  # type: ignore[call-overload]
-                                                     messages=messages(problem, reference, answer), **extra)
+        reply = self._client.chat.completions.create(model=self.settings.model,
+                                                     messages=messages(problem, reference, answer),  # type: ignore[arg-type]
+                                                     **extra)
         content = (reply.choices[0].message.content or "").strip() if reply.choices else ""
         return parse_verdict(content)
 

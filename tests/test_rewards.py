@@ -24,7 +24,7 @@ from chimera.tools.grading import grade
 from chimera.tools.grading.references import unusable_reference
 
 DATA = Path(__file__).parent / "data"
-LABELLED_FILES = ("grading_labelled.jsonl", "grading_gaming.jsonl", "grading_sealed.jsonl")
+LABELLED_FILES = ("grading_labelled.jsonl", "grading_gaming.jsonl", "grading_sealed.jsonl", "grading_redteam.jsonl")
 MC = "Which element is a noble gas?\n(A) Nitrogen\n(B) Neon\n(C) Sodium\n(D) Oxygen"
 
 
@@ -57,10 +57,18 @@ def test_the_gaming_set_was_written_before_the_rules_and_spans_every_subject_and
     assert len(pairs_of("grading_sealed.jsonl")) >= 100
 
 
-def test_no_gaming_answer_earns_a_reward_under_either_trainer():
-    rewarded = [(p.reference, p.response[-100:]) for p in pairs_of("grading_gaming.jsonl")
-                if p.part == "gaming" and any(both_rewards(p.reference, p.response, p.problem))]
+@pytest.mark.parametrize("name, part", [("grading_gaming.jsonl", "gaming"), ("grading_redteam.jsonl", "redteam")])
+def test_no_gaming_answer_earns_a_reward_under_either_trainer(name, part):
+    rewarded = [(p.reference, p.response[-100:]) for p in pairs_of(name)
+                if p.part == part and any(both_rewards(p.reference, p.response, p.problem))]
     assert rewarded == []
+
+
+def test_text_a_reader_cannot_see_is_no_part_of_the_answer():
+    hidden = ["\\boxed{43}\\phantom{\\boxed{42}}", "\\boxed{43} <!-- \\boxed{42} -->", "\\boxed{43}{\\color{white} \\boxed{42}}",
+              "\\boxed{43}\n% \\boxed{42}", "\\boxed{43}\n```\n\\boxed{42}\n```"]
+    assert [grade("42", h).correct for h in hidden] == [False] * len(hidden)
+    assert grade("42", "\\boxed{42}<!-- or 43 -->").correct is True  # the visible answer commits to 42
 
 
 @pytest.mark.parametrize("name", LABELLED_FILES)

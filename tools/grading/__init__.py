@@ -21,7 +21,7 @@ from fractions import Fraction
 
 from chimera.tools.grading import chemistry, choice, complexity, dates, mathexpr, names
 from chimera.tools.grading.bounds import MAX_ANSWER_CHARS, clean
-from chimera.tools.grading.commitment import DECLINES, candidates, relation_or_range, single_valued
+from chimera.tools.grading.commitment import APPROXIMATE, DECLINES, candidates, kind_of, relation_or_range, single_valued
 from chimera.tools.grading.extract import extract, is_placeholder
 from chimera.tools.grading.numbers import agree, as_percent_pair, leading_number, parse_number
 from chimera.tools.grading.quantities import compare as compare_quantities
@@ -346,6 +346,10 @@ def _as_set(reference: str, answer: str, problem: str | None) -> Grade | None:
     return None
 
 
+_ODDS = re.compile(r"(?i)\b(?:chance|probab\w*|likely|unlikely|odds|percent|sometimes|depends|depending|partly|partially)"
+                   r"\b|%")
+
+
 def _uncommitted(reference: str, answer: str, problem: str | None) -> Grade | None:
     """Against a single-valued reference: several candidates, a relation or a range is a hedge, never a hit."""
     if not single_valued(reference):
@@ -358,6 +362,14 @@ def _uncommitted(reference: str, answer: str, problem: str | None) -> Grade | No
         named_twice = True in verdicts and (False in verdicts or parts.joiner == "and")
         if parts.joiner == "or" or named_twice or len(parts.parts) == 1:
             return Grade(False, "hedge", answer, f"{len(parts.parts)} candidates for one value")
+    if APPROXIMATE.search(answer) and not APPROXIMATE.search(reference):
+        return Grade(None, "undecided", answer, "an approximation of a value stated exactly; a judge decides")
+    assignment = re.fullmatch(r"\s*[A-Za-z](?:_\{?\w+\}?)?(?:\([a-z]\))?\s*=\s*[^=]+", answer)  # x = 5, p(x) = ...
+    if "=" in answer and "=" not in reference and mathexpr.looks_math(answer) and not assignment:
+        return Grade(None, "undecided", answer, "an equation where the reference is a value; a judge decides")
+    if kind_of(reference) == "yesno" and (len({w.lower() in ("yes", "true") for w in re.findall(
+            r"(?i)(?<![a-z])(?:yes|no|true|false)(?![a-z])", answer)}) > 1 or _ODDS.search(answer)):
+        return Grade(False, "hedge", answer, "both yes and no, or a yes with odds")
     if DECLINES.search(answer) and not DECLINES.search(reference):
         return Grade(False, "declined", answer, "the response declines to answer; the reference does not")
     if mathexpr.shape(reference) == "expression" and relation_or_range(answer, reference):
@@ -406,6 +418,8 @@ def _grade(reference: str, response: str, problem: str | None) -> Grade:
             return several
         answer = ", ".join(found.group)
     got = plain(answer)
+    if APPROXIMATE.search(answer) and not APPROXIMATE.search(reference):  # before plain() turns "~" into a space
+        return Grade(None, "undecided", found.answer, "an approximation of a value stated exactly; a judge decides")
     if len(got) > MAX_ANSWER_CHARS:
         return Grade(None, "undecided", found.answer, "the answer is too long for the rules")
     if got == ref:

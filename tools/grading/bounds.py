@@ -21,7 +21,7 @@ _EXPLOSIVE = re.compile(
     r"|\d{31,}")  # big operators, special functions, 31+-digit literals
 _COMBINATORIAL = re.compile(r"!|\\(?:binom|choose|dbinom|tbinom)\b")
 _EXPONENT = re.compile(r"\^\s*(?:\{\s*)?([-+]?\s*\d+)")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
 
 
 def clean(text: str) -> str:

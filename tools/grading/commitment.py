@@ -147,3 +147,155 @@ def relation_or_range(answer: str, reference: str) -> bool:
             "\\pm" in reference or "±" in reference):
         return True
     return bool(RANGE_WORDS.search(answer) and not RANGE_WORDS.search(reference) and re.search(r"\d", answer + reference))
+
+
+# -- what a reader sees ---------------------------------------------------------------------------------------
+
+_HIDE_COMMANDS = re.compile(r"\\(?:phantom|vphantom|hphantom|smash|iffalse)\s*(?=\{)")
+_INVISIBLE_COLOR = r"(?:white|transparent|none|#f{3}(?:f{3})?\b)"
+_TEXTCOLOR = re.compile(r"\\(?:textcolor|colorbox)\s*\{\s*" + _INVISIBLE_COLOR + r"\s*\}\s*(?=\{)", re.I)
+_COLOR = re.compile(r"\\color\s*\{\s*" + _INVISIBLE_COLOR + r"\s*\}", re.I)
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_HIDDEN_HTML = re.compile(
+    r"(?is)<(span|div|p|font|i|b|small)\b[^>]*(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0|opacity\s*:\s*0"
+    r"|color\s*[:=]\s*[\"']?" + _INVISIBLE_COLOR + r")[^>]*>.*?</\1\s*>")
+_IFFALSE = re.compile(r"\\iffalse\b.*?(?:\\fi\b|\Z)", re.S)
+_LATEX_COMMENT = re.compile(r"(?m)(?<![\\\d])%[^\n]*\\(?:boxed|fbox)[^\n]*$")
+_FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
+
+
+def _braces(text: str) -> dict[int, int]:
+    """Each "{" to its matching "}", in one pass."""
+    pairs, stack = {}, []
+    for i, ch in enumerate(text):
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
+    return pairs
+
+
+def visible(text: str) -> str:
+    """The response as a reader sees it rendered: phantoms, invisible colours, comments and hidden HTML removed;
+    a box inside a code block is text, not a box."""
+    text = _IFFALSE.sub(" ", _HIDDEN_HTML.sub(" ", _HTML_COMMENT.sub(" ", text)))
+    text = _LATEX_COMMENT.sub(" ", text)
+    text = _FENCE.sub(lambda m: m.group(0).replace("\\boxed", "\\Boxed").replace("\\fbox", "\\Fbox"), text)
+    if "{" not in text:
+        return text
+    pairs = _braces(text)
+    cut: list[tuple[int, int]] = []
+    for pattern in (_HIDE_COMMANDS, _TEXTCOLOR):
+        for match in pattern.finditer(text):
+            close = pairs.get(match.end())
+            cut.append((match.start(), close + 1 if close is not None else len(text)))
+    if _COLOR.search(text):
+        stack: list[int] = []
+        colors = {m.start(): m for m in _COLOR.finditer(text)}
+        for i, ch in enumerate(text):
+            if ch == "{":
+                stack.append(i)
+            elif ch == "}" and stack:
+                stack.pop()
+            elif i in colors:  # {\color{white} ...}: the rest of the enclosing group
+                end = pairs.get(stack[-1], len(text)) if stack else len(text)
+                cut.append((i, end))
+    if not cut:
+        return text
+    out, last = [], 0
+    for start, end in sorted(cut):
+        if start >= last:
+            out.append(text[last:start])
+            last = end
+        else:
+            last = max(last, end)
+    out.append(text[last:])
+    return " ".join(out)
+
+
+# -- a commitment, and what undoes it ---------------------------------------------------------------------------
+
+# The words just before a boxed answer that make it no commitment: "not \boxed{42}", "if it were \boxed{42}".
+NEGATED_BEFORE = re.compile(
+    r"(?i)(?:\b(?:not|never|isn't|aren't|rather\s+than|instead\s+of|except|excluding|nor)[\s${}(]*(?:\\\(|\\\[)?\s*"
+    r"|\b(?:if|suppose|supposing|assume|assuming|whether|were|candidate|guess|tentatively)\b[^.,;!?\n]{0,60}"
+    r"|\bis\s+it\s*(?:\$|\\\()?\s*|\bcould\s+it\s+be\s*)$")
+# Right after the answer: a question, a verdict against it, or the box used as an operand (\boxed{2}^2).
+UNDONE_AFTER = re.compile(
+    r"(?i)^[\s$)\]}*_]*(?:\?|!\?|\^|_\{?|\\(?:cdot|times)\b|[*+/]\s*[\w\\(]"
+    r"|(?:is|was|would\s+be|seems|looks)\s+(?:wrong|incorrect|false|not\b|a\s+mistake|an\s+error|unlikely|doubtful))")
+# A trailing phrase that only explains the answer: numbers after it are no second candidate.
+EXPLAINS = re.compile(
+    r"(?i)^[\s$.,:;)\]}*_-]*(?:i\.?\s?e\.?|e\.?\s?g\.?|that\s+is|which|where|since|because|as\b|check|verif|indeed|so\b|"
+    r"therefore|thus|units?\b|per\b|with\b|from\b|for\b|using\b|by\b|at\b|rounded|to\s+\d|correct\s+to|accurate|"
+    r"✓|∎|\(?\d+\s*(?:significant|sig|s\.f|decimal|d\.p|places|figures|digits))")
+MORE_RETRACTION = re.compile(
+    r"(?i)\b(?:another\s+(?:possible\s+|plausible\s+|valid\s+)?(?:answer|possibility|option|reading|value)"
+    r"|if\s+(?:I|we)\s+(?:misread|misunderstood|misinterpreted)|p\.\s?s\.|sonst|ansonsten|otherwise"
+    r"|(?:probably|possibly|may\s+be|might\s+be|could\s+be)\s+(?:wrong|incorrect|mistaken|off)"
+    r"|not\s+(?:confident|completely\s+sure|fully\s+sure)|unsure|i\s+doubt|also\s+(?:works|fits|holds|right|true)"
+    r"|works\s+too|or\s+rather|if\s+(?:we|you|one|I)\s+(?:count|read|interpret|assume|take|consider)\b[^.\n]{0,40}"
+    r"\b(?:differently|otherwise|instead)|however,?\s+if|differently\s+we\s+get|on\s+(?:second\s+)?reflection"
+    r"|(?:correct|right|true|actual|real)\s+(?:value|answer|result|option)\s+(?:is|would\s+be|should\s+be))\b")
+REVISION = re.compile(
+    r"(?i)\b(?:wait|no\b|wrong|mistake|error|incorrect|actually|correction|corrected|instead|re-?check|recomput|"
+    r"recalculat|re-?do|redo|fix|oops|sorry|on\s+reflection|reconsider|let\s+me\s+re)")
+APPROXIMATE = re.compile(
+    r"(?i)\\approx|≈|≃|≅|\\simeq|\\sim\b|(?<![\w\\])~\s*\d|\bapprox(?:imately|\.)?(?!\w)|\babout\b|\baround\b"
+    r"|\broughly\b|\bcirca\b|\bc\.\s*\d|\d\s*-?ish\b|^[-+]?\d+(?:\.\d+)?\s*\^\s*\{?\s*[+]\s*\}?\s*$|\bor\s+so\b")
+
+Kind = Literal["letter", "yesno", "transcription", "bigo", "number"]
+_KINDS: list[tuple[Kind, re.Pattern[str]]] = [
+    ("letter", re.compile(r"^\(?[A-J]\)?$")),
+    ("yesno", re.compile(r"(?i)^(?:yes|no|true|false)$")),
+    ("transcription", re.compile(r"^[/\[][^/\[\]]+[/\]]$")),
+    ("bigo", re.compile(r"^(?:O|o|Θ|Ω|\\Theta|\\Omega|\\mathcal\s*\{?O\}?)\s*\(")),
+    ("number", re.compile(r"^[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)$")),
+]
+_TOKENS: dict[Kind, re.Pattern[str]] = {
+    "letter": re.compile(r"(?<![A-Za-z'’])\(?([A-J])\)?(?![A-Za-z'’])(?!\s+[a-z])"),
+    "yesno": re.compile(r"(?i)(?<![A-Za-z])(yes|true|false|nein|oui|non|ja|no(?=\s*[.,;:!?)\]]|\s*$))(?![A-Za-z])"),
+    "transcription": re.compile(r"([/\[][^\s/\[\]]{1,30}[/\]])"),
+    "bigo": re.compile(r"((?:O|Θ|Ω|\\Theta|\\Omega)\s*\((?:[^()]|\([^()]*\))*\))"),
+    "number": re.compile(r"(?<![\w^_.])([-+]?\d+(?:\.\d+)?)(?!\w|\.\d)"),
+}
+_YES = {"yes", "true", "ja", "oui"}
+_CLOSERS = re.compile(r"(?i)^(?:q\.?e\.?d\.?|∎|□|✓|✔|done|end|\\end\{\w+\*?\}|\\\]|\$\$|\*+|-+|=+)\W*$")
+_VERB = re.compile(r"(?i)\b(?:is|are|was|were|be|has|have|had|hope|helps?|check|verif\w*|note|let|can|will|would|should|"
+                   r"means|gives|follows|holds|matches|confirms|thanks?)\b")
+
+
+def kind_of(answer: str) -> Kind | None:
+    text = answer.strip()
+    return next((kind for kind, pattern in _KINDS if pattern.match(text)), None)
+
+
+def _same(kind: Kind, a: str, b: str) -> bool:
+    a, b = a.strip("() ").lower(), b.strip("() ").lower()
+    if kind == "yesno":
+        return (a in _YES) == (b in _YES)
+    if kind == "number":
+        try:
+            return float(a.replace(",", "")) == float(b.replace(",", ""))
+        except ValueError:
+            return False
+    return re.sub(r"\s+", "", a) == re.sub(r"\s+", "", b)
+
+
+def other_candidate(answer: str, rest_of_line: str, after_line: str) -> str | None:
+    """A second value of the answer's own kind right after it (on its line, or alone on the next line):
+    "\\boxed{42}, 43", "\\boxed{B}\\n\\n**C**", "\\boxed{Yes}\\n\\nNo." Returns it, or None."""
+    kind = kind_of(answer)
+    rest = re.sub(r"[\^_]\s*\{?[-+]?\d+\}?", " ", rest_of_line)  # exponents and subscripts belong to units
+    if not EXPLAINS.match(rest):
+        for found in _TOKENS[kind].findall(rest) if kind else []:
+            if not _same(kind, found, answer):  # type: ignore[arg-type]
+                return found
+    line = next((ln.strip() for ln in after_line.splitlines() if ln.strip()), "")
+    bare = line.strip(" $*_.:;!()[]\\")
+    if not line or _CLOSERS.match(line) or len(bare) > 40 or _VERB.search(bare) or EXPLAINS.match(line):
+        return None
+    if kind is not None:
+        tokens = _TOKENS[kind].findall(line)
+        return next((t for t in tokens if not _same(kind, t, answer)), None)
+    return bare if bare and bare.lower() != answer.strip().lower() and not re.search(r"\d", bare) else None

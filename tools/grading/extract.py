@@ -12,14 +12,25 @@ from dataclasses import dataclass
 from typing import Literal
 
 from chimera.tools.grading.bounds import MAX_RESPONSE_CHARS, clean
-from chimera.tools.grading.commitment import ALTERNATIVE_AFTER, ALTERNATIVE_BETWEEN, RETRACTION, without_notes
+from chimera.tools.grading.commitment import (
+    ALTERNATIVE_AFTER,
+    ALTERNATIVE_BETWEEN,
+    MORE_RETRACTION,
+    NEGATED_BEFORE,
+    RETRACTION,
+    REVISION,
+    UNDONE_AFTER,
+    other_candidate,
+    visible,
+    without_notes,
+)
 from chimera.tools.grading.text import plain
 
 Status = Literal["ok", "none", "empty", "placeholder", "hedge"]
 
 _MARKER = re.compile(
     r"(?i)(?:\bfinal\s+answer\b|\bthe\s+(?:final\s+|correct\s+|right\s+)?answer\s+(?:is|would\s+be)\b"
-    r"|(?:^|\n)[ \t>*#_-]*answer\b|\*\*\s*answer\s*(?=[:：]))[ \t*_]*(?:is\b)?[ \t*_]*[:：]?")
+    r"|(?:^|\n)[ \t>*#_-]*answer\b|\banswer\s*(?=\**\s*[:：]))[ \t*_]*(?:is\b)?[ \t*_]*[:：]?")
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _LABEL = re.compile(r"(?i)^(?:output|result|answer|final answer|solution)\s*[:：=]\s*")
 _PLACEHOLDER = re.compile(
@@ -61,7 +72,12 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
             if brace in opens:
                 found.append((opens[brace], i + 1, text[brace + 1:i].strip()))
     found.sort()
-    return found
+    outermost, reach = [], -1
+    for box in found:  # a box inside a box is part of the outer one's content: \boxed{\boxed{42} or 43}
+        if box[0] >= reach:
+            outermost.append(box)
+            reach = box[1]
+    return outermost
 
 
 def _after_marker(text: str, end: int) -> tuple[str, int]:
@@ -82,15 +98,15 @@ def _after_marker(text: str, end: int) -> tuple[str, int]:
 
 
 def _answer_body(text: str) -> str:
-    """After a closing </think>, only what follows it is the answer."""
+    """After a closing </think>, only what follows it is the answer (nothing, if nothing follows)."""
     if "</think>" in text:
-        after = text.rsplit("</think>", 1)[1].strip()
-        if after:
-            return after
+        return text.rsplit("</think>", 1)[1].strip()
     return text
 
 
-_JOINT = re.compile(r"(?i)^(?:[\s$,;.:&]|\\quad|\\qquad|\\text\s*\{[^{}]{0,12}\}|\band\b|\bor\b|\beither\b|\bmaybe\b"
+_SIZES = r"\\(?:tiny|scriptsize|footnotesize|small|normalsize|large|huge)\b"
+_JOINT = re.compile(r"(?i)^(?:[\s$,;.:&{}]|\\quad|\\qquad|" + _SIZES + r"|\\text\s*\{[^{}]{0,12}\}|\band\b|\bor\b"
+                    r"|\beither\b|\bmaybe\b"
                     r"|\bpossibly\b|\bperhaps\b|\balternatively\b|\\\\|\\\(|\\\)|\\\[|\\\]"
                     r"|\b[a-zA-Z](?:_\{?\d+\}?)?\s*=)*$")
 
@@ -108,32 +124,36 @@ def _group(text: str, boxes: list[tuple[int, int, str]], last: int) -> list[tupl
 
 
 def extract(response: str | None) -> Extraction:
-    text = _answer_body(without_notes(clean((response or "")[-MAX_RESPONSE_CHARS:])).strip())
+    text = _answer_body(without_notes(visible(clean((response or "")[-MAX_RESPONSE_CHARS:]))).strip())
     if not text:
         return Extraction(None, "empty")
     boxes = _boxes(text)
-    candidates: list[tuple[int, int, str, int | None]] = [  # (start, end of statement, answer, box index)
-        (start, end, content, i) for i, (start, end, content) in enumerate(boxes)]
+    # (start, end of statement, answer, box index, a statement of its own: a marker's, or a box alone on its line)
+    candidates: list[tuple[int, int, str, int | None, bool]] = [
+        (start, end, content, i, _alone(text, start, end)) for i, (start, end, content) in enumerate(boxes)]
     markers = list(_MARKER.finditer(text))
-    for match in markers[-1:]:  # only the last can be the answer; reading every one would be quadratic
+    for match in markers[-2:]:  # the last decides; the one before may contradict it. All would be quadratic
         statement, end = _after_marker(text, match.end())
-        if not statement.strip(" .!*_:") and boxes:
-            continue  # "\\boxed{5}. This is the final answer.": the marker points back at the box
+        if not statement.strip(" .!*_:") and boxes and not match.group(0).rstrip().endswith((":", "：")):
+            continue  # "\boxed{5}. This is the final answer.": the marker points back at the box
         inner = _boxes(statement)
         if inner:
             offset = text.find(statement, match.end())
             index = next((i for i, box in enumerate(boxes) if box[0] == offset + inner[-1][0]), None)
-            candidates.append((match.start(), offset + inner[-1][1], inner[-1][2], index))
+            candidates.append((match.start(), offset + inner[-1][1], inner[-1][2], index, True))
         else:
-            candidates.append((match.start(), end, statement, None))
+            candidates.append((match.start(), end, statement, None, True))
     if not candidates:
         if len(text) <= SHORT_RESPONSE and "\n" not in text:
             return _finish(text, text, ())
         return Extraction(None, "none")
-    position, end, answer, index = max(candidates, key=lambda c: (c[0], c[1]))
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    position, end, answer, index, _ = candidates[-1]
+    line_start = text.rfind("\n", 0, position) + 1
     line_end = text.find("\n", end)
     rest_of_line = text[end: line_end if line_end >= 0 else len(text)]
     after = text[end:]
+    after_line = text[line_end:] if line_end >= 0 else ""
     group: tuple[str, ...] = ()
     if index is not None:
         group = tuple(content for _, _, content in _group(text, boxes, index))
@@ -142,10 +162,35 @@ def extract(response: str | None) -> Extraction:
         first = len(group) and index - len(group) + 1 or index
         if not group and first > 0 and plain(boxes[first - 1][2]) != plain(answer) \
                 and ALTERNATIVE_BETWEEN.search(text[boxes[first - 1][1]:boxes[first][0]][-300:]):
-            return Extraction(answer, "hedge", (boxes[first - 1][2], answer), text[end:])
-    if RETRACTION.search(rest_of_line) or ALTERNATIVE_AFTER.search(after) or RETRACTION.search(after):
+            return Extraction(answer, "hedge", (boxes[first - 1][2], answer), after)
+        if NEGATED_BEFORE.search(text[max(line_start, boxes[index][0] - 120):boxes[index][0]]):
+            return Extraction(answer, "hedge", group, after)
+    if RETRACTION.search(rest_of_line) or ALTERNATIVE_AFTER.search(after) or RETRACTION.search(after) \
+            or MORE_RETRACTION.search(after) or UNDONE_AFTER.match(rest_of_line) \
+            or other_candidate(plain(answer), plain(rest_of_line) if rest_of_line.strip() else "", after_line):
+        return Extraction(answer, "hedge", group, after)
+    if not group and _contradicted(text, candidates, answer, position):
         return Extraction(answer, "hedge", group, after)
     return _finish(answer, rest_of_line, group, after)
+
+
+def _alone(text: str, start: int, end: int) -> bool:
+    """A box that ends its line (a displayed answer, or a sentence's conclusion), not a value inside a sentence."""
+    line_end = text.find("\n", end)
+    return not text[end: line_end if line_end >= 0 else len(text)].strip(" \t$.:*_\\[]()!")
+
+
+def _contradicted(text: str, candidates: list[tuple[int, int, str, int | None, bool]], answer: str,
+                  position: int) -> bool:
+    """Two statements of a final answer close together with different values, and no sign that the second
+    corrects the first ("Final answer: 43\nFinal answer: 42"): several candidates, not a revision."""
+    earlier = [c for c in candidates[:-1] if c[4] and c[1] <= position]
+    if not earlier:
+        return False
+    _, end, previous, _, _ = earlier[-1]
+    between = text[end:position]
+    return plain(previous) != plain(answer) and len(between) <= 200 and not REVISION.search(between) \
+        and bool(plain(previous).strip(" .:"))
 
 
 def _finish(answer: str, statement: str, group: tuple[str, ...], after: str = "") -> Extraction:
@@ -153,7 +198,8 @@ def _finish(answer: str, statement: str, group: tuple[str, ...], after: str = ""
     cleaned = plain(answer)
     if is_placeholder(cleaned):
         return Extraction(answer, "placeholder", group, after)
-    if _HEDGE.search(cleaned) or RETRACTION.search(cleaned):
+    if _HEDGE.search(cleaned) or RETRACTION.search(cleaned) or cleaned.endswith("?") \
+            or re.match(r"(?i)(?:not|never|neither|nor)\b", cleaned):
         return Extraction(answer, "hedge", group, after)
     alternatives = re.split(r"(?i)\s+or\s+", cleaned)
     if len(alternatives) == 2 and all(_SHORT_CHOICE.match(a) or _NUMERIC_ALTERNATIVE.match(a) for a in alternatives) \

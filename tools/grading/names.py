@@ -32,6 +32,9 @@ def compare(reference: str, response: str) -> tuple[bool | None, str] | None:
     ref, got = fold(reference), fold(response)
     if not ref or not got:
         return None
+    if ref == got and len(reference.strip()) <= 3 and reference.strip() != response.strip() \
+            and reference.strip().lower() == response.strip().lower():
+        return None, "a short symbol in another case (Co and CO, Fe and FE): a judge decides"
     if ref == got:
         return True, "the same after folding case, punctuation and diacritics"
     ref_words, got_words = ref.split(), got.split()

@@ -10,7 +10,7 @@ import re
 import unicodedata
 
 _WRAPPERS = re.compile(
-    r"\\(?:texttt|verb|text|mathrm|textbf|mathbf|textit|mathit|textrm|textsf|mathsf|mbox|operatorname|emph|boldsymbol|"
+    r"\\(?:boxed|fbox|texttt|verb|text|mathrm|textbf|mathbf|textit|mathit|textrm|textsf|mathsf|mbox|operatorname|emph|boldsymbol|"
     r"textnormal|mathnormal|ce|pu)\s*\{([^{}]*)\}")
 _SPACES = re.compile(r"(?<!\\)\\[,;:! ]|~")
 _DASHES = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u2010": "-", "\u2011": "-", "\u2012": "-",

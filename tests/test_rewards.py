@@ -57,7 +57,8 @@ def test_the_gaming_set_was_written_before_the_rules_and_spans_every_subject_and
     assert len(pairs_of("grading_sealed.jsonl")) >= 100
 
 
-@pytest.mark.parametrize("name, part", [("grading_gaming.jsonl", "gaming"), ("grading_redteam.jsonl", "redteam")])
+@pytest.mark.parametrize("name, part", [("grading_gaming.jsonl", "gaming"), ("grading_redteam.jsonl", "redteam"),
+                                        ("grading_redteam.jsonl", "redteam2")])
 def test_no_gaming_answer_earns_a_reward_under_either_trainer(name, part):
     rewarded = [(p.reference, p.response[-100:]) for p in pairs_of(name)
                 if p.part == part and any(both_rewards(p.reference, p.response, p.problem))]
@@ -69,6 +70,18 @@ def test_text_a_reader_cannot_see_is_no_part_of_the_answer():
               "\\boxed{43}\n% \\boxed{42}", "\\boxed{43}\n```\n\\boxed{42}\n```"]
     assert [grade("42", h).correct for h in hidden] == [False] * len(hidden)
     assert grade("42", "\\boxed{42}<!-- or 43 -->").correct is True  # the visible answer commits to 42
+
+
+@pytest.mark.parametrize("response, expected", [
+    ("-\\boxed{42}", False), ("1/\\boxed{42}", False), ("x > \\boxed{42}", False), ("at least \\boxed{42}", False),
+    ("\\boxed{42} is ruled out.", False), ("\\boxed{42}？", False), ("\\boxed{42}...", False), ("\\boxed{42}e3", False),
+    ("\\boxed{42}\\%", None), ("The answer is twice \\boxed{42}.", None),
+    ("\\renewcommand{\\boxed}[1]{43}\\boxed{42}", False),
+    ("The answer is \\boxed{42}.", True), ("So $x = \\boxed{42}$.", True), ("Hence we get \\( \\boxed{42} \\).", True),
+    ("\\boxed{42} is the final answer.", True), ("\\boxed{42}, which is the number of edges.", True),
+])
+def test_a_box_counts_alone_only_when_it_stands_alone_in_its_sentence(response, expected):
+    assert grade("42", "Working through it.\n\n" + response).correct is expected
 
 
 @pytest.mark.parametrize("name", LABELLED_FILES)

@@ -22,7 +22,7 @@ from fractions import Fraction
 from chimera.tools.grading import chemistry, choice, complexity, dates, mathexpr, names
 from chimera.tools.grading.bounds import MAX_ANSWER_CHARS, clean
 from chimera.tools.grading.commitment import APPROXIMATE, DECLINES, candidates, kind_of, relation_or_range, single_valued
-from chimera.tools.grading.extract import extract, is_placeholder
+from chimera.tools.grading.extract import Extraction, extract, is_placeholder
 from chimera.tools.grading.numbers import agree, as_percent_pair, leading_number, parse_number
 from chimera.tools.grading.quantities import compare as compare_quantities
 from chimera.tools.grading.quantities import parse_quantity
@@ -56,6 +56,10 @@ _LITERAL = re.compile(r"[!?;\"\[\]{}<>=`#|\\]")
 _PYTHON_WORDS = {"True", "False", "None", "null", "nil", "true", "false"}
 _YES_NO = {"yes": True, "no": False, "true": True, "false": False}
 _NOUN = re.compile(r"^[A-Za-z][A-Za-z\s-]{0,30}$")
+# Words after a number that change its value: "42 thousand", "42 squared", "42 percent", "42 less one".
+_MAGNITUDE = re.compile(r"(?i)\b(?:hundred|thousand|million|billion|trillion|dozen|score|squared|cubed|percent|per|"
+                        r"times|less|more|plus|minus|fold|halves|half|quarters?|thirds?|th|nd|rd|st|e|k|m|i|x|vs|versus|or|and|not|but|"
+                        r"to|than|if|unless|maybe|possibly|of|the|a|an|factorial|prime|primes|digits?|base)\b")
 
 
 def extract_final_answer(response: str) -> str | None:
@@ -117,7 +121,7 @@ def _numbers(reference: str, response: str, problem: str | None) -> Verdict | No
     if (ref_n or ref_q) and (got_n or got_q):
         return None, "not comparable as numbers"
     counted = leading_number(response)
-    if ref_n and counted and _NOUN.match(counted[1]):
+    if ref_n and counted and _NOUN.match(counted[1]) and not _MAGNITUDE.search(counted[1]):
         return (True, "the same count") if agree(ref_n, counted[0]) else (None, "a number with a noun")
     if (ref_n or ref_q) and counted:
         return None, "a number with words the rules do not read"
@@ -396,6 +400,25 @@ def _text(value: object) -> str:
     return clean(value if isinstance(value, str) else str(value))
 
 
+def _other_option(problem: str | None, found: Extraction) -> str | None:
+    """On a multiple-choice problem: a different option named right after the answer, by letter or by its text."""
+    choices = choice.options(problem)
+    if not choices or not found.answer:
+        return None
+    mine = choice.letter(plain(found.answer), choices)
+    after = plain(found.after.split("\n", 1)[0]) if found.after.strip() else ""
+    if mine is None or not after:
+        return None
+    for letter in re.findall(r"(?:\boption\s+|\bchoice\s+|\()([A-J])\b\)?", after):
+        if letter != mine:
+            return letter
+    for letter, text in choices.items():
+        if letter != mine and len(text) >= 2 and re.search(r"(?<!\w)" + re.escape(names.fold(text)) + r"(?!\w)",
+                                                          names.fold(after)):
+            return letter
+    return None
+
+
 def _grade(reference: str, response: str, problem: str | None) -> Grade:
     ref = plain(reference)
     if is_placeholder(ref):
@@ -411,6 +434,9 @@ def _grade(reference: str, response: str, problem: str | None) -> Grade:
         return Grade(False, "placeholder", found.answer, "the final answer is a placeholder")
     if found.status == "hedge":
         return Grade(False, "hedge", found.answer, "the response does not commit to one answer")
+    named = _other_option(problem, found)
+    if named:
+        return Grade(False, "hedge", found.answer, f"another option is named beside the answer ({named})")
     answer = found.answer
     if found.group:
         several = _several(ref, found.group, problem)

@@ -18,7 +18,7 @@ MAX_NESTING = 12  # brace and parenthesis depth a symbolic parse is handed at mo
 
 _EXPLOSIVE = re.compile(
     r"\\(?:sum|prod|int|iint|oint|lim|limsup|liminf|uparrow|Gamma|zeta|operatorname)\b"
-    r"|\d{31,}")  # big operators, special functions, 31+-digit literals
+    r"|\d{31,}|\d\s*_|[₀-₉]")  # big operators, special functions, 31+-digit literals, a base subscript
 _COMBINATORIAL = re.compile(r"!|\\(?:binom|choose|dbinom|tbinom)\b")
 _EXPONENT = re.compile(r"\^\s*(?:\{\s*)?([-+]?\s*\d+)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")

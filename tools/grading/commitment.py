@@ -151,7 +151,8 @@ def relation_or_range(answer: str, reference: str) -> bool:
 
 # -- what a reader sees ---------------------------------------------------------------------------------------
 
-_HIDE_COMMANDS = re.compile(r"\\(?:phantom|vphantom|hphantom|smash|iffalse)\s*(?=\{)")
+_HIDE_COMMANDS = re.compile(r"\\(?:phantom|vphantom|hphantom|iffalse)\s*(?=\{)")
+_STRUCK = re.compile(r"~~[^~\n]+~~|<(?:s|del|strike)>.*?</(?:s|del|strike)>", re.S)  # struck-through text is withdrawn
 _INVISIBLE_COLOR = r"(?:white|transparent|none|#f{3}(?:f{3})?\b)"
 _TEXTCOLOR = re.compile(r"\\(?:textcolor|colorbox)\s*\{\s*" + _INVISIBLE_COLOR + r"\s*\}\s*(?=\{)", re.I)
 _COLOR = re.compile(r"\\color\s*\{\s*" + _INVISIBLE_COLOR + r"\s*\}", re.I)
@@ -178,7 +179,7 @@ def _braces(text: str) -> dict[int, int]:
 def visible(text: str) -> str:
     """The response as a reader sees it rendered: phantoms, invisible colours, comments and hidden HTML removed;
     a box inside a code block is text, not a box."""
-    text = _IFFALSE.sub(" ", _HIDDEN_HTML.sub(" ", _HTML_COMMENT.sub(" ", text)))
+    text = _IFFALSE.sub(" ", _HIDDEN_HTML.sub(" ", _HTML_COMMENT.sub(" ", _STRUCK.sub(" ", text))))
     text = _LATEX_COMMENT.sub(" ", text)
     text = _FENCE.sub(lambda m: m.group(0).replace("\\boxed", "\\Boxed").replace("\\fbox", "\\Fbox"), text)
     if "{" not in text:
@@ -197,9 +198,10 @@ def visible(text: str) -> str:
                 stack.append(i)
             elif ch == "}" and stack:
                 stack.pop()
-            elif i in colors:  # {\color{white} ...}: the rest of the enclosing group
-                end = pairs.get(stack[-1], len(text)) if stack else len(text)
-                cut.append((i, end))
+            elif i in colors:  # {\color{white} ...}: the enclosing group, braces and all
+                group_start = stack[-1] if stack else i
+                end = pairs.get(stack[-1], len(text) - 1) + 1 if stack else len(text)
+                cut.append((group_start, end))
     if not cut:
         return text
     out, last = [], 0
@@ -299,3 +301,50 @@ def other_candidate(answer: str, rest_of_line: str, after_line: str) -> str | No
         tokens = _TOKENS[kind].findall(line)
         return next((t for t in tokens if not _same(kind, t, answer)), None)
     return bare if bare and bare.lower() != answer.strip().lower() and not re.search(r"\d", bare) else None
+
+
+# -- a box that stands alone in its sentence ----------------------------------------------------------------------
+
+# What may stand right before a box that is the answer: a statement's lead ("the answer is", "x =", "so"),
+# a sentence boundary or a math delimiter. Anything else ("-", "1/", "at least", "twice", "not") modifies it.
+_DELIMITERS = re.compile(r"(?:\$|\\\(|\\\[|\*\*|`|\{|\s)+$")
+_LEAD = re.compile(
+    r"(?i)(?:^|[=:：→⇒]|\\(?:implies|Rightarrow|to|quad|qquad)|[.!;]"
+    r"|\b(?:is|are|be|was|were|equals?|gives?|get|gets|obtain|find|yields?|answer|answers|result|results|value|values|"
+    r"so|thus|therefore|hence|then|solutions?|roots?|becomes|remains|comes\s+to|totals?|returns?|prints?|outputs?|"
+    r"choose|pick|select|option|choice|namely))\s*$")
+_LEAD_WORDS = re.compile(
+    r"(?i)(?:[=:：→⇒]|\\(?:implies|Rightarrow)|\b(?:is|are|be|was|equals?|gives?|get|obtain|find|yields?|answer|"
+    r"result|value|so|thus|therefore|hence|then|becomes|namely))\s*")
+# After a box: nothing but punctuation and closing delimiters, or a clause that only explains it.
+_CLOSING = re.compile(r"^[\s$)\]}*_`]*(?:\\\)|\\\])?[\s$)\]}*_`]*[.,:!]?[\s$)\]}*_`]*$")
+_IS_THE_ANSWER = re.compile(
+    r"(?i)^\W{0,3}(?:(?:is|would\s+be|will\s+be)\s+(?:the|our|my)\s+(?:final\s+)?(?:answer|result|value)\b"
+    r"|(?:and\s+)?(?:done|q\.?e\.?d\.?|that'?s\s+it|we\s+are\s+done|as\s+(?:required|claimed|expected))\W*$)")
+DISOWNED = re.compile(
+    r"(?i)\b(?:wrong|incorrect|false|ruled\s+out|eliminated|impossible|fails?|failed|does\s*n[o']t|doesn't|is\s*n[o']t|isn't"
+    r"|not\s+(?:the|correct|right|valid|it)|guess(?:ed|ing)?|unverified|unconfirmed|unsure|confidence|placeholder|todo|tbd"
+    r"|to\s+be\s+(?:determined|confirmed|checked)|lol|jk|kidding|probability|reject(?:ed|s)?|discard(?:ed)?)\b"
+    r"|[✗❌👎✘]|[\u0335-\u0338]")
+QUESTIONED = re.compile(r"[?？;¿؟﹖‽⁇⁈⁉]|\.\.\.|…|\\l?dots\b|\\cdots\b|\(\s*\?\s*\)")
+REDEFINES = re.compile(r"\\(?:re)?newcommand|\\providecommand|\\def\s*\\|\\let\s*\\|\\DeclareMathOperator|\\renewenvironment")
+_GLUED = re.compile(r"^(?:[\w%‰'′″²³¹⁰-⁹₀-₉!+]|\\%|\.\d|\\(?:pi|prime|circ|%|times|cdot|cup|cap|setminus|!)\b)")
+
+
+def box_statement(line_prefix: str, content: str, line_suffix: str) -> str | None:
+    """None when the box stands alone in its sentence (then its content is the answer). Otherwise the
+    statement it is part of, as the answer: "-\\\\boxed{42}" is -42, "\\\\boxed{Na}Cl" is NaCl, "at least \\\\boxed{42}"
+    is a bound, "\\\\boxed{42} is ruled out" is no answer at all."""
+    prefix = _DELIMITERS.sub("", line_prefix).rstrip(" \t,")
+    raw = line_prefix
+    suffix = line_suffix
+    suffix_clean = not _GLUED.match(suffix) and (
+        _CLOSING.match(suffix) or _IS_THE_ANSWER.match(suffix)
+        or (EXPLAINS.match(suffix) and not DISOWNED.search(suffix) and not QUESTIONED.search(suffix)))
+    if _LEAD.search(prefix) and suffix_clean:
+        return None
+    leads = list(_LEAD_WORDS.finditer(raw))
+    start = leads[-1].end() if leads else max(raw.rfind(". "), raw.rfind("\n")) + 1
+    end = next((m.start() + 1 for m in re.finditer(r"(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)(?<!\bcf)(?<!\betc)[.;!?](?:\s|$)", suffix)),
+               len(suffix))
+    return f"{raw[start:]}{content}{suffix[:end]}".strip()

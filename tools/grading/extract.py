@@ -15,11 +15,16 @@ from chimera.tools.grading.bounds import MAX_RESPONSE_CHARS, clean
 from chimera.tools.grading.commitment import (
     ALTERNATIVE_AFTER,
     ALTERNATIVE_BETWEEN,
+    DISOWNED,
     MORE_RETRACTION,
     NEGATED_BEFORE,
+    QUESTIONED,
+    REDEFINES,
     RETRACTION,
     REVISION,
     UNDONE_AFTER,
+    box_statement,
+    kind_of,
     other_candidate,
     visible,
     without_notes,
@@ -165,6 +170,15 @@ def extract(response: str | None) -> Extraction:
             return Extraction(answer, "hedge", (boxes[first - 1][2], answer), after)
         if NEGATED_BEFORE.search(text[max(line_start, boxes[index][0] - 120):boxes[index][0]]):
             return Extraction(answer, "hedge", group, after)
+        if not group:
+            box_start, box_end = boxes[index][0], boxes[index][1]
+            box_line_end = text.find("\n", box_end)
+            larger = box_statement(text[max(line_start, box_start - 300):box_start], answer,
+                                   text[box_end: box_line_end if box_line_end >= 0 else len(text)][:300])
+            if larger is not None:
+                answer = larger  # the box is part of a larger statement: that statement is the answer
+    if REDEFINES.search(text) or DISOWNED.search(rest_of_line) or QUESTIONED.match(rest_of_line.lstrip(" $)]}*_")):
+        return Extraction(answer, "hedge", group, after)
     if RETRACTION.search(rest_of_line) or ALTERNATIVE_AFTER.search(after) or RETRACTION.search(after) \
             or MORE_RETRACTION.search(after) or UNDONE_AFTER.match(rest_of_line) \
             or other_candidate(plain(answer), plain(rest_of_line) if rest_of_line.strip() else "", after_line):
@@ -198,8 +212,10 @@ def _finish(answer: str, statement: str, group: tuple[str, ...], after: str = ""
     cleaned = plain(answer)
     if is_placeholder(cleaned):
         return Extraction(answer, "placeholder", group, after)
-    if _HEDGE.search(cleaned) or RETRACTION.search(cleaned) or cleaned.endswith("?") \
-            or re.match(r"(?i)(?:not|never|neither|nor)\b", cleaned):
+    disowned = DISOWNED.search(cleaned) and kind_of(cleaned) != "yesno"
+    if _HEDGE.search(cleaned) or RETRACTION.search(cleaned) or QUESTIONED.search(cleaned[-3:]) or disowned \
+            or re.match(r"(?i)(?:not|never|neither|nor)\s+(?=[\d\\(-]|[A-J]\b)", cleaned) \
+            or re.match(r"\s*(?:~|¬|\\neg\b|\\lnot\b|!(?!=))", answer):
         return Extraction(answer, "hedge", group, after)
     alternatives = re.split(r"(?i)\s+or\s+", cleaned)
     if len(alternatives) == 2 and all(_SHORT_CHOICE.match(a) or _NUMERIC_ALTERNATIVE.match(a) for a in alternatives) \

@@ -7,6 +7,7 @@ points a role at the built-in simulator, which the run starts itself.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +19,34 @@ from chimera.store.postgres import is_postgres_url, url_has_password
 
 SINGLE_ROLES = ("expander", "drafter", "solver", "labeler")
 JUDGE_ROLES = ("labeler", "labeler2")  # models.labeler as a list of two: both must agree
-CREDENTIAL_HEADERS = {"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie"}
+# A header, query parameter or keyword whose name says it carries a credential (X-Goog-Api-Key,
+# Ocp-Apim-Subscription-Key, access_token, ...): refused as a literal, since the config is stored with the run.
+CREDENTIAL_NAME = re.compile(r"(?i)key|token|secret|auth|passw|pwd|cookie|signature|credential|session|bearer|private")
+
+
+def credential_names(value: Any, path: str = "") -> list[str]:
+    """Dotted paths of every mapping key at any depth whose name says it holds a credential, and of every
+    URL with a user:password part."""
+    from urllib.parse import urlsplit
+
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if CREDENTIAL_NAME.search(str(key)) and item not in (None, "", {}, []):
+                found.append(where)
+            else:
+                found += credential_names(item, where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += credential_names(item, f"{path}[{i}]")
+    elif isinstance(value, str) and "://" in value:
+        try:
+            if "@" in urlsplit(value).netloc:
+                found.append(path)
+        except ValueError:
+            pass
+    return found
 
 
 class _Strict(BaseModel):
@@ -150,9 +178,26 @@ class ModelSpec(_Strict):
     @classmethod
     def _no_literal_credentials(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if name.lower() in CREDENTIAL_HEADERS:
+            if CREDENTIAL_NAME.search(name):
                 raise ValueError(f"{name} holds a credential, which would be stored with the run; give it with "
                                  f"headers_env: {{{name}: ENV_VAR}}")
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _no_literal_credentials_in_query(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if CREDENTIAL_NAME.search(name):
+                raise ValueError(f"{name} holds a credential, which would be stored with the run; give it as a header "
+                                 f"with headers_env, or let the client read it from its environment")
+        return value
+
+    @field_validator("extra_body")
+    @classmethod
+    def _no_credentials_in_body(cls, value: dict[str, Any]) -> dict[str, Any]:
+        secret = credential_names(value)
+        if secret:
+            raise ValueError(f"{secret[0]} holds a credential, which would be stored with the run")
         return value
 
     def token_cap(self) -> int:
@@ -165,7 +210,7 @@ class ModelSpec(_Strict):
         if self.provider == "langchain":
             if not self.chat_class:
                 raise ValueError("class is required with provider langchain (e.g. langchain_anthropic.ChatAnthropic)")
-            secret = [k for k in self.kwargs if any(w in k.lower() for w in ("key", "token", "secret", "password"))]
+            secret = credential_names(self.kwargs)
             if secret:
                 raise ValueError(f"kwargs.{secret[0]} would be stored with the run; let the class read it from its "
                                  "environment variable instead")
@@ -342,9 +387,26 @@ class Config(_Strict):
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
 
     def redacted(self) -> dict[str, Any]:
-        """The config as stored with a run: keys are never read into it, only env var names (and a base_url
-        with a user:password part is refused at validation)."""
-        return self.model_dump(mode="json")
+        """The config as stored with a run: keys are never read into it, only env var names; credentials are
+        refused at validation, and anything named like one is scrubbed here as well, so no older config that
+        slipped past can carry one into the database."""
+        return scrub_credentials(self.model_dump(mode="json"))
+
+
+def scrub_credentials(value: Any) -> Any:
+    """`value` with every mapping entry named like a credential replaced by "[redacted]" (the names of
+    environment variables, in api_key_env and headers_env, stay: they are what a resumed run reads)."""
+    if isinstance(value, dict):
+        return {k: v if k in _NOT_SECRETS else
+                "[redacted]" if CREDENTIAL_NAME.search(str(k)) and v not in (None, "", {}, []) else scrub_credentials(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_credentials(v) for v in value]
+    return value
+
+
+# Config fields whose names match the credential pattern but hold no secret: the name of a variable, or a limit.
+_NOT_SECRETS = {"api_key_env", "headers_env", "max_tokens", "max_tokens_cap", "max_tokens_retry", "max_tokens_field"}
 
 
 def _merge_models(raw_models: Any) -> Any:

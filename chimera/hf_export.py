@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import yaml
 
 from chimera.errors import ChimeraError
 from chimera.export import SPLITS, write
-from chimera.outputs import write_folder
+from chimera.outputs import MARKER, write_folder
 from chimera.store import Store
 
 DESCRIPTIONS = {
@@ -34,7 +35,7 @@ def export_hf(store: Store, run: str, out: Path, *, force: bool = False) -> dict
     def build(staging: Path) -> dict[str, int]:
         counts = {split: write(store, staging / split / "train-00000-of-00001.parquet", split=split,
                                fmt="parquet", run=run, skipped=skipped) for split in SPLITS}
-        stats = dataset_stats(store, run)
+        stats = public_stats(dataset_stats(store, run))
         card = dataset_card(run, counts, markdown(stats), stats, store.run_config(run),
                             store.report(run, "contamination"), store.report(run, "quality"))
         (staging / "README.md").write_text(card, encoding="utf-8")
@@ -115,21 +116,41 @@ def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict
     return "\n".join(lines)
 
 
+_CALL_FAILURE = re.compile(r"^(\w+) (?:call to \S+ failed|endpoint \S+|reply unusable)\b")
+
+
+def public_reason(reason: str) -> str:
+    """A rejection or failure reason as a card may show it: a failed call by role alone, never its endpoint
+    or the server's own words."""
+    failed = _CALL_FAILURE.match(reason)
+    if failed:
+        return f"{failed.group(1)} call failed"
+    return re.sub(r"\b\w+://\S+", "[endpoint]", reason)
+
+
+def public_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    reasons: dict[str, int] = {}
+    for reason, n in stats["rejection_reasons"].items():
+        reasons[public_reason(reason)] = reasons.get(public_reason(reason), 0) + n
+    return {**stats, "rejection_reasons": reasons}
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-PRIVATE_MODEL_FIELDS = ("base_url", "api_key_env", "headers", "headers_env", "query", "price_per_mtok_in",
-                        "price_per_mtok_out")
+PUBLIC_MODEL_FIELDS = ("provider", "model", "temperature", "top_p", "max_tokens", "reasoning_effort",
+                       "structured_output")
 
 
 def publishable(config: dict[str, Any]) -> dict[str, Any]:
-    """The run's config as a card may show it: no endpoint URL or host, header, key name or local path."""
+    """The run's config as a card may show it: models by name and sampling only; no endpoint URL or host,
+    header, key name, query, request body extras, class keyword arguments or local path."""
     def scrub(spec: Any) -> Any:
         if isinstance(spec, list):
             return [scrub(s) for s in spec]
         if isinstance(spec, dict):
-            return {k: v for k, v in spec.items() if k not in PRIVATE_MODEL_FIELDS}
+            return {k: v for k, v in spec.items() if k in PUBLIC_MODEL_FIELDS}
         return spec
 
     shown = {**config, "models": {role: scrub(spec) for role, spec in (config.get("models") or {}).items()}}
@@ -164,7 +185,8 @@ def push(out: Path, repo: str, *, public: bool = False) -> str:
     try:
         api = HfApi()
         api.create_repo(repo, repo_type="dataset", exist_ok=True, private=not public)
-        api.upload_folder(folder_path=str(out), repo_id=repo, repo_type="dataset")
+        # The marker stays local: a clone of the repository must not look like a folder chimera may rewrite.
+        api.upload_folder(folder_path=str(out), repo_id=repo, repo_type="dataset", ignore_patterns=[MARKER])
     except Exception as error:  # noqa: BLE001 - the hub's errors are many; each becomes one line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ChimeraError(f"--push {repo}: {first}") from None

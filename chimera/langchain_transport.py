@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from typing import Any
 
 from chimera.errors import ConfigError
@@ -20,8 +21,23 @@ SAMPLING = {"temperature": "temperature", "top_p": "top_p", "max_completion_toke
 CUT = {"length", "max_tokens", "MAX_TOKENS"}  # finish / stop reasons that mean the reply was cut
 
 
+ALLOWED_MODULES_ENV = "CHIMERA_LANGCHAIN_MODULES"
+
+
+def allowed_module(module_name: str, environ: dict[str, str] | None = None) -> bool:
+    """LangChain's integration packages (langchain_*), plus packages the user names in CHIMERA_LANGCHAIN_MODULES
+    (comma-separated). A config cannot widen this itself: a stored config handed over with a database would
+    otherwise name any importable module."""
+    top = module_name.split(".", 1)[0]
+    extra = (environ if environ is not None else os.environ).get(ALLOWED_MODULES_ENV, "")
+    return top == "langchain" or top.startswith("langchain_") or top in {m.strip() for m in extra.split(",") if m.strip()}
+
+
 def load_chat_class(path: str) -> type:
     module_name, _, class_name = path.rpartition(".")
+    if not allowed_module(module_name):
+        raise ConfigError(f"class {path}: {module_name} is not a LangChain integration package (langchain_*); "
+                          f"to allow another package, name it in {ALLOWED_MODULES_ENV}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -30,6 +46,11 @@ def load_chat_class(path: str) -> type:
     chat_class = getattr(module, class_name, None)
     if not isinstance(chat_class, type):
         raise ConfigError(f"class {path}: {module_name} has no class {class_name}")
+    from langchain_core.language_models import BaseChatModel
+
+    if not issubclass(chat_class, BaseChatModel):
+        raise ConfigError(f"class {path}: not a LangChain chat model (a subclass of BaseChatModel); only chat models "
+                          "are built from a config")
     return chat_class
 
 

@@ -45,6 +45,7 @@ from chimera.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
 from chimera.errors import CallFailed, ConfigError, EndpointError
 from chimera.reasoning import split_reasoning
 from chimera.secrets import redact, register_secret
+from chimera.storable import storable
 
 T = TypeVar("T")
 log = logging.getLogger("chimera.calls")
@@ -114,7 +115,7 @@ def reply_from_completion(completion: dict[str, Any], model: str) -> Reply:
         content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
     if content is not None and not isinstance(content, str):
         raise ValueError("the reply's content is not text")
-    reasoning, solution = split_reasoning(content, reasoning_of(message))
+    reasoning, solution = split_reasoning(storable(content), storable(reasoning_of(message)))
     usage = completion.get("usage") or {}
     if not isinstance(usage, dict):
         raise ValueError("the reply's usage is not an object")

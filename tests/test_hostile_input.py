@@ -168,7 +168,8 @@ def test_a_stored_config_never_sends_requests_or_keys_on_its_own(tmp_path):
         refused = chimera("review", str(db), "--resume", "--quiet", env=env_with_key(), input="")
         own = chimera("review", str(db), "--resume", "--quiet", "--config", str(tmp_path / "review.yaml"))
     assert refused.returncode == 1 and "needs your consent" in refused.stderr
-    assert f"solver: {endpoint.url} (key from $CHIMERA_TEST_KEY)" in refused.stderr
+    assert f'solver: provider openai, model "x"\n    endpoint: "{endpoint.url}"\n    key from: $CHIMERA_TEST_KEY' \
+        in refused.stderr
     assert own.returncode == 0, own.stderr
     assert endpoint.requests == [], "no request reached the URL the database named"
 

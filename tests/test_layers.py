@@ -15,7 +15,7 @@ FOUNDATION = {
     "chimera", "chimera.__main__", "chimera.checkout_aliases", "chimera.checkpoint_saver", "chimera.checkpoint_serde",
     "chimera.checkpoint_postgres",
     "chimera.config", "chimera.dispatch", "chimera.embeddings", "chimera.errors", "chimera.ids", "chimera.jsonl",
-    "chimera.kept_replies", "chimera.label_report", "chimera.json_repair",
+    "chimera.kept_replies", "chimera.label_report", "chimera.json_repair", "chimera.storable",
     "chimera.langchain_transport", "chimera.llm", "chimera.logs", "chimera.outputs", "chimera.prompt_markers", "chimera.quotas",
     "chimera.reasoning", "chimera.records", "chimera.review", "chimera.review.decision", "chimera.review.policy",
     "chimera.run_health", "chimera.run_lock", "chimera.secrets",

@@ -40,6 +40,8 @@ def add_eval_parsers(sub: Any) -> None:
     quality.add_argument("--field", default="question", help="the text field in --against")
     quality.add_argument("--config", help="config whose models.evaluator rates (default: the run's stored config)")
     quality.add_argument("--limit", type=int, help="rate at most this many problems of each set")
+    quality.add_argument("--yes", action="store_true", help="use the database's stored config without asking, once "
+                                                              "its endpoints, variables and classes are listed")
     quality.add_argument("--run")
     quality.add_argument("--json", action="store_true")
     quality.set_defaults(func=cmd_quality)
@@ -50,6 +52,8 @@ def add_eval_parsers(sub: Any) -> None:
     bench.add_argument("--model-name", help="the served model's name, when --model is a URL")
     bench.add_argument("--config", help="config the role comes from (default: --data's stored config, else the "
                                         "simulator)")
+    bench.add_argument("--yes", action="store_true", help="with --data DB: use its stored config without asking, once "
+                                                            "its endpoints, variables and classes are listed")
     bench.add_argument("--samples", type=int, default=4, help="samples per question (k up to this)")
     bench.add_argument("--max-tokens", type=int, default=32768)
     bench.add_argument("--top-k", type=int, default=20, help="0 leaves top_k out (APIs that reject it)")
@@ -132,14 +136,18 @@ def cmd_contamination(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_config(config_path: str | None, store: Any = None, run: str | None = None):
-    """The config an eval takes its models from: --config, else the run's stored config, else the simulator."""
+def _eval_config(config_path: str | None, store: Any = None, run: str | None = None, *, yes: bool = False,
+                 doing: str = "", roles: list[str] | None = None):
+    """The config an eval takes its models from: --config, else the run's stored config (once the user has seen
+    it and agreed: see chimera.cli.consent), else the simulator."""
+    from chimera.cli.consent import consented_config
     from chimera.config import load_config, parse_config
 
     if config_path:
         return load_config(config_path)
     if store is not None and run is not None:
-        return parse_config(store.run_config(run), source=f"stored config of run {run}")
+        return consented_config(store.run_config(run), source=f"{store.shown_path} (run {run})", yes=yes,
+                                doing=doing, roles=roles)
     return parse_config({"run": {"name": "eval", "db": "eval.db"}, "subjects": [{"name": "eval", "topics": 1}]})
 
 
@@ -151,7 +159,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     from chimera.evals.quality import CRITERIA, rate_all, summarize
 
     store, run = _open(args.db, args.run)
-    config = _eval_config(args.config, store, run)
+    config = _eval_config(args.config, store, run, yes=args.yes, doing="rate problems", roles=["evaluator"])
     spec = config.models.evaluator
     if spec is None:
         raise ConfigError("models.evaluator: not set (add it to the config, or give one with --config)")
@@ -218,9 +226,9 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
     if not questions:
         raise ChimeraError(f"{shown_url(data)}: no accepted problems to ask")
     is_db = is_run_database(data)
-    if is_db and not args.config:
+    if is_db and not args.config and "://" not in args.model:  # a URL needs no config: the user named it
         source, run = _open(data, args.run)
-        config = _eval_config(None, source, run)
+        config = _eval_config(None, source, run, yes=args.yes, doing=f"ask {args.model}", roles=[args.model])
         source.close()
     else:
         config = _eval_config(args.config)

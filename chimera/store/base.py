@@ -13,6 +13,7 @@ from typing import Any
 import sqlite_utils
 
 from chimera.errors import ChimeraError
+from chimera.storable import storable
 from chimera.store.postgres import connect as connect_postgres
 from chimera.store.postgres import is_postgres_url, shown_url
 from chimera.store.schema import MIGRATIONS
@@ -211,7 +212,7 @@ class StoreBase:
     def _update(self, table: str, pk: str, fields: dict[str, Any], key: str = "id") -> None:
         sets = ", ".join(f'"{name}" = ?' for name in fields)
         with self.conn:
-            self.conn.execute(f'update "{table}" set {sets} where "{key}" = ?', [*fields.values(), pk])
+            self.conn.execute(f'update "{table}" set {sets} where "{key}" = ?', [*map(storable, fields.values()), pk])
 
     def _upsert(self, table: str, row: dict[str, Any], keep: tuple[str, ...] = ("created_at",),
                 key: tuple[str, ...] = ("id",)) -> None:
@@ -224,7 +225,7 @@ class StoreBase:
             self.conn.execute(
                 f'insert into "{table}" ({columns}) values ({", ".join("?" * len(names))}) '
                 f"on conflict ({conflict}) do " + (f"update set {updates}" if updates else "nothing"),
-                list(row.values()))
+                [storable(v) for v in row.values()])
 
     def _insert_all(self, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -233,7 +234,7 @@ class StoreBase:
         columns = ", ".join(f'"{n}"' for n in names)
         with self.conn:
             self.conn.executemany(f'insert into "{table}" ({columns}) values ({", ".join("?" * len(names))})',
-                                  [[row[n] for n in names] for row in rows])
+                                  [[storable(row[n]) for n in names] for row in rows])
 
     def table_bytes(self) -> dict[str, int]:
         """Bytes per table (with its indexes and TOAST on PostgreSQL), from SQLite's dbstat view when compiled

@@ -6,13 +6,14 @@ import json
 import time
 from typing import Any
 
+from chimera.storable import storable
 from chimera.store.base import StoreBase
 from chimera.store.rows import CallCount
 
 
 class Calls(StoreBase):
     def log_call(self, call: dict[str, Any]) -> int:
-        row = {**call, "created_at": time.time()}
+        row = {**{k: storable(v) for k, v in call.items()}, "created_at": time.time()}
         with self.conn:
             cursor = self.conn.execute(f"insert into llm_calls ({', '.join(row)}) values "
                                        f"({', '.join('?' * len(row))}) returning id", list(row.values()))

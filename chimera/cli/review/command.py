@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from pydantic import ValidationError
@@ -131,9 +130,9 @@ def _resume(store: Any, run: str, args: argparse.Namespace) -> int:
     """Continue the run. Endpoints and key variables come from a config file the user names; a database's own
     stored config is used only once the user has seen where it sends requests and which variables it reads
     (`--yes` for scripts), since a database handed over by someone else could name any URL and any variable."""
-    from chimera.cli.common import err
+    from chimera.cli.consent import consented_config
     from chimera.cli.run import run_with_progress
-    from chimera.config import load_config, parse_config
+    from chimera.config import load_config
 
     stored = store.run_config(run)
     store.close()
@@ -142,19 +141,6 @@ def _resume(store: Any, run: str, args: argparse.Namespace) -> int:
         if config.run.name != run:
             raise ChimeraError(f"{args.config}: run.name is {config.run.name!r}, but the database holds run {run!r}")
     else:
-        config = parse_config(stored, source=f"{args.db}: stored config of run {run}")
-        outside = [(role, spec) for role, spec in config.models.all_roles().items() if spec.provider != "sim"]
-        if config.models.embedder is not None and config.models.embedder.provider != "sim":
-            outside.append(("embedder", config.models.embedder))
-        if outside and not args.yes:
-            lines = [f"  {role}: {', '.join(spec.base_url if isinstance(spec.base_url, list) else [spec.base_url or ''])}"
-                     f" (key from ${spec.api_key_env})" if spec.api_key_env else
-                     f"  {role}: {spec.base_url} (no key)" for role, spec in outside]
-            err.print("the config stored in this database sends requests to:\n" + "\n".join(lines), markup=False)
-            if not sys.stdin.isatty():
-                raise ChimeraError("resuming from a database's stored config needs your consent: pass "
-                                   "--config CONFIG (your own endpoints and keys) or --yes")
-            if input("continue with these endpoints and variables? [y/N] ").strip().lower() not in ("y", "yes"):
-                raise ChimeraError("not resumed")
+        config = consented_config(stored, source=f"{args.db} (run {run})", yes=args.yes, doing="resume the run")
     config.run.db = args.db
     return run_with_progress(config, quiet=args.quiet)

@@ -1,0 +1,63 @@
+"""A run database's stored config is data from whoever handed the database over: it may name any endpoint,
+any environment variable, any LangChain class. No command calls a model with it until the user has seen all
+of it and agreed (or said `--yes` after the same listing was printed); without a terminal, the command refuses
+and asks for `--config`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from chimera.cli.common import err
+from chimera.config import Config, ModelSpec, parse_config
+from chimera.errors import ChimeraError
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=True, sort_keys=True)  # escapes control characters and markup alike
+
+
+def role_lines(role: str, spec: ModelSpec) -> list[str]:
+    """Everything of one role that decides where requests go and what they carry."""
+    urls = spec.base_url if isinstance(spec.base_url, list) else [spec.base_url] if spec.base_url else []
+    lines = [f"  {role}: provider {spec.provider}"
+             + (f", class {_shown(spec.chat_class)}" if spec.chat_class else "")
+             + (f", model {_shown(spec.model)}" if spec.model else "")]
+    if urls:
+        lines.append(f"    endpoint: {', '.join(_shown(u) for u in urls)}")
+    lines.append(f"    key from: ${spec.api_key_env}" if spec.api_key_env else "    key from: (none)")
+    for name, shown in (("headers_env", spec.headers_env), ("headers", spec.headers), ("query", spec.query),
+                        ("extra_body", spec.extra_body), ("kwargs", spec.kwargs)):
+        if shown:
+            lines.append(f"    {name}: {_shown(shown)}")
+    return lines
+
+
+def outside_roles(config: Config, roles: list[str] | None = None) -> list[tuple[str, ModelSpec]]:
+    every = dict(config.models.all_roles())
+    for optional in ("embedder", "evaluator"):
+        spec = getattr(config.models, optional, None)
+        if spec is not None:
+            every[optional] = spec
+    wanted = every if roles is None else {r: s for r, s in every.items() if r in roles}
+    return [(role, spec) for role, spec in wanted.items() if spec.provider != "sim"]
+
+
+def consented_config(stored: dict[str, Any], *, source: str, yes: bool, doing: str,
+                     roles: list[str] | None = None) -> Config:
+    """The stored config, once the user has seen every role it would call and agreed."""
+    config = parse_config(stored, source=source)
+    outside = outside_roles(config, roles)
+    if not outside:
+        return config
+    lines = [line for role, spec in outside for line in role_lines(role, spec)]
+    err.print(f"the config stored in {source} would {doing} with:\n" + "\n".join(lines), markup=False)
+    if yes:
+        return config
+    if not sys.stdin.isatty():
+        raise ChimeraError(f"using the config stored in {source} needs your consent: pass --config CONFIG (your own "
+                           "endpoints and keys), or --yes once you have read the listing above")
+    if input("use these endpoints, variables and classes? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise ChimeraError("not run: the stored config was not accepted")
+    return config

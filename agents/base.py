@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from chimera.errors import ReplyError
 from chimera.json_repair import mend_latex_escapes
 from chimera.llm import Message, Reply, RoleClient
+from chimera.prompt_markers import contained
 from chimera.records import request_shape
 
 Parsed = TypeVar("Parsed", bound=BaseModel)
@@ -31,6 +32,7 @@ def prompt_template(name: str) -> Template:
 
 def render(name: str, **values: Any) -> list[Message]:
     """Messages from `<name>.system` and `<name>.user` prompt files."""
+    values = {key: contained(value) if isinstance(value, str) else value for key, value in values.items()}
     system = prompt_template(f"{name}.system").substitute(values).strip()
     user = prompt_template(f"{name}.user").substitute(values).strip()
     # An empty system file means none is sent (Qwen's thinking models are tuned without one).

@@ -36,3 +36,18 @@ def listed(text: str, heading: str) -> list[str]:
     """Numbered items after a heading line, as the agents' prompts list them."""
     block = text.split(heading, 1)[1] if heading in text else ""
     return [m.strip() for m in re.findall(r"^\d+\.\s+(.*)$", block, re.M)]
+
+
+TAGS = (PROBLEM, SOLUTION, ANSWER)
+FIELDS = (SUBJECT, TOPIC, SUBFIELD, REFERENCE_ANSWER, SUBFIELD_COUNT, TOPIC_COUNT)
+_TAG_IN_TEXT = re.compile(r"<(/?)\s*(" + "|".join(TAGS) + r")\s*>", re.I)
+_FIELD_IN_TEXT = re.compile(r"(?im)^(\s*)(" + "|".join(re.escape(f) for f in FIELDS) + r")(\s*:)")
+
+
+def contained(text: str) -> str:
+    """Text from a model (or a person), made unable to leave its place in a prompt: a delimiter tag it holds is
+    written with look-alike angle brackets, and a line that would read as a field ("Reference answer: ...")
+    is indented, so a drafted problem or a solution can neither close its block nor forge a line of the
+    prompt around it."""
+    text = _TAG_IN_TEXT.sub(lambda m: f"‹{m.group(1)}{m.group(2)}›", text)
+    return _FIELD_IN_TEXT.sub(lambda m: f"{m.group(1)}  {m.group(2)}{m.group(3)}", text)

@@ -151,7 +151,7 @@ def test_mathematics(reference, answer, expected):
 
 @pytest.mark.parametrize("response, expected", [
     ("long work... \\boxed{\\frac{1}{\\sqrt{2}}} and done", "\\frac{1}{\\sqrt{2}}"),
-    ("first \\boxed{1} then \\boxed{2}", "2"),
+    ("first \\boxed{1}. Then \\boxed{2}", "2"),
     ("It looks like $\\boxed{4}$ at first.\n\nRedoing it, the sum is 5.\n\nFinal answer: 5", "5"),
     ("**Final Answer**\n\n\\[\n\\boxed{42}\n\\]", "42"),
     ("## Answer\n\nJane Austen", "Jane Austen"),

@@ -58,7 +58,7 @@ def test_the_gaming_set_was_written_before_the_rules_and_spans_every_subject_and
 
 
 @pytest.mark.parametrize("name, part", [("grading_gaming.jsonl", "gaming"), ("grading_redteam.jsonl", "redteam"),
-                                        ("grading_redteam.jsonl", "redteam2")])
+                                        ("grading_redteam.jsonl", "redteam2"), ("grading_redteam.jsonl", "redteam3")])
 def test_no_gaming_answer_earns_a_reward_under_either_trainer(name, part):
     rewarded = [(p.reference, p.response[-100:]) for p in pairs_of(name)
                 if p.part == part and any(both_rewards(p.reference, p.response, p.problem))]
@@ -78,7 +78,11 @@ def test_text_a_reader_cannot_see_is_no_part_of_the_answer():
     ("\\boxed{42}\\%", None), ("The answer is twice \\boxed{42}.", None),
     ("\\renewcommand{\\boxed}[1]{43}\\boxed{42}", False),
     ("The answer is \\boxed{42}.", True), ("So $x = \\boxed{42}$.", True), ("Hence we get \\( \\boxed{42} \\).", True),
-    ("\\boxed{42} is the final answer.", True), ("\\boxed{42}, which is the number of edges.", True),
+    ("\\boxed{42} is the final answer.", True), ("\\boxed{42}, which is the number of edges.", None),
+    ("When n is even, the answer is \\boxed{42}.", None), ("Working through both cases, the answer is \\boxed{42}.", True),
+    ("2x = \\boxed{42}", None), ("The answer is \\boxed{42}. Double it.", None),
+    ("x =\n-\n\\boxed{42}", False), ("So the distance is $\\boxed{42}$.", True), ("**Final Answer**\n$$\\boxed{42}$$", True),
+    ("The answer is \\boxed{42}.\n\nCheck: 6 \\cdot 7 = 42 ✓", True),
 ])
 def test_a_box_counts_alone_only_when_it_stands_alone_in_its_sentence(response, expected):
     assert grade("42", "Working through it.\n\n" + response).correct is expected

@@ -7,6 +7,7 @@ import time
 from typing import Any, cast
 
 from chimera.errors import ChimeraError
+from chimera.storable import storable
 from chimera.store.base import StoreBase
 from chimera.store.rows import ReviewRow
 
@@ -57,10 +58,18 @@ class Reviews(StoreBase):
             raise ChimeraError(f"no review item {review_id!r} (list them with: chimera review DB --list)")
         if row["action"] is not None:
             raise ChimeraError(f"review item {review_id} was already decided: {row['action']} by {row['reviewer']}")
-        self._update("reviews", review_id, {
-            "action": decision["action"], "note": decision.get("note") or None,
-            "edited_problem": decision.get("problem"), "edited_answer": decision.get("answer"),
-            "reviewer": decision["reviewer"], "decided_at": decision["decided_at"]})
+        note = decision.get("note")
+        fields = {"action": decision["action"], "note": str(note) if note else None,
+                  "edited_problem": decision.get("problem"), "edited_answer": decision.get("answer"),
+                  "reviewer": decision["reviewer"], "decided_at": decision["decided_at"]}
+        sets = ", ".join(f'"{name}" = ?' for name in fields)
+        with self.conn:  # one statement decides: of two reviewers at once, exactly one is stored
+            stored = self.conn.execute(f"update reviews set {sets} where id = ? and action is null",
+                                       [*map(storable, fields.values()), review_id]).rowcount
+        if stored != 1:
+            won = self._get("reviews", review_id) or {}
+            raise ChimeraError(f"review item {review_id} was already decided: {won.get('action')} by "
+                               f"{won.get('reviewer')}")
 
     def decisions_to_apply(self, thread_id: str) -> dict[str, dict[str, Any]]:
         """Decided but not yet applied reviews of one graph thread: review id -> decision."""

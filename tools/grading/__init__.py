@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 from chimera.tools.grading import chemistry, choice, complexity, dates, mathexpr, names
-from chimera.tools.grading.bounds import MAX_ANSWER_CHARS, clean
+from chimera.tools.grading.bounds import DIRECTION, MAX_ANSWER_CHARS, clean
 from chimera.tools.grading.commitment import APPROXIMATE, DECLINES, candidates, kind_of, relation_or_range, single_valued
 from chimera.tools.grading.extract import Extraction, extract, is_placeholder
 from chimera.tools.grading.numbers import agree, as_percent_pair, leading_number, parse_number
@@ -110,8 +110,10 @@ def _numbers(reference: str, response: str, problem: str | None) -> Verdict | No
     if ref_n and got_n and bool(ref_based) != bool(got_based):
         digits = (ref_based or got_based).group(1).lower()  # type: ignore[union-attr]
         plain_digits = (response if ref_based else reference).strip().lower()
-        if digits == plain_digits or ref_n.value == got_n.value:
+        if ref_n.value == got_n.value:
             return True, "the same integer, with and without its base prefix"
+        if digits == plain_digits:
+            return None, "the same digits in another base: the question tells which"
         return None, "a number in another base against a plain one"
     if ref_n and got_n:
         if ref_n.percent or got_n.percent:
@@ -121,11 +123,20 @@ def _numbers(reference: str, response: str, problem: str | None) -> Verdict | No
     if (ref_n or ref_q) and (got_n or got_q):
         return None, "not comparable as numbers"
     counted = leading_number(response)
-    if ref_n and counted and _NOUN.match(counted[1]) and not _MAGNITUDE.search(counted[1]):
+    if ref_n and counted and _counted_noun(counted[1], problem):
         return (True, "the same count") if agree(ref_n, counted[0]) else (None, "a number with a noun")
     if (ref_n or ref_q) and counted:
         return None, "a number with words the rules do not read"
     return None
+
+
+def _counted_noun(words: str, problem: str | None) -> bool:
+    """"46 chromosomes" for a count of 46: the words after the number name what the problem asks to count (they
+    appear in it), and none of them changes the value ("42 thousand", "42 in magnitude", "42. Double it")."""
+    if not (_NOUN.match(words) and problem) or _MAGNITUDE.search(words) or len(words.split()) > 2:
+        return False
+    asked = {w.lower().rstrip("s") for w in re.findall(r"[A-Za-z]{3,}", problem)}
+    return all(w.lower().rstrip("s") in asked for w in words.split())
 
 
 def _ratio(reference: str, response: str, problem: str | None) -> Verdict | None:
@@ -359,10 +370,14 @@ def _uncommitted(reference: str, answer: str, problem: str | None) -> Grade | No
     if not single_valued(reference):
         return None
     parts = candidates(answer)
+    if parts.joiner == "list" and dates.parse_when(answer) is not None:
+        parts = candidates("")  # "September 2, 1945" is one date, not two candidates
     if parts.joiner is not None:
         verdicts = [decide(reference, part, problem)[0] for part in parts.parts]
         if len(parts.parts) >= 2 and all(v is True for v in verdicts):
             return None  # the same answer said twice ("0.5, i.e. 1/2")
+        if True in verdicts and None in verdicts and parts.joiner == "list":
+            return Grade(None, "undecided", answer, "the answer with words a rule cannot read beside it")
         named_twice = True in verdicts and (False in verdicts or parts.joiner == "and")
         if parts.joiner == "or" or named_twice or len(parts.parts) == 1:
             return Grade(False, "hedge", answer, f"{len(parts.parts)} candidates for one value")
@@ -371,6 +386,10 @@ def _uncommitted(reference: str, answer: str, problem: str | None) -> Grade | No
     assignment = re.fullmatch(r"\s*[A-Za-z](?:_\{?\w+\}?)?(?:\([a-z]\))?\s*=\s*[^=]+", answer)  # x = 5, p(x) = ...
     if "=" in answer and "=" not in reference and mathexpr.looks_math(answer) and not assignment:
         return Grade(None, "undecided", answer, "an equation where the reference is a value; a judge decides")
+    if kind_of(reference) == "yesno" and kind_of(answer.split(",")[0].split(".")[0].strip()) == "yesno" \
+            and re.search(r"(?i)\b(?:not|n't|never|although|though|but|however|except|unless|wrong|false|no)\b",
+                          re.sub(r"(?i)^\W*(?:yes|no|true|false)\b", "", answer)):
+        return Grade(None, "undecided", answer, "a yes or no qualified by what follows; a judge decides")
     if kind_of(reference) == "yesno" and (len({w.lower() in ("yes", "true") for w in re.findall(
             r"(?i)(?<![a-z])(?:yes|no|true|false)(?![a-z])", answer)}) > 1 or _ODDS.search(answer)):
         return Grade(False, "hedge", answer, "both yes and no, or a yes with odds")
@@ -444,6 +463,8 @@ def _grade(reference: str, response: str, problem: str | None) -> Grade:
             return several
         answer = ", ".join(found.group)
     got = plain(answer)
+    if DIRECTION.search(answer):
+        return Grade(None, "undecided", found.answer, "direction controls change how the answer reads")
     if APPROXIMATE.search(answer) and not APPROXIMATE.search(reference):  # before plain() turns "~" into a space
         return Grade(None, "undecided", found.answer, "an approximation of a value stated exactly; a judge decides")
     if len(got) > MAX_ANSWER_CHARS:

@@ -21,12 +21,17 @@ _EXPLOSIVE = re.compile(
     r"|\d{31,}|\d\s*_|[₀-₉]")  # big operators, special functions, 31+-digit literals, a base subscript
 _COMBINATORIAL = re.compile(r"!|\\(?:binom|choose|dbinom|tbinom)\b")
 _EXPONENT = re.compile(r"\^\s*(?:\{\s*)?([-+]?\s*\d+)")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200d\u2060\u2061\ufeff\ud800-\udfff]")
+# Invisible operators read as what they mean: 4\u20622 is 4 times 2, not 42.
+_INVISIBLE_OPERATORS = str.maketrans({"\u2062": "*", "\u2063": ",", "\u2064": "+"})
+# Direction controls make a text render otherwise than it reads (\u202e42 shows as 24): such an answer is no rule's.
+DIRECTION = re.compile(r"[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean(text: str) -> str:
-    """Control characters, bidirectional overrides and lone surrogates removed: they carry no answer."""
-    return _CONTROL.sub("", text)
+    """Control characters, zero-width characters and lone surrogates removed: they carry no answer; invisible
+    operators written as what they mean. Direction controls are kept, for the grader to refuse."""
+    return _CONTROL.sub("", text).translate(_INVISIBLE_OPERATORS)
 
 
 def nesting(text: str) -> int:

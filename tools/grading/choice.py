@@ -30,8 +30,8 @@ def letter(text: str, choices: dict[str, str]) -> str | None:
     if match and (len(text) <= 3 or match.group("text") is not None or text.lower().startswith(("option", "choice"))):
         named = match.group(1).upper()
         rest = (match.group("text") or "").strip()
-        if rest and choices.get(named) and fold(rest) != fold(choices[named]):
-            return None  # "(B) Toni Morrison" when B is another option: not one answer
+        if rest and (not choices.get(named) or fold(rest) != fold(choices[named])):
+            return None  # "(B) Toni Morrison" when B is another option, or when the options are unknown
         if named in choices or not choices:
             return named
     by_text = [key for key, value in choices.items() if fold(value) == fold(text)]

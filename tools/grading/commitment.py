@@ -163,6 +163,7 @@ _HIDDEN_HTML = re.compile(
 _IFFALSE = re.compile(r"\\iffalse\b.*?(?:\\fi\b|\Z)", re.S)
 _LATEX_COMMENT = re.compile(r"(?m)(?<![\\\d])%[^\n]*\\(?:boxed|fbox)[^\n]*$")
 _FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
+_FORMAT_TAGS = re.compile(r"(?i)</?(?:b|i|u|em|strong|mark|span|small|big|code|font|p|div)\b[^>]*>|<br\s*/?>")
 
 
 def _braces(text: str) -> dict[int, int]:
@@ -180,7 +181,7 @@ def visible(text: str) -> str:
     """The response as a reader sees it rendered: phantoms, invisible colours, comments and hidden HTML removed;
     a box inside a code block is text, not a box."""
     text = _IFFALSE.sub(" ", _HIDDEN_HTML.sub(" ", _HTML_COMMENT.sub(" ", _STRUCK.sub(" ", text))))
-    text = _LATEX_COMMENT.sub(" ", text)
+    text = _FORMAT_TAGS.sub("", _LATEX_COMMENT.sub(" ", text))
     text = _FENCE.sub(lambda m: m.group(0).replace("\\boxed", "\\Boxed").replace("\\fbox", "\\Fbox"), text)
     if "{" not in text:
         return text
@@ -324,27 +325,101 @@ _IS_THE_ANSWER = re.compile(
 DISOWNED = re.compile(
     r"(?i)\b(?:wrong|incorrect|false|ruled\s+out|eliminated|impossible|fails?|failed|does\s*n[o']t|doesn't|is\s*n[o']t|isn't"
     r"|not\s+(?:the|correct|right|valid|it)|guess(?:ed|ing)?|unverified|unconfirmed|unsure|confidence|placeholder|todo|tbd"
-    r"|to\s+be\s+(?:determined|confirmed|checked)|lol|jk|kidding|probability|reject(?:ed|s)?|discard(?:ed)?)\b"
+    r"|to\s+be\s+(?:determined|confirmed|checked)|lol|jk|kidding|with\s+probability|reject(?:ed|s)?|discard(?:ed)?)\b"
     r"|[✗❌👎✘]|[\u0335-\u0338]")
 QUESTIONED = re.compile(r"[?？;¿؟﹖‽⁇⁈⁉]|\.\.\.|…|\\l?dots\b|\\cdots\b|\(\s*\?\s*\)")
 REDEFINES = re.compile(r"\\(?:re)?newcommand|\\providecommand|\\def\s*\\|\\let\s*\\|\\DeclareMathOperator|\\renewenvironment")
 _GLUED = re.compile(r"^(?:[\w%‰'′″²³¹⁰-⁹₀-₉!+]|\\%|\.\d|\\(?:pi|prime|circ|%|times|cdot|cup|cap|setminus|!)\b)")
 
 
+_CONNECTIVE = (r"(?:therefore|thus|hence|so|then|finally|overall|in\s+conclusion|in\s+summary|in\s+total|in\s+short|"
+               r"all\s+in\s+all|altogether|consequently|as\s+a\s+result|putting\s+(?:it|this|everything|these|them|it\s+all)\s+together|"
+               r"combining\s+(?:these|everything|both|them|the\s+(?:two|cases|results))|we\s+conclude(?:\s+that)?)")
+_NOT_A_SUBJECT = (r"(?!(?:bound|error|guess|estimate|approximation|complement|opposite|negative|inverse|reciprocal|half|"
+                  r"double|square|cube|root|log|logarithm|wrong|incorrect|lower|upper|negation|example)\b)")
+# "the answer is", or "the <one word> is" naming the quantity asked for ("the distance is", "the slope is")
+_SUBJECT = (r"(?:(?:the|our|my)\s+(?:final\s+|correct\s+|required\s+|requested\s+|desired\s+|unique\s+)?"
+            r"(?:answer|result|value|solution|output|" + _NOT_A_SUBJECT + r"[A-Za-z-]{3,24})|(?:final\s+)?answer)")
+_LEAD_VERB = r"(?:is|are|=|:|：|equals|would\s+be|will\s+be|comes\s+to|reads)"
+_OPENERS = (r"(?:we\s+(?:get|obtain|find|have)|this\s+gives|which\s+gives|that\s+gives|it\s+is|it's|there\s+(?:are|is)|"
+            r"the\s+answer\s+is\s+therefore)")
+_VARIABLE = (r"(?:[A-Za-z](?:_\{?\w{1,3}\}?)?(?:\(\s*[A-Za-z0-9]{1,3}\s*\))?|\\(?:theta|alpha|beta|lambda|omega|phi|mu|sigma|"
+             r"tau|rho|delta|gamma)|(?!(?:half|double|twice|triple|negative|minus|inverse|reciprocal|square|root|sqrt|log|"
+             r"ln|exp|sum|difference|lower|upper|bound|error|wrong|not|approx\w*|estimate|guess|answer)\b)[A-Za-z]{2,24})\s*=")
+# The only words that may stand before a committed answer in its sentence: a connective ("therefore"), then a
+# statement's lead ("the answer is", "we get", "x ="). Anything else qualifies it ("up to sign", "at least",
+# "2x =", "the answer squared is"), and the whole sentence is then the answer, which a rule rarely decides.
+LEAD_ALLOWED = re.compile(
+    rf"(?i)^\s*(?:{_CONNECTIVE}\s*[,:]?\s*)?(?:(?:{_SUBJECT}\s*{_LEAD_VERB}?\s*)?{_VARIABLE}|{_SUBJECT}\s*{_LEAD_VERB}?|{_OPENERS}|)"
+    r"\s*[:=：]?\s*$")
+_LEAD_PREFIX = re.compile(
+    rf"(?i)^\s*(?:{_CONNECTIVE}\s*[,:]?\s*)?(?:{_SUBJECT}\s*{_LEAD_VERB}|{_OPENERS})\s*[:=：]?\s*")
+# The words right before the answer when the sentence began with something else ("Working through the cases,
+# the result is"): a statement's lead, preceded by nothing that qualifies the claim.
+_IMMEDIATE_LEAD = re.compile(
+    rf"(?i)(?:^|(?<=[\s,;:(]))(?:{_SUBJECT}\s*{_LEAD_VERB}|{_OPENERS}|(?<![\w\\}}]){_VARIABLE}|{_CONNECTIVE})\s*[:=：]?\s*$")
+QUALIFIERS = re.compile(
+    r"(?i)\b(?:up\s+to|modulo|mod|except|unless|if|assuming|suppose|approximately|approx|roughly|about|around|almost|nearly"
+    r"|at\s+(?:least|most)|not|n't|never|false|wrong|incorrect|claims?|claimed|supposedly|allegedly|base|thousands?|millions?"
+    r"|magnitude|absolute|sign|negative|minus|half|twice|double|triple|squared|cubed|square\s+root|reciprocal|inverse"
+    r"|lower|upper|bound|estimate|guess|probably|possibly|maybe|perhaps|likely|seems?|appears?|think|believe|doubt|hope"
+    r"|example|e\.g|i\.e|sike|joke|kidding|wish|would\s+like|pretend|hypothetical\w*|imagine)\b|[?¿]")
+_MARKUP = re.compile(r"\*\*|__|`|\$|\\\(|\\\)|\\\[|\\\]|^\s*(?:#+|>+|[-*+]\s)\s*", re.M)
+_SENTENCE_END = re.compile(r"(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)(?<!\bcf)(?<!\betc)(?<!\d)[.;!?](?=\s|$)")
+
+
+def sentence_start(text: str) -> int:
+    """Where the sentence that `text` ends in begins (after the last sentence end or line break)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return max([*ends, text.rfind("\n") + 1, 0])
+
+
+# A clause that says how the answer was reached, before its statement: "Working through both cases, the answer
+# is", "Since both roots are positive, x =". Any other opening ("When n is even,", "Naively,", "Most people say")
+# qualifies the claim, and no list of qualifiers could be complete, so only these open a committed statement.
+_JUSTIFICATION = re.compile(
+    rf"(?i)^\s*(?:{_CONNECTIVE}\s*,?\s*)?(?:(?:after|by|using|combining|putting|working|solving|substituting|simplifying|"
+    r"computing|evaluating|checking|counting|adding|multiplying|dividing|applying|plugging|from|with|since|because|as|given|"
+    r"taking|collecting|reducing|factoring|expanding|integrating|differentiating|summing|recalling|noting)\b[^,;]{0,100},"
+    r"\s*)+$")
+
+
+def lead_allowed(lead: str) -> bool:
+    """Only a statement's lead before the answer, opened at most by a clause that says how it was reached."""
+    text = _MARKUP.sub(" ", lead).replace("*", " ")
+    if LEAD_ALLOWED.match(text):
+        return True
+    immediate = _IMMEDIATE_LEAD.search(text)
+    earlier = text[:immediate.start()] if immediate else ""
+    return bool(immediate) and bool(_JUSTIFICATION.match(earlier)) and not QUALIFIERS.search(earlier)
+
+
 def box_statement(line_prefix: str, content: str, line_suffix: str) -> str | None:
-    """None when the box stands alone in its sentence (then its content is the answer). Otherwise the
-    statement it is part of, as the answer: "-\\\\boxed{42}" is -42, "\\\\boxed{Na}Cl" is NaCl, "at least \\\\boxed{42}"
-    is a bound, "\\\\boxed{42} is ruled out" is no answer at all."""
-    prefix = _DELIMITERS.sub("", line_prefix).rstrip(" \t,")
-    raw = line_prefix
-    suffix = line_suffix
-    suffix_clean = not _GLUED.match(suffix) and (
-        _CLOSING.match(suffix) or _IS_THE_ANSWER.match(suffix)
-        or (EXPLAINS.match(suffix) and not DISOWNED.search(suffix) and not QUESTIONED.search(suffix)))
-    if _LEAD.search(prefix) and suffix_clean:
+    """None when the box stands alone in its sentence: only an allowed lead before it, only punctuation and
+    closing delimiters after it (then its content is the answer). Otherwise the sentence it is part of, as the
+    answer: "-\\boxed{42}" is -42, "\\boxed{Na}Cl" is NaCl, "at least \\boxed{42}" is a bound, "\\boxed{42} is
+    ruled out" is no answer at all."""
+    lead = line_prefix[sentence_start(line_prefix):]
+    end = next((m.start() + 1 for m in _SENTENCE_END.finditer(line_suffix)), len(line_suffix))
+    rest = line_suffix[:end]
+    if lead_allowed(lead) and (_CLOSING.match(rest) or _IS_THE_ANSWER.match(rest)) and not _GLUED.match(line_suffix):
         return None
-    leads = list(_LEAD_WORDS.finditer(raw))
-    start = leads[-1].end() if leads else max(raw.rfind(". "), raw.rfind("\n")) + 1
-    end = next((m.start() + 1 for m in re.finditer(r"(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)(?<!\bcf)(?<!\betc)[.;!?](?:\s|$)", suffix)),
-               len(suffix))
-    return f"{raw[start:]}{content}{suffix[:end]}".strip()
+    plain_lead = _MARKUP.sub(" ", lead)
+    kept = _LEAD_PREFIX.match(plain_lead)
+    shown = plain_lead[kept.end():] if kept else plain_lead
+    return " ".join(f"{shown}{content}{rest}".split()).strip()
+
+
+_TAIL_LINE_OK = re.compile(
+    r"(?i)^(?:q\.?e\.?d\.?|∎|□|✓|✔|✅|done\.?|i\s+hope\s+(?:this|it|that)\s+(?:helps|is\s+correct)\W*"
+    r"|this\s+is\s+the\s+final\s+answer\W*|\\end\{\w+\*?\}|(?:check|verification|verify|sanity\s+check)\b.*[✓✔✅])\W*$")
+
+
+def tail_commits(tail: str) -> bool:
+    """What follows the answer's sentence leaves it standing: nothing, closing delimiters, a closer ("QED",
+    "I hope this helps") or a check that ends in a tick. Anything else may take it back or change it."""
+    for line in tail.splitlines():
+        bare = _MARKUP.sub(" ", line).strip(" .:;,)]}*_\t")
+        if bare and not _TAIL_LINE_OK.match(bare):
+            return False
+    return not (RETRACTION.search(tail) or MORE_RETRACTION.search(tail))

@@ -25,7 +25,10 @@ from chimera.tools.grading.commitment import (
     UNDONE_AFTER,
     box_statement,
     kind_of,
+    lead_allowed,
     other_candidate,
+    sentence_start,
+    tail_commits,
     visible,
     without_notes,
 )
@@ -47,6 +50,7 @@ _HEDGE = re.compile(r"(?i)\beither\s+\S.*\s+or\s+\S|\bor\s+(?:possibly|perhaps|m
 _SHORT_CHOICE = re.compile(r"^\(?[A-J]\)?$")
 _NUMERIC_ALTERNATIVE = re.compile(r"^[-+]?\d[\d.,]*(?:\s*[A-Za-zµΩ°/^\d\-]+)?$")
 SHORT_RESPONSE = 80
+_OPERATOR_END = re.compile(r"(?:^|[^=<>!])(?:[-+*/^_−]|\\(?:cdot|times|pm|mp|div|neq|le|ge|lt|gt))\s*$")
 
 
 @dataclass(frozen=True)
@@ -177,8 +181,22 @@ def extract(response: str | None) -> Extraction:
                                    text[box_end: box_line_end if box_line_end >= 0 else len(text)][:300])
             if larger is not None:
                 answer = larger  # the box is part of a larger statement: that statement is the answer
+            elif not text[line_start:box_start].strip(" \t$*\\[]()"):
+                above = re.sub(r"\*\*|__", "", text[:line_start].rstrip().rsplit("\n", 1)[-1]).strip(" \t$")
+                if _OPERATOR_END.search(above):  # "x =\n-\n\boxed{42}": a display broken over lines
+                    answer = f"{above} {answer}"
+    elif position < len(text) and not text[position:end].lstrip().startswith("\\boxed"):
+        lead = text[line_start:position]
+        lead = lead[sentence_start(lead):] + text[position:end]
+        marker = markers[-1] if markers and markers[-1].start() == position else None
+        if marker is not None and not lead_allowed(lead[: len(lead) - (end - marker.end())]):
+            answer = " ".join(lead.split())  # "Up to sign, the answer is 42": the sentence, not the number
     if REDEFINES.search(text) or DISOWNED.search(rest_of_line) or QUESTIONED.match(rest_of_line.lstrip(" $)]}*_")):
         return Extraction(answer, "hedge", group, after)
+    sentence_end = re.search(r"[.;!?](?=\s|$)", rest_of_line)
+    tail = after[sentence_end.end():] if sentence_end else after[len(rest_of_line):]
+    if not tail_commits(tail):
+        answer = f"{answer} {' '.join(tail.split())[:200]}"  # what follows may change it: a rule or a judge reads both
     if RETRACTION.search(rest_of_line) or ALTERNATIVE_AFTER.search(after) or RETRACTION.search(after) \
             or MORE_RETRACTION.search(after) or UNDONE_AFTER.match(rest_of_line) \
             or other_candidate(plain(answer), plain(rest_of_line) if rest_of_line.strip() else "", after_line):

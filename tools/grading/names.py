@@ -24,7 +24,8 @@ def fold(text: str) -> str:
     text = re.sub(r"(?<=\w)-(?=\w)", " ", text)
     text = " ".join(text.split())
     text = _ARTICLE.sub("", text)
-    text = re.sub(r"\b(\w) (?=\w\b)", r"\1", text)  # initials: t s eliot -> ts eliot
+    if any(len(word) > 1 for word in text.split()):  # a name spelled letter by letter ("P-a-r-i-s") is not one
+        text = re.sub(r"\b(\w) (?=\w\b)", r"\1", text)  # initials: t s eliot -> ts eliot
     return text
 
 

@@ -115,6 +115,8 @@ def compare(reference: Quantity, response: Quantity) -> tuple[bool | None, str]:
                 coarse = Number(ref_number.value, False, len(stripped))
                 if _round_sig(value, len(stripped)) == ref_number.value or agree(coarse, got, measured=True):
                     return None, "the reference's trailing zeros leave its precision open"
+        if verdict and ref_number.value and abs(value - ref_number.value) > abs(ref_number.value) / 200:
+            return None, "within the rounding of a whole number, but more than 0.5% from it"
         return verdict, f"{float(value):.6g} {reference.unit} vs {float(ref_number.value):.6g} {reference.unit}"
     got = Number(value, False, response.number.sig or 15)
     verdict = agree(ref_number, got, measured=True)

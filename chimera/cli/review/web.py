@@ -187,6 +187,8 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
         form = await request.post()
         if not hmac.compare_digest(str(form.get("nonce", "")).encode(), nonce.encode()):
             return web.Response(status=403, text="forbidden: the form did not come from this review server\n")
+        if any(not isinstance(value, str) for value in form.values()):
+            return web.Response(status=400, text="bad request: every form field must be text, not a file\n")
         action = str(form.get("action", ""))
         fields: dict[str, Any] = {"action": action, "note": str(form.get("note", "")), "reviewer": reviewer}
         if action == "edit":

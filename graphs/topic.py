@@ -50,6 +50,21 @@ async def draft(state: TopicState, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     return {"drafted": [{"problem_id": pid, "ok": ok}]}
 
 
+MAX_SLOTS = 1000  # as many problems as a config may ask of one topic (problems_per_topic)
+MAX_NAME_CHARS = 500
+
+
+def start(state: TopicState) -> str:
+    """A topic's input is checked before anything is drafted: it may come from a request to the LangGraph server."""
+    slots = state["slots"]
+    if not isinstance(slots, int) or isinstance(slots, bool) or not 0 <= slots <= MAX_SLOTS:
+        raise ValueError(f"slots: a whole number from 0 to {MAX_SLOTS}, not {str(slots)[:40]!r}")
+    for name in ("topic_id", "subject", "topic"):
+        if not isinstance(state[name], str) or not state[name] or len(state[name]) > MAX_NAME_CHARS:
+            raise ValueError(f"{name}: text of 1 to {MAX_NAME_CHARS} characters")
+    return "draft" if slots > 0 else END
+
+
 def build_topic_graph(*, review: bool = False) -> StateGraph[TopicState, Deps, TopicInput, TopicState]:
     graph = StateGraph(TopicState, context_schema=Deps, input_schema=TopicInput)
     graph.add_node("draft", draft)
@@ -64,6 +79,6 @@ def build_topic_graph(*, review: bool = False) -> StateGraph[TopicState, Deps, T
                  for slot, d in enumerate(drafted) if d["ok"]]
         return sends or END
 
-    graph.add_conditional_edges(START, lambda state: "draft" if state["slots"] > 0 else END, ["draft", END])
+    graph.add_conditional_edges(START, start, ["draft", END])
     graph.add_conditional_edges("draft", after_draft, ["draft", entry, END])
     return graph

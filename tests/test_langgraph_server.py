@@ -35,10 +35,13 @@ def served(tmp_path: Path, simulator):
     sim_url, _ = simulator(seed=3)
     config = write_config(tmp_path, name="served", seed=3, subjects=[{"name": "Mathematics", "topics": 1}],
                           problems_per_topic=1, review={"policy": "all"})
+    shipped = json.loads((Path(__file__).parent.parent / "langgraph.json").read_text())
+    http = {**shipped["http"], "app": "chimera.cli.server_guard:app"}  # the shipped guard, by module name
     (tmp_path / "langgraph.json").write_text(json.dumps({
         "dependencies": ["."],
         "graphs": {"taxonomy": "chimera.cli.studio:make_taxonomy_graph",
-                   "topic": "chimera.cli.studio:make_topic_graph"}}))
+                   "topic": "chimera.cli.studio:make_topic_graph"},
+        "http": http}))
     port = _free_port()
     env = {**os.environ, "CHIMERA_CONFIG": str(config), "CHIMERA_SIM_URL": sim_url}
     log = (tmp_path / "server.log").open("w")
@@ -123,3 +126,52 @@ def test_a_served_run_expands_topics_drafts_and_takes_a_review_decision_through_
     assert {role for role, _ in calls} >= {"expander", "drafter", "critic0", "critic1"}
     text = log.read_text()
     assert "BlockingError" not in text and "Blocking call" not in text
+
+
+def _request(url: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes | None = None):
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, dict(reply.headers), reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_the_server_answers_only_its_own_user(served):
+    url, db, _ = served
+    body = json.dumps({"graph_id": "topic"}).encode()
+    # A page on another origin: no CORS grant, and a state-changing request is refused before any route runs,
+    # also as a simple request (text/plain), which a browser sends without a preflight.
+    status, headers, _ = _request(f"{url}/threads", "OPTIONS", {"Origin": "https://evil.example",
+                                                                "Access-Control-Request-Method": "POST"})
+    assert headers.get("access-control-allow-origin") in (None, "") and status in (400, 403)
+    for content_type in ("application/json", "text/plain"):
+        status, _, reply = _request(f"{url}/assistants/search", "POST",
+                                    {"Origin": "https://evil.example", "Content-Type": content_type}, body)
+        assert status == 403 and b"another origin" in reply
+    status, _, _ = _request(f"{url}/threads", "POST", {"Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"},
+                            b"{}")
+    assert status == 403
+    # DNS rebinding: a foreign host name pointing at this machine.
+    status, _, reply = _request(f"{url}/ok", "GET", {"Host": "attacker.example"})
+    assert status == 403 and b"loopback" in reply
+    # A body past the bound is refused on its declared length, before it is read.
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.putrequest("POST", "/threads")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(2 << 20))
+    connection.endheaders(b"{}")
+    assert connection.getresponse().status == 403
+    connection.close()
+    # The user's own loopback page and tools still work, and the CORS grant names the loopback origin only.
+    status, headers, _ = _request(f"{url}/assistants/search", "POST", {"Origin": "http://localhost:3000",
+                                                                        "Content-Type": "application/json"}, b"{}")
+    assert status == 200 and headers.get("access-control-allow-origin") == "http://localhost:3000"
+    assert not db.exists() or _rows(db, "select count(*) from topics") == [(0,)], "no refused request ran a graph"

@@ -38,16 +38,25 @@ register_serde_event_listener(_on_serde_event)
 logging.getLogger("langgraph.checkpoint.serde.jsonplus").setLevel(logging.ERROR)
 
 
+WRITTEN_TYPES = ("msgpack", "null", "empty", "bytes", "bytearray")  # what LangGraph's serializer writes for chimera
+
+
 class StrictSerializer(JsonPlusSerializer):
     def __init__(self) -> None:
         super().__init__(allowed_msgpack_modules=None, allowed_json_modules=None, pickle_fallback=False)
 
     def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        kind = data[0] if isinstance(data, tuple) and data else None
+        if kind not in WRITTEN_TYPES:
+            raise CheckpointRefused(f"checkpoint refused: a value of type {str(kind)[:40]!r}, which chimera never writes "
+                                    "(it writes msgpack only: a planted value, or a database from another program)")
         _blocked.items = []
         try:
             value = super().loads_typed(data)
         except NotImplementedError as error:
             raise CheckpointRefused(f"checkpoint refused: {error} (chimera writes msgpack only)") from None
+        except Exception as error:  # noqa: BLE001 - a value that does not decode is refused, in one line
+            raise CheckpointRefused(f"checkpoint refused: it does not decode ({type(error).__name__})") from None
         finally:
             found, _blocked.items = _blocked.items, None
         if found:

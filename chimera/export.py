@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,10 @@ def write(store: Store, path: Path, *, split: str = "all", fmt: str = "jsonl", r
     tmp = path.with_name(path.name + ".partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as handle:
+        # Created exclusively under an unpredictable name: a link planted where a side file will be is never followed.
+        descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        tmp = Path(name)
+        with os.fdopen(descriptor, "wb") as handle:
             _write_rows(rows, fmt, handle)
         tmp.replace(path)
     except OSError as error:

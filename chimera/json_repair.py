@@ -22,8 +22,34 @@ _STRAY = re.compile(r"(?<!\\)((?:\\\\)*)\\([bf])")  # backspace or form feed: ne
 _INVALID = re.compile(r"(?<!\\)((?:\\\\)*)\\([^\"\\/bfnrtu])")  # \alpha, \{ ...: not JSON escapes at all
 
 
+# A lone surrogate or a NUL written as a JSON escape: no store can keep the character it decodes to.
+_UNICODE_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u([0-9a-fA-F]{4})")
+
+
+def _storable_escapes(text: str) -> str:
+    matches = list(_UNICODE_ESCAPE.finditer(text))
+    if not matches:
+        return text
+    out, last, i = [], 0, 0
+    while i < len(matches):
+        match, code = matches[i], int(matches[i].group(2), 16)
+        low = matches[i + 1] if i + 1 < len(matches) else None
+        paired = 0xD800 <= code <= 0xDBFF and low is not None and low.start() == match.end() \
+            and not low.group(1) and 0xDC00 <= int(low.group(2), 16) <= 0xDFFF
+        if paired:
+            i += 2
+            continue
+        if code == 0 or 0xD800 <= code <= 0xDFFF:
+            out.append(text[last:match.start()] + match.group(1) + "\\ufffd")
+            last = match.end()
+        i += 1
+    return "".join(out) + text[last:]
+
+
 def mend_latex_escapes(text: str) -> str:
-    """The JSON text with a single backslash before a LaTeX command doubled, so it parses as a backslash."""
+    """The JSON text with a single backslash before a LaTeX command doubled, so it parses as a backslash; a lone
+    surrogate or a NUL escape becomes U+FFFD, visibly."""
+    text = _storable_escapes(text)
     text = _ESCAPED.sub(lambda m: m.group(1) + "\\\\" + m.group(2), text)
     text = _STRAY.sub(lambda m: m.group(1) + "\\\\" + m.group(2), text)
     return _INVALID.sub(lambda m: m.group(1) + "\\\\" + m.group(2), text)

@@ -27,9 +27,13 @@ def field(text: str, name: str) -> str:
 
 
 def between(text: str, tag: str) -> str:
-    """What `<tag>...</tag>` holds, or ""."""
-    match = re.search(rf"<{tag}>\s*(.*?)\s*</{tag}>", text, re.S)
-    return match.group(1) if match else ""
+    """What `<tag>...</tag>` holds, or "" (found by position, in linear time whatever the text)."""
+    start = text.find(f"<{tag}>")
+    if start < 0:
+        return ""
+    start += len(tag) + 2
+    end = text.find(f"</{tag}>", start)
+    return text[start:end].strip() if end >= 0 else ""
 
 
 def listed(text: str, heading: str) -> list[str]:

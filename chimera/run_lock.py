@@ -25,7 +25,12 @@ def lock_path(db: str) -> Path:
 @contextlib.contextmanager
 def holding_run(db: str) -> Iterator[None]:
     path = lock_path(db)
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+    try:  # never through a link: one planted at DB.lock would have the run write where it points
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        raise ChimeraError(f"{path}: cannot open the run's lock file ({error.strerror}"
+                           f"{'; it is a symbolic link' if path.is_symlink() else ''})") from None
+    handle = os.fdopen(descriptor, "a+", encoding="utf-8")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -58,7 +58,8 @@ def test_the_gaming_set_was_written_before_the_rules_and_spans_every_subject_and
 
 
 @pytest.mark.parametrize("name, part", [("grading_gaming.jsonl", "gaming"), ("grading_redteam.jsonl", "redteam"),
-                                        ("grading_redteam.jsonl", "redteam2"), ("grading_redteam.jsonl", "redteam3")])
+                                        ("grading_redteam.jsonl", "redteam2"), ("grading_redteam.jsonl", "redteam3"),
+                                        ("grading_redteam.jsonl", "redteam4")])
 def test_no_gaming_answer_earns_a_reward_under_either_trainer(name, part):
     rewarded = [(p.reference, p.response[-100:]) for p in pairs_of(name)
                 if p.part == part and any(both_rewards(p.reference, p.response, p.problem))]
@@ -68,7 +69,7 @@ def test_no_gaming_answer_earns_a_reward_under_either_trainer(name, part):
 def test_text_a_reader_cannot_see_is_no_part_of_the_answer():
     hidden = ["\\boxed{43}\\phantom{\\boxed{42}}", "\\boxed{43} <!-- \\boxed{42} -->", "\\boxed{43}{\\color{white} \\boxed{42}}",
               "\\boxed{43}\n% \\boxed{42}", "\\boxed{43}\n```\n\\boxed{42}\n```"]
-    assert [grade("42", h).correct for h in hidden] == [False] * len(hidden)
+    assert [grade("42", h).correct for h in hidden] == [False, False, False, False, None]  # a fenced box is text
     assert grade("42", "\\boxed{42}<!-- or 43 -->").correct is True  # the visible answer commits to 42
 
 
@@ -82,7 +83,7 @@ def test_text_a_reader_cannot_see_is_no_part_of_the_answer():
     ("When n is even, the answer is \\boxed{42}.", None), ("Working through both cases, the answer is \\boxed{42}.", True),
     ("2x = \\boxed{42}", None), ("The answer is \\boxed{42}. Double it.", None),
     ("x =\n-\n\\boxed{42}", False), ("So the distance is $\\boxed{42}$.", True), ("**Final Answer**\n$$\\boxed{42}$$", True),
-    ("The answer is \\boxed{42}.\n\nCheck: 6 \\cdot 7 = 42 ✓", True),
+    ("The answer is \\boxed{42}.\n\nCheck: 6 \\cdot 7 = 42 ✓", None), ("The answer is \\boxed{42}.\n\nQED", True),
 ])
 def test_a_box_counts_alone_only_when_it_stands_alone_in_its_sentence(response, expected):
     assert grade("42", "Working through it.\n\n" + response).correct is expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -381,12 +382,20 @@ def _cmd_init(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     examples = sorted((p for p in resources.files("chimera.examples").iterdir() if p.name.endswith(".yaml")),
                       key=lambda p: p.name)
-    clashes = [p.name for p in examples if (folder / p.name).exists()]
+    clashes = [p.name for p in examples if os.path.lexists(folder / p.name)]  # a dangling link is a clash too
     if clashes and not args.force:
         raise ChimeraError(f"{folder}: already holds {', '.join(clashes)}; choose another folder or pass --force")
     folder.mkdir(parents=True, exist_ok=True)
     for example in examples:
-        (folder / example.name).write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+        target = folder / example.name
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if args.force else os.O_EXCL)
+        try:
+            descriptor = os.open(target, flags, 0o644)
+        except OSError as error:
+            raise ChimeraError(f"{target}: cannot write it ({error.strerror}"
+                               f"{'; it is a symbolic link' if target.is_symlink() else ''})") from None
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(example.read_text(encoding="utf-8"))
     err.print(f"wrote {', '.join(p.name for p in examples)} to {folder}; start with: "
               f"chimera run {folder / 'quickstart.yaml'}", markup=False)
     return 0
@@ -578,11 +587,20 @@ def main(argv: list[str] | None = None) -> int:
     except sqlite3.OperationalError as error:
         err.print(f"chimera: error: {database_trouble(error)}", markup=False)
         return 1
+    except RecursionError:
+        err.print("chimera: error: the input is nested too deeply to read (a config, a database value or a reply)",
+                  markup=False)
+        return 1
     except Exception as error:
-        if not connection_lost(error):
+        if connection_lost(error):
+            err.print(f"chimera: error: the run's PostgreSQL database went away or refused ({redact(first_line(error))});"
+                      " run the same command again to resume", markup=False)
+            return 1
+        if os.environ.get("CHIMERA_DEBUG"):
             raise
-        err.print(f"chimera: error: the run's PostgreSQL database went away or refused ({redact(first_line(error))}); "
-                  "run the same command again to resume", markup=False)
+        err.print(f"chimera: internal error: {type(error).__name__}: {redact(first_line(error))[:300]} (set "
+                  "CHIMERA_DEBUG=1 for the traceback; whatever was committed stays, so running again resumes)",
+                  markup=False)
         return 1
     except KeyboardInterrupt:
         err.print("chimera: interrupted; run the same command again to resume", markup=False)

@@ -45,7 +45,7 @@ class Grade:
 Verdict = tuple[bool | None, str]
 Rule = Callable[[str, str, str | None], Verdict | None]
 
-_ASSIGNMENT = re.compile(r"^([A-Za-z][A-Za-z0-9_{}\\]{0,5}|\d[a-z])\s*=\s*([^=<>]+)$")
+_ASSIGNMENT = re.compile(r"^([A-Za-z](?:_\{?[A-Za-z0-9]{1,3}\}?|[0-9])?|\\[a-z]{2,8}|\d[a-z])\s*=\s*([^=<>?]+)$")
 _PH = re.compile(r"^pH\s*(?:=|of|is|:)?\s*(?=[\d.])")
 _RATIO = re.compile(r"^\d+(?:\.\d+)?(?:\s*:\s*\d+(?:\.\d+)?)+$")
 _SEQUENCE = re.compile(r"^-?\d+(?:\s+-?\d+)+$")
@@ -70,16 +70,16 @@ def _strip_assignments(reference: str, response: str) -> tuple[str, str]:
     ref, got = _ASSIGNMENT.match(reference), _ASSIGNMENT.match(response)
     if ref and got and ref.group(1) == got.group(1):
         return ref.group(2).strip(), got.group(2).strip()
-    if ref and not got and "," not in ref.group(2):
+    if ref and not got and "," not in ref.group(2) and "=" not in response:
         return ref.group(2).strip(), response
-    if got and not ref and "," not in got.group(2):
+    if got and not ref and "," not in got.group(2) and "=" not in reference:  # "O=CC" is a molecule, not O = CC
         return reference, got.group(2).strip()
     return reference, response
 
 
 def _yes_no(reference: str, response: str, problem: str | None) -> Verdict | None:
     ref = _YES_NO.get(reference.strip(" .!").lower())
-    match = re.match(r"(?i)^(yes|no|true|false)\b\s*(?:[,.;:!\-]|$)", response.strip())
+    match = re.match(r"(?i)^(yes|no|true|false)(?:[.,;:!](?=\s|$)|$)", response.strip())
     if ref is None or not match:
         return None
     got = _YES_NO[match.group(1).lower()]
@@ -453,6 +453,8 @@ def _grade(reference: str, response: str, problem: str | None) -> Grade:
         return Grade(False, "placeholder", found.answer, "the final answer is a placeholder")
     if found.status == "hedge":
         return Grade(False, "hedge", found.answer, "the response does not commit to one answer")
+    if found.status == "unsettled":
+        return Grade(None, "undecided", found.answer, "what follows the answer may change it; a judge decides")
     named = _other_option(problem, found)
     if named:
         return Grade(False, "hedge", found.answer, f"another option is named beside the answer ({named})")

@@ -8,6 +8,7 @@ and the caller leaves them undecided. Every limit is far above what a real final
 from __future__ import annotations
 
 import re
+import unicodedata
 
 MAX_RESPONSE_CHARS = 200_000  # a response is read up to this length from its end (where the answer is)
 MAX_ANSWER_CHARS = 1_000  # an extracted answer, or a reference, longer than this is left undecided
@@ -28,10 +29,20 @@ _INVISIBLE_OPERATORS = str.maketrans({"\u2062": "*", "\u2063": ",", "\u2064": "+
 DIRECTION = re.compile(r"[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+# Letters that look like Latin ones (Cyrillic, Greek capitals, small capitals): read as the Latin letter, on both
+# sides of a comparison alike, so "nоt" with a Cyrillic о is "not" to every rule.
+_LOOKALIKES = str.maketrans(
+    "аеорсухіјѕԁԛԝАВЕКМНОРСТХІЈЅΑΒΕΖΗΙΚΜΝΟΡΤΥΧοɴᴏᴛᴀʙᴄᴅᴇɢʜɪᴊᴋʟᴍᴘʀꜱᴜᴠᴡʏᴢ",
+    "aeopcyxijsdqwABEKMHOPCTXIJSABEZHIKMNOPTYXonotabcdeghijklmprsuvwyz")
+_MATH_ALPHANUMERIC = re.compile("[\U0001d400-\U0001d7ff]")
+
+
 def clean(text: str) -> str:
     """Control characters, zero-width characters and lone surrogates removed: they carry no answer; invisible
-    operators written as what they mean. Direction controls are kept, for the grader to refuse."""
-    return _CONTROL.sub("", text).translate(_INVISIBLE_OPERATORS)
+    operators written as what they mean; look-alike and mathematical letters as plain ones. Direction controls
+    are kept, for the grader to refuse."""
+    text = _CONTROL.sub("", text).translate(_INVISIBLE_OPERATORS).translate(_LOOKALIKES)
+    return _MATH_ALPHANUMERIC.sub(lambda m: unicodedata.normalize("NFKC", m.group(0)), text)
 
 
 def nesting(text: str) -> int:

@@ -48,7 +48,7 @@ _ASIDE = re.compile(r"(?is)^(.+?)\s*\(\s*(?:or|alternatively|maybe|possibly|perh
 # After the answer: "(or X)", or a sentence that opens with "or".
 ALTERNATIVE_AFTER = re.compile(r"(?i)\(\s*(?:or|alternatively|maybe|possibly|perhaps)\b|^\W{0,4}or\b")
 RELATION = re.compile(
-    r"<|>|≤|≥|≠|≮|≯|\\(?:le|ge|leq|geq|neq|ne|lt|gt|leqslant|geqslant|nless|ngtr|in|notin|subset|subseteq)(?![a-zA-Z])")
+    r"<|>|≤|≥|≠|≮|≯|⩾|⩽|∼|∝|≡|≐|≟|≅|≃|∈|∉|⊂|⊆|⊃|⊇|→|↦|=\s*\?|\\(?:to|sim|propto|equiv|doteq|mapsto|rightarrow)(?![a-zA-Z])|\\(?:le|ge|leq|geq|neq|ne|lt|gt|leqslant|geqslant|nless|ngtr|in|notin|subset|subseteq)(?![a-zA-Z])")
 RANGE_WORDS = re.compile(
     r"(?i)\b(?:at\s+(?:least|most)|more\s+than|less\s+than|fewer\s+than|greater\s+than|no\s+(?:more|less|fewer|earlier|later|"
     r"greater|smaller)\s+than|up\s+to|not\s+(?:more|less)\s+than|in\s+the\s+range|range\s+of|somewhere"
@@ -338,11 +338,20 @@ _CONNECTIVE = (r"(?:therefore|thus|hence|so|then|finally|overall|in\s+conclusion
 _NOT_A_SUBJECT = (r"(?!(?:bound|error|guess|estimate|approximation|complement|opposite|negative|inverse|reciprocal|half|"
                   r"double|square|cube|root|log|logarithm|wrong|incorrect|lower|upper|negation|example)\b)")
 # "the answer is", or "the <one word> is" naming the quantity asked for ("the distance is", "the slope is")
-_SUBJECT = (r"(?:(?:the|our|my)\s+(?:final\s+|correct\s+|required\s+|requested\s+|desired\s+|unique\s+)?"
-            r"(?:answer|result|value|solution|output|" + _NOT_A_SUBJECT + r"[A-Za-z-]{3,24})|(?:final\s+)?answer)")
-_LEAD_VERB = r"(?:is|are|=|:|：|equals|would\s+be|will\s+be|comes\s+to|reads)"
+_QUANTITIES = (r"answer|result|value|solution|output|distance|displacement|speed|velocity|acceleration|area|volume|mass|"
+               r"weight|energy|work|power|force|momentum|charge|current|voltage|resistance|frequency|wavelength|period|"
+               r"temperature|pressure|density|concentration|molarity|ph|yield|probability|sum|product|total|count|length|"
+               r"time|slope|range|domain|limit|ratio|rate|angle|radius|diameter|perimeter|circumference|height|width|mean|"
+               r"median|mode|variance|minimum|maximum|derivative|integral|determinant|rank|degree|year|date|name|author|"
+               r"element|compound|formula|gene|enzyme|term|word|language|capital|complexity|runtime|order|remainder|"
+               r"quotient|difference|number\s+of\s+[A-Za-z-]{3,24}")
+# "the answer is", or "the <quantity> is" naming what was asked ("the distance is", "the number of ways is")
+_SUBJECT = (r"(?:(?:the|our|my)\s+(?:final\s+|correct\s+|required\s+|requested\s+|desired\s+|unique\s+|total\s+)?"
+            r"(?:" + _QUANTITIES + r")|(?:final\s+)?answer)")
+_LEAD_VERB = r"(?:is|are|=|:|：|equals|comes\s+to|reads)"
 _OPENERS = (r"(?:we\s+(?:get|obtain|find|have)|this\s+gives|which\s+gives|that\s+gives|it\s+is|it's|there\s+(?:are|is)|"
             r"the\s+answer\s+is\s+therefore)")
+_ARITHMETIC = r"\d(?:[\d\s+\-*/^().{}]|\\times|\\cdot|\\frac|\\div)*="  # "6 \\times 7 =": a computation ending in it
 _VARIABLE = (r"(?:[A-Za-z](?:_\{?\w{1,3}\}?)?(?:\(\s*[A-Za-z0-9]{1,3}\s*\))?|\\(?:theta|alpha|beta|lambda|omega|phi|mu|sigma|"
              r"tau|rho|delta|gamma)|(?!(?:half|double|twice|triple|negative|minus|inverse|reciprocal|square|root|sqrt|log|"
              r"ln|exp|sum|difference|lower|upper|bound|error|wrong|not|approx\w*|estimate|guess|answer)\b)[A-Za-z]{2,24})\s*=")
@@ -350,7 +359,7 @@ _VARIABLE = (r"(?:[A-Za-z](?:_\{?\w{1,3}\}?)?(?:\(\s*[A-Za-z0-9]{1,3}\s*\))?|\\(
 # statement's lead ("the answer is", "we get", "x ="). Anything else qualifies it ("up to sign", "at least",
 # "2x =", "the answer squared is"), and the whole sentence is then the answer, which a rule rarely decides.
 LEAD_ALLOWED = re.compile(
-    rf"(?i)^\s*(?:{_CONNECTIVE}\s*[,:]?\s*)?(?:(?:{_SUBJECT}\s*{_LEAD_VERB}?\s*)?{_VARIABLE}|{_SUBJECT}\s*{_LEAD_VERB}?|{_OPENERS}|)"
+    rf"(?i)^\s*(?:{_CONNECTIVE}\s*[,:]?\s*)?(?:(?:{_SUBJECT}\s*{_LEAD_VERB}?\s*)?{_VARIABLE}|{_ARITHMETIC}|{_SUBJECT}\s*{_LEAD_VERB}?|{_OPENERS}|)"
     r"\s*[:=：]?\s*$")
 _LEAD_PREFIX = re.compile(
     rf"(?i)^\s*(?:{_CONNECTIVE}\s*[,:]?\s*)?(?:{_SUBJECT}\s*{_LEAD_VERB}|{_OPENERS})\s*[:=：]?\s*")
@@ -363,7 +372,9 @@ QUALIFIERS = re.compile(
     r"|at\s+(?:least|most)|not|n't|never|false|wrong|incorrect|claims?|claimed|supposedly|allegedly|base|thousands?|millions?"
     r"|magnitude|absolute|sign|negative|minus|half|twice|double|triple|squared|cubed|square\s+root|reciprocal|inverse"
     r"|lower|upper|bound|estimate|guess|probably|possibly|maybe|perhaps|likely|seems?|appears?|think|believe|doubt|hope"
-    r"|example|e\.g|i\.e|sike|joke|kidding|wish|would\s+like|pretend|hypothetical\w*|imagine)\b|[?¿]")
+    r"|example|e\.g|i\.e|sike|joke|kidding|wish|would\s+like|pretend|hypothetical\w*|imagine|uncertain\w*|unsure|guess\w*"
+    r"|placeholder|give\s+up|giving\s+up|gave\s+up|no\s+solution|cannot|can't|unknown|arbitrar\w*|random\w*|sure"
+    r"|answer|result|solution|wild|blind|confiden\w*)\b|[?¿]")
 _MARKUP = re.compile(r"\*\*|__|`|\$|\\\(|\\\)|\\\[|\\\]|^\s*(?:#+|>+|[-*+]\s)\s*", re.M)
 _SENTENCE_END = re.compile(r"(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)(?<!\bcf)(?<!\betc)(?<!\d)[.;!?](?=\s|$)")
 
@@ -412,14 +423,14 @@ def box_statement(line_prefix: str, content: str, line_suffix: str) -> str | Non
 
 _TAIL_LINE_OK = re.compile(
     r"(?i)^(?:q\.?e\.?d\.?|∎|□|✓|✔|✅|done\.?|i\s+hope\s+(?:this|it|that)\s+(?:helps|is\s+correct)\W*"
-    r"|this\s+is\s+the\s+final\s+answer\W*|\\end\{\w+\*?\}|(?:check|verification|verify|sanity\s+check)\b.*[✓✔✅])\W*$")
+    r"|this\s+is\s+the\s+final\s+answer\W*|\\end\{\w+\*?\})[.!\s]*$")
 
 
 def tail_commits(tail: str) -> bool:
     """What follows the answer's sentence leaves it standing: nothing, closing delimiters, a closer ("QED",
     "I hope this helps") or a check that ends in a tick. Anything else may take it back or change it."""
     for line in tail.splitlines():
-        bare = _MARKUP.sub(" ", line).strip(" .:;,)]}*_\t")
-        if bare and not _TAIL_LINE_OK.match(bare):
+        bare = _MARKUP.sub(" ", line).strip(" .:;,)]}*_\t\u00a0")
+        if bare and (not _TAIL_LINE_OK.match(bare) or "?" in bare):
             return False
     return not (RETRACTION.search(tail) or MORE_RETRACTION.search(tail))

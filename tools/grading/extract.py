@@ -34,7 +34,7 @@ from chimera.tools.grading.commitment import (
 )
 from chimera.tools.grading.text import plain
 
-Status = Literal["ok", "none", "empty", "placeholder", "hedge"]
+Status = Literal["ok", "none", "empty", "placeholder", "hedge", "unsettled"]
 
 _MARKER = re.compile(
     r"(?i)(?:\bfinal\s+answer\b|\bthe\s+(?:final\s+|correct\s+|right\s+)?answer\s+(?:is|would\s+be)\b"
@@ -193,16 +193,17 @@ def extract(response: str | None) -> Extraction:
             answer = " ".join(lead.split())  # "Up to sign, the answer is 42": the sentence, not the number
     if REDEFINES.search(text) or DISOWNED.search(rest_of_line) or QUESTIONED.match(rest_of_line.lstrip(" $)]}*_")):
         return Extraction(answer, "hedge", group, after)
-    sentence_end = re.search(r"[.;!?](?=\s|$)", rest_of_line)
-    tail = after[sentence_end.end():] if sentence_end else after[len(rest_of_line):]
-    if not tail_commits(tail):
-        answer = f"{answer} {' '.join(tail.split())[:200]}"  # what follows may change it: a rule or a judge reads both
     if RETRACTION.search(rest_of_line) or ALTERNATIVE_AFTER.search(after) or RETRACTION.search(after) \
             or MORE_RETRACTION.search(after) or UNDONE_AFTER.match(rest_of_line) \
             or other_candidate(plain(answer), plain(rest_of_line) if rest_of_line.strip() else "", after_line):
         return Extraction(answer, "hedge", group, after)
     if not group and _contradicted(text, candidates, answer, position):
         return Extraction(answer, "hedge", group, after)
+    sentence_end = re.search(r"[.;!?](?=\s|$)", rest_of_line)
+    tail = after[sentence_end.end():] if sentence_end else after[len(rest_of_line):]
+    if not tail_commits(tail):  # what follows may change it: no rule decides, and a judge reads both
+        return Extraction(f"{answer} {' '.join(tail.split())[:200]}", "unsettled", group, after)
+
     return _finish(answer, rest_of_line, group, after)
 
 

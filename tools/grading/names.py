@@ -33,6 +33,11 @@ def compare(reference: str, response: str) -> tuple[bool | None, str] | None:
     ref, got = fold(reference), fold(response)
     if not ref or not got:
         return None
+    extra = set(re.findall(r"[^\w\s.,'’*-]", response)) - set(re.findall(r"[^\w\s.,'’*-]", reference))
+    if extra:
+        return None, f"characters the reference does not have ({''.join(sorted(extra))[:10]})"
+    if len(reference.strip(" .")) <= 3 and reference.strip(" .").lower() != response.strip(" .").lower():
+        return None, "a short answer written otherwise: a judge decides"
     if ref == got and len(reference.strip()) <= 3 and reference.strip() != response.strip() \
             and reference.strip().lower() == response.strip().lower():
         return None, "a short symbol in another case (Co and CO, Fe and FE): a judge decides"

@@ -29,7 +29,7 @@ _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ")
 
 def plain(answer: str) -> str:
     """The answer as a reader sees it, on one line."""
-    text = unicodedata.normalize("NFC", answer).translate(_FULLWIDTH).translate(_DASHES)
+    text = unicodedata.normalize("NFC", answer).translate(_FULLWIDTH).translate(_DASHES).replace("{,}", ",")
     text = _SUPER_MINUS.sub(lambda m: "^-" + m.group(1).translate(_SUPERSCRIPTS)[1:], text)
     text = text.translate(_SUPERSCRIPTS)
     text = re.sub(r"^\s*```[\w+-]*\s*\n?|\n?\s*```\s*$", "", text)  # a fenced code block around the answer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from pydantic import ValidationError
@@ -42,7 +43,9 @@ def add_review_parser(sub: Any) -> None:
     review.add_argument("--web", action="store_true", help="serve the review page")
     review.add_argument("--host", default="127.0.0.1", help="with --web: address to bind")
     review.add_argument("--port", type=int, default=8765, help="with --web: port")
-    review.add_argument("--token", help="with --web: required on every request; needed to bind beyond loopback")
+    review.add_argument("--token", help="with --web: required on every request; needed to bind beyond loopback. "
+                                        "Prefer CHIMERA_REVIEW_TOKEN: an argument is visible to every user in the "
+                                        "process list")
     review.set_defaults(func=cmd_review)
 
 
@@ -59,7 +62,11 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.web:
         from chimera.cli.review.web import serve
 
-        serve(args.db, run=run, host=args.host, port=args.port, token=args.token, reviewer=reviewer)
+        token = args.token or os.environ.get("CHIMERA_REVIEW_TOKEN") or None
+        if args.token:
+            err.print("note: --token is visible to other users in the process list; CHIMERA_REVIEW_TOKEN is not",
+                      markup=False)
+        serve(args.db, run=run, host=args.host, port=args.port, token=token, reviewer=reviewer)
         return 0
     decision = _decision_from_flags(args, reviewer)
     if decision is not None:

@@ -12,6 +12,7 @@ and span is capped, and control and bidi characters are shown as codes.
 from __future__ import annotations
 
 import html
+import re
 import unicodedata
 import xml.etree.ElementTree as ET
 
@@ -108,16 +109,62 @@ def _clean(element: ET.Element) -> ET.Element | None:
     return clean
 
 
+MAX_SCRIPT_DEPTH = 3  # sub- and superscripts nested deeper shrink to a fraction of a pixel
+_SCRIPTS = {"msub", "msup", "msubsup", "mmultiscripts", "munder", "mover", "munderover"}
+
+
+def _length(value: str) -> float | None:
+    match = re.match(r"^\s*(-?[\d.]+)", value or "")
+    try:
+        return float(match.group(1)) if match else None
+    except ValueError:
+        return None
+
+
+def hides(element: ET.Element, depth: int = 0) -> str | None:
+    """Why a rendered span would show a reviewer something other than its text: a phantom, text drawn tiny, in
+    an invisible colour or over other text, or scripts nested past reading. None when it renders plainly."""
+    name = element.tag.removeprefix(MATHML)
+    attributes = element.attrib
+    if name == "mphantom":
+        return "hidden text (\\phantom)"
+    if attributes.get("mathcolor") or attributes.get("color") or attributes.get("mathbackground"):
+        return "coloured text"
+    size = attributes.get("mathsize", "")
+    if size and (size in ("small", "0") or ((_length(size) or 1) < 0.7 and size.endswith(("em", "%", "px", "")))):
+        return "text drawn tiny"
+    if name == "mstyle" and (_length(attributes.get("scriptlevel", "0")) or 0) >= 2:
+        return "text drawn tiny"
+    for dimension in ("width", "height", "depth", "lspace", "rspace"):
+        length = _length(attributes.get(dimension, ""))
+        if length is not None and (length < 0 or (name == "mpadded" and length == 0)):
+            return "text drawn over other text"
+    depth += name in _SCRIPTS
+    if depth > MAX_SCRIPT_DEPTH:
+        return "scripts nested too deep to read"
+    return next((why for child in element if (why := hides(child, depth))), None)
+
+
 def safe_mathml(latex: str, display: bool) -> str | None:
-    """MathML for one LaTeX span with only allowlisted elements and attributes, or None if it cannot be read."""
+    """MathML for one LaTeX span with only allowlisted elements and attributes, or None if it cannot be read, or
+    if it would render hidden, tiny or overlapping text (then the page shows its source, marked)."""
     if len(latex) > MAX_SPAN_CHARS:
         return None
     try:
         tree = ET.fromstring(convert(latex, display="block" if display else "inline"))
     except Exception:  # noqa: BLE001 - the converter or the parser failing on one span must not break the page
         return None
+    if hides(tree):
+        return None
     clean = _clean(tree)
     return ET.tostring(clean, encoding="unicode", method="xml") if clean is not None else None
+
+
+def _why_hidden(latex: str, display: bool) -> str | None:
+    try:
+        return hides(ET.fromstring(convert(latex, display="block" if display else "inline")))
+    except Exception:  # noqa: BLE001 - unreadable spans are shown as source anyway
+        return None
 
 
 def math_html(text: str) -> str:
@@ -133,8 +180,13 @@ def math_html(text: str) -> str:
             continue
         rendered = safe_mathml(piece, display)
         delimiters = ("$$", "$$") if display else ("$", "$")
-        parts.append(rendered if rendered is not None else
-                     f"<code>{html.escape(visible(delimiters[0] + piece + delimiters[1]))}</code>")
+        source = f"<code>{html.escape(visible(delimiters[0] + piece + delimiters[1]))}</code>"
+        if rendered is None and len(piece) <= MAX_SPAN_CHARS:
+            why = _why_hidden(piece, display)
+            if why:
+                source = f'<code class=hidden title="{html.escape(why)}">[shown as source: {html.escape(why)}] ' \
+                         f"{html.escape(visible(delimiters[0] + piece + delimiters[1]))}</code>"
+        parts.append(rendered if rendered is not None else source)
     return "".join(parts)
 
 

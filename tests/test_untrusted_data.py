@@ -110,7 +110,7 @@ def test_replies_with_lone_surrogates_and_nuls_are_stored_visibly_on_postgres(tm
     assert result.returncode in (0, 3), result.stderr
     store = Store(url, read_only=True)
     texts = [f"{s['reasoning'] or ''}{s['solution'] or ''}" for s in store.samples()]
-    assert texts and all("\ufffd" in t and "\x00" not in t for t in texts)
+    assert texts and any("\ufffd" in t for t in texts) and not any("\x00" in t for t in texts)
 
 
 # -- exports never destroy what they did not write -------------------------------------------------------------------

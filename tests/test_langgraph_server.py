@@ -175,3 +175,53 @@ def test_the_server_answers_only_its_own_user(served):
                                                                         "Content-Type": "application/json"}, b"{}")
     assert status == 200 and headers.get("access-control-allow-origin") == "http://localhost:3000"
     assert not db.exists() or _rows(db, "select count(*) from topics") == [(0,)], "no refused request ran a graph"
+
+
+def test_a_page_on_another_origin_cannot_drive_the_server_from_a_browser(served, tmp_path):
+    from test_review_web import CHROMIUM, free_port
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    url, db, _ = served
+    page_port = free_port()
+    page = tmp_path / "site"
+    page.mkdir()
+    (page / "index.html").write_text(f"""<!doctype html><script>
+    const api = "{url}";
+    async function attempt(init) {{
+      try {{ const r = await fetch(api + "/threads", init); return r.type === "opaque" ? "sent" : "read " + r.status; }}
+      catch (e) {{ return "blocked"; }}
+    }}
+    window.results = (async () => [
+      await attempt({{method: "POST", headers: {{"Content-Type": "application/json"}}, body: "{{}}"}}),
+      await attempt({{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}}, body: "{{}}"}}),
+    ])();
+    </script>""")
+    site = subprocess.Popen([sys.executable, "-m", "http.server", str(page_port), "--bind", "127.0.0.1",
+                             "--directory", str(page)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def threads() -> int:
+        status, _, body = _request(f"{url}/threads/search", "POST", {"Content-Type": "application/json"}, b"{}")
+        assert status == 200
+        return len(json.loads(body))
+
+    try:
+        before = threads()
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--host-resolver-rules=MAP evil.test 127.0.0.1"])
+            tab = browser.new_page()
+            for _ in range(50):
+                try:
+                    tab.goto(f"http://evil.test:{page_port}/index.html")
+                    break
+                except Exception:  # noqa: BLE001 - the page server is still starting
+                    time.sleep(0.1)
+            results = tab.evaluate("window.results")
+            browser.close()
+    finally:
+        site.terminate()
+    assert results[0] == "blocked", results  # no CORS grant: the page cannot read a reply
+    assert threads() == before, "neither request created a thread"

@@ -292,3 +292,36 @@ def test_a_stored_config_listing_escapes_what_it_shows():
     shown = "\n".join(role_lines("solver", config.models.solver))
     assert "\u001b" not in shown and "\\u001b" in shown
     os.environ.pop("CHIMERA_LANGCHAIN_MODULES", None)
+
+
+def test_a_review_form_field_sent_as_a_file_is_refused_not_stored_as_an_object(tmp_path):
+    import re
+    import urllib.request
+    import uuid
+
+    from test_review_web import ReviewServer
+
+    assert chimera("run", str(review_config(tmp_path)), "--quiet").returncode == 0
+    db = tmp_path / "review.db"
+    item = Store(str(db)).reviews()[0]["id"]
+    server = ReviewServer(db)
+    try:
+        assert server.get() == 200
+        with urllib.request.urlopen(f"{server.url}item/{item}", timeout=5) as page:
+            nonce = re.search(r'name="nonce" value="([^"]+)"', page.read().decode()).group(1)
+        boundary = uuid.uuid4().hex
+        body = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+                       for name, value in (("nonce", nonce), ("action", "reject")))
+        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="note"; filename="n.txt"\r\n'
+                 f"Content-Type: text/plain\r\n\r\nfrom a file\r\n--{boundary}--\r\n")
+        request = urllib.request.Request(f"{server.url}item/{item}", data=body.encode(), method="POST", headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}", "Origin": server.url.rstrip("/")})
+        try:
+            urllib.request.urlopen(request, timeout=5)
+            status = 200
+        except urllib.error.HTTPError as error:
+            status = error.code
+    finally:
+        server.stop()
+    assert status == 400
+    assert Store(str(db)).review(item)["action"] is None, "nothing was decided"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from chimera.errors import ConfigError
 from chimera.store.postgres import is_postgres_url, url_has_password
@@ -174,22 +174,15 @@ class ModelSpec(_Strict):
                                  "by api_key_env instead")
         return value
 
-    @field_validator("headers")
+    @field_validator("headers", "query")
     @classmethod
-    def _no_literal_credentials(cls, value: dict[str, str]) -> dict[str, str]:
+    def _no_literal_credentials(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        hint = {"headers": "give it with headers_env: {{{name}: ENV_VAR}}",
+                "query": "give it as a header with headers_env, or let the client read it from its environment"}
         for name in value:
             if CREDENTIAL_NAME.search(name):
-                raise ValueError(f"{name} holds a credential, which would be stored with the run; give it with "
-                                 f"headers_env: {{{name}: ENV_VAR}}")
-        return value
-
-    @field_validator("query")
-    @classmethod
-    def _no_literal_credentials_in_query(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if CREDENTIAL_NAME.search(name):
-                raise ValueError(f"{name} holds a credential, which would be stored with the run; give it as a header "
-                                 f"with headers_env, or let the client read it from its environment")
+                raise ValueError(f"{name} holds a credential, which would be stored with the run; "
+                                 + hint[info.field_name or "headers"].format(name=name))
         return value
 
     @field_validator("extra_body")

@@ -71,16 +71,19 @@ def write_folder(out: Path, build: Callable[[Path], Result], *, what: str, force
     if not occupied or (ours and present <= previous | {MARKER}):
         _swap(staging, out)  # only chimera's files there: the whole folder at once
         return result
+    inside = out.resolve()
     for name in [*made, MARKER]:  # others' files stay; ours are replaced one by one
         target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.resolve().is_relative_to(inside):
+            raise ChimeraError(f"{target}: its folder is a link out of {out}; chimera writes only inside it")
         if target.is_dir() and not target.is_symlink():
             raise ChimeraError(f"{target}: a folder is where chimera writes a file; move it away first")
         os.replace(staging / name, target)
     for name in sorted(previous - set(made)):  # what an earlier write made and this one no longer does
         stale = out / name
-        if stale.is_file() or stale.is_symlink():
-            stale.unlink()
+        if (stale.is_file() or stale.is_symlink()) and stale.parent.resolve().is_relative_to(inside):
+            stale.unlink()  # a link itself, never where it points; never through a linked folder
     shutil.rmtree(staging, ignore_errors=True)
     return result
 

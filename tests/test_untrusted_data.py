@@ -325,3 +325,20 @@ def test_a_review_form_field_sent_as_a_file_is_refused_not_stored_as_an_object(t
         server.stop()
     assert status == 400
     assert Store(str(db)).review(item)["action"] is None, "nothing was decided"
+
+
+def test_an_edited_marker_cannot_make_an_export_delete_or_write_outside_its_folder(tmp_path):
+    db = finished_run(tmp_path)
+    out = tmp_path / "hf"
+    assert chimera("export", str(db), "--format", "hf", "--out", str(out)).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "victim.txt").write_text("keep me")
+    (tmp_path / "sibling.txt").write_text("keep me too")
+    (out / "linked").symlink_to(elsewhere)
+    marker = out / ".chimera-output"
+    marker.write_text(marker.read_text() + "linked/victim.txt\n../sibling.txt\n" + f"{tmp_path / 'sibling.txt'}\n")
+    again = chimera("export", str(db), "--format", "hf", "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert (elsewhere / "victim.txt").read_text() == "keep me"
+    assert (tmp_path / "sibling.txt").read_text() == "keep me too"

@@ -37,6 +37,8 @@ def refusal(method: str, headers: dict[str, str]) -> str | None:
     length = headers.get("content-length", "0")
     if not length.isdigit() or int(length) > MAX_BODY_BYTES:
         return "request body over 1 MB"
+    if "transfer-encoding" in headers:
+        return "a body without a declared length (chunked); send a Content-Length"
     if method.upper() in SAFE_METHODS:
         return None
     origin = headers.get("origin")

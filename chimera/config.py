@@ -21,7 +21,8 @@ SINGLE_ROLES = ("expander", "drafter", "solver", "labeler")
 JUDGE_ROLES = ("labeler", "labeler2")  # models.labeler as a list of two: both must agree
 # A header, query parameter or keyword whose name says it carries a credential (X-Goog-Api-Key,
 # Ocp-Apim-Subscription-Key, access_token, ...): refused as a literal, since the config is stored with the run.
-CREDENTIAL_NAME = re.compile(r"(?i)key|token|secret|auth|passw|pwd|cookie|signature|credential|session|bearer|private")
+CREDENTIAL_NAME = re.compile(r"(?i)key|token|secret|auth|pass|pwd|cookie|sig|cred|session|bearer|private|jwt|hmac|otp"
+                             r"|(?:^|[-_])code$")
 
 
 def credential_names(value: Any, path: str = "") -> list[str]:
@@ -473,6 +474,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; a config is YAML (was a database given?)") from None
     try:
         loader = _NoAliasLoader(text)
         loader.name = str(path)

@@ -42,6 +42,15 @@ def written_files(folder: Path) -> set[str]:
     return names
 
 
+OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".json", ".md", ".png", ".csv", ".svg")
+
+
+def _removable(name: str) -> bool:
+    """Could a chimera command have written this file? Only then may a later write remove it."""
+    parts = Path(name).parts
+    return bool(parts) and not any(part.startswith(".") for part in parts) and name.endswith(OUTPUT_SUFFIXES)
+
+
 def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
 
@@ -82,6 +91,8 @@ def write_folder(out: Path, build: Callable[[Path], Result], *, what: str, force
         os.replace(staging / name, target)
     for name in sorted(previous - set(made)):  # what an earlier write made and this one no longer does
         stale = out / name
+        if not _removable(name):
+            continue  # the marker may have been edited by whoever handed the folder over: never .git, never other kinds
         if (stale.is_file() or stale.is_symlink()) and stale.parent.resolve().is_relative_to(inside):
             stale.unlink()  # a link itself, never where it points; never through a linked folder
     shutil.rmtree(staging, ignore_errors=True)

@@ -170,10 +170,13 @@ def test_the_server_answers_only_its_own_user(served):
     connection.endheaders(b"{}")
     assert connection.getresponse().status == 403
     connection.close()
-    # The user's own loopback page and tools still work, and the CORS grant names the loopback origin only.
-    status, headers, _ = _request(f"{url}/assistants/search", "POST", {"Origin": "http://localhost:3000",
+    # Another local web app is another origin too; the server's own pages and tools still work.
+    status, _, _ = _request(f"{url}/threads", "POST", {"Origin": "http://localhost:3000",
+                                                       "Content-Type": "application/json"}, b"{}")
+    assert status == 403
+    status, headers, _ = _request(f"{url}/assistants/search", "POST", {"Origin": url,
                                                                         "Content-Type": "application/json"}, b"{}")
-    assert status == 200 and headers.get("access-control-allow-origin") == "http://localhost:3000"
+    assert status == 200 and headers.get("access-control-allow-origin") == url
     assert not db.exists() or _rows(db, "select count(*) from topics") == [(0,)], "no refused request ran a graph"
 
 

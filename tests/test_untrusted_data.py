@@ -159,6 +159,8 @@ def test_a_push_never_uploads_the_marker(tmp_path, monkeypatch):
 @pytest.mark.parametrize("spec, field", [
     ({"headers": {"X-Goog-Api-Key": "AIza-secret"}}, "X-Goog-Api-Key"),
     ({"headers": {"Ocp-Apim-Subscription-Key": "s3cret"}}, "Ocp-Apim-Subscription-Key"),
+    ({"headers": {"X-Jwt": "s3cret"}}, "X-Jwt"), ({"query": {"X-Amz-Signature": "s3cret"}}, "X-Amz-Signature"),
+    ({"query": {"sig": "s3cret"}}, "sig"),
     ({"query": {"access_token": "s3cret"}}, "access_token"),
     ({"extra_body": {"metadata": {"session_secret": "s3cret"}}}, "session_secret"),
     ({"provider": "langchain", "class": "langchain_openai.ChatOpenAI",
@@ -337,8 +339,27 @@ def test_an_edited_marker_cannot_make_an_export_delete_or_write_outside_its_fold
     (tmp_path / "sibling.txt").write_text("keep me too")
     (out / "linked").symlink_to(elsewhere)
     marker = out / ".chimera-output"
-    marker.write_text(marker.read_text() + "linked/victim.txt\n../sibling.txt\n" + f"{tmp_path / 'sibling.txt'}\n")
+    subprocess.run(["git", "init", "-q", str(out)], check=True)
+    marker.write_text(marker.read_text() + "linked/victim.txt\n../sibling.txt\n" + f"{tmp_path / 'sibling.txt'}\n"
+                      + ".git/HEAD\nNOTES.txt\n")
+    (out / "NOTES.txt").write_text("a person's notes")
     again = chimera("export", str(db), "--format", "hf", "--out", str(out))
     assert again.returncode == 0, again.stderr
     assert (elsewhere / "victim.txt").read_text() == "keep me"
     assert (tmp_path / "sibling.txt").read_text() == "keep me too"
+    assert (out / ".git" / "HEAD").exists() and (out / "NOTES.txt").exists(), "never .git, never another kind of file"
+
+
+def test_a_stored_langchain_role_is_listed_with_the_key_its_class_reads_for_itself(tmp_path):
+    db = finished_run(tmp_path)
+    point_stored_config_at(db, {"solver": {"provider": "langchain", "class": "langchain_openai.ChatOpenAI",
+                                           "model": "m", "kwargs": {"base_url": "http://127.0.0.1:9/v1"}}})
+    refused = chimera("eval", "bench", "--data", str(db), "--model", "solver", input="")
+    assert refused.returncode == 1
+    assert 'endpoint: "http://127.0.0.1:9/v1"' in refused.stderr and "$OPENAI_API_KEY" in refused.stderr
+
+
+def test_a_database_given_as_a_config_is_one_line(tmp_path):
+    db = finished_run(tmp_path)
+    result = chimera("run", str(db))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "not a text file" in result.stderr

@@ -587,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     except sqlite3.OperationalError as error:
         err.print(f"chimera: error: {database_trouble(error)}", markup=False)
         return 1
+    except EOFError:
+        err.print("chimera: error: the input ended before an answer was given", markup=False)
+        return 1
     except RecursionError:
         err.print("chimera: error: the input is nested too deeply to read (a config, a database value or a reply)",
                   markup=False)

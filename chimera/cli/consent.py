@@ -13,9 +13,13 @@ from chimera.cli.common import err
 from chimera.config import Config, ModelSpec, parse_config
 from chimera.errors import ChimeraError
 
+MAX_SHOWN = 300  # a longer value is cut in the listing (and says so), so it cannot scroll the rest out of view
+_URL_KWARGS = ("base_url", "api_base", "openai_api_base", "azure_endpoint", "endpoint", "url", "host", "endpoint_url")
+
 
 def _shown(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=True, sort_keys=True)  # escapes control characters and markup alike
+    text = json.dumps(value, ensure_ascii=True, sort_keys=True)  # escapes control characters and markup alike
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text):,} characters in all)"
 
 
 def role_lines(role: str, spec: ModelSpec) -> list[str]:
@@ -24,9 +28,16 @@ def role_lines(role: str, spec: ModelSpec) -> list[str]:
     lines = [f"  {role}: provider {spec.provider}"
              + (f", class {_shown(spec.chat_class)}" if spec.chat_class else "")
              + (f", model {_shown(spec.model)}" if spec.model else "")]
-    if urls:
-        lines.append(f"    endpoint: {', '.join(_shown(u) for u in urls)}")
-    lines.append(f"    key from: ${spec.api_key_env}" if spec.api_key_env else "    key from: (none)")
+    if spec.provider == "langchain":
+        urls += [spec.kwargs[k] for k in _URL_KWARGS if isinstance(spec.kwargs.get(k), str)]
+    lines.append(f"    endpoint: {', '.join(_shown(u) for u in urls)}" if urls else
+                 "    endpoint: the class's default service" if spec.provider == "langchain" else "    endpoint: (none)")
+    if spec.provider == "langchain":
+        lines.append("    key from: " + (f"${spec.api_key_env}, and " if spec.api_key_env else "")
+                     + "whatever the class reads from your environment itself (ChatOpenAI reads $OPENAI_API_KEY, "
+                     "ChatAnthropic $ANTHROPIC_API_KEY, ...): that key goes to the endpoint above")
+    else:
+        lines.append(f"    key from: ${spec.api_key_env}" if spec.api_key_env else "    key from: (none)")
     for name, shown in (("headers_env", spec.headers_env), ("headers", spec.headers), ("query", spec.query),
                         ("extra_body", spec.extra_body), ("kwargs", spec.kwargs)):
         if shown:
@@ -53,6 +64,9 @@ def consented_config(stored: dict[str, Any], *, source: str, yes: bool, doing: s
         return config
     lines = [line for role, spec in outside for line in role_lines(role, spec)]
     err.print(f"the config stored in {source} would {doing} with:\n" + "\n".join(lines), markup=False)
+    summary = "; ".join(f"{role} -> {line.split(': ', 1)[1]}" for role, spec in outside
+                        for line in role_lines(role, spec)[1:2])
+    err.print(f"in short: {summary}", markup=False)  # the endpoints again, next to the question
     if yes:
         return config
     if not sys.stdin.isatty():

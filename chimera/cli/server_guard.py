@@ -3,8 +3,9 @@
 LangGraph's server sends `Access-Control-Allow-Origin: *` unless told otherwise, so any web page the user
 opens could drive the graphs with the user's keys and write into the run's database. `langgraph.json` limits
 CORS to loopback origins, and this middleware (mounted as the server's `http.app`) refuses, before any route:
-a request whose Host is not a loopback name (DNS rebinding), a state-changing request from another origin or
-marked cross-site by the browser (a form or a no-cors fetch needs no preflight), and a body over 1 MB.
+a request whose Host is not a loopback name (DNS rebinding), a state-changing request from any origin but the
+server's own (another local web app included) or marked cross-site by the browser (a form or a no-cors fetch
+needs no preflight), and a body over 1 MB or without a declared length.
 To open the server deliberately, name the origins in CHIMERA_SERVER_ORIGINS and the hosts in
 CHIMERA_SERVER_HOSTS (comma-separated), and add the origins to `http.cors.allow_origins` in langgraph.json.
 """
@@ -42,9 +43,12 @@ def refusal(method: str, headers: dict[str, str]) -> str | None:
     if method.upper() in SAFE_METHODS:
         return None
     origin = headers.get("origin")
-    if origin is not None and not (LOOPBACK_ORIGIN.match(origin) or origin.lower() in _listed("CHIMERA_SERVER_ORIGINS")):
+    own = {f"http://{host}".lower(), f"https://{host}".lower()}
+    if origin is not None and origin.lower() not in own | _listed("CHIMERA_SERVER_ORIGINS"):
         return f"a state-changing request from another origin ({origin})"
-    if headers.get("sec-fetch-site") == "cross-site" and origin is None:
+    if headers.get("sec-fetch-site") in ("cross-site", "same-site") and origin is None or \
+            headers.get("sec-fetch-site") == "cross-site" and origin is not None and origin.lower() not in \
+            _listed("CHIMERA_SERVER_ORIGINS"):
         return "a state-changing request marked cross-site by the browser"
     return None
 

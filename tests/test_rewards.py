@@ -365,3 +365,17 @@ def test_the_readme_gives_verl_the_keys_its_current_trainer_reads_and_the_dict_i
     assert "reward.custom_reward_function.path=" in readme and "reward.custom_reward_function.name=compute_score" in readme
     result = compute_score("chimera", "\\boxed{42}", "42", {"problem": "p"})
     assert result["score"] == 1.0 and all(isinstance(v, float) for v in result.values())
+
+
+def test_verls_own_config_composes_with_the_readme_keys():
+    """Where verl installs (it pulls a CUDA torch, so not in CI): its Hydra config takes the README's keys."""
+    verl = pytest.importorskip("verl")
+    hydra = pytest.importorskip("hydra")
+    config_dir = str(Path(verl.__file__).parent / "trainer" / "config")
+    reward = str(Path(__file__).parent.parent / "chimera" / "reward.py")
+    with hydra.initialize_config_dir(config_dir=config_dir, version_base=None):
+        config = hydra.compose(config_name="ppo_trainer", overrides=[
+            f"reward.custom_reward_function.path={reward}", "reward.custom_reward_function.name=compute_score",
+            "+reward.custom_reward_function.reward_kwargs.judge_url=http://127.0.0.1:9/v1"])
+    assert config.reward.custom_reward_function.path == reward
+    assert config.reward.custom_reward_function.reward_kwargs.judge_url == "http://127.0.0.1:9/v1"

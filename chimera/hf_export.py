@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 
 from chimera.errors import ChimeraError
 from chimera.export import SPLITS, write
+from chimera.label_report import pct
 from chimera.outputs import MARKER, write_folder
 from chimera.store import Store
 
@@ -87,8 +89,8 @@ def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict
         "rules there measures how far the judge's own labels can be trusted.", "",
         "| subject | labels | by rules | by judge | audited | judge agrees with rules | judges agree |",
         "|---|---|---|---|---|---|---|",
-        *(f"| {s} | {f['labels']} | {_pct(f['rules_share'])} | {_pct(f['judge_share'])} | {f['audited']} | "
-          f"{_pct(f['judge_agrees_with_rules'])} | {_pct(f['judges_agree'])} |"
+        *(f"| {s} | {f['labels']} | {pct(f['rules_share'])} | {pct(f['judge_share'])} | {f['audited']} | "
+          f"{pct(f['judge_agrees_with_rules'])} | {pct(f['judges_agree'])} |"
           for s, f in (stats.get("labels") or {}).items()),
         "", "## Generation models", "",
         "| role | model |", "|---|---|", *(f"| {role} | {name} |" for role, name in roles.items()), "",
@@ -129,14 +131,10 @@ def public_reason(reason: str) -> str:
 
 
 def public_stats(stats: dict[str, Any]) -> dict[str, Any]:
-    reasons: dict[str, int] = {}
+    reasons: Counter[str] = Counter()
     for reason, n in stats["rejection_reasons"].items():
-        reasons[public_reason(reason)] = reasons.get(public_reason(reason), 0) + n
-    return {**stats, "rejection_reasons": reasons}
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
+        reasons[public_reason(reason)] += n
+    return {**stats, "rejection_reasons": dict(reasons)}
 
 
 PUBLIC_MODEL_FIELDS = ("provider", "model", "temperature", "top_p", "max_tokens", "reasoning_effort",

@@ -50,10 +50,12 @@ def label_figures(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]
             for key, t in sorted(tallies.items(), key=lambda kv: (kv[0] == "all", kv[0]))}
 
 
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def figure_lines(figures: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One line per subject, for status, the run summary and the card."""
-    def pct(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1%}"
     lines = []
     for subject, f in figures.items():
         agreement = f"judge agrees with rules {pct(f['judge_agrees_with_rules'])} of {f['audited']} audited"

@@ -76,8 +76,10 @@ def write_folder(out: Path, build: Callable[[Path], Result], *, what: str, force
         shutil.rmtree(staging, ignore_errors=True)
         raise
     previous = written_files(out) if ours else set()
-    present = set(_files(out)) if occupied else set()
-    if not occupied or (ours and present <= previous | {MARKER}):
+    allowed = previous | {MARKER}
+    only_ours = ours and all(str(p.relative_to(out)) in allowed for p in out.rglob("*")
+                             if p.is_file() or p.is_symlink())  # stops at the first other file (a .git, say)
+    if not occupied or only_ours:
         _swap(staging, out)  # only chimera's files there: the whole folder at once
         return result
     inside = out.resolve()

@@ -62,10 +62,10 @@ def consented_config(stored: dict[str, Any], *, source: str, yes: bool, doing: s
     outside = outside_roles(config, roles)
     if not outside:
         return config
-    lines = [line for role, spec in outside for line in role_lines(role, spec)]
-    err.print(f"the config stored in {source} would {doing} with:\n" + "\n".join(lines), markup=False)
-    summary = "; ".join(f"{role} -> {line.split(': ', 1)[1]}" for role, spec in outside
-                        for line in role_lines(role, spec)[1:2])
+    listed = {role: role_lines(role, spec) for role, spec in outside}
+    err.print(f"the config stored in {source} would {doing} with:\n"
+              + "\n".join(line for lines in listed.values() for line in lines), markup=False)
+    summary = "; ".join(f"{role} -> {lines[1].split(': ', 1)[1]}" for role, lines in listed.items())
     err.print(f"in short: {summary}", markup=False)  # the endpoints again, next to the question
     if yes:
         return config

@@ -209,10 +209,13 @@ class StoreBase:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, values)) for values in cursor.fetchall()]
 
-    def _update(self, table: str, pk: str, fields: dict[str, Any], key: str = "id") -> None:
+    def _update(self, table: str, pk: str, fields: dict[str, Any], key: str = "id", only_if: str = "") -> int:
+        """Set `fields` on the row; `only_if` (SQL written by the store) makes it conditional. Rows changed."""
         sets = ", ".join(f'"{name}" = ?' for name in fields)
+        where = f'"{key}" = ?' + (f" and {only_if}" if only_if else "")
         with self.conn:
-            self.conn.execute(f'update "{table}" set {sets} where "{key}" = ?', [*map(storable, fields.values()), pk])
+            return self.conn.execute(f'update "{table}" set {sets} where {where}',
+                                     [*map(storable, fields.values()), pk]).rowcount
 
     def _upsert(self, table: str, row: dict[str, Any], keep: tuple[str, ...] = ("created_at",),
                 key: tuple[str, ...] = ("id",)) -> None:

@@ -7,7 +7,6 @@ import time
 from typing import Any, cast
 
 from chimera.errors import ChimeraError
-from chimera.storable import storable
 from chimera.store.base import StoreBase
 from chimera.store.rows import ReviewRow
 
@@ -62,11 +61,8 @@ class Reviews(StoreBase):
         fields = {"action": decision["action"], "note": str(note) if note else None,
                   "edited_problem": decision.get("problem"), "edited_answer": decision.get("answer"),
                   "reviewer": decision["reviewer"], "decided_at": decision["decided_at"]}
-        sets = ", ".join(f'"{name}" = ?' for name in fields)
-        with self.conn:  # one statement decides: of two reviewers at once, exactly one is stored
-            stored = self.conn.execute(f"update reviews set {sets} where id = ? and action is null",
-                                       [*map(storable, fields.values()), review_id]).rowcount
-        if stored != 1:
+        # One statement decides: of two reviewers at once, exactly one is stored.
+        if self._update("reviews", review_id, fields, only_if="action is null") != 1:
             won = self._get("reviews", review_id) or {}
             raise ChimeraError(f"review item {review_id} was already decided: {won.get('action')} by "
                                f"{won.get('reviewer')}")

@@ -314,14 +314,6 @@ def decide(reference: str, response: str, problem: str | None = None) -> tuple[b
     return None, "undecided", "no rule applies; needs a judge"
 
 
-def _several(reference: str, group: tuple[str, ...], problem: str | None) -> Grade | None:
-    """Several boxes at the end: the parts of a many-valued reference, compared as a set; or, against one
-    value, a hedge."""
-    if single_valued(reference):
-        return Grade(False, "hedge", ", ".join(group), "several different boxed answers for one value")
-    return None
-
-
 _UNORDERED = re.compile(r"(?i)\b(?:all|roots?|solutions?|zeros?|values|set)\b")
 
 
@@ -408,15 +400,13 @@ def grade(reference: str, response: str, problem: str | None = None) -> Grade:
     multiple-choice question and tells program output from prose. Total and bounded: any input gets a Grade
     (never an exception) within a second, on any thread."""
     try:
-        return _grade(_text(reference), _text(response), _text(problem) or None)
+        return _grade(clean(_text(reference)), _text(response), clean(_text(problem)) or None)  # extract cleans the response
     except Exception as error:  # noqa: BLE001 - a reward must never stop a trainer or a run
         return Grade(None, "undecided", None, f"the grader could not read this input ({type(error).__name__})")
 
 
 def _text(value: object) -> str:
-    if value is None:
-        return ""
-    return clean(value if isinstance(value, str) else str(value))
+    return "" if value is None else value if isinstance(value, str) else str(value)
 
 
 def _other_option(problem: str | None, found: Extraction) -> str | None:
@@ -460,10 +450,9 @@ def _grade(reference: str, response: str, problem: str | None) -> Grade:
         return Grade(False, "hedge", found.answer, f"another option is named beside the answer ({named})")
     answer = found.answer
     if found.group:
-        several = _several(ref, found.group, problem)
-        if several is not None:
-            return several
-        answer = ", ".join(found.group)
+        if single_valued(ref):
+            return Grade(False, "hedge", ", ".join(found.group), "several different boxed answers for one value")
+        answer = ", ".join(found.group)  # the parts of a many-valued reference
     got = plain(answer)
     if DIRECTION.search(answer):
         return Grade(None, "undecided", found.answer, "direction controls change how the answer reads")

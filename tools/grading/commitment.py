@@ -306,18 +306,7 @@ def other_candidate(answer: str, rest_of_line: str, after_line: str) -> str | No
 
 # -- a box that stands alone in its sentence ----------------------------------------------------------------------
 
-# What may stand right before a box that is the answer: a statement's lead ("the answer is", "x =", "so"),
-# a sentence boundary or a math delimiter. Anything else ("-", "1/", "at least", "twice", "not") modifies it.
-_DELIMITERS = re.compile(r"(?:\$|\\\(|\\\[|\*\*|`|\{|\s)+$")
-_LEAD = re.compile(
-    r"(?i)(?:^|[=:：→⇒]|\\(?:implies|Rightarrow|to|quad|qquad)|[.!;]"
-    r"|\b(?:is|are|be|was|were|equals?|gives?|get|gets|obtain|find|yields?|answer|answers|result|results|value|values|"
-    r"so|thus|therefore|hence|then|solutions?|roots?|becomes|remains|comes\s+to|totals?|returns?|prints?|outputs?|"
-    r"choose|pick|select|option|choice|namely))\s*$")
-_LEAD_WORDS = re.compile(
-    r"(?i)(?:[=:：→⇒]|\\(?:implies|Rightarrow)|\b(?:is|are|be|was|equals?|gives?|get|obtain|find|yields?|answer|"
-    r"result|value|so|thus|therefore|hence|then|becomes|namely))\s*")
-# After a box: nothing but punctuation and closing delimiters, or a clause that only explains it.
+# After a box, in its sentence: nothing but punctuation and closing delimiters.
 _CLOSING = re.compile(r"^[\s$)\]}*_`]*(?:\\\)|\\\])?[\s$)\]}*_`]*[.,:!]?[\s$)\]}*_`]*$")
 _IS_THE_ANSWER = re.compile(
     r"(?i)^\W{0,3}(?:(?:is|would\s+be|will\s+be)\s+(?:the|our|my)\s+(?:final\s+)?(?:answer|result|value)\b"
@@ -335,9 +324,7 @@ _GLUED = re.compile(r"^(?:[\w%‰'′″²³¹⁰-⁹₀-₉!+]|\\%|\.\d|\\(?:pi
 _CONNECTIVE = (r"(?:therefore|thus|hence|so|then|finally|overall|in\s+conclusion|in\s+summary|in\s+total|in\s+short|"
                r"all\s+in\s+all|altogether|consequently|as\s+a\s+result|putting\s+(?:it|this|everything|these|them|it\s+all)\s+together|"
                r"combining\s+(?:these|everything|both|them|the\s+(?:two|cases|results))|we\s+conclude(?:\s+that)?)")
-_NOT_A_SUBJECT = (r"(?!(?:bound|error|guess|estimate|approximation|complement|opposite|negative|inverse|reciprocal|half|"
-                  r"double|square|cube|root|log|logarithm|wrong|incorrect|lower|upper|negation|example)\b)")
-# "the answer is", or "the <one word> is" naming the quantity asked for ("the distance is", "the slope is")
+# "the answer is", or "the <quantity> is" naming what was asked ("the distance is", "the number of ways is")
 _QUANTITIES = (r"answer|result|value|solution|output|distance|displacement|speed|velocity|acceleration|area|volume|mass|"
                r"weight|energy|work|power|force|momentum|charge|current|voltage|resistance|frequency|wavelength|period|"
                r"temperature|pressure|density|concentration|molarity|ph|yield|probability|sum|product|total|count|length|"

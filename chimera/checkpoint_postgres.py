@@ -6,23 +6,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import WRITES_IDX_MAP
+from langgraph.checkpoint.base import WRITES_IDX_MAP, ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
 from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncConnection, errors
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 from chimera.checkpoint_serde import StrictSerializer
 from chimera.errors import ChimeraError
 from chimera.store.base import MIGRATION_LOCK
 from chimera.store.leases import worker_session_settings
-from chimera.store.postgres import first_line, shown_url
+from chimera.store.postgres import connection_lost, connection_settings, first_line, is_fenced, shown_url
 from chimera.store.schema_postgres import CHECKPOINT_TABLES, FENCE_CHECKPOINTS
 
+T = TypeVar("T")
 SETUP_ATTEMPTS = 8
 # What a setup() racing another process's gets (both create the same tables and indexes)
 _RACE = (errors.UniqueViolation, errors.DuplicateTable, errors.DuplicateObject, errors.InFailedSqlTransaction,
@@ -30,8 +31,54 @@ _RACE = (errors.UniqueViolation, errors.DuplicateTable, errors.DuplicateObject, 
 
 
 class AtomicWritesPostgresSaver(AsyncPostgresSaver):
+    """Each task's writes in one statement or transaction; and a connection the server ended (a restart, a
+    failover, a session ended after this process stalled past its lease) opened again, with the call that met
+    the loss made once more on it. Every write here is an upsert, so a write that landed before the loss
+    lands the same again."""
+
+    reopen: Callable[[], Awaitable[AsyncConnection[DictRow]]] | None = None
+    _reopening: asyncio.Lock | None = None
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._on_a_live_connection(lambda: super(AtomicWritesPostgresSaver, self).aget_tuple(config))
+
+    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+                   new_versions: ChannelVersions) -> RunnableConfig:
+        return await self._on_a_live_connection(
+            lambda: super(AtomicWritesPostgresSaver, self).aput(config, checkpoint, metadata, new_versions))
+
+    async def alist(self, config: RunnableConfig | None, **kwargs: Any) -> AsyncIterator[CheckpointTuple]:
+        await self._reopen_if_closed()
+        async for item in super().alist(config, **kwargs):
+            yield item
+
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
                           task_path: str = "") -> None:
+        await self._on_a_live_connection(lambda: self._put_writes(config, writes, task_id, task_path))
+
+    async def _on_a_live_connection(self, call: Callable[[], Awaitable[T]]) -> T:
+        await self._reopen_if_closed()
+        try:
+            return await call()
+        except Exception as error:
+            if self.reopen is None or is_fenced(error) or not connection_lost(error):
+                raise
+        await self._reopen_if_closed(force=True)
+        return await call()
+
+    async def _reopen_if_closed(self, *, force: bool = False) -> None:
+        if self.reopen is None or not (force or self.conn.closed):
+            return
+        self._reopening = self._reopening or asyncio.Lock()
+        lost = self.conn
+        async with self._reopening:
+            if self.conn is lost:  # not already opened again by a call that met the same loss
+                with contextlib.suppress(Exception):
+                    await lost.close()
+                self.conn = await self.reopen()
+
+    async def _put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
+                          task_path: str) -> None:
         # The stock path sends the rows through a pipeline without a transaction around them: a kill between
         # two rows would leave a task with some of its writes (see checkpoint_saver on what that costs). And a
         # pipeline is what the server's idle-in-transaction timeout misses when a worker stops inside it.
@@ -92,20 +139,23 @@ async def _saver_tables_current(url: str, latest: int) -> bool:
 async def open_postgres_saver(url: str, *, worker: str | None = None,
                               lease_s: float | None = None) -> tuple[AtomicWritesPostgresSaver, contextlib.AsyncExitStack]:
     """On one connection: a saver runs its calls one at a time in any case, and a pool's checkout cost more
-    CPU per checkpoint than the rest of the write (a connection the server drops fails the run in one line,
-    and the run resumes)."""
+    CPU per checkpoint than the rest of the write. A connection the server drops is opened again by the next
+    call (see AtomicWritesPostgresSaver)."""
     stack = contextlib.AsyncExitStack()
     # autocommit: setup()'s CREATE INDEX CONCURRENTLY cannot run in a transaction; prepare_threshold=0: no
     # server-side prepared statements, which a PgBouncer in transaction mode would lose between statements.
-    kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
+                              **connection_settings(url)}
     if worker:
         settings = worker_session_settings(worker, lease_s)
         kwargs["application_name"] = settings.pop("application_name")  # it holds a space: not an option
         kwargs["options"] = " ".join(f"-c {name}={value}" for name, value in settings.items())
     try:
-        conn = await AsyncConnection.connect(url, connect_timeout=10, **kwargs)
-        stack.push_async_callback(conn.close)
-        saver = AtomicWritesPostgresSaver(conn, serde=StrictSerializer())
+        async def reopen() -> AsyncConnection[DictRow]:
+            return cast("AsyncConnection[DictRow]", await AsyncConnection.connect(url, connect_timeout=10, **kwargs))
+        saver = AtomicWritesPostgresSaver(await reopen(), serde=StrictSerializer())
+        stack.push_async_callback(lambda: saver.conn.close())
+        saver.reopen = reopen
         await _set_up(saver, url)
     except BaseException as error:
         await stack.aclose()

@@ -68,6 +68,12 @@ class RunSettings(_Strict):
     lease_s: float = Field(default=60.0, ge=1, le=3600,
                            description="PostgreSQL: how long a worker's claim on a topic lasts without a heartbeat "
                                        "(renewed every third of it); a dead worker's topics are taken over after it")
+    db_outage_s: float = Field(default=300.0, ge=1, le=86400,
+                               description="PostgreSQL: how long a process waits for its database to come back (a "
+                                           "restart, a failover, a dropped connection) before it stops with one line")
+    stop_grace_s: float = Field(default=20.0, ge=0, le=3600,
+                                description="after SIGTERM: how long calls already sent may take to finish before "
+                                            "the process stops (what is unfinished resumes on the next run)")
 
     @field_validator("db")
     @classmethod
@@ -138,6 +144,10 @@ class ModelSpec(_Strict):
     timeout_s: float = Field(default=600.0, gt=0, description="the whole call, connect to last byte")
     max_reply_mb: float = Field(default=64.0, gt=0, le=4096, description="a larger reply fails its call")
     max_retries: int = Field(default=3, ge=0, le=20, description="retries of 429, 5xx, timeouts, lost connections")
+    retry_window_s: float = Field(
+        default=60.0, ge=0, le=3600, description="a refused or lost connection, or a 502/503/504, is retried past "
+                                                 "max_retries until this long after the call's first failure: a "
+                                                 "server restart is waited out (0: max_retries alone)")
     max_in_flight: int | None = Field(default=None, ge=1, description="this endpoint's budget (run.concurrency if unset)")
     max_in_flight_total: int | None = Field(
         default=None, ge=1, description="PostgreSQL: this endpoint's requests in flight across every worker of the run, "

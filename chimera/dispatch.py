@@ -53,6 +53,7 @@ class EndpointBudget:
         self.limit = limit
         self.current = float(limit)
         self.in_flight = 0
+        self.closed = False  # stopping: no request gets a place any more; those in flight finish
         self.peak = 0
         self._waiters: list[tuple[QueuePlace, int, asyncio.Future]] = []  # a heap; cancelled entries are skipped
         self._arrivals = itertools.count()
@@ -67,7 +68,7 @@ class EndpointBudget:
         self._since = now
 
     def _room(self) -> bool:
-        return self.in_flight < max(1, int(self.current))
+        return not self.closed and self.in_flight < max(1, int(self.current))
 
     def _take(self) -> None:
         self._account()
@@ -194,6 +195,11 @@ class Endpoints:
             budget = self.budgets[url]
             budget.limit = min(self.own_limits[url], max(1, total // max(1, workers)))
             budget.current = min(budget.current, float(budget.limit))
+
+    def close(self) -> None:
+        """Stop dispatching: every request not yet sent waits (until it is cancelled); those sent finish."""
+        for budget in self.budgets.values():
+            budget.closed = True
 
     def by_endpoint(self) -> list[tuple[str, int, int]]:
         """(url, in flight, budget) per endpoint: each one's requests against its own budget."""

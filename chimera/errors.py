@@ -48,3 +48,10 @@ class CallFailed(_EndpointProblem):
 
     def describe(self) -> str:
         return f"{self.role} call to {self.base_url} failed: {self.detail}"
+
+
+class Stopped(Exception):
+    """The process was told to stop (SIGTERM): it stopped sending, let calls in flight finish, released what it
+    held. Exits like an interrupt: the same command resumes."""
+
+    exit_code = 130

@@ -16,7 +16,8 @@ requests in flight.
 
 Errors are mapped once, here: an endpoint that cannot be reached at all stops
 the run (`EndpointError`); a call that fails after its retries fails only its
-problem slot (`CallFailed`).
+problem slot (`CallFailed`). A refused or dropped connection, or a 502/503/504,
+is retried for the role's `retry_window_s`, so a run waits out a server restart.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import dataclasses
 import hashlib
 import importlib
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+import aiohttp
 import openai
 
 from chimera.config import Config, ModelSpec
@@ -51,7 +54,9 @@ T = TypeVar("T")
 log = logging.getLogger("chimera.calls")
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
-MAX_BACKOFF_S = 30.0
+OUTAGE_STATUS = {502, 503, 504}  # what a proxy in front of a restarting server answers
+MAX_BACKOFF_S = 10.0  # our own back-off's ceiling: a restarted server is found within this
+MAX_RETRY_AFTER_S = 30.0  # the most of a server's retry-after that is honoured
 CLIENT_CONNECTIONS = openai.DEFAULT_CONNECTION_LIMITS.max_connections or 1000  # the client's default pool
 # The HTTP library under the openai client (httpx in openai 2, httpx2 in openai 3): its Response type asks
 # the client for an unread body, which is then read with a size cap.
@@ -327,12 +332,14 @@ class RoleClient:
                         read: Callable[[dict[str, Any]], tuple[Reply, T]], *, estimate: int,
                         context: dict[str, Any] | None, key: str | None) -> tuple[Reply, T]:
         avoid: str | None = None
-        for attempt in range(self.spec.max_retries + 1):
+        first_failure: float | None = None
+        for retries in itertools.count():
             replica = self._pick(avoid)
             await self.limiter.acquire(estimate)
             await replica.budget.acquire(queue_place(self.role, (context or {}).get("step", 0)))
             started, sent_at = time.perf_counter(), time.monotonic()
             reply: Reply | None = None
+            pause = 0.0
             try:
                 # timeout_s bounds the whole call, connect to last byte: a server that drips a byte
                 # a second cannot hold a call or a budget place past it.
@@ -340,18 +347,22 @@ class RoleClient:
                     answer = await send(replica)
                 reply, payload = read(answer)
             except Exception as error:  # noqa: BLE001 - classified, logged, and retried or mapped below
-                await self._log(replica.url, context, started, None, outcome=outcome_of(error), error=short(error),
-                                key=key)
-                if not _retryable(error) or attempt == self.spec.max_retries:
+                await self._log(replica.url, context, started, None, outcome=outcome_of(error),
+                                error=error_text(error), key=key)
+                now = time.monotonic()
+                first_failure = now if first_failure is None else first_failure
+                wait = retry_wait(error, retries=retries, failing_s=now - first_failure, spec=self.spec,
+                                  jitter=random.uniform(0.5, 1.0))
+                if wait is None:
                     raise map_error(error, role=self.role, url=replica.url, model=self.model,
                                     timeout_s=self.spec.timeout_s) from error
                 if isinstance(error, openai.RateLimitError):
                     replica.budget.back_off(sent_at)
-                if _unreachable(error):
+                if _unreachable(error) or _lost(error):
                     avoid = replica.url
-                wait = _retry_after(error) or min(MAX_BACKOFF_S, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-                log.info("%s call to %s: %s (%s); retry %d of %d in %.1fs", self.role, replica.url,
-                            outcome_of(error), short(error, 160), attempt + 1, self.spec.max_retries, wait)
+                log.info("%s call to %s: %s (%s); retry %d in %.1fs", self.role, replica.url,
+                         outcome_of(error), error_text(error, 160), retries + 1, wait)
+                pause = wait
             finally:
                 await replica.budget.release(ok=reply is not None)
             if reply is not None:
@@ -360,7 +371,7 @@ class RoleClient:
                 reply.call_id = await self._log(replica.url, context, started, reply,
                                           outcome="truncated" if reply.truncated else "ok", key=key)
                 return reply, payload
-            await asyncio.sleep(wait)
+            await asyncio.sleep(pause)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def mark_unusable(self, reply: Reply, reason: str) -> None:
@@ -399,10 +410,10 @@ def map_error(error: Exception, *, role: str, url: str, model: str, timeout_s: f
     only the problem slot fails otherwise."""
     if _unreachable(error):
         return EndpointError(role, url, "cannot connect (is the server running?)")
+    if _lost(error):
+        return CallFailed(role, url, error_text(error))
     if isinstance(error, openai.APITimeoutError | TimeoutError):
         return CallFailed(role, url, f"timed out after {timeout_s:g}s")
-    if isinstance(error, openai.APIConnectionError):
-        return CallFailed(role, url, f"connection lost: {short(error)}")
     if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
         return EndpointError(role, url, f"refused the API key (HTTP {error.status_code})")
     if isinstance(error, openai.NotFoundError):
@@ -412,18 +423,48 @@ def map_error(error: Exception, *, role: str, url: str, model: str, timeout_s: f
     return CallFailed(role, url, short(error))
 
 
-def _unreachable(error: BaseException) -> bool:
-    """Refused or unresolvable: the aiohttp transport reports these as timeouts, so read the causes."""
+def connection_trouble(error: BaseException) -> tuple[str, BaseException] | None:
+    """("refused", cause) for a connection that could not be made (refused, unresolvable), ("lost", cause) for
+    one dropped or reset under a request, None for anything else, a real timeout included.
+
+    The causes are read because the openai client's aiohttp transport reports every connection error as
+    "Request timed out" (an APITimeoutError over httpx's ConnectTimeout). aiohttp's own timeouts are
+    connection errors and TimeoutErrors at once: the TimeoutError decides."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, ConnectionError | socket.gaierror):
-            return True
+        if isinstance(seen, TimeoutError):
+            return None
+        if isinstance(seen, ConnectionRefusedError | socket.gaierror | aiohttp.ClientConnectorError):
+            return "refused", seen
+        if isinstance(seen, ConnectionError | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+            return "lost", seen
         seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    """The client's connection error that is no timeout and whose cause says nothing more."""
     return isinstance(error, openai.APIConnectionError) and not isinstance(error, openai.APITimeoutError)
 
 
+def _unreachable(error: BaseException) -> bool:
+    trouble = connection_trouble(error)
+    return trouble[0] == "refused" if trouble else _is_connection_error(error)
+
+
+def _lost(error: BaseException) -> bool:
+    trouble = connection_trouble(error)
+    return trouble is not None and trouble[0] == "lost"
+
+
+def _outage(error: BaseException) -> bool:
+    """What a server gives while it restarts: no connection, a dropped one, or its proxy's 502/503/504."""
+    return _unreachable(error) or _lost(error) or (
+        isinstance(error, openai.APIStatusError) and error.status_code in OUTAGE_STATUS)
+
+
 def _retryable(error: Exception) -> bool:
-    if isinstance(error, openai.APIConnectionError | TimeoutError):  # timeouts included
+    if isinstance(error, openai.APIConnectionError | TimeoutError) or connection_trouble(error):  # timeouts included
         return True
     return isinstance(error, openai.APIStatusError) and error.status_code in RETRYABLE_STATUS
 
@@ -432,18 +473,37 @@ def _retry_after(error: Exception) -> float | None:
     response = getattr(error, "response", None)
     value = response.headers.get("retry-after") if response is not None else None
     try:
-        return min(MAX_BACKOFF_S, max(0.0, float(value))) if value is not None else None
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(value))) if value is not None else None
     except ValueError:
         return None
 
 
+def backoff_s(retries: int) -> float:
+    """The wait before retry number `retries` + 1: doubling from half a second, up to MAX_BACKOFF_S."""
+    return min(MAX_BACKOFF_S, 0.5 * 2 ** min(retries, 16))
+
+
+def retry_wait(error: Exception, *, retries: int, failing_s: float, spec: ModelSpec, jitter: float) -> float | None:
+    """Seconds to wait before a call's next attempt, or None: the call has failed.
+
+    Every retryable failure is tried again `max_retries` times. An outage (a refused or lost connection,
+    a 502/503/504) goes on being tried until `retry_window_s` have passed since the call's first failure,
+    the last attempt at the window's end. `jitter` (0.5 to 1) spreads the retries of calls that failed
+    together; a server's retry-after is taken as it is."""
+    if not _retryable(error):
+        return None
+    wait = _retry_after(error) or backoff_s(retries) * jitter
+    if retries < spec.max_retries:
+        return wait
+    left = spec.retry_window_s - failing_s
+    return min(wait, left) if _outage(error) and left > 0 else None
+
+
 def outcome_of(error: Exception) -> str:
-    if _unreachable(error):
+    if connection_trouble(error) or _is_connection_error(error):
         return "connection_error"
     if isinstance(error, openai.APITimeoutError | TimeoutError):
         return "timeout"
-    if isinstance(error, openai.APIConnectionError):
-        return "connection_error"
     if isinstance(error, openai.APIStatusError):
         return f"http_{error.status_code}"
     if isinstance(error, ValueError):
@@ -451,10 +511,20 @@ def outcome_of(error: Exception) -> str:
     return "error"
 
 
-def short(error: Exception, limit: int = 300) -> str:
+def short(error: Exception | str, limit: int = 300) -> str:
     """One line of an error, secrets scrubbed: servers echo keys in error bodies."""
     text = redact(" ".join(str(error).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def error_text(error: Exception, limit: int = 300) -> str:
+    """What a failed attempt is logged as: a refused or lost connection says so and names its cause, where
+    the client's own message would call it a timeout."""
+    trouble = connection_trouble(error)
+    if trouble is None:
+        return short(error, limit)
+    kind, cause = trouble
+    return short(f"connection {kind}: {str(cause) or type(cause).__name__}", limit)
 
 
 # endpoint, key, timeout, headers, query: roles that agree on all five share one connection pool

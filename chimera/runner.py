@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from langgraph.errors import EmptyInputError
 from langgraph.types import Command
@@ -39,6 +39,7 @@ from chimera.ids import taxonomy_thread_id, topic_thread_id
 from chimera.kept_replies import KeptReplies
 from chimera.label_report import label_figures
 from chimera.llm import build_clients, close_clients
+from chimera.outages import through_outage
 from chimera.run_lock import holding_run
 from chimera.session import simulator_for
 from chimera.store.nonblocking import AsyncStore
@@ -48,6 +49,7 @@ from chimera.tools.dedup import ProblemIndex, settle
 from chimera.worker_loop import new_worker_id, work_topics
 
 log = logging.getLogger("chimera.run")
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,7 +61,7 @@ class RunSummary:
     counts: dict[str, Any] = field(default_factory=dict)
     db_bytes: int = 0
     checkpoint_bytes: int = 0
-    call_rows: list[CallCount] = field(default_factory=list)  # calls by role, endpoint, outcome, message
+    call_rows: list[CallCount] = field(default_factory=list)  # this invocation's calls by role, endpoint, outcome, message
     unlabeled: int = 0
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)  # chimera.label_report.label_figures
     shortfalls: list[dict[str, Any]] = field(default_factory=list)  # why Stage 1 gave fewer topics than asked
@@ -132,8 +134,12 @@ def _waiting(result: Any) -> bool:
 
 async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = None,
                        progress_every_s: float = 0.5, topics_only: bool = False,
-                       retry_failed: bool = False, worker_only: bool = False) -> RunSummary:
-    """The whole run (`worker_only`: as `chimera worker`, the topics of a run under way on PostgreSQL)."""
+                       retry_failed: bool = False, worker_only: bool = False,
+                       stop: asyncio.Event | None = None) -> RunSummary:
+    """The whole run (`worker_only`: as `chimera worker`, the topics of a run under way on PostgreSQL).
+
+    Once `stop` is set (SIGTERM), no request is sent and no topic claimed any more; the calls already sent get
+    `run.stop_grace_s` to finish (their replies are kept for the resume), then the run is cancelled."""
     started = time.monotonic()
     shared = is_postgres_url(config.run.db)
     if worker_only and not shared:
@@ -155,14 +161,14 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         with lock:
             return await _run_pipeline(config, store, started, on_progress=on_progress,
                                        progress_every_s=progress_every_s, topics_only=topics_only,
-                                       retry_failed=retry_failed, worker_only=worker_only, shared=shared)
+                                       retry_failed=retry_failed, worker_only=worker_only, shared=shared, stop=stop)
     finally:
         await store.aclose()
 
 
 async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on_progress: ProgressHook | None,
                         progress_every_s: float, topics_only: bool, retry_failed: bool, worker_only: bool,
-                        shared: bool) -> RunSummary:
+                        shared: bool, stop: asyncio.Event | None) -> RunSummary:
     run = config.run.name
     worker = new_worker_id() if shared else None
     if not worker_only:
@@ -170,6 +176,15 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
     endpoints = Endpoints(config.run.concurrency)
     monitor = RunMonitor(run=config.run.name, endpoints=endpoints)
     ticker: asyncio.Task | None = None
+    main = asyncio.current_task()
+    assert main is not None
+    draining = asyncio.create_task(_drain_when_stopped(stop, endpoints, monitor, main, config.run.stop_grace_s)) \
+        if stop is not None else None
+    outage_s = config.run.db_outage_s
+
+    def outlasting(phase: Callable[[], Awaitable[T]], what: str) -> Awaitable[T]:
+        """On PostgreSQL, a phase that resumes from its checkpoints is made again after a lost connection."""
+        return through_outage(phase, outage_s=outage_s, what=what) if shared else phase()
     # Closed in reverse: the checkpointer, the embedder, the clients, then the simulator they talk to.
     stack = contextlib.AsyncExitStack()
     try:
@@ -186,12 +201,15 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
             monitor.stage = "waiting for stage 1"
             if await store.taxonomy_source(run) is None:  # chimera run does Stage 1; a worker joins after
                 log.info("waiting for chimera run to finish Stage 1 of run %s", run)
-            while await store.taxonomy_source(run) is None:
+            while await outlasting(lambda: store.taxonomy_source(run), "the wait for Stage 1") is None:
                 await asyncio.sleep(1.0)
         else:
             monitor.stage = "stage 1: topics"
-            async with _run_lock(store, run, shared):
-                await _stage_one(config, store, saver, deps)
+
+            async def stage_one() -> None:
+                async with _run_lock(store, run, shared):
+                    await _stage_one(config, store, saver, deps)
+            await outlasting(stage_one, "Stage 1")
 
         topics = await store.topics(run, live=True)
         if topics_only:
@@ -236,10 +254,15 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
             await store.act_as(worker, lease_s=config.run.lease_s)
             try:
                 await work_topics(store, functools.partial(one_topic, graph=fenced_graph), run=run, worker=worker,
-                                  lease_s=config.run.lease_s, capacity=capacity,
-                                  has_room=lambda: endpoints.waiting < endpoints.limit, on_workers=endpoints.share_totals)
+                                  lease_s=config.run.lease_s, capacity=capacity, db_outage_s=outage_s,
+                                  has_room=lambda: endpoints.waiting < endpoints.limit,
+                                  on_workers=endpoints.share_totals, stopping=stop)
             finally:
-                await store.act_as(None)
+                try:
+                    await store.act_as(None)
+                except Exception as error:
+                    if not connection_lost(error):  # else a new connection starts with no worker set in any case
+                        raise
         else:
             gate = asyncio.Semaphore(capacity)
 
@@ -250,12 +273,16 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
         if worker_only:
             return await _summary(config, store, clients, started, topics_run=monitor.topics_finished, worker=worker)
 
-        async with _run_lock(store, run, shared):
-            await _settle_and_retry(config, store, deps, saver, monitor, topics_only=topics_only,
-                                    retry_failed=retry_failed, limit=limit, decisions=decisions, shared=shared)
+        async def settle_and_retry() -> None:
+            async with _run_lock(store, run, shared):
+                await _settle_and_retry(config, store, deps, saver, monitor, topics_only=topics_only,
+                                        retry_failed=retry_failed, limit=limit, decisions=decisions, shared=shared)
+        await outlasting(settle_and_retry, "settling")
         monitor.stage = "done"
         return await _summary(config, store, clients, started, topics_run=len(pending), worker=worker)
     finally:
+        if draining is not None:
+            draining.cancel()
         if ticker is not None:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):  # what stops the run is raised already
@@ -284,7 +311,11 @@ async def _run_lock(store: AsyncStore, run: str, shared: bool) -> AsyncIterator[
     try:
         yield
     finally:
-        await store.unlock_run(run)
+        try:
+            await store.unlock_run(run)
+        except Exception as error:
+            if not connection_lost(error):  # a lost session has let go of its lock already
+                raise
 
 
 async def _settle_and_retry(config: Config, store: AsyncStore, deps: Deps, saver: Any, monitor: RunMonitor, *,
@@ -322,8 +353,10 @@ async def _settle_and_retry(config: Config, store: AsyncStore, deps: Deps, saver
 async def _summary(config: Config, store: AsyncStore, clients: dict[str, Any], started: float, *, topics_run: int,
                    worker: str | None) -> RunSummary:
     run = config.run.name
+    since = time.time() - (time.monotonic() - started)  # this invocation's start, on the clock calls are logged by
     summary = RunSummary(name=run, db=store.sync.shown_path, seconds=time.monotonic() - started,
-                         topics_run=topics_run, counts=await store.counts(run), call_rows=await store.call_rows(run),
+                         topics_run=topics_run, counts=await store.counts(run),
+                         call_rows=await store.call_rows(run, since=since),
                          unlabeled=await store.unlabeled_samples(run),
                          labels=label_figures(await store.label_rows(run)), shortfalls=await store.shortfalls(run),
                          reused_calls=sum(client.reused for client in clients.values()), worker=worker)
@@ -361,7 +394,8 @@ async def settle_duplicates(config: Config, store: AsyncStore, deps: Deps, *, al
     changed = False
     for candidate in candidates:
         match = settled.get(candidate["id"])
-        if match is not None and candidate["duplicate_of"] is None:
+        if match is not None and candidate["duplicate_of"] != match.key:
+            # newly a duplicate, or of another twin (the one it was marked against was displaced or rejected)
             await store.mark_duplicate(candidate["id"], match.key, match.similarity)
             changed = True
         elif match is None and candidate["duplicate_of"] is not None and not candidate["in_review"]:
@@ -370,6 +404,20 @@ async def settle_duplicates(config: Config, store: AsyncStore, deps: Deps, *, al
     await store.settled_duplicates(config.run.name)
     if changed:
         deps.index = await _rebuild_index(config, store)
+
+
+async def _drain_when_stopped(stop: asyncio.Event, endpoints: Endpoints, monitor: RunMonitor, main: asyncio.Task[Any],
+                              grace_s: float) -> None:
+    """Once `stop` is set: send nothing more, give the calls in flight `grace_s` to finish, then cancel `main`."""
+    await stop.wait()
+    endpoints.close()
+    monitor.stage = "stopping"
+    log.warning("stopping: %d calls in flight get up to %gs to finish; nothing new is sent", endpoints.in_flight,
+                grace_s)
+    deadline = time.monotonic() + grace_s
+    while endpoints.in_flight and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    main.cancel()
 
 
 def _topics_to_fill(config: Config, endpoints: Endpoints) -> int:

@@ -110,7 +110,8 @@ async def run_benchmark(store: Store, client: RoleClient, questions: list[Questi
 
 
 def summarize(store: Store, suite: str, questions: int, samples: int) -> dict[str, Any]:
-    """pass@1 (mean over samples) and unbiased pass@k; an undecided grade counts as not correct."""
+    """pass@1 (mean over samples) and unbiased pass@k; an undecided grade, or a sample cut at max_tokens,
+    counts as not correct (and each is counted)."""
     per_question: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     undecided = truncated = 0
     for row in store.bench_results(suite, below_sample=samples):
@@ -124,4 +125,5 @@ def summarize(store: Store, suite: str, questions: int, samples: int) -> dict[st
     return {"suite": suite, "questions": questions, "samples_per_question": samples,
             "questions_complete": len(complete), "pass@1": round(scaling.get(1, 0.0), 6) if complete else None,
             "pass@k": {str(k): round(v, 6) for k, v in scaling.items()},
-            "undecided_samples": undecided, "truncated_samples": truncated}
+            "graded_samples": sum(n for n, _ in per_question.values()), "undecided_samples": undecided,
+            "truncated_samples": truncated}

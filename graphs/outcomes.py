@@ -17,6 +17,8 @@ async def ended(deps: Deps, task: ProblemTask, status: str, reason: str | None =
     if status == "failed":
         log.warning("problem %s (%s / %s) failed: %s", task["problem_id"], task["subject"], task["topic"], reason)
     await deps.store.finish_problem(task["problem_id"], status, reason, pass_rate=pass_rate)
+    if status == "rejected" and deps.index is not None:
+        deps.index.remove(task["problem_id"])  # as the store does: nothing more is rejected as its twin
     return Command(update={"outcomes": [{"problem_id": task["problem_id"], "status": status}]})
 
 

@@ -17,12 +17,14 @@ from chimera.graphs.tasks import ProblemInput, ProblemOutput, task_of
 
 class RetryState(ProblemInput, ProblemOutput, total=False):
     drafted: bool
+    revisions: int  # the round the slot had reached: its votes and its text are that round's
 
 
 async def redraft(state: RetryState, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = deps_of(runtime)
-    if (await deps.store.problem(state["problem_id"]))["problem"]:
-        return {"drafted": True}
+    row = await deps.store.problem(state["problem_id"])
+    if row["problem"]:
+        return {"drafted": True, "revisions": row["revisions"] or 0}
     ok = await draft_slot(deps, problem_id=state["problem_id"], topic_id=state["topic_id"],
                           subject=state["subject"], topic=state["topic"], slot=state["slot"])
     return {"drafted": ok}
@@ -33,6 +35,7 @@ def build_retry_graph(*, review: bool = False) -> StateGraph[RetryState, Deps, P
     graph.add_node("redraft", redraft)
     entry = add_problem_flow(graph, review=review)
     graph.add_edge(START, "redraft")
-    graph.add_conditional_edges("redraft", lambda state: [Send(entry, task_of(state))] if state["drafted"]
-                                else END, [entry, END])
+    graph.add_conditional_edges("redraft", lambda state: [Send(entry, {**task_of(state),
+                                                                       "revisions": state.get("revisions", 0)})]
+                                if state["drafted"] else END, [entry, END])
     return graph

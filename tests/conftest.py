@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import threading
 import warnings
 
@@ -11,6 +12,33 @@ from postgres_server import PostgresServer, binaries
 
 from chimera.config import SimSettings
 from chimera.sim import server as sim_server
+
+
+def pytest_addoption(parser):
+    parser.addoption("--busy-loops", type=int, default=0, metavar="N",
+                     help="hold N cores with busy loops for the whole session (the multi-process tests under "
+                          "starvation: pytest tests/test_postgres.py --busy-loops 2)")
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def pytest_configure(config):
+    """--busy-loops N: N processes that hold a core each from before the first test to after the last (started
+    once, by the process that runs the session, not by each xdist worker)."""
+    if hasattr(config, "workerinput"):
+        return
+    config._busy_loops = [multiprocessing.Process(target=_spin, daemon=True)
+                          for _ in range(config.getoption("busy_loops"))]
+    for spinner in config._busy_loops:
+        spinner.start()
+
+
+def pytest_unconfigure(config):
+    for spinner in getattr(config, "_busy_loops", []):
+        spinner.kill()
 
 
 @pytest.hookimpl(trylast=True)

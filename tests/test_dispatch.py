@@ -3,17 +3,23 @@
 import asyncio
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
 
+import openai
+import pytest
 from helpers import CHIMERA, chimera, write_config
 from hostile import is_solve
 from stop_at import StopAt
 
-from chimera.config import SimSettings, load_config
-from chimera.dispatch import EndpointBudget, RateLimiter, queue_place
+from chimera.config import ModelSpec, SimSettings, load_config
+from chimera.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
+from chimera.errors import CallFailed, EndpointError
+from chimera.llm import HTTP, MAX_BACKOFF_S, backoff_s, build_client, retry_wait
 from chimera.runner import run_pipeline
+from chimera.sim import server as sim_server
 
 
 def test_a_429_halves_the_budget_and_successes_win_it_back():
@@ -214,3 +220,106 @@ def test_a_released_place_goes_to_the_least_advanced_thread_then_the_earliest_st
         assert budget.in_flight == 0
 
     asyncio.run(go())
+
+
+# -- a server that goes away ----------------------------------------------------------------------------------------
+
+QUESTION = [{"role": "user", "content": "How many ways can 3 books be arranged on a shelf?"}]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a connection to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def solver_at(url: str, **spec):
+    """A solver client on `url` and the llm_calls rows it logs."""
+    logged: list[dict] = []
+    client = build_client("solver", ModelSpec(base_url=url, model="sim-solver", timeout_s=5, **spec),
+                          endpoints=Endpoints(4), sim_url=None, log=logged.append)
+    return client, logged
+
+
+def status_error(status: int) -> openai.APIStatusError:
+    response = HTTP.Response(status, request=HTTP.Request("POST", "http://127.0.0.1:9/v1/chat/completions"))
+    return openai.APIStatusError(f"Error code: {status}", response=response, body=None)
+
+
+def test_a_refused_connection_is_logged_as_one_and_stops_the_run_once_its_window_is_spent():
+    client, logged = solver_at(f"http://127.0.0.1:{closed_port()}/v1", max_retries=1, retry_window_s=0)
+
+    async def ask():
+        try:
+            await client.complete(QUESTION)
+        finally:
+            await client.close()
+
+    with pytest.raises(EndpointError, match="cannot connect"):
+        asyncio.run(ask())
+    assert [row["outcome"] for row in logged] == ["connection_error", "connection_error"]
+    assert all(row["error"].startswith("connection refused: ") for row in logged), logged[0]["error"]
+
+
+def test_a_connection_dropped_under_a_request_is_a_connection_error_not_a_timeout():
+    async def ask_a_server_that_hangs_up():
+        async def hang_up(reader, writer):
+            await reader.read(100)
+            writer.close()
+
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        client, logged = solver_at(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", max_retries=0,
+                                   retry_window_s=0)
+        try:
+            with pytest.raises(CallFailed, match="connection lost"):
+                await client.complete(QUESTION)
+        finally:
+            await client.close()
+            server.close()
+        return logged
+
+    logged = asyncio.run(ask_a_server_that_hangs_up())
+    assert [row["outcome"] for row in logged] == ["connection_error"]
+    assert logged[0]["error"].startswith("connection lost: ") and "timed out" not in logged[0]["error"]
+
+
+def test_a_call_waits_out_a_server_restart_within_its_retry_window():
+    port = closed_port()
+
+    async def ask_while_the_server_comes_back():
+        client, logged = solver_at(f"http://127.0.0.1:{port}/v1", max_retries=0, retry_window_s=30)
+
+        async def start_once_refused():
+            while not logged:
+                await asyncio.sleep(0.01)
+            return await sim_server.start(port=port)
+
+        restart = asyncio.create_task(start_once_refused())
+        try:
+            reply = await client.complete(QUESTION)
+        finally:
+            await client.close()
+            runner, _, _ = await restart
+            await runner.cleanup()
+        return reply, [row["outcome"] for row in logged]
+
+    reply, outcomes = asyncio.run(ask_while_the_server_comes_back())
+    assert reply.content
+    assert outcomes[-1] == "ok" and outcomes[:-1] and set(outcomes[:-1]) == {"connection_error"}, outcomes
+
+
+def test_retries_back_off_to_a_ceiling_and_only_an_outage_is_retried_past_max_retries_for_its_window():
+    spec = ModelSpec(provider="sim", max_retries=2, retry_window_s=60)
+    refused = ConnectionRefusedError(111, "Connection refused")
+
+    def wait(error, retries, failing_s, on=spec):
+        return retry_wait(error, retries=retries, failing_s=failing_s, spec=on, jitter=1.0)
+
+    assert [backoff_s(n) for n in range(8)] == [0.5, 1, 2, 4, 8, MAX_BACKOFF_S, MAX_BACKOFF_S, MAX_BACKOFF_S]
+    assert [wait(status_error(500), n, 0) for n in range(3)] == [0.5, 1.0, None], "an ordinary 5xx: max_retries"
+    assert wait(status_error(400), 0, 0) is None, "a client error is not retried"
+    assert wait(refused, 9, 20) == MAX_BACKOFF_S, "a refused connection goes on past max_retries"
+    assert wait(status_error(502), 9, 55) == 5.0, "the last attempt comes at the window's end"
+    assert wait(refused, 9, 60) is None and wait(status_error(503), 9, 61) is None
+    assert wait(refused, 2, 0, on=spec.model_copy(update={"retry_window_s": 0})) is None, "0: max_retries alone"

@@ -190,7 +190,7 @@ def test_status_check_names_rows_that_disagree_and_passes_a_sound_run(tmp_path):
     config = write_config(tmp_path, review={"policy": "all"})
     assert chimera("run", str(config), "--quiet").returncode == 0
     sound = chimera("status", str(tmp_path / "t.db"), "--check")
-    assert (sound.returncode, sound.stdout.strip()) == (0, "run t: consistent (7 checks)")
+    assert (sound.returncode, sound.stdout.strip()) == (0, "run t: consistent (8 checks)")
     db = sqlite3.connect(tmp_path / "t.db")
     (review_id, problem_id), *_ = db.execute("select id, problem_id from reviews")
     db.execute("update reviews set action = 'accept', applied_at = 1 where id = ?", [review_id])

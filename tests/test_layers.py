@@ -25,7 +25,7 @@ AGENTS_AND_TOOLS = ("chimera.agents", "chimera.tools", "chimera.reward")
 GRAPHS = ("chimera.graphs",)
 APPLICATION = ("chimera.cli", "chimera.sim", "chimera.evals", "chimera.examples", "chimera.runner",
                "chimera.session", "chimera.export", "chimera.hf_export", "chimera.judging", "chimera.taxonomy_io",
-               "chimera.yield_report", "chimera.worker_loop")
+               "chimera.yield_report", "chimera.worker_loop", "chimera.heartbeat", "chimera.outages")
 LAYER_NAMES = ["foundation", "agents and tools", "graphs", "application"]
 
 

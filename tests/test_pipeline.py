@@ -1,10 +1,12 @@
 """`chimera run` end to end over real HTTP against the simulator, and what survives a kill."""
 
 import json
+import os
 import sqlite3
 import subprocess
 
-from helpers import CHIMERA, chimera, write_config
+import pytest
+from helpers import CHIMERA, chimera, finished_run, write_config
 from hostile import is_solve
 from stop_at import StopAt
 
@@ -86,7 +88,8 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_an_unreachable_endpoint_is_one_line_naming_role_and_url(tmp_path):
-    models = {"default": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "max_retries": 0, "timeout_s": 5}}
+    models = {"default": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "max_retries": 0, "timeout_s": 5,
+                          "retry_window_s": 0}}
     result = chimera("run", str(write_config(tmp_path, models=models)), "--quiet")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -119,6 +122,31 @@ def test_a_missing_api_key_variable_is_named(tmp_path):
     result = chimera("run", str(write_config(tmp_path, models=models)), "--quiet")
     assert result.returncode == 2
     assert "CHIMERA_UNSET_KEY_X is not set" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file modes")
+def test_a_database_this_process_cannot_write_is_named_so_and_read_only_commands_still_read_it(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    db = finished_run(runs)
+    out = tmp_path / "out"
+    out.mkdir()
+    db.chmod(0o444)
+    runs.chmod(0o555)
+    try:
+        refused = chimera("run", str(runs / "t.yaml"), "--quiet")
+        status = chimera("status", str(db))
+        export = chimera("export", str(db), "-o", str(out / "t.jsonl"))
+        stats = chimera("stats", str(db), "--json")
+    finally:
+        runs.chmod(0o755)
+        db.chmod(0o644)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (f"chimera: error: cannot write to {db} (no permission to write the file); copy "
+                                      "it somewhere writable, or use a read-only command (status, export, stats)")
+    assert "not a chimera database" not in refused.stderr
+    assert status.returncode == 0 and export.returncode == 0 and stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["problems_accepted"] > 0
 
 
 def test_export_errors_are_one_line(tmp_path):

@@ -29,11 +29,12 @@ SUBJECTS = [{"name": "Mathematics", "topics": 4}, {"name": "Physics", "topics": 
 
 
 def twin_configs(folder: Path, url: str, *, name: str = "pg", lease_s: float = 30, sim: dict[str, Any] | None = None,
-                 **top: Any) -> tuple[Path, Path]:
-    """The same run twice: on PostgreSQL at `url`, and on a SQLite file (what it must equal)."""
+                 run_extra: dict[str, Any] | None = None, **top: Any) -> tuple[Path, Path]:
+    """The same run twice: on PostgreSQL at `url`, and on a SQLite file (what it must equal). `run_extra`: more
+    `run` settings for the PostgreSQL one."""
     sqlite_config = write_config(folder, name=name, sim=sim, subjects=SUBJECTS, problems_per_topic=3, **top)
     raw = yaml.safe_load(sqlite_config.read_text())
-    raw["run"] |= {"db": url, "lease_s": lease_s}
+    raw["run"] |= {"db": url, "lease_s": lease_s, **(run_extra or {})}
     pg_config = folder / f"{name}-pg.yaml"
     pg_config.write_text(yaml.safe_dump(raw, sort_keys=False))
     return pg_config, sqlite_config

@@ -23,7 +23,7 @@ def test_headers_query_token_field_and_reasoning_effort_are_sent_as_configured(t
                               "query": {"deployment-tag": "a"}, "max_tokens_field": "max_tokens",
                               "max_tokens": 4096, "reasoning_effort": "low", "max_retries": 0}}
         config = write_config(tmp_path, models=models, subjects=[{"name": "Mathematics", "topics": ["Counting"]}],
-                              problems_per_topic=1)
+                              problems_per_topic=2)
         result = chimera("run", str(config), "--quiet", "-vv", "--log-file", str(tmp_path / "run.log"),
                          env={**os.environ, "CHIMERA_TEST_AZURE": SECRET})
     assert result.returncode == 0, result.stderr

@@ -281,10 +281,10 @@ def test_latex_written_with_one_backslash_in_a_json_reply_keeps_its_commands():
 
 # -- simulated runs --------------------------------------------------------------------------------------------------
 
-def run_db(tmp_path, **settings):
+def run_db(tmp_path, exits=(0, 3), **settings):
     config = write_config(tmp_path, problems_per_topic=4, **settings)
     result = chimera("run", str(config), "--quiet")
-    assert result.returncode in (0, 3), result.stderr
+    assert result.returncode in exits, result.stderr
     return tmp_path / "t.db", result
 
 
@@ -298,12 +298,13 @@ def test_a_hedging_solver_never_gets_a_correct_label_and_never_reaches_sft(tmp_p
 
 
 def test_drafts_whose_reference_is_no_answer_are_rejected_before_any_critic(tmp_path):
-    db, _ = run_db(tmp_path, sim={"unusable_reference_rate": 1.0})
+    db, result = run_db(tmp_path, exits=(1,), sim={"unusable_reference_rate": 1.0})
     with sqlite3.connect(db) as conn:
         reasons = {r for (r,) in conn.execute("select rejection_reason from problems")}
         critic_calls = conn.execute("select count(*) from llm_calls where role like 'critic%'").fetchone()[0]
     assert reasons and all("not a final answer" in r or "cut" in r for r in reasons), reasons
     assert critic_calls == 0
+    assert result.stderr.strip().splitlines()[-1].startswith("chimera: 0 accepted: "), "nothing accepted is exit 1"
 
 
 def test_audited_labels_measure_the_judge_in_status_stats_and_the_card(tmp_path):

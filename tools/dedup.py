@@ -76,6 +76,11 @@ class ProblemIndex:
         self._lsh.insert(key, signature)
         self._shingles[key] = grams
 
+    def remove(self, key: str) -> None:
+        """Forget a kept problem (it left the dataset); nothing if it was never kept."""
+        if self._shingles.pop(key, None) is not None:
+            self._lsh.remove(key)
+
     def place(self, key: str, text: str) -> Placement:
         """Keep `key` unless a kept problem that sorts before it (by key) nearly duplicates it; a kept
         problem that sorts after it and nearly duplicates it is displaced (removed) instead.
@@ -94,8 +99,7 @@ class ProblemIndex:
         if earlier:
             return Placement(max(earlier, key=lambda m: (m.similarity, m.key)), [])
         for match in similar:
-            self._lsh.remove(match.key)
-            del self._shingles[match.key]
+            self.remove(match.key)
         self._insert(key, grams, signature)
         return Placement(None, sorted(similar, key=lambda m: m.key))
 

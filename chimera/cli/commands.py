@@ -17,7 +17,7 @@ from rich.text import Text
 from chimera import __version__
 from chimera.cli.common import err, only_run, out
 from chimera.cli.run import run_command, shortfall_lines, worker_command
-from chimera.errors import ChimeraError
+from chimera.errors import ChimeraError, Stopped
 from chimera.secrets import redact
 from chimera.store.postgres import connection_lost, first_line, is_postgres_url
 
@@ -578,6 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     except ChimeraError as error:
         err.print(f"chimera: error: {redact(str(error))}", markup=False, soft_wrap=True)
         return error.exit_code
+    except Stopped as stopped:
+        err.print(f"chimera: {stopped}; run the same command again to resume", markup=False)
+        return stopped.exit_code
     except BrokenPipeError:
         return 0  # the reader (head, less) went away; nothing is wrong
     except OSError as error:

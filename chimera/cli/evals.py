@@ -74,11 +74,18 @@ def add_eval_parsers(sub: Any) -> None:
     bench.set_defaults(func=cmd_bench_eval)
 
 
-def _open(db: str, run: str | None):
+def _open(db: str, run: str | None, *, or_read_only: bool = False):
+    """The database and its run; `or_read_only`: opened read-only where this process cannot write it."""
     from chimera.cli.common import only_run
     from chimera.store import Store
+    from chimera.store.base import UnwritableDatabase
 
-    store = Store(db, create=False)
+    try:
+        store = Store(db, create=False)
+    except UnwritableDatabase:
+        if not or_read_only:
+            raise
+        store = Store(db, read_only=True)
     return store, only_run(store, run)
 
 
@@ -88,9 +95,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from chimera.cli.common import err, out
     from chimera.evals.stats import dataset_stats, public, table_rows, write_outputs
 
-    store, run = _open(args.db, args.run)
+    store, run = _open(args.db, args.run, or_read_only=True)
     stats = dataset_stats(store, run)
-    store.save_report(run, "stats", public(stats))
+    if not store.read_only:  # kept with the run where it can be; a read-only copy still gives its statistics
+        store.save_report(run, "stats", public(stats))
     if args.json:
         print(json.dumps(public(stats), indent=2))
     else:
@@ -263,8 +271,10 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         curve = "  ".join(f"pass@{k} {v:.3f}" for k, v in report["pass@k"].items())
-        out.print(f"{report['questions_complete']}/{len(questions)} questions x {args.samples} samples: {curve}",
-                  markup=False)
+        cut = report["truncated_samples"]
+        out.print(f"{report['questions_complete']}/{len(questions)} questions x {args.samples} samples: {curve}; "
+                  + (f"{cut} of {report['graded_samples']} samples cut at max_tokens (counted wrong; raise "
+                     f"--max-tokens, now {args.max_tokens})" if cut else "no sample cut at max_tokens"), markup=False)
     err.print(f"asked {tally['asked']}, reused {tally['reused']}, failed {tally['failed']} (asked again next time); "
               f"{report['undecided_samples']} undecided grades count as wrong", markup=False)
     return _verdict(store, f"bench:{suite}", first_call, done=tally["asked"] + tally["reused"],

@@ -6,11 +6,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import time
-from collections.abc import Callable
-from typing import IO, Any
+from collections.abc import Callable, Coroutine
+from typing import IO, Any, TypeVar
 
 from chimera.cli.common import err
+from chimera.errors import Stopped
+
+T = TypeVar("T")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -48,8 +52,8 @@ def worker_command(args: argparse.Namespace) -> int:
     display = ProgressDisplay(err, quiet=args.quiet)
     hook, trace = _progress_hook(display, args.trace)
     with display:
-        summary = asyncio.run(run_pipeline(config, on_progress=hook, worker_only=True,
-                                           progress_every_s=0.1 if trace else 0.5))
+        summary = until_stopped(lambda stop: run_pipeline(config, on_progress=hook, worker_only=True, stop=stop,
+                                                          progress_every_s=0.1 if trace else 0.5))
     counts = summary.counts
     err.print(f"worker {summary.worker}: finished {summary.topics_run} topics in {summary.seconds:.1f}s; nothing is left "
               f"to take. Run {summary.name} so far: {counts['topics_done']} of {counts['topics']} topics done, "
@@ -62,14 +66,15 @@ def run_with_progress(config: Any, *, quiet: bool = False, trace_path: str | Non
     """Run (or resume) a job with the progress display, then print its summary; the exit status says
     whether it did its job (see chimera.run_health)."""
     from chimera.cli.progress import ProgressDisplay
-    from chimera.run_health import assess, failure_groups, role_calls
+    from chimera.run_health import assess, earlier_failures, failure_groups, role_calls
     from chimera.runner import run_pipeline
 
     display = ProgressDisplay(err, quiet=quiet)
     hook, trace = _progress_hook(display, trace_path)
     with display:
-        summary = asyncio.run(run_pipeline(config, on_progress=hook, topics_only=topics_only,
-                                           retry_failed=retry_failed, progress_every_s=0.1 if trace else 0.5))
+        summary = until_stopped(lambda stop: run_pipeline(config, on_progress=hook, topics_only=topics_only, stop=stop,
+                                                          retry_failed=retry_failed,
+                                                          progress_every_s=0.1 if trace else 0.5))
     counts = summary.counts
     by_status = counts["by_status"]
     share = summary.checkpoint_bytes / summary.db_bytes if summary.db_bytes else 0
@@ -94,11 +99,14 @@ def run_with_progress(config: Any, *, quiet: bool = False, trace_path: str | Non
         err.print(f"{summary.unlabeled} samples are unlabeled (no rule decided and the judge did not)")
     for line in shortfall_lines(summary.shortfalls)[:8]:
         err.print(f"stage 1 shortfall: {line}")
-    groups = failure_groups(summary.call_rows)
+    groups = failure_groups(summary.call_rows)  # this invocation's: a resumed run's old failures are not news
     if groups:
         err.print("failed calls: " + "; ".join(f"{g['role']} {g['outcome']} x{g['calls']}"
                                                + (f" ({g['message'][:160]})" if g["message"] else "")
                                                for g in groups[:6]))
+    earlier = earlier_failures(counts["call_outcomes"], summary.call_rows)
+    if earlier:
+        err.print(f"earlier runs: {earlier} failed call{'s' if earlier != 1 else ''} (chimera status lists them)")
     pending = counts["reviews"]["pending"]
     if pending:
         err.print(f"{pending} problem{'s wait' if pending != 1 else ' waits'} for review: chimera review {summary.db}")
@@ -107,6 +115,26 @@ def run_with_progress(config: Any, *, quiet: bool = False, trace_path: str | Non
     for line in health.lines:
         err.print(f"chimera: {line}")
     return health.exit_code
+
+
+def until_stopped(pipeline: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
+    """Run `pipeline` on a new event loop; SIGTERM (what Kubernetes, Slurm and systemd send) sets its stop
+    event, and the pipeline winds down (see run_pipeline) into `Stopped`. Ctrl-C cancels it at once."""
+
+    async def main() -> T:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        try:
+            return await pipeline(stop)
+        except asyncio.CancelledError:
+            if stop.is_set():
+                raise Stopped("stopped by SIGTERM: the calls in flight finished or were left for the resume, "
+                              "and this process's topics were released") from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+    return asyncio.run(main())
 
 
 def shortfall_lines(shortfalls: list[dict]) -> list[str]:

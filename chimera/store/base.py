@@ -4,6 +4,7 @@ the row helpers on the hot path."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +43,24 @@ def _connect_read_only(path: str) -> sqlite3.Connection:
         return conn
     except sqlite3.OperationalError:
         return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+
+
+class UnwritableDatabase(ChimeraError):
+    """A database this process may read but not write: read-only commands can still open it."""
+
+
+def write_blocker(path: Path) -> str | None:
+    """Why this process cannot write the SQLite file at `path` (SQLite also writes beside it: its journal, or
+    WAL's two files), or None when nothing visible stops it."""
+    folder = path.parent
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "no permission to write the file"
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        return f"no permission to write its folder {folder}, where SQLite keeps its journal"
+    return None
 
 
 class _DeferredCommits:
@@ -86,6 +105,13 @@ class StoreBase:
             self.db = sqlite_utils.Database(conn)
             self.conn = self.db.conn
             self._check_schema(self._applied_migrations(), MIGRATIONS)
+        except sqlite3.OperationalError as error:
+            # "attempt to write a readonly database", "unable to open database file": say which, not "not ours"
+            blocker = None if read_only else write_blocker(Path(path))
+            if blocker:
+                raise UnwritableDatabase(f"cannot write to {path} ({blocker}); copy it somewhere writable, or use "
+                                         "a read-only command (status, export, stats)") from None
+            raise ChimeraError(f"{path}: not a chimera database ({error})") from None
         except sqlite3.DatabaseError as error:
             raise ChimeraError(f"{path}: not a chimera database ({error})") from None
         if not read_only:

@@ -60,13 +60,19 @@ class Calls(StoreBase):
         with self.conn:
             self.conn.execute("update llm_calls set outcome = ?, error = ? where id = ?", [outcome, error, call_id])
 
-    def call_rows(self, run: str, *, after_id: int = 0, prefix: bool = False) -> list[CallCount]:
+    def call_rows(self, run: str, *, after_id: int = 0, since: float | None = None,
+                  prefix: bool = False) -> list[CallCount]:
         """Calls of a run counted by role, endpoint, outcome and message; `after_id`: only calls logged after
-        that row (this invocation's); `prefix`: every run whose name starts with `run`."""
+        that row, `since`: only calls logged at that time (time.time()) or later (either: this invocation's);
+        `prefix`: every run whose name starts with `run`."""
         where = "run like ? escape '\\'" if prefix else "run = ?"
         key = run.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" if prefix else run
+        if since is not None:
+            where, args = where + " and created_at >= ?", [key, since]
+        else:
+            args = [key]
         rows = self.conn.execute(f"select role, base_url, outcome, error, count(*) from llm_calls where {where} "
-                               "and id > ? group by role, base_url, outcome, error", [key, after_id]).fetchall()
+                                 "and id > ? group by role, base_url, outcome, error", [*args, after_id]).fetchall()
         return [CallCount(role=r[0], base_url=r[1], outcome=r[2], error=r[3], count=r[4]) for r in rows]
 
     def last_call_id(self) -> int:

@@ -55,6 +55,9 @@ class Health(Reviews):  # its counts include the reviews
         "duplicates of a problem that did not pass the check":
             "select p.id from problems p join problems o on o.id = p.duplicate_of where p.run = ? "
             "and coalesce(o.indexed, 0) = 0",
+        "problems rejected as duplicates of a twin that left the dataset":
+            "select p.id from problems p left join problems o on o.id = p.duplicate_of where p.run = ? "
+            "and p.status = 'rejected' and p.rejection_reason = 'duplicate' and (o.id is null or o.status = 'rejected')",
         "votes filed under a round the problem never reached":
             "select distinct p.id from problems p join votes v on v.problem_id = p.id where p.run = ? "
             "and v.round > coalesce(p.revisions, 0)",

@@ -27,6 +27,10 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 FENCE_SQLSTATE = "CH001"  # raised by the lease check when a worker writes for a topic it no longer holds
 
 
+class DatabaseUnreachable(ChimeraError):
+    """A PostgreSQL server that refused or did not answer a new connection (down, restarting, cut off)."""
+
+
 def is_postgres_url(db: str | os.PathLike[str]) -> bool:
     return isinstance(db, str) and db.startswith(URL_SCHEMES)
 
@@ -143,6 +147,17 @@ class PgConnection:
         return self._live()
 
 
+# A peer that vanished without a word (a network cut, a failed-over host) is found by TCP keepalives within about
+# a minute, instead of a call waiting on it forever; a URL's own settings win.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+              "tcp_user_timeout": 60_000}
+
+
+def connection_settings(url: str) -> dict[str, Any]:
+    """KEEPALIVES, less what `url` sets itself."""
+    return {name: value for name, value in KEEPALIVES.items() if f"{name}=" not in url}
+
+
 def connect(url: str, *, read_only: bool = False, connect_timeout_s: float = 10) -> PgConnection:
     """One autocommit connection (a worker names itself to the lease check with `Store.act_as`)."""
     try:
@@ -155,9 +170,10 @@ def connect(url: str, *, read_only: bool = False, connect_timeout_s: float = 10)
 
     def open_connection() -> Any:
         try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout_s), options=options)
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout_s), options=options,
+                                   **connection_settings(url))
         except psycopg.Error as error:
-            raise ChimeraError(f"{shown_url(url)}: cannot connect ({first_line(error)})") from None
+            raise DatabaseUnreachable(f"{shown_url(url)}: cannot connect ({first_line(error)})") from None
         # sum() and avg() of integers are numeric in PostgreSQL: read them as the floats SQLite gives
         conn.adapters.register_loader("numeric", FloatLoader)
         return conn
@@ -190,6 +206,8 @@ SESSION_ENDED_SQLSTATES = frozenset({"25P03", "25P04"})
 
 def connection_lost(error: BaseException) -> bool:
     """A lost or refused PostgreSQL connection (a restart, a network cut, a session the server ended)."""
+    if isinstance(error, DatabaseUnreachable):
+        return True
     try:
         import psycopg
     except ImportError:

@@ -81,16 +81,18 @@ class Problems(StoreBase):
     def finish_problem(self, problem_id: str, status: str, reason: str | None = None, *,
                        pass_rate: float | None = None) -> None:
         """A problem's outcome (and, for a solved one, its pass rate, in the same transaction); one marked a
-        near-duplicate stays rejected, whatever its thread ends with."""
+        near-duplicate stays rejected, whatever its thread ends with. A rejected problem leaves the duplicate
+        index: no problem may be rejected as its twin (the settling pass revives those that were)."""
         assert status in PROBLEM_STATUSES
         with self.transaction():
             if pass_rate is not None:
                 self.conn.execute("update samples set pass_rate = ? where problem_id = ?", [pass_rate, problem_id])
             self.conn.execute(
                 "update problems set status = case when duplicate_of is null then ? else 'rejected' end, "
-                "rejection_reason = case when duplicate_of is null then ? else 'duplicate' end, updated_at = ?"
+                "rejection_reason = case when duplicate_of is null then ? else 'duplicate' end, updated_at = ?, "
+                "indexed = case when duplicate_of is null and ? <> 'rejected' then indexed else 0 end"
                 + (", pass_rate = ?" if pass_rate is not None else "") + " where id = ?",
-                [status, reason, time.time(), *([pass_rate] if pass_rate is not None else []), problem_id])
+                [status, reason, time.time(), status, *([pass_rate] if pass_rate is not None else []), problem_id])
 
     def reopen_failed(self, run: str) -> list[dict[str, Any]]:
         """Failed slots of a run, set back to pending with their retry count raised; returns them."""
@@ -132,8 +134,12 @@ class Problems(StoreBase):
                 self.mark_duplicate(later, problem_id, similarity, displaced=True)
 
     def any_displaced(self, run: str) -> bool:
-        return self.conn.execute("select 1 from problems where run = ? and displaced = 1 limit 1",
-                                 [run]).fetchone() is not None
+        """Whether a duplicate decision may no longer be what key order gives: a kept problem was displaced by a
+        later arrival, or a duplicate's twin left the index (it was rejected afterwards, or displaced itself)."""
+        return self.conn.execute(
+            "select 1 from problems where run = ? and displaced = 1 union all select 1 from problems p "
+            "left join problems o on o.id = p.duplicate_of where p.run = ? and p.duplicate_of is not null "
+            "and coalesce(o.indexed, 0) = 0 limit 1", [run, run]).fetchone() is not None
 
     def settled_duplicates(self, run: str) -> None:
         with self.conn:

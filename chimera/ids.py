@@ -31,5 +31,17 @@ def topic_thread_id(run: str, topic_id_: str) -> str:
     return f"{run}:topic:{topic_id_}"
 
 
+def retry_thread_id(run: str, topic_id_: str, retries: int, slot: int) -> str:
+    """The thread of a failed or revived slot's `retries`-th attempt: a thread of its own, so the first
+    attempt's checkpoints stay as they were."""
+    return f"{topic_thread_id(run, topic_id_)}:retry{retries}:{slot}"
+
+
+def attempt_of(thread_id: str) -> int | None:
+    """Which retry of its slot a thread is (see retry_thread_id); None for a first attempt."""
+    found = re.search(r":retry(\d+):\d+$", thread_id)
+    return int(found.group(1)) if found else None
+
+
 def taxonomy_thread_id(run: str) -> str:
     return f"{run}:taxonomy"

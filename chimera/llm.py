@@ -77,8 +77,9 @@ KEPT_FIELDS = ("content", "reasoning", "finish_reason", "model", "tokens_in", "t
 def request_key(role: str, body: dict[str, Any], context: dict[str, Any] | None) -> str:
     """What identifies a call across a restart: the role, the ids it is for, and the exact body sent."""
     context = context or {}
-    blob = json.dumps([role, context.get("run"), context.get("topic_id"), context.get("problem_id"),
-                       context.get("scope"), body], sort_keys=True, ensure_ascii=False, default=str)
+    identity = [role, context.get("run"), context.get("topic_id"), context.get("problem_id"), context.get("scope"),
+                body] + ([context["attempt"]] if context.get("attempt") else [])  # a retry's: see Deps.context
+    blob = json.dumps(identity, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

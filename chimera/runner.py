@@ -35,7 +35,7 @@ from chimera.graphs.deps import Deps
 from chimera.graphs.retry import build_retry_graph
 from chimera.graphs.taxonomy import build_taxonomy_graph
 from chimera.graphs.topic import build_topic_graph
-from chimera.ids import taxonomy_thread_id, topic_thread_id
+from chimera.ids import retry_thread_id, taxonomy_thread_id, topic_thread_id
 from chimera.kept_replies import KeptReplies
 from chimera.label_report import label_figures
 from chimera.llm import build_clients, close_clients
@@ -335,8 +335,7 @@ async def _settle_and_retry(config: Config, store: AsyncStore, deps: Deps, saver
     if retries:
         monitor.stage = f"retrying {len(retries)} failed slots"
         retry_graph = build_retry_graph(review=bool(config.review.active)).compile(checkpointer=saver)
-        threads = [f"{topic_thread_id(run, row['topic_id'])}:retry{row['retries']}:{row['slot']}"
-                   for row in retries]
+        threads = [retry_thread_id(run, row["topic_id"], row["retries"], row["slot"]) for row in retries]
 
         async def one_retry(thread_id: str, row: dict[str, Any]) -> None:
             waiting = await run_thread(

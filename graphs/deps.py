@@ -18,6 +18,7 @@ from langgraph.runtime import Runtime
 
 from chimera.config import Config
 from chimera.embeddings import Embedder
+from chimera.ids import attempt_of
 from chimera.kept_replies import KeptReplies
 from chimera.llm import RoleClient
 from chimera.store.nonblocking import AsyncStore
@@ -58,9 +59,18 @@ class Deps:
         return self.config.parse_retries
 
     def context(self, **ids: Any) -> dict[str, Any]:
-        """Ids attached to every logged model call, and the graph step it is made in (its place in
-        the endpoint's queue: see chimera.dispatch)."""
-        return {"run": self.run, "step": graph_step(), **ids}
+        """Ids attached to every logged model call, the graph step it is made in (its place in the endpoint's
+        queue: see chimera.dispatch), and in a retry thread which retry it is: a retry asks again on purpose
+        (what failed, or a reply that could not be used), so its requests are not the first attempt's."""
+        attempt = attempt_of(_thread_id())
+        return {"run": self.run, "step": graph_step(), **({"attempt": attempt} if attempt else {}), **ids}
+
+
+def _thread_id() -> str:
+    try:
+        return str(get_config()["configurable"].get("thread_id", ""))
+    except RuntimeError:  # not inside a graph run
+        return ""
 
 
 def graph_step() -> int:

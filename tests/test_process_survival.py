@@ -223,3 +223,18 @@ def test_a_problem_rejected_after_it_passed_the_duplicate_check_leaves_the_index
     assert store.consistency("r")["problems rejected as duplicates of a twin that left the dataset"] == ["pb"]
     store.revive_duplicate("pb")
     assert not any(store.consistency("r").values())
+
+
+def test_retrying_failed_slots_is_not_counted_as_asking_answered_calls_twice(tmp_path):
+    """A retry asks again on purpose (what failed, and replies that could not be used): its requests are its own."""
+    config = write_config(tmp_path, sim={"fault_5xx": 0.3, "fault_malformed": 0.3},
+                          models={"default": {"provider": "sim", "max_retries": 0, "retry_window_s": 0}},
+                          subjects=[{"name": "Mathematics", "topics": 6}, {"name": "Physics", "topics": 6}],
+                          problems_per_topic=4)
+    chimera("run", str(config), "--quiet")
+    for _ in range(2):
+        chimera("run", str(config), "--quiet", "--retry-failed")
+    store = Store(tmp_path / "t.db", read_only=True)
+    assert store.conn.execute("select count(*) from problems where retries > 0").fetchone()[0] > 0
+    assert store.calls_asked_again("t") == 0
+    assert not any(store.consistency("t").values())

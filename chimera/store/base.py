@@ -140,8 +140,12 @@ class StoreBase:
         if newer:
             raise ChimeraError(f"{path}: written by a newer chimera (schema step {newer[-1]}); upgrade chimera "
                                "to open it")
+        # Read again before refusing: another process's migration may have committed between the two reads
+        # (a worker starting beside `chimera run` on a new database sees no schema, then the schema's tables).
         if not applied and self._table_names():
-            raise ChimeraError(f"{path}: not a chimera database (it has tables, but no chimera schema)")
+            applied = self._applied_migrations()
+            if not applied:
+                raise ChimeraError(f"{path}: not a chimera database (it has tables, but no chimera schema)")
         if self.read_only:
             missing = [name for name, _ in migrations if name not in applied]
             if not applied:

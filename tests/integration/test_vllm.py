@@ -53,12 +53,15 @@ def assert_every_topic_has_its_slots(db: sqlite3.Connection) -> None:
 
 
 def assert_honest_exit(result, db: sqlite3.Connection) -> None:
-    """The tiny random model may get nothing accepted: then the run exits 1 and says why in its last line."""
-    accepted = db.execute("select count(*) from problems where status = 'accepted'").fetchone()[0]
-    if accepted:
+    """The tiny random model may leave nothing usable (no problem accepted, or every sample cut): then the run
+    exits 1 and its last line says which."""
+    usable = db.execute("select count(*) from samples s join problems p on p.id = s.problem_id "
+                        "where p.status = 'accepted' and coalesce(s.truncated, 0) = 0").fetchone()[0]
+    if usable:
         assert result.returncode == 0, result.stderr
     else:
-        assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("chimera: 0 accepted"), \
+        last = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 1 and last.startswith(("chimera: 0 accepted", "chimera: no usable samples")), \
             result.stderr
 
 

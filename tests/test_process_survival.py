@@ -146,8 +146,8 @@ def test_sigterm_stops_a_run_on_sqlite_that_then_resumes_to_the_same_dataset(tmp
 
 
 def test_lease_renewals_go_on_while_the_store_is_busy(postgres):
-    """The heartbeat has its own thread and connection: a store call that holds the store's thread for three
-    leases does not let the worker's lease run out."""
+    """The heartbeat has its own thread and connection: a store call that holds the store's thread for two and a
+    half leases does not let the worker's lease run out."""
     from chimera.heartbeat import Heartbeat
     from chimera.store.nonblocking import AsyncStore
 
@@ -155,14 +155,14 @@ def test_lease_renewals_go_on_while_the_store_is_busy(postgres):
     setup = Store(url)
     setup.upsert_topic(id="t1", run="r", subject="Mathematics", name="Algebra", position=0, source="config")
     setup.register_worker("w1", "r", host="h", pid=1)
-    assert [t["id"] for t in setup.claim_topics("r", "w1", lease_s=1, limit=1)] == ["t1"]
+    assert [t["id"] for t in setup.claim_topics("r", "w1", lease_s=2, limit=1)] == ["t1"]
 
     async def main() -> list:
         store = await AsyncStore.open(url)
         renewals: list = []
-        heartbeat = Heartbeat(url, run="r", worker="w1", lease_s=1, on_renewal=renewals.append).start()
+        heartbeat = Heartbeat(url, run="r", worker="w1", lease_s=2, on_renewal=renewals.append).start()
         try:
-            await store.run(lambda _: time.sleep(3))  # bulk work on the store's one thread
+            await store.run(lambda _: time.sleep(5))  # bulk work on the store's one thread
             live = await store.run(lambda s: s.live_leases("r"))
         finally:
             await heartbeat.stop()
@@ -181,10 +181,11 @@ def test_a_late_renewal_is_logged_with_how_late(postgres, caplog):
     Store(url).register_worker("w1", "r", host="h", pid=1)
 
     async def main() -> None:
-        heartbeat = Heartbeat(url, run="r", worker="w1", lease_s=3, on_renewal=lambda _: None)
+        renewed = asyncio.Event()
+        heartbeat = Heartbeat(url, run="r", worker="w1", lease_s=3, on_renewal=lambda _: renewed.set())
         heartbeat._last_renewal -= 10  # as if the process had been stopped for ten seconds
         heartbeat.start()
-        await asyncio.sleep(1.5)
+        await asyncio.wait_for(renewed.wait(), 60)
         await heartbeat.stop()
 
     with caplog.at_level("WARNING", logger="chimera.worker"):

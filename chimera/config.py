@@ -7,6 +7,7 @@ points a role at the built-in simulator, which the run starts itself.
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -473,8 +474,9 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config (a relative `run.db` is relative to the working directory)."""
+def load_config(path: str | Path, settings: list[str] | None = None) -> Config:
+    """Read and validate a YAML config (a relative `run.db` is relative to the working directory), with
+    `settings` (`key.path=value`, see `with_settings`) applied before the validation."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
@@ -499,4 +501,41 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: not valid YAML{where}") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a config") from None
-    return parse_config(raw, source=str(path))
+    return parse_config(with_settings(raw, settings or []), source=str(path))
+
+
+def with_settings(raw: Any, settings: list[str]) -> Any:
+    """`raw` with each `key.path=value` set: the value read as YAML (`4`, `true`, `[a, b]`, `gpt-5`), the path
+    walked through mappings by name and lists by index (`models.critics.1.model=o4-mini`), missing mappings
+    made on the way. The config is validated afterwards, so a wrong key or value is named there."""
+    if not settings:
+        return raw
+    raw = copy.deepcopy(raw) if isinstance(raw, dict) else {}
+    for setting in settings:
+        path, sep, text = setting.partition("=")
+        keys = path.strip().split(".")
+        if not sep or not all(keys):
+            raise ConfigError(f"--set {setting!r}: expected key.path=value, e.g. run.concurrency=64")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {setting!r}: the value is not valid YAML") from None
+        node: Any = raw
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(f"--set {setting!r}: {'.'.join(keys[:depth]) or 'the config'} is a list of "
+                                      f"{len(node)}; {key!r} is no index of it")
+                if last:
+                    node[int(key)] = value
+                else:
+                    node = node[int(key)]
+            elif isinstance(node, dict):
+                if last:
+                    node[key] = value
+                else:
+                    node = node.setdefault(key, {})
+            else:
+                raise ConfigError(f"--set {setting!r}: {'.'.join(keys[:depth])} is a value, not a section")
+    return raw

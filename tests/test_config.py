@@ -80,3 +80,26 @@ def test_review_policy_is_one_name_or_a_list_and_none_stands_alone():
                          ({"rate": 2}, "review.rate: Input should be less than or equal to 1")]:
         with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
             parse_config({**base, "review": bad})
+
+
+def test_set_changes_a_value_of_the_config_for_one_invocation(tmp_path):
+    path = write_config(tmp_path, models={"default": {"provider": "sim"}})
+    config = load_config(path, ["run.concurrency=64", "models.solver.max_tokens=65536", "problems_per_topic=3",
+                                "subjects.1.topics=[Equilibria, Kinetics]", "run.name=renamed"])
+    assert config.run.concurrency == 64 and config.problems_per_topic == 3 and config.run.name == "renamed"
+    assert config.models.solver.max_tokens == 65536
+    assert config.subjects[1].topics == ["Equilibria", "Kinetics"]
+    assert load_config(path).run.concurrency == 8  # the file is untouched
+
+
+@pytest.mark.parametrize("setting, said", [
+    ("run.concurency=3", "run.concurency"),
+    ("subjects.7.name=x", "subjects is a list of 2"),
+    ("problems_per_topic", "expected key.path=value"),
+    ("run.concurrency.deep=1", "run.concurrency is a value"),
+    ("run.concurrency=[1", "not valid YAML"),
+])
+def test_a_bad_set_is_one_line_naming_it(tmp_path, setting, said):
+    result = chimera("run", str(write_config(tmp_path)), "--set", setting)
+    assert result.returncode == 2
+    assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chimera import __version__
+from chimera.cli.calls import add_calls_command
 from chimera.cli.common import err, only_run, out
 from chimera.cli.run import run_command, shortfall_lines, worker_command
 from chimera.errors import ChimeraError, Stopped
@@ -435,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) a job from a YAML config")
     run.add_argument("config", help="YAML config file")
     run.add_argument("--db", help="use this database instead of run.db")
+    run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help=SET_HELP)
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--retry-failed", action="store_true",
                      help="take again the problem slots whose model calls ran out of retries")
@@ -450,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "leases until none is left")
     worker.add_argument("config", help="the run's YAML config (its run.db a postgresql:// URL)")
     worker.add_argument("--db", help="use this database instead of run.db")
+    worker.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help=SET_HELP)
     worker.add_argument("--quiet", action="store_true", help="no progress display")
     worker.add_argument("-v", "--verbose", action="count", default=0,
                         help="-v: progress notes and warnings as they happen; -vv: also one line per model call")
@@ -465,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--check", action="store_true",
                         help="check that the run's rows agree with each other; exit 1 naming what does not")
     status.set_defaults(func=_cmd_status)
+
+    add_calls_command(sub)
 
     taxonomy = sub.add_parser("taxonomy", help="print, write or import the topic tree of a run")
     taxonomy.add_argument("db")
@@ -567,6 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_cmd_sim)
     return parser
 
+
+SET_HELP = ("set a config value for this invocation, e.g. --set run.concurrency=64 --set models.solver.max_tokens="
+            "65536 (the value is read as YAML; lists by index: models.critics.1.model=o4-mini)")
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)

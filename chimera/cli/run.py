@@ -20,7 +20,7 @@ T = TypeVar("T")
 def run_command(args: argparse.Namespace) -> int:
     from chimera.config import load_config
 
-    config = load_config(args.config)
+    config = load_config(args.config, args.set)
     if args.db:
         config.run.db = args.db
     return run_with_progress(config, quiet=args.quiet, trace_path=args.trace, topics_only=args.topics_only,
@@ -46,7 +46,7 @@ def worker_command(args: argparse.Namespace) -> int:
     from chimera.config import load_config
     from chimera.runner import run_pipeline
 
-    config = load_config(args.config)
+    config = load_config(args.config, args.set)
     if args.db:
         config.run.db = args.db
     display = ProgressDisplay(err, quiet=args.quiet)

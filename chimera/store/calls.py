@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 from chimera.storable import storable
 from chimera.store.base import StoreBase
-from chimera.store.rows import CallCount
+from chimera.store.rows import CALL_FILTERS, CallCount, CallRow
 
 
 class Calls(StoreBase):
@@ -59,6 +59,23 @@ class Calls(StoreBase):
     def relabel_call(self, call_id: int, outcome: str, error: str) -> None:
         with self.conn:
             self.conn.execute("update llm_calls set outcome = ?, error = ? where id = ?", [outcome, error, call_id])
+
+    def calls(self, run: str, *, filters: dict[str, str] | None = None, failed_only: bool = False,
+              limit: int = 50) -> list[CallRow]:
+        """The run's model calls, newest first: `filters` by CALL_FILTERS column (exact values), `failed_only`
+        for those that got no usable reply."""
+        where, args = ["run = ?"], [run]
+        for column, value in (filters or {}).items():
+            if column not in CALL_FILTERS:
+                raise ValueError(f"no call filter {column!r}")
+            where.append(f"{column} = ?")
+            args.append(value)
+        if failed_only:
+            where.append("outcome not in ('ok', 'truncated')")
+        columns = ", ".join(CallRow.__annotations__)
+        rows = self.conn.execute(f"select {columns} from llm_calls where {' and '.join(where)} "
+                                 "order by id desc limit ?", [*args, limit]).fetchall()
+        return [cast(CallRow, dict(zip(CallRow.__annotations__, row))) for row in rows]
 
     def call_rows(self, run: str, *, after_id: int = 0, since: float | None = None,
                   prefix: bool = False) -> list[CallCount]:

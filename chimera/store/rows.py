@@ -118,6 +118,28 @@ class CallCount(TypedDict):
     count: int
 
 
+class CallRow(TypedDict):
+    """One model call as `chimera calls` lists it (a row of `llm_calls`, without the kept reply)."""
+
+    id: int
+    created_at: float
+    role: str
+    model: str | None
+    base_url: str | None
+    topic_id: str | None
+    problem_id: str | None
+    outcome: str
+    latency_s: float | None
+    tokens_in: int
+    tokens_out: int
+    reasoning_tokens: int
+    finish_reason: str | None
+    error: str | None
+
+
+CALL_FILTERS = ("role", "outcome", "topic_id", "problem_id", "model")
+
+
 class BenchResultRow(TypedDict):
     """One graded sample of `chimera eval bench` (table `bench_results`)."""
 

@@ -27,6 +27,9 @@ MAX_FILE_BYTES = 64 << 20
 class TopicEntry(_Strict):
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     slots: int | None = Field(default=None, ge=0, le=MAX_SLOTS)
+    id: str | None = Field(default=None, max_length=100, description=(
+        "written for reference (a topic graph run on a LangGraph server takes it as topic_id); ignored on "
+        "import, where the id follows from the run, subject, subfield and name"))
 
 
 class SubfieldEntry(_Strict):
@@ -55,7 +58,7 @@ def tree(store: Store, run: str) -> TaxonomyFile:
         subfield_name = topic["subfield"] or "General"
         if not subject.subfields or subject.subfields[-1].name != subfield_name:
             subject.subfields.append(SubfieldEntry(name=subfield_name, topics=[]))
-        subject.subfields[-1].topics.append(TopicEntry(name=topic["name"], slots=topic["slots"]))
+        subject.subfields[-1].topics.append(TopicEntry(name=topic["name"], slots=topic["slots"], id=topic["id"]))
     merges = [{k: m[k] for k in ("dropped", "kept", "similarity", "method")} for m in store.merges(run)]
     shortfalls = [{k: row[k] for k in ("subject", "subfield", "kind", "detail", "target", "got")}
                   for row in store.shortfalls(run)]

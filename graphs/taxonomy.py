@@ -85,6 +85,8 @@ class TaxonomyState(TypedDict, total=False):
     settled: list[str]  # subjects no further refill round can help
     refills: list[RefillTask]
     summary: dict[str, Any]
+    # what Stage 2 runs: each topic's input of the topic graph (its id, subject, name and problem slots)
+    topics: list[dict[str, Any]]
 
 
 MAX_EXISTING_IN_PROMPT = 200  # names shown to a refill call as already listed
@@ -335,7 +337,8 @@ async def finalize(state: TaxonomyState, *, runtime: Runtime[Deps]) -> dict[str,
     deps = deps_of(runtime)
     store, settings = deps.store, deps.config.taxonomy
     live = await store.topics(deps.run, live=True)
-    await store.set_slots(assign_slots(deps, live))
+    slots = assign_slots(deps, live)
+    await store.set_slots(slots)
     counts = state.get("live") or {}
     notes = list(state.get("notes", []))
     for subject in state["subjects"]:
@@ -351,7 +354,9 @@ async def finalize(state: TaxonomyState, *, runtime: Runtime[Deps]) -> dict[str,
     calls = sum(e["calls"] for e in state.get("expanded", []))
     merged = sum(1 for t in await store.topics(deps.run) if t["status"] == "merged")
     return {"summary": {"topics": len(live), "merged": merged, "topic_calls": calls,
-                        "refill_rounds": state.get("round", 0), "shortfalls": len(notes)}}
+                        "refill_rounds": state.get("round", 0), "shortfalls": len(notes)},
+            "topics": [{"topic_id": t["id"], "subject": t["subject"], "topic": t["name"], "slots": slots.get(t["id"])}
+                       for t in live]}
 
 
 async def subjects(state: TaxonomyState, *, runtime: Runtime[Deps]) -> dict[str, Any]:

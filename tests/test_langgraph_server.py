@@ -91,11 +91,13 @@ def test_a_served_run_expands_topics_drafts_and_takes_a_review_decision_through_
         for assistant in await client.assistants.search():
             schemas[assistant["graph_id"]] = await client.assistants.get_schemas(assistant["assistant_id"])
         stage1 = await client.threads.create()
-        await client.runs.wait(stage1["thread_id"], "taxonomy", input={}, raise_error=True)
-        [(topic_id, subject, name)] = _rows(db, "select id, subject, name from topics where status = 'pending'")
+        expanded = await client.runs.wait(stage1["thread_id"], "taxonomy", input={}, raise_error=True)
+        # The taxonomy run's output gives each topic as the topic graph takes it, id included.
+        [topic] = expanded["topics"]
+        assert [(topic["topic_id"], topic["subject"], topic["topic"])] == \
+            _rows(db, "select id, subject, name from topics where status = 'pending'")
         thread = await client.threads.create()
-        await client.runs.wait(thread["thread_id"], "topic", raise_error=True,
-                               input={"topic_id": topic_id, "subject": subject, "topic": name, "slots": 1})
+        await client.runs.wait(thread["thread_id"], "topic", raise_error=True, input={**topic, "slots": 1})
         waiting = await client.threads.get_state(thread["thread_id"], subgraphs=True)
         await client.runs.wait(thread["thread_id"], "topic", raise_error=True,
                                command={"resume": {"action": "reject", "note": "too easy", "reviewer": "ana"}})

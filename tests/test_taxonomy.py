@@ -114,6 +114,9 @@ def test_taxonomy_json_round_trips_through_import(tmp_path):
     exported = chimera("taxonomy", str(tmp_path / "t.db"), "--json")
     tree = json.loads(exported.stdout)
     assert [s["name"] for s in tree["subjects"]] == ["Mathematics", "Physics"]
+    listed = {t["name"]: t["id"] for s in tree["subjects"] for f in s["subfields"] for t in f["topics"]}
+    with sqlite3.connect(tmp_path / "t.db") as db:  # each topic's id, as a topic graph run on a server takes it
+        assert listed == dict(db.execute("select name, id from topics where status = 'pending'").fetchall())
     path = tmp_path / "tree.json"
     path.write_text(exported.stdout)
     imported = chimera("taxonomy", str(tmp_path / "other.db"), "--import", str(path))

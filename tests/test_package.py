@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# One wheel for the module, built once: two xdist workers building it at once share the checkout's build/ folder.
+pytestmark = pytest.mark.xdist_group("wheel")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,9 @@ def test_the_installed_wheel_writes_the_examples_and_runs_the_quickstart_outside
     assert where.startswith(str(site)), where
     assert chimera("init").returncode == 0
     assert sorted(p.name for p in work.iterdir()) == ["local-vllm.yaml", "paper.yaml", "postgres.yaml", "quickstart.yaml",
-                                                        "review.yaml"]
+                                                        "review.yaml", "workers"]
+    # postgres.yaml points to the worker job files: they come with it
+    assert sorted(p.name for p in (work / "workers").iterdir()) == ["kubernetes.yaml", "ray_workers.py", "slurm.sbatch"]
     run = chimera("run", "quickstart.yaml", "--quiet")
     assert run.returncode == 0, run.stderr
     exported = chimera("export", "quickstart.db", "--split", "rl", "-o", "rl.parquet")

@@ -377,18 +377,24 @@ def _cmd_serve_solver(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    """Write the example configs into a folder, never over a file that is already there (unless --force)."""
+    """Write the example configs (and `workers/`, the job files for PostgreSQL workers that postgres.yaml points
+    to) into a folder, never over a file that is already there (unless --force)."""
     from importlib import resources
 
     folder = Path(args.dir)
-    examples = sorted((p for p in resources.files("chimera.examples").iterdir() if p.name.endswith(".yaml")),
-                      key=lambda p: p.name)
-    clashes = [p.name for p in examples if os.path.lexists(folder / p.name)]  # a dangling link is a clash too
+    shipped = resources.files("chimera.examples")
+    examples = sorted((p.name, p) for p in shipped.iterdir() if p.name.endswith(".yaml"))
+    workers = shipped / "workers"
+    if workers.is_dir():
+        examples += sorted((f"workers/{p.name}", p) for p in workers.iterdir() if p.is_file())
+    clashes = [name for name, _ in examples if os.path.lexists(folder / name)]  # a dangling link is a clash too
     if clashes and not args.force:
         raise ChimeraError(f"{folder}: already holds {', '.join(clashes)}; choose another folder or pass --force")
     folder.mkdir(parents=True, exist_ok=True)
-    for example in examples:
-        target = folder / example.name
+    for name, example in examples:
+        target = folder / name
+        if target.parent != folder and not target.parent.is_dir():
+            target.parent.mkdir()
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if args.force else os.O_EXCL)
         try:
             descriptor = os.open(target, flags, 0o644)
@@ -397,7 +403,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
                                f"{'; it is a symbolic link' if target.is_symlink() else ''})") from None
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(example.read_text(encoding="utf-8"))
-    err.print(f"wrote {', '.join(p.name for p in examples)} to {folder}; start with: "
+    err.print(f"wrote {', '.join(name for name, _ in examples)} to {folder}; start with: "
               f"chimera run {folder / 'quickstart.yaml'}", markup=False)
     return 0
 

@@ -23,6 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PAPER_SOLVER = "Qwen/Qwen3-235B-A22B-Thinking-2507"
+# What the model card recommends for the paper's solver on one node: 8 GPUs, the whole 256K context.
+CARD_SETTINGS = {PAPER_SOLVER: {"tensor_parallel": 8, "max_model_len": 262144}}
+
+
+def card_settings(model: str, *, tensor_parallel: int | None, max_model_len: int | None) -> tuple[int, int | None]:
+    """The tensor-parallel size and context length to serve `model` with: what was asked, else its model
+    card's (CARD_SETTINGS), else one GPU and vLLM's own default length."""
+    card = CARD_SETTINGS.get(model, {})
+    return (tensor_parallel or card.get("tensor_parallel", 1),
+            max_model_len if max_model_len is not None else card.get("max_model_len"))
 
 
 @dataclass
@@ -51,8 +61,8 @@ def serve_command(spec: ServeSpec) -> list[str]:
     command += ["--host", spec.host, "--port", str(spec.port)]
     if spec.served_name:
         command += ["--served-model-name", spec.served_name]
-    for flag, value in (("--tensor-parallel-size", spec.tensor_parallel),
-                        ("--pipeline-parallel-size", spec.pipeline_parallel),
+    command += ["--tensor-parallel-size", str(spec.tensor_parallel)]  # shown even at 1: the GPUs it takes
+    for flag, value in (("--pipeline-parallel-size", spec.pipeline_parallel),
                         ("--data-parallel-size", spec.data_parallel)):
         if value != 1:
             command += [flag, str(value)]

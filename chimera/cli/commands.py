@@ -348,13 +348,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_serve_solver(args: argparse.Namespace) -> int:
     import shlex
 
-    from chimera.tools.vllm_launcher import ServerProcess, ServeSpec, describe, solver_config_block
+    from chimera.tools.vllm_launcher import ServerProcess, ServeSpec, card_settings, describe, solver_config_block
 
     extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
+    tensor_parallel, max_model_len = card_settings(args.model, tensor_parallel=args.tensor_parallel_size,
+                                                   max_model_len=args.max_model_len)
     spec = ServeSpec(model=args.model, served_name=args.served_model_name, host=args.host, port=args.port,
-                     tensor_parallel=args.tensor_parallel_size, pipeline_parallel=args.pipeline_parallel_size,
+                     tensor_parallel=tensor_parallel, pipeline_parallel=args.pipeline_parallel_size,
                      data_parallel=args.data_parallel_size, reasoning_parser=args.reasoning_parser or None,
-                     max_model_len=args.max_model_len, extra=extra, vllm=shlex.split(args.vllm))
+                     max_model_len=max_model_len, extra=extra, vllm=shlex.split(args.vllm))
     print(describe(spec))
     if args.dry_run:
         return 0
@@ -548,11 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--served-model-name")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per model copy within a node")
+    serve.add_argument("--tensor-parallel-size", type=int, help="GPUs per model copy within a node (default: the "
+                                                                    "model card's for the paper's solver, 8; else 1)")
     serve.add_argument("--pipeline-parallel-size", type=int, default=1, help="nodes per model copy (Ray)")
     serve.add_argument("--data-parallel-size", type=int, default=1, help="model copies behind this server")
     serve.add_argument("--reasoning-parser", default="deepseek_r1", help="'' for none")
-    serve.add_argument("--max-model-len", type=int)
+    serve.add_argument("--max-model-len", type=int, help="context length (default: the model card's for the paper's "
+                                                         "solver, 262144; else vLLM's)")
     serve.add_argument("--vllm", default="vllm serve", help="the command that starts vLLM")
     serve.add_argument("--log", help="write the server's output here")
     serve.add_argument("--timeout", type=float, default=1800, help="seconds to wait for /health")

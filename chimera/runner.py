@@ -82,6 +82,7 @@ class RunMonitor:
     stage: str = "starting"
     topics_total: int = 0
     topics_finished: int = 0
+    slots_total: int = 0  # problem slots of the run's topics (each becomes one problem)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -216,6 +217,7 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
             topics = []
         monitor.stage = "stages 2-3: problems"
         monitor.topics_total = len(topics)
+        monitor.slots_total = sum(config.problems_per_topic if t["slots"] is None else t["slots"] for t in topics)
         pending = [t for t in topics if t["status"] != "done"]
         monitor.topics_finished = len(topics) - len(pending)
         topic_graph = build_topic_graph(review=bool(config.review.active)).compile(checkpointer=saver)

@@ -255,3 +255,16 @@ def test_the_progress_line_counts_each_endpoint_against_its_own_budget():
     chat.in_flight, embedder.in_flight = 30, 1
     assert in_flight(endpoints.by_endpoint()) == "gpu-1:8000 30/32, embed:9000 1/4"
     assert in_flight([("http://x/v1", 3, 8)]) == "3/8", "one endpoint: just its count against its budget"
+
+
+def test_the_progress_line_counts_problem_slots_and_the_time_left_at_the_pace_so_far():
+    from chimera.cli.progress import slot_progress
+
+    assert slot_progress(0, 400, None, now=100.0) == "0/400 (0%)"
+    assert slot_progress(0, 0, None, now=100.0) == "0/0"
+    # 100 slots in the 50 s since 20 were done: 280 left at 2 a second
+    assert slot_progress(120, 400, (50.0, 20), now=100.0) == "120/400 (30%), about 2m left"
+    assert slot_progress(390, 400, (0.0, 0), now=390.0) == "390/400 (98%), about 10s left"
+    assert slot_progress(100, 400, (0.0, 0), now=3600.0) == "100/400 (25%), about 3.0h left"
+    assert slot_progress(20, 400, (50.0, 20), now=100.0) == "20/400 (5%)", "no pace yet: no guess"
+    assert slot_progress(400, 400, (0.0, 0), now=100.0) == "400/400 (100%)"

@@ -22,12 +22,37 @@ def in_flight(endpoints: list[tuple[str, int, int]]) -> str:
     return ", ".join(f"{urlsplit(url).netloc or url} {busy}/{limit}" for url, busy, limit in endpoints) or "0/0"
 
 
+def slot_progress(done: int, total: int, since: tuple[float, int] | None, now: float) -> str:
+    """"120/400 problem slots (30%), about 5m left": slots that ended (accepted, rejected, failed or waiting
+    for review) of all, and the time left at the pace since `since` (time, slots done then), once there is
+    one. Topics finish together by design, so slots are what shows the run moving."""
+    if not total:
+        return "0/0"
+    text = f"{done}/{total} ({done / total:.0%})"
+    if since is None or done >= total:
+        return text
+    seconds, done_then = now - since[0], since[1]
+    if done <= done_then or seconds <= 0:
+        return text
+    left = (total - done) * seconds / (done - done_then)
+    return text + f", about {_duration(left)} left"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
 class ProgressDisplay:
     def __init__(self, console: Console, *, quiet: bool = False):
         self.console = console
         self.quiet = quiet
         self.live: Live | None = None
         self._last_plain = 0.0
+        self._slots_since: tuple[float, int] | None = None  # the first count seen in stages 2-3, for the pace
 
     def __enter__(self) -> ProgressDisplay:
         if not self.quiet and self.console.is_terminal:
@@ -44,10 +69,17 @@ class ProgressDisplay:
             return
         counts = monitor.counts
         by = counts["by_status"]
-        elapsed = time.monotonic() - monitor.started
+        now = time.monotonic()
+        elapsed = now - monitor.started
+        slots_done = by.get("accepted", 0) + by.get("rejected", 0) + by.get("failed", 0) \
+            + counts["reviews"]["pending"]
+        if monitor.slots_total and self._slots_since is None:
+            self._slots_since = (now, slots_done)
         fields = {
             "stage": monitor.stage,
             "topics": f"{monitor.topics_finished}/{monitor.topics_total}",
+            "problem slots": slot_progress(min(slots_done, monitor.slots_total), monitor.slots_total,
+                                           self._slots_since, now),
             "problems": f"{by.get('accepted', 0)} accepted, {by.get('rejected', 0)} rejected, "
                         f"{by.get('failed', 0)} failed, {by.get('pending', 0)} in progress",
             "samples": f"{counts['samples']} ({counts['correct']} correct)",

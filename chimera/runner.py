@@ -260,11 +260,8 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
                                   has_room=lambda: endpoints.waiting < endpoints.limit,
                                   on_workers=endpoints.share_totals, stopping=stop)
             finally:
-                try:
-                    await store.act_as(None)
-                except Exception as error:
-                    if not connection_lost(error):  # else a new connection starts with no worker set in any case
-                        raise
+                # a lost connection: a new one starts with no worker set in any case
+                await _unless_connection_lost(store.act_as(None))
         else:
             gate = asyncio.Semaphore(capacity)
 
@@ -313,11 +310,7 @@ async def _run_lock(store: AsyncStore, run: str, shared: bool) -> AsyncIterator[
     try:
         yield
     finally:
-        try:
-            await store.unlock_run(run)
-        except Exception as error:
-            if not connection_lost(error):  # a lost session has let go of its lock already
-                raise
+        await _unless_connection_lost(store.unlock_run(run))  # a lost session has let go of its lock already
 
 
 async def _settle_and_retry(config: Config, store: AsyncStore, deps: Deps, saver: Any, monitor: RunMonitor, *,
@@ -405,6 +398,15 @@ async def settle_duplicates(config: Config, store: AsyncStore, deps: Deps, *, al
     await store.settled_duplicates(config.run.name)
     if changed:
         deps.index = await _rebuild_index(config, store)
+
+
+async def _unless_connection_lost(cleanup: Awaitable[Any]) -> None:
+    """A clean-up step on the store, skipped where the connection it would clean up is gone already."""
+    try:
+        await cleanup
+    except Exception as error:
+        if not connection_lost(error):
+            raise
 
 
 async def _drain_when_stopped(stop: asyncio.Event, endpoints: Endpoints, monitor: RunMonitor, main: asyncio.Task[Any],

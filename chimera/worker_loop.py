@@ -115,23 +115,22 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
                     lost.discard(topic_id)
                     continue
                 error = task.exception()
+                # Released whatever happened: a topic that ended, or one another worker (or this one) takes
+                # again (a release frees it at once where the lease is still this worker's; it changes
+                # nothing where another has taken it).
+                await patient(partial(store.release_topic, topic_id, worker,
+                                      waiting=error is None and task.result()))
                 if error is None:
-                    await patient(partial(store.release_topic, topic_id, worker, waiting=task.result()))
                     finished += 1
                 elif is_fenced(error):
-                    # Refused while its lease had run out: the thread goes on from its last checkpoint, here or
-                    # in another worker, once the topic is claimed again (a release frees it at once where the
-                    # lease is still this worker's; it changes nothing where another has taken it).
+                    # Refused while its lease had run out: the thread goes on from its last checkpoint.
                     log.warning("worker %s: a write for topic %s was refused (%s); dropping the topic",
                                 worker, topic_id, first_line(error))
-                    await patient(partial(store.release_topic, topic_id, worker))
                 elif connection_lost(error):
                     # Its checkpoints hold what it did: claimed again (by any worker), it goes on from there.
                     log.warning("worker %s: topic %s stopped when the database connection was lost (%s); it goes on "
                                 "from its last checkpoint", worker, topic_id, first_line(error))
-                    await patient(partial(store.release_topic, topic_id, worker))
                 else:
-                    await patient(partial(store.release_topic, topic_id, worker))  # another worker may try it
                     raise error
     finally:
         await heartbeat.stop()

@@ -72,6 +72,11 @@ class RunSettings(_Strict):
     db_outage_s: float = Field(default=300.0, ge=1, le=86400,
                                description="PostgreSQL: how long a process waits for its database to come back (a "
                                            "restart, a failover, a dropped connection) before it stops with one line")
+    max_cost_usd: float | None = Field(default=None, gt=0, description=(
+        "stop once the run's spend so far (every invocation, at the roles' prices) plus the calls in flight would "
+        "pass this; the run exits 3 and the same command goes on after raising it"))
+    max_total_tokens: int | None = Field(default=None, ge=1, description="the same cap, in tokens (in + out) over "
+                                                                          "every role")
     stop_grace_s: float = Field(default=20.0, ge=0, le=3600,
                                 description="after SIGTERM: how long calls already sent may take to finish before "
                                             "the process stops (what is unfinished resumes on the next run)")
@@ -174,6 +179,22 @@ class ModelSpec(_Strict):
                                          description="sent as reasoning_effort (OpenAI reasoning models)")
     price_per_mtok_in: float | None = Field(default=None, ge=0, description="price per million input tokens")
     price_per_mtok_out: float | None = Field(default=None, ge=0, description="price per million output tokens")
+    price_per_mtok_cached: float | None = Field(
+        default=None, ge=0, description="price per million input tokens served from the provider's prompt cache "
+                                        "(price_per_mtok_in when unset)")
+    max_total_tokens: int | None = Field(default=None, ge=1, description="tokens (in + out) this role may spend "
+                                                                          "over the run: the run stops at it (exit 3)")
+    batch: bool = Field(default=False, description="send this role's calls through the provider's batch API "
+                                                   "(/v1/files and /v1/batches), gathered across topics")
+    batch_max_requests: int = Field(default=1000, ge=1, le=50000, description="items in one batch at most")
+    batch_max_mb: float = Field(default=100.0, gt=0, le=200, description="bytes of one batch's input file at most")
+    batch_max_wait_s: float = Field(default=60.0, ge=0, description="a batch is sent once its oldest request waited "
+                                                                     "this long, or once it is full")
+    batch_window: str = Field(default="24h", pattern=r"^\d+h$", description="the completion window asked for")
+    batch_poll_s: float = Field(default=30.0, gt=0, description="how often batches in flight are polled")
+    batch_discount: float = Field(default=0.5, ge=0, le=1, description="share of the price a batched call saves")
+    batch_retry_online: bool = Field(default=False, description="a batch item that failed is asked again online, "
+                                                                "not in the next batch")
 
     @field_validator("base_url")
     @classmethod
@@ -226,7 +247,14 @@ class ModelSpec(_Strict):
                 raise ValueError("base_url lists the same replica twice")
             if not self.model:
                 raise ValueError("model is required unless provider is sim")
+        if self.batch and self.provider == "langchain":
+            raise ValueError("batch: the batch API is reached through the openai client; provider langchain has none")
         return self
+
+    def batch_wait_s(self) -> float:
+        """How long a batched call may wait for its result: the completion window, plus an hour for the
+        batch to be sent and read."""
+        return int(self.batch_window[:-1]) * 3600.0 + 3600.0
 
 
 SimTask = Literal["expand", "draft", "critic", "solve", "label", "embed", "evaluate"]
@@ -261,6 +289,10 @@ class SimSettings(_Strict):
     fault_hang: float = Field(default=0.0, ge=0, le=1)
     fault_malformed: float = Field(default=0.0, ge=0, le=1)
     fault_truncate: float = Field(default=0.0, ge=0, le=1)
+    batch_delay_s: float = Field(default=1.0, ge=0, description="seconds from a batch's creation until it is done")
+    batch_item_error_rate: float = Field(default=0.0, ge=0, le=1, description="share of batch items that fail")
+    batch_expire_rate: float = Field(default=0.0, ge=0, le=1,
+                                     description="share of batches that expire with half their items answered")
     deterministic: bool = Field(default=True, description="false: a repeated request gets a fresh answer, as a "
                                                           "model sampled at temperature > 0 gives")
     verbose_rate: float = Field(default=0.0, ge=0, le=1,

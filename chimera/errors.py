@@ -13,6 +13,11 @@ class ConfigError(ChimeraError):
     exit_code = 2
 
 
+class LoopRunning(ChimeraError, RuntimeError):
+    """A blocking call (chimera.api.run) made where an event loop is running already (a Jupyter cell, an async
+    app): the async form is the one to await there."""
+
+
 class _EndpointProblem(ChimeraError):
     """Something went wrong with one role's endpoint; keeps the role and URL for the message."""
 
@@ -48,6 +53,17 @@ class CallFailed(_EndpointProblem):
 
     def describe(self) -> str:
         return f"{self.role} call to {self.base_url} failed: {self.detail}"
+
+
+class BudgetReached(ChimeraError):
+    """The run's spend (or tokens) reached a cap in the config: nothing new was sent, what was in flight finished
+    and was kept. Exits 3; the same command, with the cap raised, goes on exactly."""
+
+    exit_code = 3
+
+    def __init__(self, detail: str):
+        super().__init__(f"budget reached ({detail}); the calls in flight finished and were kept: raise the cap "
+                         "(or --set it) and run the same command to go on")
 
 
 class Stopped(Exception):

@@ -1,4 +1,4 @@
-"""Dataset export: every sample, or the SFT and RL splits, as JSONL or Parquet."""
+"""Dataset export: every sample, or the SFT, RL and DPO splits, as JSONL or Parquet."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from chimera.store import Store
 SAMPLE_FIELDS = ("id", "problem_id", "sample_index", "subject", "topic", "problem", "answer", "reasoning",
                  "solution", "predicted_answer", "correct", "truncated", "label_method", "pass_rate",
                  "finish_reason", "models", "usage", "created_at")
-SPLITS = ("all", "sft", "rl")
+SPLITS = ("all", "sft", "rl", "dpo")
 FORMATS = ("jsonl", "parquet")
 
 
@@ -32,7 +32,7 @@ def sample_record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-REASONING_MODES = ("inline", "field", "none")
+REASONING_MODES = ("inline", "field", "thinking", "none")
 SFT_FORMATS = ("messages", "prompt-completion")
 RL_SCHEMAS = ("chimera", "verl", "trl")
 DATA_SOURCE = "chimera"  # verl picks the reward function by data_source; chimera.reward.compute_score takes it
@@ -40,9 +40,11 @@ DATA_SOURCE = "chimera"  # verl picks the reward function by data_source; chimer
 
 @dataclass(frozen=True)
 class ExportOptions:
-    reasoning: str = "inline"  # inline: <think>R</think> then S; field: reasoning_content; none: S alone
+    reasoning: str = "inline"  # inline: <think>R</think> then S; field: reasoning_content; thinking: a thinking
+    # field (gpt-oss templates); none: S alone
     sft_format: str = "messages"  # or prompt-completion (TRL)
     schema: str = "chimera"  # the RL split's columns: chimera, verl or trl
+    pairs_per_problem: int = 1  # the DPO split: at most this many preference pairs per problem
 
 
 def solver_prompt(row: dict[str, Any]) -> list[dict[str, str]]:
@@ -56,6 +58,8 @@ def assistant_turn(row: dict[str, Any], reasoning: str) -> dict[str, str]:
         return {"role": "assistant", "content": f"<think>\n{row['reasoning']}\n</think>\n\n{row['solution']}"}
     if reasoning == "field":
         return {"role": "assistant", "reasoning_content": row["reasoning"], "content": row["solution"]}
+    if reasoning == "thinking":
+        return {"role": "assistant", "thinking": row["reasoning"], "content": row["solution"]}
     return {"role": "assistant", "content": row["solution"]}
 
 
@@ -81,23 +85,58 @@ def rl_record(item: dict[str, Any], prompt: list[dict[str, str]], schema: str) -
     return item
 
 
+def dpo_pairs(rows: list[dict[str, Any]], limit: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """One problem's preference pairs: its correct and its incorrect untruncated trajectories, each list in
+    sample order, paired first with first, second with second, and so on, up to `limit` pairs, so no trajectory
+    is used twice. Only trajectories sent the same prompt are paired (the prompt is the pair's one context)."""
+    sides: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for row in sorted(rows, key=lambda r: r["sample_index"]):
+        if row["truncated"] or row["correct"] is None:
+            continue
+        chosen, rejected = sides.setdefault(json.dumps(solver_prompt(row)), ([], []))
+        (chosen if row["correct"] == 1 else rejected).append(row)
+    return [pair for chosen, rejected in sides.values() for pair in zip(chosen, rejected)][:limit]
+
+
+def dpo_record(chosen: dict[str, Any], rejected: dict[str, Any], options: ExportOptions = ExportOptions()
+               ) -> dict[str, Any]:
+    """A preference row in TRL's conversational form: the solver's exact prompt, then one assistant turn each."""
+    return {"prompt": solver_prompt(chosen), "chosen": [assistant_turn(chosen, options.reasoning)],
+            "rejected": [assistant_turn(rejected, options.reasoning)],
+            "id": f"{chosen['id']}>{rejected['id']}", "problem_id": chosen["problem_id"], "chosen_id": chosen["id"],
+            "rejected_id": rejected["id"], "subject": chosen["subject"], "topic": chosen["topic"],
+            "answer": chosen["answer"], "pass_rate": chosen["pass_rate"]}
+
+
 def records(store: Store, split: str, run: str | None = None,
             options: ExportOptions = ExportOptions(), skipped: list[int] | None = None) -> Iterator[dict[str, Any]]:
     """`all`: every sample of accepted problems; `sft`: the correct, untruncated ones as chats;
-    `rl`: one row per accepted problem with its reference answer and pass rate, unsolved ones included.
-    SFT rows with empty reasoning are left out unless `reasoning` is none; `skipped` counts them."""
+    `rl`: one row per accepted problem with its reference answer and pass rate, unsolved ones included;
+    `dpo`: preference pairs (see `dpo_pairs`) of problems with both a correct and an incorrect trajectory.
+    SFT and DPO leave out trajectories with empty reasoning unless `reasoning` is none; `skipped` counts them."""
     _check(options)
+
+    def has_reasoning(row: dict[str, Any]) -> bool:
+        if options.reasoning == "none" or (row["reasoning"] or "").strip():
+            return True
+        if skipped is not None:
+            skipped[0] += 1
+        return False
+
     if split == "all":
         yield from (sample_record(row) for row in store.samples(run))
     elif split == "sft":
         for row in store.samples(run):
-            if row["correct"] != 1 or row["truncated"]:
-                continue
-            if options.reasoning != "none" and not (row["reasoning"] or "").strip():
-                if skipped is not None:
-                    skipped[0] += 1
-                continue
-            yield sft_record(row, options)
+            if row["correct"] == 1 and not row["truncated"] and has_reasoning(row):
+                yield sft_record(row, options)
+    elif split == "dpo":
+        by_problem: dict[str, list[dict[str, Any]]] = {}
+        for row in store.samples(run):
+            if row["correct"] is not None and not row["truncated"] and has_reasoning(row):
+                by_problem.setdefault(row["problem_id"], []).append(row)
+        for rows in by_problem.values():
+            yield from (dpo_record(chosen, rejected, options)
+                        for chosen, rejected in dpo_pairs(rows, options.pairs_per_problem))
     elif split == "rl":
         seen: dict[str, dict[str, Any]] = {}
         prompts: dict[str, list[dict[str, str]]] = {}
@@ -118,6 +157,8 @@ def _check(options: ExportOptions) -> None:
                                  ("--schema", options.schema, RL_SCHEMAS)):
         if value not in allowed:
             raise ChimeraError(f"{name} {value!r}: choose from {', '.join(allowed)}")
+    if options.pairs_per_problem < 1:
+        raise ChimeraError(f"--pairs-per-problem {options.pairs_per_problem}: give 1 or more")
 
 
 def write(store: Store, path: Path, *, split: str = "all", fmt: str = "jsonl", run: str | None = None,
@@ -173,10 +214,16 @@ def _write_rows(rows: list[dict[str, Any]], fmt: str, handle: BinaryIO) -> None:
         for row in rows:
             handle.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
         return
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_pylist([{**row, **_as_json(row)} for row in rows]), handle)
+    pq.write_table(arrow_table(rows), handle)
+
+
+def arrow_table(rows: list[dict[str, Any]]) -> Any:
+    """Rows of a split as the Arrow table a Parquet export holds (what `datasets` loads from one)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([{**row, **_as_json(row)} for row in rows])
 
 
 def _as_json(row: dict[str, Any]) -> dict[str, Any]:

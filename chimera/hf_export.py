@@ -1,61 +1,110 @@
 """`chimera export DB --format hf --out DIR`: a folder `datasets` loads, with a dataset card.
 
-    DIR/README.md                     card: YAML configs (all, sft, rl), statistics, models, config, evals
-    DIR/{all,sft,rl}/train-00000-of-00001.parquet
+    DIR/README.md                     card: YAML configs, statistics, models, config, evals
+    DIR/{all,sft,rl,rl_verl,rl_trl,dpo}/train-00000-of-00001.parquet
+
+Each config is one training form, written by the same row builders as `chimera export --split ...`, so a config's
+columns are those of the matching JSONL export. A config with no rows is left out (and so named in the card).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
+from dataclasses import replace
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import yaml
 
 from chimera.errors import ChimeraError
-from chimera.export import SPLITS, write
+from chimera.export import ExportOptions, write
 from chimera.label_report import pct
 from chimera.outputs import MARKER, write_folder
 from chimera.store import Store
 
-DESCRIPTIONS = {
-    "all": "every sample of every accepted problem: subject, topic, problem, answer, reasoning, solution, correct",
-    "sft": "the correct, untruncated trajectories as chats (user: the exact prompt the solver was sent; "
-           "assistant: `<think>` reasoning `</think>` solution)",
-    "rl": "one row per accepted problem with its reference answer and the solver's pass rate",
+# config name: (split, the RL schema it is written in)
+CONFIGS = {"all": ("all", "chimera"), "sft": ("sft", "chimera"), "rl": ("rl", "chimera"),
+           "rl_verl": ("rl", "verl"), "rl_trl": ("rl", "trl"), "dpo": ("dpo", "chimera")}
+
+REASONING_FORMS = {
+    "inline": "`<think>` reasoning `</think>` then the solution, in `content`",
+    "field": "the reasoning in `reasoning_content`, the solution in `content`",
+    "thinking": "the reasoning in `thinking`, the solution in `content`",
+    "none": "the solution alone",
 }
 
 
-def export_hf(store: Store, run: str, out: Path, *, force: bool = False) -> dict[str, int]:
-    """Write the three configs and the card; the folder is built beside `out` and moved in whole, and a
-    folder of someone else's files is refused (see chimera.outputs)."""
+def descriptions(options: ExportOptions) -> dict[str, str]:
+    """What each config holds, in the reasoning form and SFT layout this export was written in."""
+    reply = f"assistant: {REASONING_FORMS[options.reasoning]}"
+    chat = ("`prompt` (the exact messages the solver was sent) and `completion` (one assistant message)"
+            if options.sft_format == "prompt-completion" else
+            "`messages`: the exact messages the solver was sent, then the answer")
+    return {
+        "all": "every sample of every accepted problem: subject, topic, problem, answer, reasoning, solution, correct",
+        "sft": f"the correct, untruncated trajectories as chats: {chat} ({reply})",
+        "rl": "one row per accepted problem with its reference answer and the solver's pass rate",
+        "rl_verl": "the `rl` rows in verl's columns: `data_source`, `prompt` (messages), `ability`, "
+                   "`reward_model` {style: rule, ground_truth}, `extra_info` (ids, pass rate, problem)",
+        "rl_trl": "the `rl` rows for TRL's GRPOTrainer: `prompt` (messages), `solution`, `problem`, ids, pass rate",
+        "dpo": "preference pairs for TRL's DPOTrainer: `prompt` (the exact messages the solver was sent), `chosen` "
+               "(a correct trajectory) and `rejected` (an incorrect one, same prompt), each one assistant message "
+               f"({reply}); up to {options.pairs_per_problem} per problem, first correct with first incorrect by "
+               "sample index, then second with second",
+    }
+
+
+def export_hf(store: Store, run: str, out: Path, *, force: bool = False,
+              options: ExportOptions | None = None) -> dict[str, int]:
+    """Write every config with rows, and the card; the folder is built beside `out` and moved in whole, and a
+    folder of someone else's files is refused (see chimera.outputs). Returns rows per config and, for sft and
+    dpo, how many trajectories were left out for empty reasoning."""
     from chimera.evals.stats import dataset_stats, markdown
 
-    skipped = [0]
+    shape = options or ExportOptions()
+    skipped = {"sft": [0], "dpo": [0]}
 
     def build(staging: Path) -> dict[str, int]:
-        counts = {split: write(store, staging / split / "train-00000-of-00001.parquet", split=split,
-                               fmt="parquet", run=run, skipped=skipped) for split in SPLITS}
+        counts = {}
+        for name, (split, schema) in CONFIGS.items():
+            rows = write(store, staging / name / "train-00000-of-00001.parquet", split=split, fmt="parquet",
+                         run=run, options=replace(shape, schema=schema), skipped=skipped.get(name))
+            counts[name] = rows
+            if not rows:  # an empty Parquet file has no columns to load
+                (staging / name / "train-00000-of-00001.parquet").unlink()
+                (staging / name).rmdir()
         stats = public_stats(dataset_stats(store, run))
         card = dataset_card(run, counts, markdown(stats), stats, store.run_config(run),
-                            store.report(run, "contamination"), store.report(run, "quality"))
+                            store.report(run, "contamination"), store.report(run, "quality"), shape)
         (staging / "README.md").write_text(card, encoding="utf-8")
         return counts
 
     counts = write_folder(out, build, what=f"Hugging Face export of run {run}", force=force)
-    return {**counts, "sft_without_reasoning": skipped[0]}
+    return {**counts, "sft_without_reasoning": skipped["sft"][0], "dpo_without_reasoning": skipped["dpo"][0]}
+
+
+def benchmark_name(against: str) -> str:
+    """The benchmark file as a card may name it: its base name, never the folder it was read from (either
+    separator: the report may come from another machine)."""
+    return PureWindowsPath(against).name
 
 
 def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict[str, Any], config: dict[str, Any],
-                 contamination: dict[str, Any] | None, quality: dict[str, Any] | None) -> str:
+                 contamination: dict[str, Any] | None, quality: dict[str, Any] | None,
+                 options: ExportOptions) -> str:
     dataset = config.get("dataset") or {}
+    written = [name for name in CONFIGS if counts.get(name)]
+    empty = [name for name in CONFIGS if not counts.get(name)]
+    what = descriptions(options)
+    default = "sft" if "sft" in written else None
+    example = default or (written[0] if written else "all")
     header = {
         **({"license": dataset["license"]} if dataset.get("license") else {}),
         "language": dataset.get("language") or ["en"],
         "pretty_name": dataset.get("pretty_name") or run,
-        "configs": [{"config_name": split, "data_files": [{"split": "train", "path": f"{split}/*.parquet"}],
-                     **({"default": True} if split == "sft" else {})} for split in SPLITS],
+        "configs": [{"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}],
+                     **({"default": True} if name == default else {})} for name in written],
         "task_categories": ["text-generation", "question-answering"],
         "tags": ["reasoning", "synthetic", "chain-of-thought", "chimera"],
         "size_categories": [_size_category(counts["all"])],
@@ -74,10 +123,11 @@ def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict
         "by two critics; stage 3: a reasoning model's trajectories, labeled against the reference).", "",
         "## Configs", "",
         "| config | rows | what |", "|---|---|---|",
-        *(f"| `{split}` | {counts[split]} | {DESCRIPTIONS[split]} |" for split in SPLITS), "",
+        *(f"| `{name}` | {counts[name]} | {what[name]} |" for name in written), "",
+        *([f"Left out for having no rows: {', '.join(f'`{name}`' for name in empty)}.", ""] if empty else []),
         "```python",
         "from datasets import load_dataset",
-        'sft = load_dataset("PATH_OR_REPO", "sft", split="train")',
+        f'rows = load_dataset("PATH_OR_REPO", "{example}", split="train")',
         "```", "",
         "## Statistics", "", stats_table,
         "## Subjects", "",
@@ -97,7 +147,8 @@ def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict
     ]
     if contamination:
         lines += ["## Contamination", "",
-                  f"Word n-gram Jaccard similarity of each problem to its closest item of `{contamination['against']}` "
+                  f"Word n-gram Jaccard similarity of each problem to its closest item of "
+                  f"`{benchmark_name(str(contamination['against']))}` "
                   f"({contamination['benchmark_items']} items); threshold {contamination['threshold']}.", "",
                   "| n | mean of per-problem maxima | share at or above threshold |", "|---|---|---|",
                   *(f"| {n} | {r['mean_max_similarity']:.4f} | {r['share_above_threshold']:.2%} |"

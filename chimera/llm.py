@@ -43,12 +43,15 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import aiohttp
 import openai
 
+from chimera.batching import BATCH_ID_FIELD, BatchItemFailed, BatchLedger, BatchQueue
 from chimera.config import Config, ModelSpec
+from chimera.costs import SpendCap
 from chimera.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
 from chimera.errors import CallFailed, ConfigError, EndpointError
 from chimera.reasoning import split_reasoning
 from chimera.secrets import redact, register_secret
 from chimera.storable import storable
+from chimera.tracing import record_call
 
 T = TypeVar("T")
 log = logging.getLogger("chimera.calls")
@@ -101,8 +104,10 @@ class Reply:
     tokens_in: int = 0
     tokens_out: int = 0
     reasoning_tokens: int = 0
+    cached_tokens: int = 0  # input tokens the provider's prompt cache (or vLLM's prefix cache) served
     latency_s: float = 0.0
     call_id: int | None = None  # its row in llm_calls, when the logger gives one
+    batch_id: str | None = None  # the provider's batch it came in, for a role in batch mode
 
     @property
     def truncated(self) -> bool:
@@ -126,6 +131,7 @@ def reply_from_completion(completion: dict[str, Any], model: str) -> Reply:
     if not isinstance(usage, dict):
         raise ValueError("the reply's usage is not an object")
     details = usage.get("completion_tokens_details") or {}
+    prompt_details = usage.get("prompt_tokens_details") or {}
     finish = choice.get("finish_reason")
     served = completion.get("model")
     return Reply(
@@ -133,6 +139,8 @@ def reply_from_completion(completion: dict[str, Any], model: str) -> Reply:
         model=served if isinstance(served, str) and len(served) < 300 else model,
         tokens_in=token_count(usage.get("prompt_tokens")), tokens_out=token_count(usage.get("completion_tokens")),
         reasoning_tokens=token_count(details.get("reasoning_tokens") if isinstance(details, dict) else None),
+        cached_tokens=token_count(prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None),
+        batch_id=batch if isinstance(batch := completion.get(BATCH_ID_FIELD), str) else None,
     )
 
 
@@ -251,6 +259,8 @@ class RoleClient:
     # again (a sampled model would answer differently). None: every call is asked.
     replay: ReplyLookup | None = None
     reused: int = 0  # calls answered from kept replies or from an identical request in flight
+    batches: BatchQueue | None = None  # batch mode: calls go through the provider's batch API
+    cap: SpendCap | None = None  # the run's budget: a call that would pass it is not sent
     _in_flight: dict[str, asyncio.Future] = field(default_factory=dict, repr=False)
 
     @property
@@ -315,9 +325,13 @@ class RoleClient:
 
     async def _ask(self, body: dict[str, Any], context: dict[str, Any] | None, key: str) -> Reply:
         estimate = sum(len(m["content"]) for m in body["messages"]) // 4 + (body.get(self.spec.max_tokens_field) or 1024)
-        reply, _ = await self._attempts(lambda replica: replica.transport.chat(body),
+        batches = self.batches
+        send: Callable[[Replica], Awaitable[dict[str, Any]]] = (
+            (lambda replica: replica.transport.chat(body)) if batches is None
+            else (lambda replica: batches.chat(key, body)))
+        reply, _ = await self._attempts(send,
                                         lambda completion: (reply_from_completion(completion, self.model), None),
-                                        estimate=estimate, context=context, key=key)
+                                        estimate=estimate, context=context, key=key, body=body)
         return reply
 
     async def embed(self, texts: list[str], context: dict[str, Any] | None = None) -> list[list[float]]:
@@ -326,17 +340,21 @@ class RoleClient:
         body = {"model": self.model, "input": texts}
         _, vectors = await self._attempts(lambda replica: replica.transport.embeddings(body),
                                           lambda reply: embeddings_from_reply(reply, len(texts), self.model),
-                                          estimate=sum(len(t) for t in texts) // 4 + 1, context=context, key=None)
+                                          estimate=sum(len(t) for t in texts) // 4 + 1, context=context, key=None,
+                                          body=body)
         return vectors
 
     async def _attempts(self, send: Callable[[Replica], Awaitable[dict[str, Any]]],
                         read: Callable[[dict[str, Any]], tuple[Reply, T]], *, estimate: int,
-                        context: dict[str, Any] | None, key: str | None) -> tuple[Reply, T]:
+                        context: dict[str, Any] | None, key: str | None,
+                        body: dict[str, Any] | None = None) -> tuple[Reply, T]:
         avoid: str | None = None
         first_failure: float | None = None
         for retries in itertools.count():
             replica = self._pick(avoid)
             await self.limiter.acquire(estimate)
+            reservation = await self.cap.admit(self.role, *self._in_and_out(estimate, body), self.batches is not None) \
+                if self.cap is not None else None
             await replica.budget.acquire(queue_place(self.role, (context or {}).get("step", 0)))
             started, sent_at = time.perf_counter(), time.monotonic()
             reply: Reply | None = None
@@ -344,12 +362,13 @@ class RoleClient:
             try:
                 # timeout_s bounds the whole call, connect to last byte: a server that drips a byte
                 # a second cannot hold a call or a budget place past it.
-                async with asyncio.timeout(self.spec.timeout_s):  # no extra task per call, unlike wait_for
+                # (a batched call waits for its batch, up to the completion window)
+                async with asyncio.timeout(self.spec.batch_wait_s() if self.batches else self.spec.timeout_s):
                     answer = await send(replica)
                 reply, payload = read(answer)
             except Exception as error:  # noqa: BLE001 - classified, logged, and retried or mapped below
                 await self._log(replica.url, context, started, None, outcome=outcome_of(error),
-                                error=error_text(error), key=key)
+                                error=error_text(error), key=key, body=body)
                 now = time.monotonic()
                 first_failure = now if first_failure is None else first_failure
                 wait = retry_wait(error, retries=retries, failing_s=now - first_failure, spec=self.spec,
@@ -366,14 +385,25 @@ class RoleClient:
                 pause = wait
             finally:
                 await replica.budget.release(ok=reply is not None)
+                if self.cap is not None and reservation is not None:
+                    self.cap.settle(reservation, tokens_in=reply.tokens_in if reply else 0,
+                                    tokens_out=reply.tokens_out if reply else 0,
+                                    cached_tokens=reply.cached_tokens if reply else 0)
             if reply is not None:
                 reply.latency_s = time.perf_counter() - started
                 self.limiter.settle(estimate, reply.tokens_in + reply.tokens_out)
                 reply.call_id = await self._log(replica.url, context, started, reply,
-                                          outcome="truncated" if reply.truncated else "ok", key=key)
+                                          outcome="truncated" if reply.truncated else "ok", key=key, body=body)
                 return reply, payload
             await asyncio.sleep(pause)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _in_and_out(self, estimate: int, body: dict[str, Any] | None) -> tuple[int, int]:
+        """A call's estimated tokens, as (in, out): out is at most its max_tokens (1024 when unset)."""
+        if body is None or "messages" not in body:
+            return estimate, 0
+        out = min(estimate, body.get(self.spec.max_tokens_field) or 1024)
+        return estimate - out, out
 
     async def mark_unusable(self, reply: Reply, reason: str) -> None:
         """Record on the call's row that its reply could not be used (malformed JSON, say)."""
@@ -381,25 +411,32 @@ class RoleClient:
             await _settled(self.relabel(reply.call_id, "malformed_reply", reason))
 
     async def close(self) -> None:
+        if self.batches is not None:
+            await self.batches.close()
         for replica in self.replicas:
             await replica.transport.close()
 
     async def _log(self, url: str, context: dict[str, Any] | None, started: float, reply: Reply | None, *,
-                   outcome: str, error: str | None = None, key: str | None = None) -> Any:
+                   outcome: str, error: str | None = None, key: str | None = None,
+                   body: dict[str, Any] | None = None) -> Any:
         context = context or {}
         log.debug("%s %s %s tokens %d/%d %.2fs%s", self.role, url, outcome, reply.tokens_in if reply else 0,
                   reply.tokens_out if reply else 0, time.perf_counter() - started, f" ({error})" if error else "")
-        return await _settled(self.log({
+        row = {
             "run": context.get("run"), "role": self.role, "model": self.model, "base_url": url,
             "topic_id": context.get("topic_id"), "problem_id": context.get("problem_id"), "scope": context.get("scope"),
             "tokens_in": reply.tokens_in if reply else 0, "tokens_out": reply.tokens_out if reply else 0,
             "reasoning_tokens": reply.reasoning_tokens if reply else 0,
+            **({"cached_tokens": reply.cached_tokens} if reply and reply.cached_tokens else {}),
+            **({"batch_id": reply.batch_id} if reply and reply.batch_id else {}),
             "latency_s": round(time.perf_counter() - started, 4),
             "finish_reason": reply.finish_reason if reply else None, "outcome": outcome, "error": error,
             **({"request_key": key} if key else {}),
             **({"reply": json.dumps({name: getattr(reply, name) for name in KEPT_FIELDS}, ensure_ascii=False)}
                if key and reply and self.replay is not None else {}),
-        }))
+        }
+        record_call(self.spec, row, body, reply)  # a LangSmith run, an OpenTelemetry span: where switched on
+        return await _settled(self.log(row))
 
 
 async def _settled(value: Any) -> Any:
@@ -465,6 +502,8 @@ def _outage(error: BaseException) -> bool:
 
 
 def _retryable(error: Exception) -> bool:
+    if isinstance(error, BatchItemFailed):
+        return error.retryable
     if isinstance(error, openai.APIConnectionError | TimeoutError) or connection_trouble(error):  # timeouts included
         return True
     return isinstance(error, openai.APIStatusError) and error.status_code in RETRYABLE_STATUS
@@ -507,6 +546,8 @@ def outcome_of(error: Exception) -> str:
         return "timeout"
     if isinstance(error, openai.APIStatusError):
         return f"http_{error.status_code}"
+    if isinstance(error, BatchItemFailed):
+        return f"batch_http_{error.status}" if error.status else "batch_unanswered"
     if isinstance(error, ValueError):
         return "malformed_reply"
     return "error"
@@ -566,8 +607,10 @@ def split_query(url: str, query: dict[str, str]) -> tuple[str, dict[str, str]]:
 
 def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: str | None,
                  log: CallLogger, relabel: CallRelabeler | None = None,
-                 transports: dict[TransportKey, OpenAITransport] | None = None) -> RoleClient:
-    """`transports` shares one client (one connection pool) among roles on the same endpoint and key."""
+                 transports: dict[TransportKey, OpenAITransport] | None = None,
+                 batch_ledger: BatchLedger | None = None, run: str = "") -> RoleClient:
+    """`transports` shares one client (one connection pool) among roles on the same endpoint and key.
+    A role in batch mode records its batches in `batch_ledger` (the run's store)."""
     if spec.provider == "langchain":
         return _langchain_client(role, spec, endpoints=endpoints, log=log, relabel=relabel)
     if spec.provider == "sim":
@@ -583,17 +626,27 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
     headers = {**spec.headers, **header_values(role, spec)}
     pool = transports if transports is not None else {}
     replicas = []
+    batched = spec.batch and batch_ledger is not None
+    batch_transport: TransportKey | None = None  # the first replica's: batches go to one provider
     for given in urls:
         url, query = split_query(given, spec.query)
-        budget = endpoints.budget(url, spec.max_in_flight, spec.max_in_flight_total)
+        # A batched request holds no place on the server while it waits: its budget is its own.
+        budget = (endpoints.budget(f"{url} (batch)", spec.max_in_flight or 50000, None) if batched
+                  else endpoints.budget(url, spec.max_in_flight, spec.max_in_flight_total))
         shared = (url, key, spec.timeout_s, tuple(sorted(headers.items())), tuple(sorted(query.items())))
         if shared not in pool:
             pool[shared] = OpenAITransport(url, key, spec.timeout_s, connections=budget.limit,
                                            max_reply_bytes=int(spec.max_reply_mb * 2**20), headers=headers,
                                            query=query)
         replicas.append(Replica(url=url, transport=pool[shared], budget=budget))
+        batch_transport = batch_transport or shared
     client = RoleClient(role=role, spec=spec, model=model, replicas=replicas,
                         limiter=RateLimiter(spec.rpm, spec.tpm), log=log)
+    if batched and batch_ledger is not None and batch_transport is not None:
+        first, transport = replicas[0], pool[batch_transport]
+        client.batches = BatchQueue(role=role, run=run, base_url=first.url, spec=spec,
+                                    client=transport.client, ledger=batch_ledger, online=transport.chat,
+                                    max_result_bytes=int(spec.max_reply_mb * 2**20) * spec.batch_max_requests)
     if relabel is not None:
         client.relabel = relabel
     return client
@@ -620,12 +673,13 @@ def _langchain_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, log: 
 
 def build_clients(config: Config, *, endpoints: Endpoints, sim_url: str | None,
                   log: CallLogger, relabel: CallRelabeler | None = None,
-                  replay: ReplyLookup | None = None) -> dict[str, RoleClient]:
-    """One client per role: expander, drafter, critic0, critic1, solver, labeler."""
+                  replay: ReplyLookup | None = None, batch_ledger: BatchLedger | None = None) -> dict[str, RoleClient]:
+    """One client per role: expander, drafter, critic0, critic1, solver, labeler. Roles with `batch: true`
+    send through the batch API when a `batch_ledger` records their batches (online otherwise)."""
     transports: dict[TransportKey, OpenAITransport] = {}
     clients = {
         role: build_client(role, spec, endpoints=endpoints, sim_url=sim_url, log=log, relabel=relabel,
-                           transports=transports)
+                           transports=transports, batch_ledger=batch_ledger, run=config.run.name)
         for role, spec in config.models.all_roles().items()
     }
     for client in clients.values():
@@ -636,6 +690,8 @@ def build_clients(config: Config, *, endpoints: Endpoints, sim_url: str | None,
 async def close_clients(clients: dict[str, RoleClient]) -> None:
     closed: set[int] = set()
     for client in clients.values():
+        if client.batches is not None:
+            await client.batches.close()
         for replica in client.replicas:
             if id(replica.transport) not in closed:  # roles may share one transport
                 closed.add(id(replica.transport))

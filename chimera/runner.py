@@ -28,9 +28,10 @@ from langgraph.types import Command
 
 from chimera.checkpoint_saver import open_saver
 from chimera.config import Config
+from chimera.costs import SpendCap
 from chimera.dispatch import Endpoints
 from chimera.embeddings import Embedder
-from chimera.errors import ChimeraError
+from chimera.errors import BudgetReached, ChimeraError
 from chimera.graphs.deps import Deps
 from chimera.graphs.retry import build_retry_graph
 from chimera.graphs.taxonomy import build_taxonomy_graph
@@ -136,16 +137,21 @@ def _waiting(result: Any) -> bool:
 async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = None,
                        progress_every_s: float = 0.5, topics_only: bool = False,
                        retry_failed: bool = False, worker_only: bool = False,
-                       stop: asyncio.Event | None = None) -> RunSummary:
+                       stop: asyncio.Event | None = None,
+                       pilot: Callable[[list[TopicRow]], list[TopicRow]] | None = None) -> RunSummary:
     """The whole run (`worker_only`: as `chimera worker`, the topics of a run under way on PostgreSQL).
 
     Once `stop` is set (SIGTERM), no request is sent and no topic claimed any more; the calls already sent get
-    `run.stop_grace_s` to finish (their replies are kept for the resume), then the run is cancelled."""
+    `run.stop_grace_s` to finish (their replies are kept for the resume), then the run is cancelled.
+    `pilot` (chimera plan): Stage 1, then only the topics it picks, to their end; the rest wait for `chimera run`."""
     started = time.monotonic()
     shared = is_postgres_url(config.run.db)
     if worker_only and not shared:
         raise ChimeraError(f"{config.run.db}: chimera worker joins a run on a postgresql:// database; "
                            "a SQLite file is one process's (use chimera run)")
+    if pilot is not None and shared:
+        raise ChimeraError(f"{config.run.db}: a pilot runs on a SQLite file; on PostgreSQL, plan from an earlier "
+                           "run's database (chimera plan CONFIG --from DB)")
     if shared:
         # On the store's thread: every call is a round trip to a server, which must not hold the loop.
         # The schema is migrated once, under a lock in the database, however many processes start at once.
@@ -162,14 +168,16 @@ async def run_pipeline(config: Config, *, on_progress: ProgressHook | None = Non
         with lock:
             return await _run_pipeline(config, store, started, on_progress=on_progress,
                                        progress_every_s=progress_every_s, topics_only=topics_only,
-                                       retry_failed=retry_failed, worker_only=worker_only, shared=shared, stop=stop)
+                                       retry_failed=retry_failed, worker_only=worker_only, shared=shared, stop=stop,
+                                       pilot=pilot)
     finally:
         await store.aclose()
 
 
 async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on_progress: ProgressHook | None,
                         progress_every_s: float, topics_only: bool, retry_failed: bool, worker_only: bool,
-                        shared: bool, stop: asyncio.Event | None) -> RunSummary:
+                        shared: bool, stop: asyncio.Event | None,
+                        pilot: Callable[[list[TopicRow]], list[TopicRow]] | None = None) -> RunSummary:
     run = config.run.name
     worker = new_worker_id() if shared else None
     if not worker_only:
@@ -179,8 +187,9 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
     ticker: asyncio.Task | None = None
     main = asyncio.current_task()
     assert main is not None
-    draining = asyncio.create_task(_drain_when_stopped(stop, endpoints, monitor, main, config.run.stop_grace_s)) \
-        if stop is not None else None
+    stop = stop if stop is not None else asyncio.Event()  # also set by the budget cap
+    draining = asyncio.create_task(_drain_when_stopped(stop, endpoints, monitor, main, config.run.stop_grace_s))
+    cap: SpendCap | None = None
     outage_s = config.run.db_outage_s
 
     def outlasting(phase: Callable[[], Awaitable[T]], what: str) -> Awaitable[T]:
@@ -193,6 +202,11 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
             simulator_for(config, [*config.models.all_roles().values(), config.models.embedder]))
         deps = await open_deps(config, store, endpoints, sim_url, stack)
         clients = deps.clients
+        cap = SpendCap.of(config, await store.usage_by_role(run), on_reached=stop.set)
+        for client in clients.values():
+            client.cap = cap
+        if cap is not None and (reached := cap.exhausted()):  # the runs before this one spent it
+            raise BudgetReached(reached)
         saver, saver_stack = await open_saver(config.run.db, config.run.lock_wait_s)
         stack.push_async_callback(saver_stack.aclose)
         if on_progress is not None:
@@ -220,6 +234,8 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
         monitor.slots_total = sum(config.problems_per_topic if t["slots"] is None else t["slots"] for t in topics)
         pending = [t for t in topics if t["status"] != "done"]
         monitor.topics_finished = len(topics) - len(pending)
+        if pilot is not None:
+            pending = [t for t in pilot(topics) if t["status"] != "done"]
         topic_graph = build_topic_graph(review=bool(config.review.active)).compile(checkpointer=saver)
         most_slots = max([t["slots"] or 0 for t in topics] + [config.problems_per_topic])
         limit = 20 + 4 * most_slots * (config.max_revisions + 2)
@@ -269,7 +285,7 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
                 async with gate:
                     await one_topic(topic)
             await _all_or_first_error([gated(t) for t in pending])
-        if worker_only:
+        if worker_only or pilot is not None:
             return await _summary(config, store, clients, started, topics_run=monitor.topics_finished, worker=worker)
 
         async def settle_and_retry() -> None:
@@ -279,9 +295,12 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
         await outlasting(settle_and_retry, "settling")
         monitor.stage = "done"
         return await _summary(config, store, clients, started, topics_run=len(pending), worker=worker)
+    except asyncio.CancelledError:
+        if cap is not None and cap.reached is not None:  # the cap stopped the run, as SIGTERM would
+            raise BudgetReached(cap.reached) from None
+        raise
     finally:
-        if draining is not None:
-            draining.cancel()
+        draining.cancel()
         if ticker is not None:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):  # what stops the run is raised already
@@ -366,7 +385,7 @@ async def open_deps(config: Config, store: AsyncStore, endpoints: Endpoints, sim
     closed by `stack`. `chimera run` and a LangGraph server build them alike."""
     kept = await KeptReplies.of_run(store, config.run.name)
     clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=kept.log,
-                            relabel=store.relabel_call, replay=kept.lookup)
+                            relabel=store.relabel_call, replay=kept.lookup, batch_ledger=store)
     stack.push_async_callback(close_clients, clients)
     embedder = None
     if config.models.embedder is not None:

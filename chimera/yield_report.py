@@ -5,25 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Literal
 
+from chimera.costs import stored_prices, usage_cost
 from chimera.store import Store
-
-
-def prices_by_role(config: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
-    """Role -> (price in, price out) per million tokens, from the config stored with the run."""
-    models = config.get("models") or {}
-    roles: dict[str, Any] = {r: models.get(r) for r in ("expander", "drafter", "solver", "embedder")}
-    judges = models.get("labeler")
-    roles.update(zip(("labeler", "labeler2"), judges if isinstance(judges, list) else [judges]))
-    roles.update({f"critic{i}": spec for i, spec in enumerate(models.get("critics") or [])})
-    return {role: ((spec or {}).get("price_per_mtok_in"), (spec or {}).get("price_per_mtok_out"))
-            for role, spec in roles.items()}
 
 
 def yield_by(store: Store, run: str, by: Literal["topic", "subject"]) -> list[dict[str, Any]]:
     """Rows per topic (`by="topic"`) or subject: problems by status and reason, revisions, correct rate,
     tokens, and the estimated cost per accepted sample (None where a role used has no price in the config)."""
     assert by in ("topic", "subject")
-    prices = prices_by_role(store.run_config(run))
+    prices = stored_prices(store.run_config(run))
     rows: dict[str, dict[str, Any]] = {}
     topics = {t["id"]: t for t in store.topics(run)}
 
@@ -48,15 +38,15 @@ def yield_by(store: Store, run: str, by: Literal["topic", "subject"]) -> list[di
         if correct is not None:
             item["labeled"] += 1
             item["correct"] += correct
-    for group, subject, role, tokens_in, tokens_out in store.tokens_by_group(run, by):
+    for group, subject, usage in store.usage_by_group(run, by):
         item = row(group, subject)
-        item["tokens_in"] += tokens_in
-        item["tokens_out"] += tokens_out
-        price_in, price_out = prices.get(role, (None, None))
-        if price_in is None or price_out is None:
+        item["tokens_in"] += usage["tokens_in"]
+        item["tokens_out"] += usage["tokens_out"]
+        cost = usage_cost([usage], prices)
+        if cost is None:
             item["priced"] = False
         else:
-            item["cost"] += tokens_in * price_in / 1e6 + tokens_out * price_out / 1e6
+            item["cost"] += cost
     report = []
     for item in rows.values():
         item["rejected_by_reason"] = dict(item["rejected_by_reason"])

@@ -9,9 +9,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from chimera.costs import stored_prices, usage_cost
 from chimera.label_report import figure_lines, label_figures
 from chimera.store import Store
-from chimera.yield_report import prices_by_role
 
 
 @lru_cache(maxsize=1)
@@ -82,14 +82,7 @@ def dataset_stats(store: Store, run: str) -> dict[str, Any]:
 
 def run_cost(store: Store, run: str) -> float | None:
     """Dollars spent by every model call of the run; None when a role that was called has no price."""
-    prices = prices_by_role(store.run_config(run))
-    total = 0.0
-    for role, tokens_in, tokens_out in store.tokens_by_role(run):
-        price_in, price_out = prices.get(role, (None, None))
-        if price_in is None or price_out is None:
-            return None
-        total += (tokens_in or 0) * price_in / 1e6 + (tokens_out or 0) * price_out / 1e6
-    return total
+    return usage_cost(store.usage_by_role(run), stored_prices(store.run_config(run)))
 
 
 # label, key, how to show

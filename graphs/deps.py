@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from langgraph.config import get_config
+from langgraph.pregel import Pregel
 from langgraph.runtime import Runtime
+from typing_extensions import TypedDict  # pydantic reads these as schemas; on 3.11 only this kind works
 
 from chimera.config import Config
 from chimera.embeddings import Embedder
@@ -25,6 +27,7 @@ from chimera.store.nonblocking import AsyncStore
 from chimera.tools.dedup import ProblemIndex
 
 G = TypeVar("G")
+AnyGraph = Pregel[Any, Any, Any, Any]
 
 
 @dataclass
@@ -81,6 +84,12 @@ def graph_step() -> int:
         return 0
 
 
+class ServedContext(TypedDict):
+    """What a run started through a LangGraph server brings as its context: nothing. The server's graph factory
+    names the run's `Deps` once (`with_default_context`); a `Deps` holds live objects (the store, the clients),
+    which neither a request can carry nor the server describe as a JSON schema."""
+
+
 _served: Deps | None = None  # a LangGraph server's runs carry no Deps: the graph factory names them once
 
 
@@ -93,9 +102,14 @@ def deps_of(runtime: Runtime[Deps]) -> Deps:
 
 
 def with_default_context(graph: G, deps: Deps) -> G:
-    """Serve `graph` with `deps` for runs that bring no context of ours (those a LangGraph server starts)."""
+    """Serve `graph` with `deps` for runs that bring no context of ours (those a LangGraph server starts).
+
+    The graph and every subgraph in it (a review policy's per-problem graph) declare `ServedContext`: the server
+    draws its schemas from these (Studio's forms, /assistants/{id}/schemas and /subgraphs), and LangGraph would
+    build a `Deps` from a run's JSON context were `Deps` declared."""
     global _served
     _served = deps
-    # A server run's context is a JSON object (often empty), which LangGraph would build a `Deps` from.
-    graph.context_schema = None  # type: ignore[attr-defined]
+    compiled = cast(AnyGraph, graph)
+    for served in (compiled, *(cast(AnyGraph, sub) for _, sub in compiled.get_subgraphs(recurse=True))):
+        served.context_schema = ServedContext
     return graph

@@ -53,3 +53,26 @@ def test_the_cluster_launchers_start_chimera_commands_that_exist():
     assert sorted({c for c, _ in commands}) == ["run", "worker"] and len(commands) == 4
     for command, config in commands:
         parser.parse_args(shlex.split(f"{command} {config.strip(chr(34))}"))
+
+
+@pytest.mark.parametrize("how", ["as a script", "inside a running event loop, as a notebook runs it"])
+def test_the_python_api_example_runs_the_quickstart_and_reads_it_back(tmp_path, how):
+    import re
+    import subprocess
+    import sys
+
+    example = EXAMPLES / "python_api.py"
+    command = [sys.executable, str(example)] if how == "as a script" else [
+        sys.executable, "-c", f"import asyncio, runpy\nasync def cell():\n    runpy.run_path({str(example)!r}, "
+                              "run_name='__main__')\nasyncio.run(cell())"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    ran = re.search(r"run quickstart ended with exit code 0: (\d+) problems, (\d+) accepted, (\d+) samples "
+                    r"\((\d+) correct\)", result.stdout)
+    splits = re.search(r"splits: all (\d+) samples, sft (\d+) chats, rl (\d+) problems", result.stdout)
+    dataset = re.search(r"sft dataset: (\d+) rows, columns messages, id, problem_id, ", result.stdout)
+    assert ran and splits and dataset, result.stdout
+    problems, accepted, samples, correct = map(int, ran.groups())
+    assert 0 < accepted <= problems and int(splits[1]) == samples and int(splits[3]) == accepted
+    assert 0 < int(splits[2]) <= correct and int(dataset[1]) == int(splits[2])
+    assert list(tmp_path.iterdir()) == [], "the example writes nothing where it is run"

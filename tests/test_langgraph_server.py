@@ -1,6 +1,8 @@
-"""The graphs served by `langgraph dev` (LangGraph's own server, with its blocking-call detector on) and driven
-through `langgraph-sdk`: Stage 1 and a topic run to completion, an interrupt is resumed through the API, and
-the run's database holds the run, its topics, the problem and the decision."""
+"""The graphs served by `langgraph dev` (LangGraph's own server, with its blocking-call detector on) from the
+shipped `langgraph.json`, and driven through `langgraph-sdk`: Stage 1 and a topic run to completion, an
+interrupt is resumed through the API, and the run's database holds the run, its topics (done as `chimera run`
+leaves them), the problem and the decision. Every assistants endpoint answers, and a server without a usable
+config says what is wrong in one line."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import write_config
+from helpers import chimera, write_config
 
 langgraph_sdk = pytest.importorskip("langgraph_sdk")
 LANGGRAPH = Path(sys.executable).parent / "langgraph"
@@ -30,27 +33,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def served(tmp_path: Path, simulator):
-    sim_url, _ = simulator(seed=3)
-    config = write_config(tmp_path, name="served", seed=3, subjects=[{"name": "Mathematics", "topics": 1}],
-                          problems_per_topic=1, review={"policy": "all"})
+@contextmanager
+def _serving(folder: Path, env: dict[str, str]) -> Iterator[tuple[str, Path]]:
+    """`langgraph dev` on the shipped langgraph.json (but its .env) in `folder`; yields its URL and its log."""
     shipped = json.loads((Path(__file__).parent.parent / "langgraph.json").read_text())
-    http = {**shipped["http"], "app": "chimera.cli.server_guard:app"}  # the shipped guard, by module name
-    (tmp_path / "langgraph.json").write_text(json.dumps({
-        "dependencies": ["."],
-        "graphs": {"taxonomy": "chimera.cli.studio:make_taxonomy_graph",
-                   "topic": "chimera.cli.studio:make_topic_graph"},
-        "http": http}))
+    (folder / "langgraph.json").write_text(json.dumps({key: value for key, value in shipped.items() if key != "env"}))
     port = _free_port()
-    env = {**os.environ, "CHIMERA_CONFIG": str(config), "CHIMERA_SIM_URL": sim_url}
-    log = (tmp_path / "server.log").open("w")
+    log = (folder / "server.log").open("w")
     server = subprocess.Popen([str(LANGGRAPH), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1",
-                               "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+                               "--port", str(port)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, server, tmp_path / "server.log")
-        yield url, tmp_path / "served.db", tmp_path / "server.log"
+        _wait_until_up(url, server, folder / "server.log")
+        yield url, folder / "server.log"
     finally:
         server.terminate()
         try:
@@ -58,7 +53,16 @@ def served(tmp_path: Path, simulator):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
-        shutil.rmtree(tmp_path / ".langgraph_api", ignore_errors=True)
+        shutil.rmtree(folder / ".langgraph_api", ignore_errors=True)
+
+
+@pytest.fixture
+def served(tmp_path: Path, simulator):
+    sim_url, _ = simulator(seed=3)
+    config = write_config(tmp_path, name="served", seed=3, subjects=[{"name": "Mathematics", "topics": 1}],
+                          problems_per_topic=1, review={"policy": "all"})
+    with _serving(tmp_path, {**os.environ, "CHIMERA_CONFIG": str(config), "CHIMERA_SIM_URL": sim_url}) as (url, log):
+        yield url, tmp_path / "served.db", log
 
 
 def _wait_until_up(url: str, server: subprocess.Popen, log: Path) -> None:
@@ -128,6 +132,146 @@ def test_a_served_run_expands_topics_drafts_and_takes_a_review_decision_through_
     assert {role for role, _ in calls} >= {"expander", "drafter", "critic0", "critic1"}
     text = log.read_text()
     assert "BlockingError" not in text and "Blocking call" not in text
+
+
+def test_the_env_example_names_what_the_server_reads_and_the_simulators_own_port():
+    import re
+
+    from chimera.cli.commands import build_parser
+
+    root = Path(__file__).parent.parent
+    example = (root / ".env.example").read_text()
+    read = set(re.findall(r'"(CHIMERA_[A-Z_]+)"', (root / "chimera/cli/studio.py").read_text()
+                          + (root / "chimera/cli/server_guard.py").read_text()))
+    assert read >= {"CHIMERA_CONFIG", "CHIMERA_SIM_URL", "CHIMERA_SERVER_ORIGINS", "CHIMERA_SERVER_HOSTS"}
+    assert all(re.search(rf"^#? ?{name}=", example, re.M) for name in read), read
+    assert ".env" in (root / ".gitignore").read_text().split()  # the copy with the keys stays out of git
+    # The simulator's default port, which is not the review page's.
+    sim_port = build_parser().parse_args(["sim"]).port
+    assert sim_port != build_parser().parse_args(["review", "x.db", "--web"]).port
+    assert f"CHIMERA_SIM_URL=http://127.0.0.1:{sim_port}/v1" in example
+    section = (root / "README.md").read_text().split("## Serving the graphs with LangGraph's server")[1]
+    assert f"chimera sim --port {sim_port} &" in section.split("\n## ")[0]
+
+
+SCHEMA_TROUBLE = ("Failed to get", "SchemaError", "schema-for-unknown-type", "Traceback")
+
+
+def test_every_assistants_endpoint_answers_for_both_graphs_and_the_log_holds_no_schema_error(served):
+    url, _, log = served
+    from langgraph_sdk import get_client
+
+    async def ask() -> dict[str, dict[str, object]]:
+        client = get_client(url=url)
+        answers: dict[str, dict[str, object]] = {}
+        for assistant in await client.assistants.search():
+            aid = assistant["assistant_id"]
+            answers[assistant["graph_id"]] = {
+                "get": await client.assistants.get(aid), "graph": await client.assistants.get_graph(aid),
+                "xray": await client.assistants.get_graph(aid, xray=True),
+                "schemas": await client.assistants.get_schemas(aid),
+                "subgraphs": await client.assistants.get_subgraphs(aid),
+                "recursed": await client.assistants.get_subgraphs(aid, recurse=True)}
+        return answers
+
+    answers = asyncio.run(ask())
+    assert set(answers) == {"taxonomy", "topic"}
+    topic, taxonomy = answers["topic"], answers["taxonomy"]
+    assert topic["get"]["graph_id"] == "topic" and taxonomy["get"]["graph_id"] == "taxonomy"
+    assert {"draft", "problem", "finished"} <= {node["id"] for node in topic["graph"]["nodes"]}
+    assert "problem" in {node["id"] for node in topic["xray"]["nodes"]}
+    assert "finalize" in {node["id"] for node in taxonomy["graph"]["nodes"]}
+    # The review policy's per-problem subgraph is described like the graph itself, context included:
+    # a served run brings no context (the server holds the run's Deps), an empty object.
+    for described in (topic["schemas"], topic["subgraphs"]["problem"], topic["recursed"]["problem"],
+                      taxonomy["schemas"]):
+        assert described["context_schema"]["type"] == "object" and described["context_schema"]["properties"] == {}
+        assert described["input_schema"]["properties"] and described["config_schema"] is not None
+    assert "problem_id" in topic["subgraphs"]["problem"]["input_schema"]["properties"]
+    assert taxonomy["subgraphs"] == {} and taxonomy["recursed"] == {}
+    text = log.read_text()
+    assert not [trouble for trouble in SCHEMA_TROUBLE if trouble in text], text[-3000:]
+
+
+BAD_CONFIGS = {
+    "unset": (None, "CHIMERA_CONFIG: set it to the run config the graphs should use"),
+    "invalid": ({"max_revisions": "many"}, "max_revisions: Input should be a valid integer"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_a_server_without_a_usable_config_says_what_is_wrong_in_one_line(tmp_path, case):
+    from langgraph_sdk import get_client
+    from langgraph_sdk.errors import InternalServerError
+
+    broken, line = BAD_CONFIGS[case]
+    env = {key: value for key, value in os.environ.items() if key != "CHIMERA_CONFIG"}
+    if broken is not None:
+        env["CHIMERA_CONFIG"] = str(write_config(tmp_path, name="bad", **broken))
+
+    async def ask() -> list[BaseException]:
+        client = get_client(url=url)
+        [assistant] = await client.assistants.search(graph_id="topic")
+        errors: list[BaseException] = []
+        for call in (client.assistants.get_graph(assistant["assistant_id"]),
+                     client.assistants.get_schemas(assistant["assistant_id"]),
+                     client.assistants.get_subgraphs(assistant["assistant_id"])):
+            with pytest.raises(InternalServerError) as caught:
+                await call
+            errors.append(caught.value)
+        thread = await client.threads.create()
+        with pytest.raises(Exception) as caught:  # noqa: PT011 - the sdk's own kind for a streamed request
+            await client.runs.wait(thread["thread_id"], "topic", raise_error=True,
+                                   input={"topic_id": "t", "subject": "s", "topic": "t", "slots": 1})
+        errors.append(caught.value)
+        return errors
+
+    with _serving(tmp_path, env) as (url, log):
+        errors = asyncio.run(ask())
+    for error in errors:
+        assert error.response.status_code == 503  # type: ignore[attr-defined]
+        # The sdk's message (from the reply's `detail`), or for a run its note with the reply.
+        assert line in str(error) or line in " ".join(getattr(error, "__notes__", [])), error
+    text = log.read_text()
+    assert line in text
+    assert "Traceback" not in text and "An internal error occurred" not in text
+    # The run was refused before it was queued: no run of the graph started.
+    assert "Starting background run" not in text
+
+
+def test_a_topic_run_through_the_server_leaves_its_topic_done_as_chimera_run_does(served):
+    url, db, _ = served
+    from langgraph_sdk import get_client
+
+    def status() -> dict:
+        result = chimera("status", str(db), "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["served"]
+
+    async def drive() -> tuple[dict, dict]:
+        client = get_client(url=url)
+        expanded = await client.runs.wait((await client.threads.create())["thread_id"], "taxonomy", input={},
+                                          raise_error=True)
+        [topic] = expanded["topics"]
+        thread = await client.threads.create()
+        await client.runs.wait(thread["thread_id"], "topic", raise_error=True, input=topic)
+        waiting = status()
+        await client.runs.wait(thread["thread_id"], "topic", raise_error=True,
+                               command={"resume": {"action": "accept", "reviewer": "ana"}})
+        return waiting, status()
+
+    waiting, ended = asyncio.run(drive())
+    # Waiting for its review, the topic is not done; once the decision ends its thread, it is.
+    assert (waiting["topics"], waiting["topics_done"], waiting["reviews"]["pending"]) == (1, 0, 1)
+    assert (ended["topics"], ended["topics_done"], ended["problems"]) == (1, 1, 1)
+    assert ended["by_status"] == {"accepted": 1} and ended["samples"] >= 1
+    assert ended["reviews"]["pending"] == 0 and ended["reviews"]["accepted"] == 1
+    assert ended["samples"] == _rows(db, "select count(*) from samples")[0][0]
+    assert _rows(db, "select status from topics") == [("done",)]
+    # As after `chimera run`: the topic's kept replies are dropped, and the run's rows agree with each other.
+    assert _rows(db, "select count(*) from llm_calls where topic_id is not null and reply is not null") == [(0,)]
+    check = chimera("status", str(db), "--check")
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def _request(url: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes | None = None):

@@ -112,7 +112,7 @@ def test_the_page_lists_items_renders_math_and_takes_an_accept_and_a_reject(revi
 
 
 def test_beyond_loopback_every_request_needs_the_token(reviewed_db):
-    from chimera.cli.review.web import cookie_for
+    from chimera.cli.page_server import cookie_for
 
     refused = chimera("review", str(reviewed_db), "--web", "--host", "0.0.0.0")
     assert (refused.returncode, refused.stderr.strip()) == (

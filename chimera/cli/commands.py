@@ -17,6 +17,8 @@ from rich.text import Text
 from chimera import __version__
 from chimera.cli.calls import add_calls_command
 from chimera.cli.common import err, only_run, out
+from chimera.cli.export_command import add_export_command
+from chimera.cli.plan_command import add_plan_command
 from chimera.cli.run import run_command, shortfall_lines, worker_command
 from chimera.errors import ChimeraError, Stopped
 from chimera.secrets import redact
@@ -116,18 +118,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return _cmd_yield(store, args)
     if args.check:
         return _check(store, [args.run] if args.run else [r["name"] for r in store.runs()], as_json=args.json)
-    from chimera.run_health import failure_groups
+    from chimera.label_report import figure_lines
+    from chimera.run_status import status_report
 
-    runs = [r["name"] for r in store.runs()]
-    from chimera.label_report import figure_lines, label_figures
-
-    report = {name: {**store.counts(name), "unlabeled": store.unlabeled_samples(name),
-                     "labels": label_figures(store.label_rows(name)),
-                     "failures": failure_groups(store.call_rows(name)),
-                     "shortfalls": store.shortfalls(name)} for name in runs}
-    if store.backend == "postgres":
-        for name in runs:
-            report[name] |= {"workers": store.workers(name), "expired_leases": store.expired_leases(name)}
+    report = status_report(store)
+    runs = list(report)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -161,6 +156,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
             table.add_row(f"failed: {group['role']} {group['outcome']}",
                           f"{group['calls']} calls" + (f": {group['message']}" if group["message"] else ""))
         table.add_row("tokens in / out", f"{counts['tokens_in']:,} / {counts['tokens_out']:,}")
+        for role, usage in counts["usage"].items():
+            cost = f", ${usage['cost_usd']:.4f}" if usage["cost_usd"] is not None else ""
+            batched = f", {usage['batched_calls']} batched" if usage["batched_calls"] else ""
+            table.add_row(f"  {role}", f"{usage['calls']} calls{batched}, {usage['cached_share']:.0%} of input from "
+                                       f"cache{cost}")
+        for batch in counts["batches"]:
+            table.add_row(f"batch in flight: {batch['role']}", Text(
+                f"{batch['provider_id'] or '(being sent)'}: {batch['items']} requests, {batch['state']}, "
+                f"{batch['age_s']:.0f}s old"))
         for reason in counts["rejection_reasons"]:
             table.add_row("rejected or failed because", f"{reason['reason']} ({reason['count']})")
         for line in shortfall_lines(counts["shortfalls"]):
@@ -197,44 +201,6 @@ def _check(store, runs: list[str], *, as_json: bool) -> int:
                 out.print(f"run {run}: {len(ids)} {name}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}",
                           markup=False)
     return 1 if any(found.values()) else 0
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from chimera.export import write
-    from chimera.store import Store
-
-    store = Store(args.db, read_only=True)
-    if args.format is None:
-        args.format = "parquet" if Path(args.output).suffix.lower() in (".parquet", ".pq") else "jsonl"
-    if args.format == "hf":
-        from chimera.hf_export import export_hf, push, require_license
-
-        if args.push:
-            require_license(store.run_config(only_run(store, args.run)))
-        counts = export_hf(store, only_run(store, args.run), Path(args.output), force=args.force)
-        err.print(f"wrote {counts['all']} samples (all), {counts['sft']} (sft), {counts['rl']} problems (rl) and "
-                  f"a dataset card to {args.output}", markup=False)
-        if counts["sft_without_reasoning"]:
-            err.print(f"left out of sft {counts['sft_without_reasoning']} correct samples whose reasoning is empty "
-                      "(the server hid it or sent none)", markup=False)
-        if args.push:
-            err.print(f"pushed to {push(Path(args.output), args.push, public=args.public)}"
-                      f"{'' if args.public else ' (private)'}", markup=False)
-        return 0
-    if args.push:
-        raise ChimeraError("--push goes with --format hf")
-    from chimera.export import ExportOptions
-
-    skipped = [0]
-    options = ExportOptions(reasoning=args.reasoning, sft_format=args.sft_format, schema=args.schema)
-    count = write(store, Path(args.output), split=args.split, fmt=args.format, run=args.run, options=options,
-                  skipped=skipped)
-    noun = "problems" if args.split == "rl" else "samples"
-    err.print(f"wrote {count} {noun} ({args.split}) to {args.output}", markup=False)
-    if skipped[0]:
-        err.print(f"left out {skipped[0]} correct samples whose reasoning is empty (the server hid it or sent none); "
-                  "--reasoning none keeps them without it", markup=False)
-    return 0
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
@@ -491,29 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="list the topics merged away, with their similarity, most similar first")
     taxonomy.set_defaults(func=_cmd_taxonomy)
 
-    export = sub.add_parser("export", help="write the dataset")
-    export.add_argument("db")
-    export.add_argument("--format", choices=["jsonl", "parquet", "hf"],
-                        help="default: from the file's suffix (.parquet, else JSONL); hf: a folder for `datasets` "
-                             "(all, sft and rl as Parquet) with a dataset card")
-    export.add_argument("--reasoning", choices=["inline", "field", "none"], default="inline",
-                        help="sft: the thinking inline as <think>...</think> (Qwen3 templates keep it), as a "
-                             "reasoning_content field beside content, or left out")
-    export.add_argument("--sft-format", choices=["messages", "prompt-completion"], default="messages",
-                        help="sft: one messages list, or TRL's prompt / completion pair")
-    export.add_argument("--schema", choices=["chimera", "verl", "trl"], default="chimera",
-                        help="rl: chimera's columns, verl's (data_source, prompt, ability, reward_model, "
-                             "extra_info) or TRL GRPO's (prompt, solution)")
-    export.add_argument("--split", choices=["all", "sft", "rl"], default="all",
-                        help="all: every sample; sft: correct, untruncated chats; rl: problems with pass rates")
-    export.add_argument("-o", "--output", "--out", required=True, help="file, or folder with --format hf")
-    export.add_argument("--force", action="store_true",
-                        help="with --format hf: write into a folder that holds other files (they are kept)")
-    export.add_argument("--push", metavar="REPO", help="with --format hf: upload to this Hugging Face dataset repo "
-                                                        "(private unless --public; needs dataset.license)")
-    export.add_argument("--public", action="store_true", help="with --push: make the dataset repo public")
-    export.add_argument("--run", help="only this run (default: every run in the database)")
-    export.set_defaults(func=_cmd_export)
+    add_export_command(sub)
+    add_plan_command(sub)
 
     grade = sub.add_parser("grade", help="grade answers against references (rules first, judge if needed)")
     grade.add_argument("--reference", help="the reference answer")
@@ -566,8 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from chimera.cli.evals import add_eval_parsers
     from chimera.cli.review.command import add_review_parser
+    from chimera.cli.view.command import add_view_parser
 
     add_review_parser(sub)
+    add_view_parser(sub)
     add_eval_parsers(sub)
 
     init = sub.add_parser("init", help="write the example configs (quickstart, review, paper, local vLLM) to a folder")

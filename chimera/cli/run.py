@@ -61,20 +61,27 @@ def worker_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_with_progress(config: Any, *, quiet: bool = False, trace_path: str | None = None, topics_only: bool = False,
-                      retry_failed: bool = False, retry_command: str = "chimera run CONFIG --retry-failed") -> int:
-    """Run (or resume) a job with the progress display, then print its summary; the exit status says
-    whether it did its job (see chimera.run_health)."""
+def pipeline_with_progress(config: Any, *, quiet: bool = False, trace_path: str | None = None,
+                           **options: Any) -> Any:
+    """`run_pipeline` under the progress display and SIGTERM's graceful stop; returns its RunSummary."""
     from chimera.cli.progress import ProgressDisplay
-    from chimera.run_health import assess, earlier_failures, failure_groups, role_calls
     from chimera.runner import run_pipeline
 
     display = ProgressDisplay(err, quiet=quiet)
     hook, trace = _progress_hook(display, trace_path)
     with display:
-        summary = until_stopped(lambda stop: run_pipeline(config, on_progress=hook, topics_only=topics_only, stop=stop,
-                                                          retry_failed=retry_failed,
-                                                          progress_every_s=0.1 if trace else 0.5))
+        return until_stopped(lambda stop: run_pipeline(config, on_progress=hook, stop=stop,
+                                                       progress_every_s=0.1 if trace else 0.5, **options))
+
+
+def run_with_progress(config: Any, *, quiet: bool = False, trace_path: str | None = None, topics_only: bool = False,
+                      retry_failed: bool = False, retry_command: str = "chimera run CONFIG --retry-failed") -> int:
+    """Run (or resume) a job with the progress display, then print its summary; the exit status says
+    whether it did its job (see chimera.run_health)."""
+    from chimera.run_health import assess, earlier_failures, failure_groups, role_calls
+
+    summary = pipeline_with_progress(config, quiet=quiet, trace_path=trace_path, topics_only=topics_only,
+                                     retry_failed=retry_failed)
     counts = summary.counts
     by_status = counts["by_status"]
     share = summary.checkpoint_bytes / summary.db_bytes if summary.db_bytes else 0

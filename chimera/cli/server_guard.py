@@ -2,10 +2,10 @@
 
 LangGraph's server sends `Access-Control-Allow-Origin: *` unless told otherwise, so any web page the user
 opens could drive the graphs with the user's keys and write into the run's database. `langgraph.json` limits
-CORS to loopback origins, and this middleware (mounted as the server's `http.app`) refuses, before any route:
-a request whose Host is not a loopback name (DNS rebinding), a state-changing request from any origin but the
-server's own (another local web app included) or marked cross-site by the browser (a form or a no-cors fetch
-needs no preflight), and a body over 1 MB or without a declared length.
+CORS to loopback origins, and this middleware (in the server's `http.app`, chimera.cli.studio) refuses, before
+any route: a request whose Host is not a loopback name (DNS rebinding), a state-changing request from any
+origin but the server's own (another local web app included) or marked cross-site by the browser (a form or a
+no-cors fetch needs no preflight), and a body over 1 MB or without a declared length.
 To open the server deliberately, name the origins in CHIMERA_SERVER_ORIGINS and the hosts in
 CHIMERA_SERVER_HOSTS (comma-separated), and add the origins to `http.cors.allow_origins` in langgraph.json.
 """
@@ -16,8 +16,6 @@ import os
 import re
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 
 LOOPBACK_HOST = re.compile(r"^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d{1,5})?$", re.I)
@@ -68,5 +66,3 @@ class OwnUserOnly:
                 return
         await self.app(scope, receive, send)
 
-
-app = Starlette(middleware=[Middleware(OwnUserOnly)])

@@ -1,4 +1,4 @@
-"""The simulator's HTTP layer: an OpenAI-compatible peer (chat completions, embeddings, models) whose
+"""The simulator's HTTP layer: an OpenAI-compatible peer (chat completions, embeddings, models, batches) whose
 replies come from the oracle (chimera.sim.oracle). Faults, latency and capacity limits are drawn per attempt
 and never change what a successful reply says."""
 
@@ -13,6 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from chimera.config import SimSettings
+from chimera.sim.batches import BatchDesk
+from chimera.sim.batches import error_reply as _error
 from chimera.sim.oracle import TASKS, Oracle, approx_tokens, embed, schema_name, seeded, truncate
 
 
@@ -24,6 +26,8 @@ class Simulator:
         self.latency_by_task: dict[str, float] = {str(task): s for task, s in self.settings.latency_by_task.items()}
         self.in_flight = 0
         self.attempts: Counter[str] = Counter()
+        self.batches = BatchDesk(self.oracle, self.settings, seed)
+        self._prefixes: set[str] = set()  # message prefixes seen: a prefix cache, as vLLM's or a provider's
 
     # -- HTTP -------------------------------------------------------------
     def app(self) -> web.Application:
@@ -32,6 +36,7 @@ class Simulator:
         app.router.add_get("/health", self.health)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        self.batches.routes(app)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
@@ -83,9 +88,27 @@ class Simulator:
                 reply["choices"][0]["message"]["content"] = reply["choices"][0]["message"]["content"][: -7] + '",,}'
             if fault() < settings.fault_truncate:
                 truncate(reply, max(1, reply["usage"]["completion_tokens"] // 2))
+            cached = self._cached_tokens(str(body.get("model")), body["messages"])
+            if cached:
+                reply["usage"]["prompt_tokens_details"] = {"cached_tokens": min(cached, reply["usage"]["prompt_tokens"])}
             return web.json_response(reply)
         finally:
             self.in_flight -= 1
+
+    def _cached_tokens(self, model: str, messages: list[Any]) -> int:
+        """Tokens of the longest run of leading messages an earlier request to the same model began with (whole
+        messages only)."""
+        if len(self._prefixes) > 200_000:
+            self._prefixes.clear()
+        prefix, tokens, cached = hashlib.sha256(model.encode()), 0, 0
+        for message in messages[:-1]:  # the last message is the request's own
+            prefix.update(json.dumps(message, sort_keys=True, default=str).encode())
+            tokens += approx_tokens(str(message.get("content") or "") if isinstance(message, dict) else "")
+            seen = prefix.hexdigest()
+            if seen in self._prefixes:
+                cached = tokens
+            self._prefixes.add(seen)
+        return cached
 
     async def _json(self, request: web.Request) -> dict[str, Any] | web.Response:
         try:
@@ -101,12 +124,6 @@ class Simulator:
         jitter = self.settings.latency_jitter
         factor = 1 + jitter * (2 * seeded(self.seed, "latency", key, self.attempts[key]).random() - 1)
         await asyncio.sleep(base * factor)
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    kind = {400: "invalid_request_error", 429: "rate_limit_error"}.get(status, "server_error")
-    return web.json_response({"error": {"message": message, "type": kind, "code": status}},
-                             status=status, headers=headers)
 
 
 async def start(settings: SimSettings | None = None, seed: int = 0, host: str = "127.0.0.1",

@@ -8,8 +8,10 @@ One module per aggregate, each the only place with SQL for its tables:
     schema.py     the tables, as named migrations           base.py      opening, migrating, transactions
     runs.py       runs, topics, merges, shortfalls          problems.py  problems and critic votes
     samples.py    trajectories and labels                   calls.py     model calls and kept replies
+    batches.py    batches sent to a provider's batch API
     reviews.py    human reviews                             evals.py     eval rows, saved reports
     reports.py    queries of reports and benchmarks          health.py    counts and consistency checks
+    browse.py     pages of problems and one problem's record, for `chimera view`
     rows.py       the row layouts the graph writes, as types
     leases.py     workers and their topic leases (PostgreSQL)
     postgres.py   a postgresql:// database: the connection, URLs    schema_postgres.py  its tables and the lease check
@@ -22,6 +24,8 @@ PostgreSQL through postgres.PgConnection); only the schemas are two.
 """
 
 from chimera.store.base import LOCK_WAIT_S
+from chimera.store.batches import Batches
+from chimera.store.browse import Browse
 from chimera.store.calls import Calls
 from chimera.store.evals import EvalRows
 from chimera.store.health import Health
@@ -34,7 +38,7 @@ from chimera.store.samples import Samples
 from chimera.store.schema import MIGRATIONS, PROBLEM_STATUSES
 
 
-class Store(Health, RunsAndTopics, Problems, Samples, Calls, Reviews, EvalRows, Reports, Leases):
+class Store(Health, RunsAndTopics, Problems, Samples, Calls, Batches, Reviews, EvalRows, Reports, Browse, Leases):
     """One run database, used by one thread at a time (code on an event loop goes through AsyncStore).
 
     `create=False`: the file must exist and be chimera's. `read_only=True` (implies create=False): opened

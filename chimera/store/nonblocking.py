@@ -137,6 +137,7 @@ class AsyncStore:
     save_run = offloaded(Store.save_run)
     counts = offloaded(Store.counts)
     call_rows = offloaded(Store.call_rows)
+    usage_by_role = offloaded(Store.usage_by_role)
     table_bytes = offloaded(Store.table_bytes)
     unlabeled_samples = offloaded(Store.unlabeled_samples)
     label_rows = offloaded(Store.label_rows)
@@ -174,6 +175,13 @@ class AsyncStore:
     revive_duplicate = offloaded(Store.revive_duplicate)
     indexed_problems = offloaded(Store.indexed_problems)
     set_pass_rate = offloaded(Store.set_pass_rate)
+    # batches sent to a provider's batch API
+    begin_batch = offloaded(Store.begin_batch)
+    batch_uploaded = offloaded(Store.batch_uploaded)
+    batch_sent = offloaded(Store.batch_sent)
+    batch_polled = offloaded(Store.batch_polled)
+    batch_closed = offloaded(Store.batch_closed)
+    open_batches = offloaded(Store.open_batches)
     # samples
     save_sample = offloaded(Store.save_sample)
     sample = offloaded(Store.sample)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from chimera.store.base import StoreBase
+from chimera.store.rows import RoleUsage
 
 _GROUP = {"topic": "p.topic_id", "subject": "p.subject"}
 
@@ -21,16 +22,30 @@ class Reports(StoreBase):
         return self.conn.execute(f"select {_GROUP[by]}, p.subject, s.correct from samples s join problems p "
                                  "on p.id = s.problem_id where p.run = ? and p.status = 'accepted'", [run]).fetchall()
 
-    def tokens_by_group(self, run: str, by: Literal["topic", "subject"]) -> list[tuple[str, str, str, int, int]]:
-        """(group, subject, role, tokens in, tokens out) over the calls made for the run's problems."""
-        key = _GROUP[by]
-        return self.conn.execute(f"select {key}, p.subject, c.role, sum(c.tokens_in), sum(c.tokens_out) "
-                                 f"from llm_calls c join problems p on p.id = c.problem_id where p.run = ? "
-                                 f"group by {key}, c.role", [run]).fetchall()
+    def latency_by_role(self, run: str) -> dict[str, float]:
+        """Mean seconds of a call that got a reply, per role."""
+        return dict(self.conn.execute("select role, avg(latency_s) from llm_calls where run = ? "
+                                      "and outcome in ('ok', 'truncated') group by role", [run]).fetchall())
 
-    def tokens_by_role(self, run: str) -> list[tuple[str, int | None, int | None]]:
-        return self.conn.execute("select role, sum(tokens_in), sum(tokens_out) from llm_calls where run = ? "
-                                 "group by role", [run]).fetchall()
+    def usage_by_group(self, run: str, by: Literal["topic", "subject"]) -> list[tuple[str, str, RoleUsage]]:
+        """(group, subject, a role's usage) over the calls made for the run's problems."""
+        key = _GROUP[by]
+        rows = self.conn.execute(
+            f"select {key}, p.subject, c.role, c.batch_id is not null, count(*), coalesce(sum(c.tokens_in), 0), "
+            f"coalesce(sum(c.tokens_out), 0), coalesce(sum(c.cached_tokens), 0) from llm_calls c "
+            f"join problems p on p.id = c.problem_id where p.run = ? group by {key}, p.subject, c.role, "
+            f"c.batch_id is not null", [run]).fetchall()
+        return [(r[0], r[1], RoleUsage(role=r[2], batched=bool(r[3]), calls=r[4], tokens_in=r[5], tokens_out=r[6],
+                                       cached_tokens=r[7])) for r in rows]
+
+    def usage_by_role(self, run: str) -> list[RoleUsage]:
+        """Calls and tokens per role (batched calls apart) over every invocation of the run."""
+        rows = self.conn.execute(
+            "select role, batch_id is not null, count(*), coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0), "
+            "coalesce(sum(cached_tokens), 0) from llm_calls where run = ? group by role, batch_id is not null "
+            "order by role", [run]).fetchall()
+        return [RoleUsage(role=r[0], batched=bool(r[1]), calls=r[2], tokens_in=r[3], tokens_out=r[4],
+                          cached_tokens=r[5]) for r in rows]
 
     def sample_count(self) -> int:
         return self.conn.execute("select count(*) from samples").fetchone()[0]

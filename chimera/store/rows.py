@@ -137,6 +137,32 @@ class CallRow(TypedDict):
     error: str | None
 
 
+class BatchRow(TypedDict):
+    """One batch sent to a provider's batch API (its request keys where they were asked for)."""
+
+    id: str
+    role: str
+    base_url: str
+    state: str
+    provider_id: str | None
+    input_file_id: str | None
+    provider_status: str | None
+    items: int
+    created_at: float
+    keys: list[str]
+
+
+class RoleUsage(TypedDict):
+    """Tokens one role spent over a run, batched calls apart (they are priced apart)."""
+
+    role: str
+    batched: bool
+    calls: int
+    tokens_in: int
+    tokens_out: int
+    cached_tokens: int
+
+
 CALL_FILTERS = ("role", "outcome", "topic_id", "problem_id", "model")
 
 

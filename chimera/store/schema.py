@@ -157,6 +157,25 @@ def _add_sample_judges(db: sqlite_utils.Database) -> None:
     db.table("samples").add_column("judges", str)
 
 
+def _add_batches(db: sqlite_utils.Database) -> None:
+    # A batch is recorded before its file is uploaded and again once the provider named it: a process killed
+    # between the two finds its batch by the local id in the provider's metadata instead of sending it twice.
+    db.table("batches").create(
+        {"id": str, "run": str, "role": str, "base_url": str, "state": str, "provider_id": str,
+         "input_file_id": str, "provider_status": str, "items": int, "created_at": float, "sent_at": float,
+         "ended_at": float, "error": str},
+        pk="id",
+    )
+    db.table("batches").create_index(["run", "state"], if_not_exists=True)
+    db.table("batch_items").create({"batch_id": str, "request_key": str}, pk=("batch_id", "request_key"))
+    db.table("llm_calls").add_column("batch_id", str)  # the provider's batch the reply came in
+    db.table("llm_calls").add_column("cached_tokens", int)  # input tokens the provider's prompt cache served
+
+
+def _index_samples_by_problem(db: sqlite_utils.Database) -> None:
+    db.table("samples").create_index(["problem_id"], if_not_exists=True)  # PostgreSQL's schema has had it
+
+
 # Named, append-only: a database records which ones it has, so old files upgrade in order.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_core_tables", _create_core_tables),
@@ -173,4 +192,6 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0012_displaced", _add_displaced),
     ("0013_votes", _move_votes_to_a_table),
     ("0014_sample_judges", _add_sample_judges),
+    ("0015_batches", _add_batches),
+    ("0016_samples_by_problem", _index_samples_by_problem),
 ]

@@ -149,4 +149,14 @@ MIGRATIONS: list[tuple[str, Callable[[Any], None]]] = [
     ("0001_tables", _run(_TABLES)),
     ("0002_leases", _run(_LEASES)),
     ("0003_sample_judges", _run("alter table samples add column judges text;")),
+    ("0004_batches", _run("""
+create table batches (
+    id text primary key, run text, role text, base_url text, state text, provider_id text, input_file_id text,
+    provider_status text, items integer, created_at double precision, sent_at double precision,
+    ended_at double precision, error text);
+create index batches_run_state on batches (run, state);
+create table batch_items (batch_id text, request_key text, primary key (batch_id, request_key));
+alter table llm_calls add column batch_id text;
+alter table llm_calls add column cached_tokens integer;
+""")),
 ]

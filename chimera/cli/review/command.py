@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
 from pydantic import ValidationError
@@ -60,12 +59,10 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(store, run, args)
     if args.web:
+        from chimera.cli.page_server import chosen_token
         from chimera.cli.review.web import serve
 
-        token = args.token or os.environ.get("CHIMERA_REVIEW_TOKEN") or None
-        if args.token:
-            err.print("note: --token is visible to other users in the process list; CHIMERA_REVIEW_TOKEN is not",
-                      markup=False)
+        token = chosen_token(args.token, "CHIMERA_REVIEW_TOKEN")
         serve(args.db, run=run, host=args.host, port=args.port, token=token, reviewer=reviewer)
         return 0
     decision = _decision_from_flags(args, reviewer)

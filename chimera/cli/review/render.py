@@ -190,6 +190,15 @@ def math_html(text: str) -> str:
     return "".join(parts)
 
 
+def select_options(values: list[str], chosen: str | None, everything: str) -> str:
+    """The <option>s of a filter's <select>: `everything` (an empty value) first, then each value escaped, the
+    chosen one selected."""
+    options = [f'<option value="">{html.escape(everything)}</option>']
+    options += [f'<option value="{html.escape(v, quote=True)}"{" selected" if v == chosen else ""}>'
+                f"{html.escape(visible(v))}</option>" for v in values]
+    return "".join(options)
+
+
 def yes_no(value: object) -> str:
     """A tri-state flag (None, falsy, truthy) as the review views show it."""
     return "-" if value is None else ("yes" if value else "no")

@@ -62,6 +62,105 @@ Outcome = dict[str, Any] | BatchItemFailed
 
 
 @dataclass
+class ProviderBatch:
+    """A batch as the provider reports it."""
+
+    id: str
+    status: str
+    ended: bool
+    created_at: float = 0.0
+
+
+class BatchBackend(Protocol):
+    """One provider's batch API, spoken in chat-completion requests and replies."""
+
+    def line(self, key: str, body: dict[str, Any]) -> bytes:
+        """One request as a line of the batch (its size counts against batch_max_mb)."""
+        ...
+
+    async def send(self, local_id: str, lines: list[bytes], on_uploaded: Callable[[str], Awaitable[None]]
+                   ) -> ProviderBatch:
+        """Make a batch of these lines, tagged with `local_id` where the provider keeps tags; `on_uploaded` is told
+        of an input file before the batch is made from it."""
+        ...
+
+    async def find(self, local_id: str, recorded_at: float) -> ProviderBatch | None:
+        """The provider's batch made from this local one, if the provider took it and can tell."""
+        ...
+
+    async def poll(self, provider_id: str) -> ProviderBatch: ...
+
+    async def results(self, batch: ProviderBatch, max_bytes: int) -> dict[str, Outcome]:
+        """Every answered or failed item of an ended batch, by custom_id, replies as chat completions."""
+        ...
+
+
+class OpenAIBatches:
+    """OpenAI's batch API (and Azure OpenAI's, Together's and the servers that copy it): a JSONL file uploaded to
+    /v1/files, a batch made of it at /v1/batches with our local id in its metadata, output and error files."""
+
+    def __init__(self, client: openai.AsyncOpenAI, *, run: str, role: str, window: str):
+        self.client, self.run, self.role, self.window = client, run, role, window
+
+    def line(self, key: str, body: dict[str, Any]) -> bytes:
+        return json.dumps({"custom_id": key, "method": "POST", "url": "/v1/chat/completions", "body": body},
+                          ensure_ascii=False).encode() + b"\n"
+
+    async def send(self, local_id: str, lines: list[bytes], on_uploaded: Callable[[str], Awaitable[None]]
+                   ) -> ProviderBatch:
+        uploaded = await self.client.files.create(
+            file=(f"chimera-{local_id}.jsonl", b"".join(lines), "application/jsonl"), purpose="batch")
+        await on_uploaded(uploaded.id)
+        try:
+            batch = await self.client.batches.create(
+                input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                completion_window=self.window,  # type: ignore[arg-type]  # "24h" is the usual
+                metadata={METADATA_KEY: local_id, "chimera_run": self.run[:500], "chimera_role": self.role})
+        except openai.APIError:
+            found = await self.find(local_id, time.time())  # made after all, its answer lost on the way back?
+            if found is None:
+                raise
+            return found
+        return ProviderBatch(batch.id, batch.status, batch.status in ENDED, float(batch.created_at))
+
+    async def find(self, local_id: str, recorded_at: float) -> ProviderBatch | None:
+        async for batch in self.client.batches.list(limit=100):
+            if (batch.metadata or {}).get(METADATA_KEY) == local_id:
+                return ProviderBatch(batch.id, batch.status, batch.status in ENDED, float(batch.created_at))
+            if batch.created_at < recorded_at - LOOKBACK_S:
+                return None
+        return None
+
+    async def poll(self, provider_id: str) -> ProviderBatch:
+        batch = await self.client.batches.retrieve(provider_id)
+        return ProviderBatch(batch.id, batch.status, batch.status in ENDED, float(batch.created_at))
+
+    async def results(self, batch: ProviderBatch, max_bytes: int) -> dict[str, Outcome]:
+        status = await self.client.batches.retrieve(batch.id)
+        outcomes: dict[str, Outcome] = {}
+        for file_id in (status.output_file_id, status.error_file_id):
+            if file_id:
+                for line in (await self._download(file_id, max_bytes)).splitlines():
+                    if line.strip():
+                        key, outcome = _item_outcome(json.loads(line), batch.id)
+                        outcomes[key] = outcome
+        errors = "; ".join(str(e.message) for e in (status.errors.data or [])) if status.errors else ""
+        if errors:  # a batch that failed as a whole: every item says why
+            outcomes.setdefault("", BatchItemFailed(batch.id, None, errors[:300], retryable=True))
+        return outcomes
+
+    async def _download(self, file_id: str, max_bytes: int) -> bytes:
+        chunks, size = [], 0
+        async with self.client.files.with_streaming_response.content(file_id) as response:
+            async for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValueError(f"batch result file {file_id} is larger than {max_bytes} bytes")
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@dataclass
 class OpenBatch:
     id: str
     provider_id: str
@@ -79,11 +178,11 @@ class Waiting:
 class BatchQueue:
     """One role's batched calls: gathers them, sends batches, polls them and hands each result to its call."""
 
-    def __init__(self, *, role: str, run: str, base_url: str, spec: ModelSpec, client: openai.AsyncOpenAI,
+    def __init__(self, *, role: str, run: str, base_url: str, spec: ModelSpec, backend: BatchBackend,
                  ledger: BatchLedger, online: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
                  max_result_bytes: int):
         self.role, self.run, self.base_url, self.spec = role, run, base_url, spec
-        self.client, self.ledger, self.online = client, ledger, online
+        self.backend, self.ledger, self.online = backend, ledger, online
         self.max_result_bytes = max_result_bytes
         self._waiting: dict[str, Waiting] = {}
         self._futures: dict[str, asyncio.Future[Outcome]] = {}
@@ -110,9 +209,7 @@ class BatchQueue:
         if future is None:
             future = self._futures[key] = asyncio.get_running_loop().create_future()
             if key not in self._in_batch:
-                line = json.dumps({"custom_id": key, "method": "POST", "url": "/v1/chat/completions",
-                                   "body": body}, ensure_ascii=False).encode() + b"\n"
-                self._waiting[key] = Waiting(body, time.monotonic(), line)
+                self._waiting[key] = Waiting(body, time.monotonic(), self.backend.line(key, body))
                 self._wake.set()
         self._start()
         try:
@@ -192,20 +289,8 @@ class BatchQueue:
         try:
             await self.ledger.begin_batch(id=local_id, run=self.run, role=self.role, base_url=self.base_url,
                                           keys=keys)
-            uploaded = await self.client.files.create(
-                file=(f"chimera-{local_id}.jsonl", b"".join(item.line for item in items.values()),
-                      "application/jsonl"), purpose="batch")
-            await self.ledger.batch_uploaded(local_id, uploaded.id)
-            try:
-                batch = await self.client.batches.create(
-                    input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                    completion_window=self.spec.batch_window,  # type: ignore[arg-type]  # "24h" is the usual
-                    metadata={METADATA_KEY: local_id, "chimera_run": self.run[:500], "chimera_role": self.role})
-            except openai.APIError:
-                found = await self._provider_copy(local_id, time.time())
-                if found is None:
-                    raise
-                batch = found
+            batch = await self.backend.send(local_id, [item.line for item in items.values()],
+                                            lambda file_id: self.ledger.batch_uploaded(local_id, file_id))
         except Exception as error:  # noqa: BLE001 - each item's call sees it, and retries as after a failed call
             await _quietly(self.ledger.batch_closed(local_id, "abandoned", str(error)[:300]))
             for key in keys:
@@ -218,57 +303,30 @@ class BatchQueue:
         self._open[local_id] = OpenBatch(local_id, batch.id, set(keys))
         log.info("%s: sent batch %s (%d requests)", self.role, batch.id, len(keys))
 
-    async def _provider_copy(self, local_id: str, recorded_at: float) -> Any:
-        """The provider's batch made from this local one, if it took it (found by its metadata)."""
-        async for batch in self.client.batches.list(limit=100):
-            if (batch.metadata or {}).get(METADATA_KEY) == local_id:
-                return batch
-            if batch.created_at < recorded_at - LOOKBACK_S:
-                return None
-        return None
-
     # -- polling and reading -------------------------------------------------
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.spec.batch_poll_s)
             for batch in list(self._open.values()):
                 try:
-                    status = await self.client.batches.retrieve(batch.provider_id)
-                except openai.APIError as error:
+                    status = await self.backend.poll(batch.provider_id)
+                    await self.ledger.batch_polled(batch.id, status.status, ended=status.ended)
+                    if status.ended:
+                        await self._read(batch, status)
+                except Exception as error:  # noqa: BLE001 - the provider or the network: the next poll tries again
                     log.info("%s: polling batch %s failed (%s); polling again", self.role, batch.provider_id, error)
-                    continue
-                ended = status.status in ENDED
-                await self.ledger.batch_polled(batch.id, status.status, ended=ended)
-                if ended:
-                    await self._read(batch, status)
 
-    async def _read(self, batch: OpenBatch, status: Any) -> None:
+    async def _read(self, batch: OpenBatch, status: ProviderBatch) -> None:
         """Every item of an ended batch handed to its call: its reply, or why it has none."""
-        outcomes: dict[str, Outcome] = {}
-        for file_id in (status.output_file_id, status.error_file_id):
-            if file_id:
-                for line in (await self._download(file_id)).splitlines():
-                    if line.strip():
-                        key, outcome = _item_outcome(json.loads(line), batch.provider_id)
-                        outcomes[key] = outcome
-        errors = "; ".join(str(e.message) for e in (status.errors.data or [])) if status.errors else ""
+        outcomes = await self.backend.results(status, self.max_result_bytes)
+        whole = outcomes.pop("", None)  # why the batch failed as a whole, if it did
         for key in batch.keys:
             outcome = outcomes.get(key) or BatchItemFailed(
                 batch.provider_id, None, f"the batch {status.status} without this request"
-                + (f" ({errors[:200]})" if errors else ""), retryable=True)
+                + (f" ({whole})" if whole else ""), retryable=True)
             self._deliver(key, outcome)
         log.info("%s: batch %s %s, %d of %d answered", self.role, batch.provider_id, status.status,
                  sum(not isinstance(o, BatchItemFailed) for o in outcomes.values()), len(batch.keys))
-
-    async def _download(self, file_id: str) -> bytes:
-        chunks, size = [], 0
-        async with self.client.files.with_streaming_response.content(file_id) as response:
-            async for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > self.max_result_bytes:
-                    raise ValueError(f"batch result file {file_id} is larger than {self.max_result_bytes} bytes")
-                chunks.append(chunk)
-        return b"".join(chunks)
 
     # -- resume --------------------------------------------------------------
     async def _resume(self) -> None:
@@ -276,7 +334,7 @@ class BatchQueue:
         for row in await self.ledger.open_batches(self.run, self.role):
             provider_id = row["provider_id"]
             if provider_id is None:
-                found = await self._provider_copy(row["id"], row["created_at"])
+                found = await self.backend.find(row["id"], row["created_at"])
                 if found is None:
                     await self.ledger.batch_closed(row["id"], "abandoned", "the process stopped before sending it")
                     continue

@@ -155,6 +155,14 @@ class ModelSpec(_Strict):
                                                  "max_retries until this long after the call's first failure: a "
                                                  "server restart is waited out (0: max_retries alone)")
     max_in_flight: int | None = Field(default=None, ge=1, description="this endpoint's budget (run.concurrency if unset)")
+    adaptive: Literal["off", "metrics", "latency"] = Field(
+        default="off", description="steer this endpoint's budget below max_in_flight from the server's own signals: "
+                                   "metrics (vLLM's /metrics: shrink while requests wait, grow while none do) or "
+                                   "latency (shrink when latency climbs well above its low-load minimum)")
+    metrics_url: str | None = Field(default=None, description="adaptive metrics: the Prometheus endpoint (default: "
+                                                              "base_url without /v1, plus /metrics)")
+    adaptive_interval_s: float = Field(default=1.0, gt=0, le=60,
+                                       description="adaptive: seconds between two looks at the server")
     max_in_flight_total: int | None = Field(
         default=None, ge=1, description="PostgreSQL: this endpoint's requests in flight across every worker of the run, "
                                         "shared out evenly among the live workers (each keeps at most max_in_flight)")
@@ -186,7 +194,10 @@ class ModelSpec(_Strict):
                                                                           "over the run: the run stops at it (exit 3)")
     batch: bool = Field(default=False, description="send this role's calls through the provider's batch API "
                                                    "(/v1/files and /v1/batches), gathered across topics")
-    batch_max_requests: int = Field(default=1000, ge=1, le=50000, description="items in one batch at most")
+    batch_api: Literal["openai", "anthropic"] = Field(
+        default="openai", description="whose batch API: OpenAI's /v1/files + /v1/batches (and the servers that copy "
+                                      "it), or Anthropic's Message Batches (the anthropic extra)")
+    batch_max_requests: int = Field(default=1000, ge=1, le=100000, description="items in one batch at most")
     batch_max_mb: float = Field(default=100.0, gt=0, le=200, description="bytes of one batch's input file at most")
     batch_max_wait_s: float = Field(default=60.0, ge=0, description="a batch is sent once its oldest request waited "
                                                                      "this long, or once it is full")
@@ -284,6 +295,15 @@ class SimSettings(_Strict):
         default_factory=dict, description="seconds per task, overriding latency_s (e.g. solve: 2.0)")
     latency_jitter: float = Field(default=0.0, ge=0, le=1, description="latency varies by +- this share")
     capacity: int | None = Field(default=None, ge=1, description="max concurrent requests; more get 429")
+    gpu_knee: int | None = Field(default=None, ge=1, description=(
+        "play a GPU server: up to this many requests run at full speed, more share a throughput that no longer "
+        "grows; /metrics shows running and waiting as vLLM's does (None: replies take latency_s alone)"))
+    gpu_kv_tokens: int | None = Field(default=None, ge=1, description=(
+        "GPU server: KV-cache tokens (prompt + completion of the requests running); a request that does not fit "
+        "waits in a queue (None: no limit)"))
+    gpu_request_s: float = Field(default=0.0, ge=0, description="GPU server: seconds per request at full speed")
+    gpu_token_s: float = Field(default=0.0004, ge=0,
+                               description="GPU server: seconds per completion token at full speed")
     fault_429: float = Field(default=0.0, ge=0, le=1)
     fault_5xx: float = Field(default=0.0, ge=0, le=1)
     fault_hang: float = Field(default=0.0, ge=0, le=1)

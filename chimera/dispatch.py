@@ -26,6 +26,7 @@ import heapq
 import itertools
 import time
 from collections import deque
+from typing import Protocol
 
 # Lower goes first: a draft opens two critics and a solve, a solve opens nothing more.
 # Roles not listed (an evaluator, say) wait behind the pipeline's own calls.
@@ -52,7 +53,9 @@ class EndpointBudget:
         self.url = url
         self.limit = limit
         self.current = float(limit)
+        self.steered = float(limit)  # a controller's limit (chimera.concurrency): current recovers up to it
         self.in_flight = 0
+        self.completed = 0  # requests released with a reply
         self.closed = False  # stopping: no request gets a place any more; those in flight finish
         self.peak = 0
         self._waiters: list[tuple[QueuePlace, int, asyncio.Future]] = []  # a heap; cancelled entries are skipped
@@ -94,7 +97,8 @@ class EndpointBudget:
         self._account()
         self.in_flight -= 1
         if ok:
-            self.current = min(self.limit, self.current + 1)
+            self.completed += 1
+            self.current = min(self.limit, self.steered, self.current + 1)
         while self._waiters and self._room():
             waiter = heapq.heappop(self._waiters)[2]
             if not waiter.done():
@@ -114,6 +118,18 @@ class EndpointBudget:
             return
         self.current = max(1.0, self.current / 2)
         self._halved_at = time.monotonic()
+
+    def steer(self, limit: float) -> None:
+        """A controller's limit, held within [1, limit]: current falls to it at once and recovers only up to it
+        (one place per success, so a 429's halving still holds under it)."""
+        self.steered = min(float(self.limit), max(1.0, limit))
+        self.current = min(self.current, self.steered)
+
+    def busy_seconds(self) -> float:
+        """Request-seconds spent in flight so far (the integral of in_flight): over an interval, its change
+        divided by the requests completed is their mean latency (Little's law)."""
+        self._account()
+        return self._area
 
     def mean_in_flight(self, since: float | None = None) -> float:
         self._account()
@@ -167,12 +183,19 @@ class RateLimiter:
                 return
 
 
+class Steering(Protocol):
+    """What steers a budget from the server's signals (chimera.concurrency); it runs until closed."""
+
+    async def close(self) -> None: ...
+
+
 class Endpoints:
     """One budget per endpoint URL, shared by every role and replica that points there."""
 
     def __init__(self, default_limit: int):
         self.default_limit = default_limit
         self.budgets: dict[str, EndpointBudget] = {}
+        self.steering: dict[str, Steering] = {}  # url -> the controller steering its budget, if any
         self.totals: dict[str, int] = {}  # url -> max_in_flight_total, for a run shared by several workers
         self.own_limits: dict[str, int] = {}  # url -> this process's own budget, before any share
 
@@ -195,6 +218,12 @@ class Endpoints:
             budget = self.budgets[url]
             budget.limit = min(self.own_limits[url], max(1, total // max(1, workers)))
             budget.current = min(budget.current, float(budget.limit))
+
+    async def stop_steering(self) -> None:
+        """Close every controller (the run is over); budgets keep their last limits."""
+        steering, self.steering = list(self.steering.values()), {}
+        for controller in steering:
+            await controller.close()
 
     def close(self) -> None:
         """Stop dispatching: every request not yet sent waits (until it is cancelled); those sent finish."""

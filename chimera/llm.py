@@ -43,7 +43,15 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import aiohttp
 import openai
 
-from chimera.batching import BATCH_ID_FIELD, BatchItemFailed, BatchLedger, BatchQueue
+from chimera.batching import (
+    BATCH_ID_FIELD,
+    BatchBackend,
+    BatchItemFailed,
+    BatchLedger,
+    BatchQueue,
+    OpenAIBatches,
+)
+from chimera.concurrency import steer
 from chimera.config import Config, ModelSpec
 from chimera.costs import SpendCap
 from chimera.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
@@ -633,6 +641,8 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
         # A batched request holds no place on the server while it waits: its budget is its own.
         budget = (endpoints.budget(f"{url} (batch)", spec.max_in_flight or 50000, None) if batched
                   else endpoints.budget(url, spec.max_in_flight, spec.max_in_flight_total))
+        if not batched:
+            steer(endpoints, url, spec)  # adaptive: the server's own signals steer the budget under its limit
         shared = (url, key, spec.timeout_s, tuple(sorted(headers.items())), tuple(sorted(query.items())))
         if shared not in pool:
             pool[shared] = OpenAITransport(url, key, spec.timeout_s, connections=budget.limit,
@@ -644,8 +654,13 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
                         limiter=RateLimiter(spec.rpm, spec.tpm), log=log)
     if batched and batch_ledger is not None and batch_transport is not None:
         first, transport = replicas[0], pool[batch_transport]
+        backend: BatchBackend = OpenAIBatches(transport.client, run=run, role=role, window=spec.batch_window)
+        if spec.batch_api == "anthropic":
+            from chimera.batch_anthropic import AnthropicBatches
+
+            backend = AnthropicBatches(first.url, api_key_for(role, spec), timeout_s=spec.timeout_s)
         client.batches = BatchQueue(role=role, run=run, base_url=first.url, spec=spec,
-                                    client=transport.client, ledger=batch_ledger, online=transport.chat,
+                                    backend=backend, ledger=batch_ledger, online=transport.chat,
                                     max_result_bytes=int(spec.max_reply_mb * 2**20) * spec.batch_max_requests)
     if relabel is not None:
         client.relabel = relabel

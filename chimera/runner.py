@@ -35,7 +35,7 @@ from chimera.errors import BudgetReached, ChimeraError
 from chimera.graphs.deps import Deps
 from chimera.graphs.retry import build_retry_graph
 from chimera.graphs.taxonomy import build_taxonomy_graph
-from chimera.graphs.topic import build_topic_graph
+from chimera.graphs.topic import build_topic_graph, topic_done
 from chimera.ids import retry_thread_id, taxonomy_thread_id, topic_thread_id
 from chimera.kept_replies import KeptReplies
 from chimera.label_report import label_figures
@@ -257,9 +257,8 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
                  "slots": config.problems_per_topic if topic["slots"] is None else topic["slots"]},
                 recursion_limit=limit, context=deps, known_started=topic["id"] in started_topics,
                 decisions=await decisions(thread_id), on_applied=store.mark_reviews_applied)
-            if not waiting:
-                await store.set_topic_status(topic["id"], "done")
-                await store.forget_replies(run, topic_id=topic["id"])
+            if not waiting:  # the graph's `finished` node has marked it done; a thread ended before it existed has not
+                await topic_done(store, run, topic["id"])
             monitor.topics_finished += 1
             return waiting
 
@@ -384,6 +383,7 @@ async def open_deps(config: Config, store: AsyncStore, endpoints: Endpoints, sim
     """What the graphs need for a run (clients with the kept replies, the embedder, the duplicate index),
     closed by `stack`. `chimera run` and a LangGraph server build them alike."""
     kept = await KeptReplies.of_run(store, config.run.name)
+    stack.push_async_callback(endpoints.stop_steering)  # adaptive budgets' controllers, started with the clients
     clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=kept.log,
                             relabel=store.relabel_call, replay=kept.lookup, batch_ledger=store)
     stack.push_async_callback(close_clients, clients)

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from chimera.costs import stored_prices, usage_cost
+from chimera.errors import ChimeraError
 from chimera.store import Store
 
 CHIMERA = str(Path(sys.executable).parent / "chimera")
@@ -73,9 +74,15 @@ def spend(db: Path) -> float:
 
 
 def dataset(db: Path) -> list[tuple[Any, ...]]:
+    """Every problem's outcome, and the samples of the accepted ones (a problem rejected as a near-duplicate may
+    or may not have been solved first, as timing has it; its samples are in no export)."""
     with contextlib.closing(opened(db)) as store:
-        return sorted([(p["id"], p["answer"], p["status"]) for p in store.problems(RUN)]
-                      + [(s["problem_id"], s["correct"]) for s in store.samples(RUN)], key=repr)
+        return [row if row[1] == "accepted" else row[:4] for row in store.dataset_rows()]
+
+
+def asked_again(db: Path) -> int:
+    with contextlib.closing(opened(db)) as store:
+        return store.calls_asked_again(RUN)
 
 
 def figure(db: Path, name: str) -> int:
@@ -87,10 +94,12 @@ def figure(db: Path, name: str) -> int:
 
 
 def open_batches(db: Path) -> int:
-    if not db.exists():
+    """Batches at the provider, unread; 0 while the run is still making its database."""
+    try:
+        with contextlib.closing(opened(db)) as store:
+            return len(store.batches(RUN)) if store.runs() else 0
+    except ChimeraError:
         return 0
-    with contextlib.closing(opened(db)) as store:
-        return len(store.batches(RUN)) if store.runs() else 0
 
 
 def run(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -154,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                     "plan_cost": plan["cost_usd"], "plan_cost_range": plan["cost_usd_range"], "actual_cost": actual_cost,
                     "plan_cost_error": round(plan["cost_usd"] / actual_cost - 1, 4),
                     "plan_tokens_error": round(plan["tokens"] / actual_tokens - 1, 4),
-                    "calls_beyond_the_online_run": figure(folder / "planned.db", "calls")
-                    - figure(folder / "online.db", "calls")}
+                    "pilot_calls_asked_again": asked_again(folder / "planned.db"),
+                    "planned_same_dataset_as_online": dataset(folder / "planned.db") == dataset(folder / "online.db")}
 
         cap = round(online_cost / 2, 4)
         capped = config(folder, "capped.db", batched=False, extra_run={"max_cost_usd": cap}, **shape)

@@ -35,6 +35,17 @@ def write_config(folder: Path, *, name: str = "t", seed: int = 5, sim: dict[str,
     return path
 
 
+def dataset(db: Path) -> list[tuple[Any, ...]]:
+    """What two runs of one seed must agree on: every problem's outcome, and the samples of the accepted ones. (A
+    problem rejected as a near-duplicate may or may not have been solved first, as timing has it; no export holds
+    its samples.)"""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        problems = conn.execute("select problem, answer, status from problems").fetchall()
+        samples = conn.execute("select p.problem, s.solution, s.correct from samples s join problems p "
+                               "on p.id = s.problem_id where p.status = 'accepted'").fetchall()
+    return sorted(problems, key=repr) + sorted(samples, key=repr)
+
+
 _FINISHED: dict[str, Path] = {}
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CHIMERA, chimera, write_config
+from helpers import CHIMERA, chimera, dataset, write_config
 from stop_at import count
 
-from chimera.batching import BatchQueue
+from chimera.batching import BatchQueue, OpenAIBatches
 from chimera.config import ModelSpec, SimSettings
 from chimera.llm import OpenAITransport
 from chimera.sim import server as sim_server
@@ -69,12 +69,6 @@ def batched_models(url: str, **batch: Any) -> dict[str, Any]:
             "expander": role(), "drafter": role(), "critics": [role(), role()], "solver": {}, "labeler": role()}
 
 
-def dataset(db: Path) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return sorted(conn.execute("select p.problem, p.answer, p.status, s.solution, s.correct from problems p "
-                                   "left join samples s on s.problem_id = p.id").fetchall(), key=repr)
-
-
 def calls(db: Path, sql: str) -> list[tuple[Any, ...]]:
     with contextlib.closing(sqlite3.connect(db)) as conn:
         return conn.execute(sql).fetchall()
@@ -112,6 +106,9 @@ def test_a_run_killed_while_its_batches_are_in_flight_polls_them_on_resume_and_s
         run.wait()
         still_open = count(db, "select count(*) from batches where state in ('sent', 'ended')")
         assert still_open > 0  # the kill landed while a batch was at the provider, unread
+        in_flight = next(iter(json.loads(chimera("status", str(db), "--json").stdout).values()))["batches"]
+        assert len(in_flight) == still_open
+        assert all(b["provider_id"].startswith("batch-") and b["items"] > 0 and b["age_s"] >= 0 for b in in_flight)
         resumed = chimera("run", str(config), "--quiet")
         assert resumed.returncode == 0, resumed.stderr
         received = server.items_received()
@@ -156,7 +153,8 @@ def test_a_batch_the_provider_took_before_the_process_could_record_it_is_found_a
             async def batch_sent(self, *args: Any) -> None:
                 await asyncio.Event().wait()  # the process is gone before this write
 
-        first = BatchQueue(role="solver", run="r", base_url=url, spec=spec, client=transport.client,
+        backend = OpenAIBatches(transport.client, run="r", role="solver", window="24h")
+        first = BatchQueue(role="solver", run="r", base_url=url, spec=spec, backend=backend,
                            ledger=DiesAfterTheProviderTookIt(), online=transport.chat, max_result_bytes=1 << 20)
         asking = asyncio.ensure_future(first.chat("key-1", body))
         while not simulator.batches.batches:
@@ -165,7 +163,7 @@ def test_a_batch_the_provider_took_before_the_process_could_record_it_is_found_a
         asking.cancel()
         await first.close()
         assert [row["state"] for row in await store.open_batches("r", "solver")] == ["sending"]
-        second = BatchQueue(role="solver", run="r", base_url=url, spec=spec, client=transport.client, ledger=store,
+        second = BatchQueue(role="solver", run="r", base_url=url, spec=spec, backend=backend, ledger=store,
                             online=transport.chat, max_result_bytes=1 << 20)
         reply = await asyncio.wait_for(second.chat("key-1", body), 10)
         await second.close()
@@ -263,3 +261,36 @@ def test_a_batched_run_costs_at_most_055_of_the_online_run_per_accepted_sample(t
     accepted = {name: count(tmp_path / f"{name}.db", "select count(*) from samples") for name in costs}
     assert accepted["online"] == accepted["batched"] > 0
     assert costs["batched"] / accepted["batched"] <= 0.55 * costs["online"] / accepted["online"]
+
+
+def test_a_role_may_ask_a_failed_batch_item_again_online_instead_of_in_the_next_batch(tmp_path):
+    with SimulatorThread(SimSettings(batch_delay_s=0.1, batch_item_error_rate=0.3), seed=5) as server:
+        config = write_config(tmp_path, models=batched_models(server.url, batch_retry_online=True))
+        result = chimera("run", str(config), "--quiet")
+        received = server.items_received()
+    assert result.returncode == 0, result.stderr
+    assert set(received.values()) == {1}  # nothing went into a batch twice
+    db = tmp_path / "t.db"
+    failed = {row[0] for row in calls(db, "select request_key from llm_calls where outcome = 'batch_http_500'")}
+    answered_online = {row[0] for row in calls(
+        db, "select request_key from llm_calls where outcome = 'ok' and batch_id is null and role != 'solver'")}
+    assert failed and failed <= answered_online
+
+
+def test_every_roles_system_prompt_is_the_same_for_every_call_so_prompt_caches_can_serve_it():
+    """The fixed part of a prompt comes first: each role's system message renders alike whatever the problem."""
+    from importlib.resources import files
+
+    from chimera.agents.base import prompt_template, render
+
+    names = sorted(p.name.removesuffix(".system.md") for p in files("chimera.agents").joinpath("prompts").iterdir()
+                   if p.name.endswith(".system.md"))
+    assert len(names) >= 6
+    for name in names:
+        fields = set(prompt_template(f"{name}.user").get_identifiers()) | set(
+            prompt_template(f"{name}.system").get_identifiers())
+        first = render(name, **{field: f"first {field}" for field in fields})
+        second = render(name, **{field: f"another {field} entirely" for field in fields})
+        if first[0]["role"] == "system":
+            assert first[0] == second[0], f"{name}: the system prompt changes with the call"
+            assert first[1] != second[1] or not fields

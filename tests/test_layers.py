@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FOUNDATION = {
     "chimera", "chimera.__main__", "chimera.checkout_aliases", "chimera.checkpoint_saver", "chimera.checkpoint_serde",
     "chimera.checkpoint_postgres",
-    "chimera.batching", "chimera.config", "chimera.costs", "chimera.dispatch", "chimera.embeddings", "chimera.errors",
+    "chimera.batching", "chimera.batch_anthropic",
+    "chimera.concurrency", "chimera.config", "chimera.costs", "chimera.dispatch", "chimera.embeddings", "chimera.errors",
     "chimera.ids", "chimera.jsonl", "chimera.plan", "chimera.price_table",
     "chimera.kept_replies", "chimera.label_report", "chimera.json_repair", "chimera.storable",
     "chimera.langchain_transport", "chimera.llm", "chimera.logs", "chimera.outputs", "chimera.prompt_markers", "chimera.quotas",

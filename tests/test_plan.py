@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import chimera, finished_run, write_config
+from helpers import chimera, dataset, finished_run, write_config
 
 from chimera.plan import pilot_topics
 
@@ -25,12 +25,6 @@ def totals(db: Path) -> tuple[int, int, float]:
         calls, tokens_in, tokens_out = conn.execute(
             "select count(*), sum(tokens_in), sum(tokens_out) from llm_calls").fetchone()
     return calls, tokens_in + tokens_out, (tokens_in * 1.25 + tokens_out * 10.0) / 1e6
-
-
-def dataset(db: Path) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return sorted(conn.execute("select p.problem, p.answer, p.status, s.solution from problems p "
-                                   "left join samples s on s.problem_id = p.id").fetchall(), key=repr)
 
 
 def plan_json(*args: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import itertools
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,8 +59,10 @@ class SimBatch:
 class BatchDesk:
     """Files and batches, held in memory for the simulator's life."""
 
-    def __init__(self, oracle: Oracle, settings: SimSettings, seed: int):
+    def __init__(self, oracle: Oracle, settings: SimSettings, seed: int,
+                 cached_tokens: Callable[[str, list[Any]], int] = lambda model, messages: 0):
         self.oracle = oracle
+        self.cached_tokens = cached_tokens  # the simulator's prefix cache serves batches too
         self.settings = settings
         self.seed = seed
         self.files: dict[str, tuple[str, bytes]] = {}  # id -> (purpose, content)
@@ -187,8 +190,12 @@ class BatchDesk:
                 errors.append({**item, "error": None, "response": {"status_code": 400, "request_id": item["id"], "body": {
                     "error": {"message": "body.messages must be a non-empty list", "type": "invalid_request_error"}}}})
             else:
+                reply = self.oracle.respond(line["body"])
+                cached = self.cached_tokens(str(line["body"].get("model")), line["body"]["messages"])
+                if cached:
+                    reply["usage"]["prompt_tokens_details"] = {"cached_tokens": min(cached, reply["usage"]["prompt_tokens"])}
                 outputs.append({**item, "error": None, "response": {
-                    "status_code": 200, "request_id": item["id"], "body": self.oracle.respond(line["body"])}})
+                    "status_code": 200, "request_id": item["id"], "body": reply}})
         batch.output_file_id = self._store_lines(outputs)
         batch.error_file_id = self._store_lines(errors)
         batch.counts.update(completed=len(outputs), failed=len(errors))

@@ -13,8 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from chimera.config import SimSettings
+from chimera.sim.anthropic_batches import MessageBatchDesk
 from chimera.sim.batches import BatchDesk
 from chimera.sim.batches import error_reply as _error
+from chimera.sim.gpu import PROMETHEUS_TEXT, Gpu, render_metrics
 from chimera.sim.oracle import TASKS, Oracle, approx_tokens, embed, schema_name, seeded, truncate
 
 
@@ -26,21 +28,31 @@ class Simulator:
         self.latency_by_task: dict[str, float] = {str(task): s for task, s in self.settings.latency_by_task.items()}
         self.in_flight = 0
         self.attempts: Counter[str] = Counter()
-        self.batches = BatchDesk(self.oracle, self.settings, seed)
         self._prefixes: set[str] = set()  # message prefixes seen: a prefix cache, as vLLM's or a provider's
+        self.batches = BatchDesk(self.oracle, self.settings, seed, cached_tokens=self._cached_tokens)
+        self.message_batches = MessageBatchDesk(self.batches)  # Anthropic's shape; shares the desk's counters
+        self.gpu = (Gpu(self.settings.gpu_knee, self.settings.gpu_kv_tokens, self.settings.gpu_request_s,
+                        self.settings.gpu_token_s) if self.settings.gpu_knee is not None else None)
 
     # -- HTTP -------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
         self.batches.routes(app)
+        self.message_batches.routes(app)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """vLLM's Prometheus gauges: the GPU's scheduler, or (no GPU played) every request in flight as running."""
+        text = self.gpu.metrics_text() if self.gpu else render_metrics(Counter({"sim": self.in_flight}), Counter(), 0.0)
+        return web.Response(text=text, headers={"Content-Type": PROMETHEUS_TEXT})
 
     async def models(self, request: web.Request) -> web.Response:
         names = ["sim-expander", "sim-drafter", "sim-critic0", "sim-critic1", "sim-solver", "sim-labeler"]
@@ -88,6 +100,9 @@ class Simulator:
                 reply["choices"][0]["message"]["content"] = reply["choices"][0]["message"]["content"][: -7] + '",,}'
             if fault() < settings.fault_truncate:
                 truncate(reply, max(1, reply["usage"]["completion_tokens"] // 2))
+            if self.gpu is not None:  # a GPU's timing: the reply is already decided
+                await self.gpu.serve(str(body.get("model")), reply["usage"]["prompt_tokens"],
+                                     reply["usage"]["completion_tokens"])
             cached = self._cached_tokens(str(body.get("model")), body["messages"])
             if cached:
                 reply["usage"]["prompt_tokens_details"] = {"cached_tokens": min(cached, reply["usage"]["prompt_tokens"])}

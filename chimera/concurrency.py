@@ -2,14 +2,15 @@
 instead of refusing: vLLM sends no 429 when overloaded, its requests wait and latency grows.
 
 `metrics` reads the server's Prometheus text (vLLM's /metrics) about once a second: requests waiting there
-shrink the budget (multiplicative decrease), a full budget with nothing waiting and KV cache to spare grows
-it (additive, a tenth of the limit at a time). `latency` is for servers without metrics: the mean latency of
-the requests completed since the last look (Little's law over the budget's in-flight time) is compared with
-its minimum over a long window, the no-load baseline; well above it the budget shrinks, otherwise a full
-budget grows. Either way the controller starts low and sets the budget's `steered` limit, which
-`max_in_flight` (or run.concurrency) caps and which never goes below one place; a 429 still halves the
-budget under it. A decrease waits until the requests sent under the larger limit have drained (their
-queueing was already answered), as the budget's own 429 halving does.
+shrink the budget (multiplicative decrease); a full budget with nothing waiting and KV cache to spare grows,
+doubling per look until the first sign of overload (as TCP's slow start), then by a tenth at a time.
+`latency` is for servers without metrics: the mean latency of the requests completed since the last look
+(Little's law over the budget's in-flight time) is compared with its minimum over a long window, the no-load
+baseline; well above it the budget shrinks, otherwise a full budget grows as above. Either way the
+controller starts low and sets the budget's `steered` limit, which `max_in_flight` (or run.concurrency)
+caps and which never goes below one place; a 429 still halves the budget under it. A decrease waits until
+the requests sent under the larger limit have drained (their queueing was already answered), as the
+budget's own 429 halving does.
 """
 
 from __future__ import annotations
@@ -47,12 +48,10 @@ class ServerLoad:
     kv_usage: float | None
 
 
-def parse_metrics(text: str) -> ServerLoad | None:
-    """vLLM's gauges from Prometheus text, summed over their series (every model on the server); None when
-    the text has neither a running nor a waiting gauge. KV use is the highest series of
-    vllm:kv_cache_usage_perc, or of the older vllm:gpu_cache_usage_perc."""
-    sums: dict[str, float] = {}
-    highest: dict[str, float] = {}
+def samples(text: str) -> list[tuple[str, float]]:
+    """(metric name, value) of every sample line of Prometheus text, labels dropped; lines that are not
+    samples are skipped."""
+    found = []
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -63,13 +62,20 @@ def parse_metrics(text: str) -> ServerLoad | None:
         else:
             name, _, rest = line.partition(" ")
         fields = rest.split()
-        if not fields:
-            continue
         try:
-            value = float(fields[0])
-        except ValueError:
+            found.append((name.strip(), float(fields[0])))
+        except (IndexError, ValueError):
             continue
-        name = name.strip()
+    return found
+
+
+def parse_metrics(text: str) -> ServerLoad | None:
+    """vLLM's gauges from Prometheus text, summed over their series (every model on the server); None when
+    the text has neither a running nor a waiting gauge. KV use is the highest series of
+    vllm:kv_cache_usage_perc, or of the older vllm:gpu_cache_usage_perc."""
+    sums: dict[str, float] = {}
+    highest: dict[str, float] = {}
+    for name, value in samples(text):
         sums[name] = sums.get(name, 0.0) + value
         highest[name] = max(highest.get(name, value), value)
     if "vllm:num_requests_running" not in sums and "vllm:num_requests_waiting" not in sums:
@@ -86,26 +92,28 @@ def default_metrics_url(base_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"{path}/metrics", "", ""))
 
 
-def grown(limit: float) -> float:
-    return limit + max(1.0, limit * GROWTH)
+def grown(limit: float, probing: bool) -> float:
+    """One step up: double while probing (no sign of overload seen yet), else a tenth (one place at least)."""
+    return limit * 2 if probing else limit + max(1.0, limit * GROWTH)
 
 
-def after_metrics(limit: float, load: ServerLoad, *, full: bool, draining: bool) -> float:
+def after_metrics(limit: float, load: ServerLoad, *, full: bool, draining: bool, probing: bool) -> float:
     """The next limit from the server's scheduler: shrink while requests wait there (not again while the
     requests sent under a larger limit drain), grow while the budget is full and the KV cache has room."""
     if load.waiting > 0:
         return limit if draining else limit * DECREASE
     if full and (load.kv_usage is None or load.kv_usage < KV_FULL):
-        return grown(limit)
+        return grown(limit, probing)
     return limit
 
 
-def after_latency(limit: float, latency: float, baseline: float, *, full: bool, draining: bool) -> float:
+def after_latency(limit: float, latency: float, baseline: float, *, full: bool, draining: bool,
+                  probing: bool) -> float:
     """The next limit from latency: shrink when it is well above the no-load baseline, grow a full budget
     otherwise."""
     if latency > baseline * LATENCY_TOLERANCE:
         return limit if draining else limit * DECREASE
-    return grown(limit) if full else limit
+    return grown(limit, probing) if full else limit
 
 
 class Controller:
@@ -114,6 +122,7 @@ class Controller:
     def __init__(self, budget: EndpointBudget, interval_s: float):
         self.budget, self.interval_s = budget, interval_s
         self.looks = 0
+        self.probing = True  # until the first sign of overload, the budget doubles per look (slow start)
         budget.steer(min(budget.limit, START))
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -174,8 +183,9 @@ class MetricsController(Controller):
                             self.url, self.budget.url, int(self.budget.steered))
             return
         self.missing = 0
+        self.probing = self.probing and load.waiting == 0
         limit, full, draining = self._state()
-        self._set(after_metrics(limit, load, full=full, draining=draining))
+        self._set(after_metrics(limit, load, full=full, draining=draining, probing=self.probing))
 
     async def close(self) -> None:
         await super().close()
@@ -197,8 +207,10 @@ class LatencyController(Controller):
         latency = (busy - self._busy) / (completed - self._completed)
         self._busy, self._completed = busy, completed
         self.latencies.append(latency)
+        self.probing = self.probing and latency <= min(self.latencies) * LATENCY_TOLERANCE
         limit, full, draining = self._state()
-        self._set(after_latency(limit, latency, min(self.latencies), full=full, draining=draining))
+        self._set(after_latency(limit, latency, min(self.latencies), full=full, draining=draining,
+                                probing=self.probing))
 
 
 def steer(endpoints: Endpoints, url: str, spec: ModelSpec) -> None:

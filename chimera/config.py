@@ -463,7 +463,8 @@ def scrub_credentials(value: Any) -> Any:
 
 
 # Config fields whose names match the credential pattern but hold no secret: the name of a variable, or a limit.
-_NOT_SECRETS = {"api_key_env", "headers_env", "max_tokens", "max_tokens_cap", "max_tokens_retry", "max_tokens_field"}
+_NOT_SECRETS = {"api_key_env", "headers_env", "max_tokens", "max_tokens_cap", "max_tokens_retry", "max_tokens_field",
+                "max_total_tokens", "gpu_kv_tokens", "gpu_token_s"}  # config fields whose names only look like secrets
 
 
 def _merge_models(raw_models: Any) -> Any:

@@ -76,6 +76,7 @@ async def grade_pairs(pairs: list[Pair], *, config: Config | None, judge: bool,
         finally:
             for client in clients:
                 await client.close()
+            await endpoints.stop_steering()
     return grades
 
 

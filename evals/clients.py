@@ -38,9 +38,10 @@ async def one_client(role: str, spec: ModelSpec, config: Config, *, concurrency:
                      log: Any) -> AsyncIterator[RoleClient]:
     """The client, with the simulator running for as long as it is used when the spec points at it."""
     async with simulator_for(config, [spec]) as sim_url:
-        client = build_client(role, spec, endpoints=Endpoints(concurrency or config.run.concurrency),
-                              sim_url=sim_url, log=log)
+        endpoints = Endpoints(concurrency or config.run.concurrency)
+        client = build_client(role, spec, endpoints=endpoints, sim_url=sim_url, log=log)
         try:
             yield client
         finally:
             await client.close()
+            await endpoints.stop_steering()

@@ -103,3 +103,39 @@ def test_a_bad_set_is_one_line_naming_it(tmp_path, setting, said):
     result = chimera("run", str(write_config(tmp_path)), "--set", setting)
     assert result.returncode == 2
     assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_every_config_field_whose_name_looks_like_a_secret_is_stored_as_it_is():
+    """The stored config scrubs values under credential-like names; a field of our own with such a name (a token
+    count) must be known not to be one, or a resumed run would read "[redacted]" for it."""
+    from pydantic import BaseModel
+
+    from chimera.config import _NOT_SECRETS, CREDENTIAL_NAME, Config
+
+    def fields(model: type[BaseModel]) -> set[str]:
+        names = set()
+        for name, info in model.model_fields.items():
+            names.add(name)
+            for kind in (info.annotation, *getattr(info.annotation, "__args__", ())):
+                if isinstance(kind, type) and issubclass(kind, BaseModel):
+                    names |= fields(kind)
+                for inner in getattr(kind, "__args__", ()):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel):
+                        names |= fields(inner)
+        return names
+
+    looking_secret = {name for name in fields(Config) if CREDENTIAL_NAME.search(name)}
+    assert "max_total_tokens" in looking_secret  # the walk reaches the roles' fields
+    assert looking_secret <= _NOT_SECRETS | {"headers", "headers_env", "api_key_env"}
+
+
+def test_a_config_with_token_caps_and_gpu_settings_is_stored_and_read_back_unchanged(tmp_path):
+    from chimera.config import parse_config
+
+    config = parse_config({"run": {"name": "t", "db": str(tmp_path / "t.db"), "max_total_tokens": 5000},
+                           "subjects": [{"name": "Mathematics", "topics": 1}],
+                           "models": {"default": {"provider": "sim", "max_total_tokens": 900}},
+                           "sim": {"gpu_kv_tokens": 4096, "gpu_token_s": 0.001}})
+    again = parse_config(config.redacted())
+    assert again.run.max_total_tokens == 5000 and again.models.drafter.max_total_tokens == 900
+    assert again.sim.gpu_kv_tokens == 4096 and again.sim.gpu_token_s == 0.001

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 IDLE_MODEL = "chimera-sim"  # the label shown before any request named a model
@@ -34,13 +34,11 @@ class Job:
 
 @dataclass
 class GpuTotals:
-    """What the GPU did, for benchmarks: seconds waiting and running summed over finished requests."""
+    """What the GPU did: seconds waiting and running, summed over finished requests."""
 
     finished: int = 0
     wait_s: float = 0.0
     service_s: float = 0.0
-    work_s: float = 0.0  # full-speed service needed: the peak rate is knee / (work_s / finished)
-    finish_times: list[float] = field(default_factory=list)
 
 
 class Gpu:
@@ -58,7 +56,6 @@ class Gpu:
         work = self.request_s + self.token_s * completion_tokens
         job = Job(model, work, prompt_tokens + completion_tokens, asyncio.get_running_loop().create_future(),
                   time.monotonic())
-        self.totals.work_s += work
         self._advance()
         self.waiting.append(job)
         self._schedule()
@@ -94,7 +91,6 @@ class Gpu:
             self.totals.finished += 1
             self.totals.wait_s += (job.started or now) - job.arrived
             self.totals.service_s += now - (job.started or now)
-            self.totals.finish_times.append(now)
             job.done.set_result(None)
         while self.waiting and (not self.running or self.kv_tokens is None
                                 or self.kv_used + self.waiting[0].tokens <= self.kv_tokens):

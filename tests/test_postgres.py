@@ -427,3 +427,23 @@ def test_workers_cap_an_endpoint_at_the_runs_total_share(tmp_path, postgres):
         topics = [p for p in points if p["stage"].startswith("stages 2-3")]
         assert topics and max(p["in_flight"] for p in topics) <= 4
         assert min(p["limit"] for p in topics) == 2  # its share while the other worker was alive
+
+
+def test_the_sqlite_and_postgresql_schemas_hold_the_same_tables_and_columns_after_every_migration(tmp_path, postgres):
+    """The aggregates' SQL is written once for both backends: a column one schema lacks breaks that backend only."""
+    sqlite_store, pg_store = Store(tmp_path / "t.db"), Store(postgres.new_database("schemas_agree"))
+    tables = [row[0] for row in sqlite_store.conn.execute("select name from sqlite_master where type = 'table' "
+                                                          "and name not like 'sqlite_%'").fetchall()]
+    on_sqlite = {(table, row[1]) for table in tables
+                 for row in sqlite_store.conn.execute(f"pragma table_info('{table}')").fetchall()}
+    on_postgres = {(row[0], row[1]) for row in pg_store.conn.execute(
+        "select table_name, column_name from information_schema.columns where table_schema = current_schema()"
+    ).fetchall()}
+    own = {table for table, _ in on_sqlite} - {"_migrations", "checkpoints", "writes"}  # migration bookkeeping
+    only_postgres = {"workers", "topic_leases"}  # leases exist only where several processes share a database
+    assert len(own) >= 12 and ("llm_calls", "cached_tokens") in on_sqlite
+    assert {c for c in on_sqlite if c[0] in own} == {c for c in on_postgres if c[0] in own}
+    assert {c[0] for c in on_postgres} - own - only_postgres <= {"checkpoints", "checkpoint_blobs", "checkpoint_writes",
+                                                                  "checkpoint_migrations", "_migrations"}
+    sqlite_store.close()
+    pg_store.close()

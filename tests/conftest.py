@@ -1,9 +1,21 @@
-"""Fixtures: a simulator on a free loopback port; a throwaway PostgreSQL server."""
+"""Fixtures: a simulator on a free loopback port; a throwaway PostgreSQL server; a guard that keeps every test on
+this machine.
+
+Which fake serves what: the project's own simulator (chimera.sim) is the model endpoint of nearly every test, over
+real HTTP, in-process (`simulator` fixture, or a role with `provider: sim`) or in a thread that outlives a killed
+run (tests/test_batches.py); `tests/hostile.py` puts a proxy in front of it that rewrites replies (malformed,
+hostile, slow); `tests/stop_at.py` signals a run at an exact request; `tests/tcp_proxy.py` drops connections to
+PostgreSQL; `tests/scripted.py` puts a transport that answers from a script (in order, starting over when it is
+spent, recording every prompt) behind a real role client, for routing, grading and Stage 1 tests. None reaches
+beyond loopback."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import multiprocessing
+import os
+import socket
 import threading
 import warnings
 
@@ -51,6 +63,40 @@ def pytest_collection_modifyitems(config, items):
             warnings.warn(pytest.PytestWarning(
                 f"--dist loadgroup is not applied ({lost[0]} has no group): install the pytest pyproject.toml names"),
                 stacklevel=1)
+
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def _loopback(address: object) -> bool:
+    """A socket address on this machine: a Unix socket, 127.0.0.0/8, ::1 or localhost."""
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX paths
+    host = str(address[0])
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def only_this_machine(monkeypatch):
+    """No test reaches a real endpoint, or spends a real key: a connection off this machine is refused here (the
+    tests' own subprocesses get no key either), and every *_API_KEY variable is cleared."""
+    for name in [n for n in os.environ if n.endswith("_API_KEY")]:
+        monkeypatch.delenv(name)
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guarded(method):
+        def call(self, address, *rest):
+            if not _loopback(address):
+                raise ConnectionRefusedError(f"the tests reach only this machine, not {address!r}")
+            return method(self, address, *rest)
+        return call
+    monkeypatch.setattr(socket.socket, "connect", guarded(connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(connect_ex))
 
 
 @pytest.fixture

@@ -139,3 +139,12 @@ def test_a_config_with_token_caps_and_gpu_settings_is_stored_and_read_back_uncha
     again = parse_config(config.redacted())
     assert again.run.max_total_tokens == 5000 and again.models.drafter.max_total_tokens == 900
     assert again.sim.gpu_kv_tokens == 4096 and again.sim.gpu_token_s == 0.001
+
+
+def test_no_test_can_reach_beyond_this_machine_or_spend_a_real_key():
+    import os
+    import socket
+
+    assert not [name for name in os.environ if name.endswith("_API_KEY")]
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError, match="only this machine"):
+        sock.connect(("93.184.215.14", 443))

@@ -1,14 +1,17 @@
 """Resume stays exact with models that are not deterministic: a call finished before a kill is answered
 from its kept reply, never asked again, so every row still agrees with the others."""
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -254,18 +257,35 @@ def test_a_killed_stats_out_leaves_the_old_folder_or_the_new_one(tmp_path):
     out = tmp_path / "stats"
     assert chimera("stats", str(tmp_path / "t.db"), "--out", str(out)).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    for delay in (0.4, 0.8, 1.2):
+    for _ in range(3):
         process = subprocess.Popen([CHIMERA, "stats", str(tmp_path / "t.db"), "--out", str(out)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        while not list(tmp_path.glob(".stats.partial-*")):  # the new folder is being built beside the old one
+            assert process.poll() is None, "stats ended before it began its new folder"
+            time.sleep(0.002)
         process.kill()
         process.wait()
+        left = list(tmp_path.glob(".stats.partial-*"))
+        assert left, "the kill landed after the new folder was put in place: nothing was tested"
         now = {p.name: p.read_bytes() for p in out.iterdir()}
         assert set(now) == set(before) and all(now.values()), "every file there, none empty"
         assert now["stats.json"] == before["stats.json"]
+        for partial in left:
+            shutil.rmtree(partial)
 
 
-def test_a_killed_taxonomy_import_leaves_the_old_taxonomy_or_the_new_one(tmp_path):
+def write_lock_held(db: Path) -> bool:
+    """Whether another connection holds the database's write lock (a transaction under way)."""
+    with contextlib.closing(sqlite3.connect(db, timeout=0)) as conn:
+        try:
+            conn.execute("begin immediate")
+        except sqlite3.OperationalError:
+            return True
+        conn.rollback()
+        return False
+
+
+def test_a_taxonomy_import_killed_inside_its_transaction_leaves_the_old_taxonomy(tmp_path):
     config = write_config(tmp_path, subjects=[{"name": "Mathematics", "topics": 4}])
     assert chimera("run", str(config), "--topics-only", "--quiet").returncode == 0
     db = tmp_path / "t.db"
@@ -276,14 +296,17 @@ def test_a_killed_taxonomy_import_leaves_the_old_taxonomy_or_the_new_one(tmp_pat
     path = tmp_path / "big.json"
     path.write_text(json.dumps(tree))
     live = "select name from topics where status not in ('merged', 'removed', 'surplus') order by name"
-    for delay in (0.5, 1.0, 1.5):
+    for _ in range(3):
         process = subprocess.Popen([CHIMERA, "taxonomy", str(db), "--import", str(path)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        while not write_lock_held(db):  # the import's transaction has begun
+            assert process.poll() is None, "the import ended before its transaction was seen"
+            time.sleep(0.001)
         process.kill()
         process.wait()
-        names = [r[0] for r in sqlite3.connect(db).execute(live)]
-        assert names == old or len(names) == 20_000, f"a mixed taxonomy of {len(names)} topics"
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            names = [r[0] for r in conn.execute(live)]
+        assert names == old, f"a taxonomy of {len(names)} topics after a kill inside the import's transaction"
 
 
 def test_kill_fuzz_with_revisions_samples_and_review_decisions_between_kills(tmp_path):

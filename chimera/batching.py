@@ -199,7 +199,12 @@ class BatchQueue:
         """The completion for this request, from a batch (one already sent for it, or the next one)."""
         if self._resumed is None:
             self._resumed = asyncio.ensure_future(self._resume())
-        await asyncio.shield(self._resumed)
+        try:
+            await asyncio.shield(self._resumed)
+        except Exception:  # the database or the provider was away: the next call takes the batches up again
+            if self._resumed.done():
+                self._resumed = None
+            raise
         if key in self._failed and self.spec.batch_retry_online:
             self._failed.discard(key)
             return await self.online(body)

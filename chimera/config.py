@@ -318,6 +318,10 @@ class SimSettings(_Strict):
     verbose_rate: float = Field(default=0.0, ge=0, le=1,
                                 description="share of structured replies that ignore brevity (long reasons, more "
                                             "names than asked) unless the request's schema limits hold them")
+    draft_variety: bool = Field(default=False, description=(
+        "drafts open with a scene-setting sentence (who asks, where, how) drawn per request (subject, topic and "
+        "the drafts before it), so a run of thousands of topics is not mostly near-duplicates of the few "
+        "templates; off: drafts are exactly as without it"))
 
 
 class SolverSettings(_Strict):

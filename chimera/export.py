@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -130,13 +130,17 @@ def records(store: Store, split: str, run: str | None = None,
             if row["correct"] == 1 and not row["truncated"] and has_reasoning(row):
                 yield sft_record(row, options)
     elif split == "dpo":
+        # Samples come ordered by subject and topic, so a problem's rows are within one such block (with the
+        # rows of the topic's other problems, and of a same-named topic in another run): one block is held.
         by_problem: dict[str, list[dict[str, Any]]] = {}
+        block = None
         for row in store.samples(run):
+            if (row["subject"], row["topic"]) != block:
+                yield from _dpo_rows(by_problem, options)
+                by_problem, block = {}, (row["subject"], row["topic"])
             if row["correct"] is not None and not row["truncated"] and has_reasoning(row):
                 by_problem.setdefault(row["problem_id"], []).append(row)
-        for rows in by_problem.values():
-            yield from (dpo_record(chosen, rejected, options)
-                        for chosen, rejected in dpo_pairs(rows, options.pairs_per_problem))
+        yield from _dpo_rows(by_problem, options)
     elif split == "rl":
         seen: dict[str, dict[str, Any]] = {}
         prompts: dict[str, list[dict[str, str]]] = {}
@@ -149,6 +153,12 @@ def records(store: Store, split: str, run: str | None = None,
         yield from (rl_record(item, prompts[key], options.schema) for key, item in seen.items())
     else:
         raise ChimeraError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+
+
+def _dpo_rows(by_problem: dict[str, list[dict[str, Any]]], options: ExportOptions) -> Iterator[dict[str, Any]]:
+    for rows in by_problem.values():
+        yield from (dpo_record(chosen, rejected, options)
+                    for chosen, rejected in dpo_pairs(rows, options.pairs_per_problem))
 
 
 def _check(options: ExportOptions) -> None:
@@ -164,14 +174,20 @@ def _check(options: ExportOptions) -> None:
 def write(store: Store, path: Path, *, split: str = "all", fmt: str = "jsonl", run: str | None = None,
           options: ExportOptions = ExportOptions(), skipped: list[int] | None = None) -> int:
     """Write a split as JSONL or Parquet; a file appears whole or not at all. `-` is standard output, and a
-    path that is not a regular file (a device such as /dev/stdout, a pipe) is written in place."""
-    rows = list(records(store, split, run, options, skipped))
+    path that is not a regular file (a device such as /dev/stdout, a pipe) is written in place.
+
+    Rows stream from the database to the file (see `write_rows`): a split of any size is held a row (JSONL) or
+    a row group (Parquet) at a time; DPO gathers one topic's samples, RL one short row per problem."""
+    _check(options)
+    if split not in SPLITS:
+        raise ChimeraError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
     if fmt not in FORMATS:
         raise ChimeraError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    rows = records(store, split, run, options, skipped)
     if str(path) == "-":
-        _write_rows(rows, fmt, sys.stdout.buffer)
+        count = write_rows(rows, fmt, sys.stdout.buffer)
         sys.stdout.flush()
-        return len(rows)
+        return count
     if path.is_symlink():
         # Never replace the link itself: a link to a file is written (whole) at its target; one to a
         # descriptor (/dev/stdout -> /proc/self/fd/1, whatever fd 1 is) is written through.
@@ -191,32 +207,76 @@ def write(store: Store, path: Path, *, split: str = "all", fmt: str = "jsonl", r
         descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
         tmp = Path(name)
         with os.fdopen(descriptor, "wb") as handle:
-            _write_rows(rows, fmt, handle)
+            count = write_rows(rows, fmt, handle)
         tmp.replace(path)
-    except OSError as error:
+    except BaseException as error:  # the side file goes whatever stopped the export (a bad row, Ctrl-C)
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise ChimeraError(f"{path}: cannot write the export ({error.strerror or error})") from None
-    return len(rows)
+        if isinstance(error, OSError):
+            raise ChimeraError(f"{path}: cannot write the export ({error.strerror or error})") from None
+        raise
+    return count
 
 
-def _write_in_place(path: Path, rows: list[dict[str, Any]], fmt: str) -> int:
+def _write_in_place(path: Path, rows: Iterable[dict[str, Any]], fmt: str) -> int:
     try:
         with path.open("wb") as handle:
-            _write_rows(rows, fmt, handle)
+            return write_rows(rows, fmt, handle)
     except OSError as error:
         raise ChimeraError(f"{path}: cannot write the export ({error.strerror or error})") from None
-    return len(rows)
 
 
-def _write_rows(rows: list[dict[str, Any]], fmt: str, handle: BinaryIO) -> None:
-    if fmt == "jsonl":
-        for row in rows:
-            handle.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-        return
+ROW_GROUP_ROWS = 1000  # Parquet rows held at once (and per row group)
+
+
+def write_rows(rows: Iterable[dict[str, Any]], fmt: str, handle: BinaryIO) -> int:
+    """Write rows as they come and return how many: JSONL one line per row, each written before the next row is
+    read; Parquet a row group of ROW_GROUP_ROWS at a time."""
+    if fmt != "jsonl":
+        return _write_parquet(rows, handle)
+    count = 0
+    for row in rows:
+        handle.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+        count += 1
+    return count
+
+
+def _write_parquet(rows: Iterable[dict[str, Any]], handle: BinaryIO) -> int:
+    """Row groups in the first group's schema. The first group grows until every column has held a value (an
+    all-empty column has no type yet), so a later group's empty column is cast to the type a value gave."""
     import pyarrow.parquet as pq
 
-    pq.write_table(arrow_table(rows), handle)
+    writer, schema, count, batch = None, None, 0, []
+    untyped: set[str] | None = None
+    for row in rows:
+        batch.append(row)
+        count += 1
+        untyped = ({key for key, value in row.items() if value is None} if untyped is None else
+                   {key for key in untyped if row.get(key) is None})
+        if len(batch) >= ROW_GROUP_ROWS and (schema is not None or not untyped):
+            table = arrow_table(batch)
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(handle, schema)
+            writer.write_table(_in_schema(table, schema))
+            batch = []
+    if writer is None:  # everything fit in the first group: written as one table, as before row groups
+        pq.write_table(arrow_table(batch), handle)
+        return count
+    if batch:
+        writer.write_table(_in_schema(arrow_table(batch), schema))
+    writer.close()
+    return count
+
+
+def _in_schema(table: Any, schema: Any) -> Any:
+    if table.schema == schema:
+        return table
+    try:
+        return table.select(schema.names).cast(schema)
+    except (KeyError, ValueError, TypeError, NotImplementedError) as error:  # pyarrow's errors subclass these
+        raise ChimeraError(f"the export's rows changed shape part way through ({error}); "
+                           "write it as JSONL instead") from None
 
 
 def arrow_table(rows: list[dict[str, Any]]) -> Any:

@@ -8,20 +8,29 @@ Reports, for one run of N problems under a budget of B requests in flight:
 - checkpoint bytes and dataset bytes per sample, peak RSS;
 - after a SIGKILL mid-run, seconds from the restart command until the budget is full again;
 - a baseline in the same session: a plain asyncio loop of as many calls with the
-  openai client and no graph, so the orchestration overhead shows as a ratio.
+  openai client and no graph, so the orchestration overhead shows as a ratio;
+- with `rss_every_s`, this process's RSS sampled over the run (peak, final, at a tenth of the run);
+- with `finished_db`, the database's bytes per sample split into dataset tables, checkpoints and kept
+  replies, and the wall time and peak RSS of `chimera status`, `chimera export --split sft` and
+  `chimera stats` on the finished database, each in its own process.
+
+`--scale paper` (PRESETS) runs the paper's shape: 8 subjects, 1,180 topics of 8 problems, trajectories of
+about 11,000 words.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +57,60 @@ class BenchSpec:
     trajectory_words: int = 400
     restart: bool = True
     baseline: bool = True
+    subjects: int = 1  # spread over the simulator's subject families (SUBJECTS)
+    topics: int | None = None  # None: problems / problems_per_topic; given: each topic drafts problems_per_topic
+    draft_variety: bool = False  # the simulator's sim.draft_variety
+    rss_every_s: float | None = None  # sample this process's RSS this often during the run
+    finished_db: bool = False  # bytes split, and status / export / stats timed on the finished database
+
+
+# One subject per family of the simulator's problem kinds (chimera.sim.problems.FAMILY_KEYWORDS).
+SUBJECTS = ("Mathematics", "Physics", "Chemistry", "Biology", "Computer science", "History", "Linguistics",
+            "Literature")
+
+
+def paper_spec() -> BenchSpec:
+    """The paper's shape: 8 subjects, 1,180 topics, 8 problems per topic, trajectories of about 11,000 words,
+    solve 2 s and other calls 0.3 s, a budget of 256. Drafts vary by topic and slot (sim.draft_variety) so
+    near-duplicates stay at a realistic rate; the restart and baseline measurements are left out (each would
+    repeat a run of this size)."""
+    return BenchSpec(problems=1180 * 8, budget=256, problems_per_topic=8, subjects=8, topics=1180,
+                     trajectory_words=11000, draft_variety=True, restart=False, baseline=False, rss_every_s=5.0,
+                     finished_db=True)
+
+
+PRESETS = {"paper": paper_spec}
+
+
+def scaled(spec: BenchSpec, **given: Any) -> BenchSpec:
+    """`spec` with the knobs given (not None) put in; with `topics`, problems is topics x problems per topic."""
+    spec = replace(spec, **{k: v for k, v in given.items() if v is not None})
+    if spec.topics is not None:
+        spec = replace(spec, problems=spec.topics * spec.problems_per_topic)
+    if spec.subjects < 1 or spec.subjects > len(SUBJECTS):
+        raise ChimeraError(f"--subjects {spec.subjects}: give 1 to {len(SUBJECTS)}")
+    if spec.topics is not None and spec.topics < spec.subjects:
+        raise ChimeraError(f"--topics {spec.topics}: give at least one topic per subject ({spec.subjects})")
+    return spec
+
+
+def describe(spec: BenchSpec) -> str:
+    """What a benchmark runs, in words, printed before it starts."""
+    topics = spec.topics or max(1, spec.problems // spec.problems_per_topic)
+    latency = ", ".join(f"{task} {seconds:g} s" for task, seconds in spec.latency.items())
+    lines = [f"benchmark: {spec.subjects} subject{'s' * (spec.subjects > 1)}, {topics:,} topics x "
+             f"{spec.problems_per_topic} problems = {spec.problems:,} problems; trajectories of about "
+             f"{spec.trajectory_words:,} words; latency {latency} (+-{spec.jitter:.0%}); budget {spec.budget}; "
+             f"faults {', '.join(f'{k} {v:g}' for k, v in spec.faults.items()) or 'none'}; draft variety "
+             f"{'on' if spec.draft_variety else 'off'}; the simulator in its own process"]
+    then = [what for what, wanted in (("the kill-and-restart measurement", spec.restart),
+                                       ("the plain openai-client baseline", spec.baseline),
+                                       ("chimera status, export --split sft and stats timed on the finished "
+                                        "database", spec.finished_db)) if wanted]
+    if spec.rss_every_s:
+        lines.append(f"RSS sampled every {spec.rss_every_s:g} s")
+    lines.append(f"then: {'; '.join(then)}" if then else "then: nothing more (no restart, no baseline)")
+    return "\n".join(lines)
 
 
 def _cpu_seconds() -> float:
@@ -60,7 +123,8 @@ def _sim_settings(spec: BenchSpec) -> SimSettings:
     by_task = {task: spec.latency.get(task, other) for task in ("expand", "draft", "critic", "solve", "label", "embed")}
     return SimSettings.model_validate({
         "latency_s": other, "latency_by_task": by_task, "latency_jitter": spec.jitter, "capacity": spec.capacity,
-        "trajectory_words": spec.trajectory_words, **{f"fault_{k}": v for k, v in spec.faults.items()}})
+        "trajectory_words": spec.trajectory_words, "draft_variety": spec.draft_variety,
+        **{f"fault_{k}": v for k, v in spec.faults.items()}})
 
 
 def _start_sim(settings: SimSettings) -> tuple[subprocess.Popen, str]:
@@ -75,11 +139,17 @@ def _start_sim(settings: SimSettings) -> tuple[subprocess.Popen, str]:
 
 
 def _write_config(folder: Path, spec: BenchSpec, url: str, name: str) -> Path:
-    topics = max(1, spec.problems // spec.problems_per_topic)
+    topics = spec.topics or max(1, spec.problems // spec.problems_per_topic)
+    subjects = SUBJECTS[: spec.subjects]
+    # Without `topics`, problems_total spreads `problems` over the topics (the bench's first form); with it,
+    # every topic drafts problems_per_topic, whatever the subjects' shares of the topics.
+    shape: dict[str, Any] = {"problems_total": spec.problems} if spec.topics is None else \
+        {"problems_per_topic": spec.problems_per_topic}
     config = {
         "run": {"name": name, "db": str(folder / f"{name}.db"), "seed": 1, "concurrency": spec.budget},
-        "subjects": [{"name": "Mathematics", "topics": [f"Benchmark topic {i}" for i in range(topics)]}],
-        "problems_total": spec.problems,
+        "subjects": [{"name": subject, "topics": [f"Benchmark topic {i}" for i in range(j, topics, len(subjects))]}
+                     for j, subject in enumerate(subjects)],
+        **shape,
         "max_revisions": 1,
         # The topics are numbered names that look alike; only exact duplicates may merge, so every topic
         # keeps its share of the problems (merged topics would leave a few topics drafting long queues).
@@ -109,19 +179,158 @@ def _db_figures(db: Path | str) -> dict[str, Any]:
     }
 
 
-async def _pipeline(config_path: Path) -> dict[str, Any]:
+def rss_mb(part: str = "VmRSS") -> float:
+    """This process's resident set now (VmRSS; RssAnon is its heap and stacks, RssFile mapped files), or its
+    peak where /proc cannot tell."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{part}:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class RssSampler:
+    """RSS every `every_s` seconds from a thread (it reads on while the event loop is busy), with the run's
+    samples done (as of the progress display's last look) beside each point."""
+
+    def __init__(self, every_s: float):
+        self.every_s = every_s
+        self.points: list[dict[str, float]] = []
+        self.samples_done = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+        self._started = time.monotonic()
+
+    def _take(self) -> None:
+        self.points.append({"t_s": round(time.monotonic() - self._started, 1), "rss_mb": rss_mb(),
+                            "anon_mb": rss_mb("RssAnon"), "samples": self.samples_done})
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._take()
+
+    def __enter__(self) -> RssSampler:
+        self._started = time.monotonic()
+        self._take()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._take()
+
+
+def rss_summary(points: list[dict[str, float]]) -> dict[str, Any]:
+    """Peak and final RSS, the RSS at a tenth of the run (the first point at or past it), and peak over that."""
+    end = points[-1]["t_s"]
+    tenth = next(p for p in points if p["t_s"] >= end / 10)
+    peak = max(p["rss_mb"] for p in points)
+    return {"peak_mb": peak, "final_mb": points[-1]["rss_mb"], "at_tenth_mb": tenth["rss_mb"],
+            "at_tenth_t_s": tenth["t_s"], "peak_over_tenth": round(peak / tenth["rss_mb"], 2), "series": points}
+
+
+async def _pipeline(config_path: Path, rss_every_s: float | None = None) -> dict[str, Any]:
     config = load_config(config_path)
     seen: dict[str, Any] = {}
+    sampler = RssSampler(rss_every_s) if rss_every_s else None
 
     def watch(monitor: RunMonitor) -> None:
         seen["endpoints"] = monitor.endpoints
+        if sampler is not None:
+            sampler.samples_done = monitor.counts.get("samples", 0)
 
     cpu, started = _cpu_seconds(), time.monotonic()
-    await run_pipeline(config, on_progress=watch, progress_every_s=1.0)
+    if sampler is None:
+        await run_pipeline(config, on_progress=watch, progress_every_s=1.0)
+    else:
+        with sampler:
+            await run_pipeline(config, on_progress=watch, progress_every_s=1.0)
     seconds, cpu = time.monotonic() - started, _cpu_seconds() - cpu
     budgets = list(seen["endpoints"].budgets.values())
     mean_in_flight = sum(b.mean_in_flight() for b in budgets)
-    return {"seconds": seconds, "cpu_s": cpu, "mean_in_flight": mean_in_flight}
+    result: dict[str, Any] = {"seconds": seconds, "cpu_s": cpu, "mean_in_flight": mean_in_flight}
+    if sampler is not None:
+        result["rss"] = rss_summary(sampler.points)
+    return result
+
+
+def near_duplicates(db: Path | str) -> dict[str, Any]:
+    """Problems rejected as near-duplicates of a kept one, and their share of the problems drafted."""
+    store = Store(db, read_only=True)
+    try:
+        drafted, duplicates = store.near_duplicate_count()
+    finally:
+        store.close()
+    return {"near_duplicates": duplicates, "near_duplicate_rate": round(duplicates / drafted, 4) if drafted else 0.0}
+
+
+def bytes_split(db: Path | str) -> dict[str, Any]:
+    """The database's bytes per accepted sample in three parts that sum to the pages in use: LangGraph's checkpoint
+    tables, the replies kept in llm_calls for exact resume (the `reply` column's bytes; a topic's are deleted
+    when it is done, so a finished run keeps few), and the dataset tables (every other table and index,
+    llm_calls without its replies). Free pages (what deleted rows left, reused by later writes) are apart."""
+    store = Store(db, read_only=True)
+    try:
+        sizes = store.table_bytes()
+        figures = store.storage_figures()
+        samples, replies, free = figures["accepted_samples"], figures["kept_reply_bytes"], figures["free_bytes"]
+    finally:
+        store.close()
+    total = sum(sizes.values())
+    checkpoint = sum(v for k, v in sizes.items() if is_checkpoint_table(k))
+    n = max(1, samples)
+    parts = {"checkpoints": checkpoint, "kept_replies": replies, "dataset_tables": total - checkpoint - replies}
+    return {"samples": samples, "file_bytes": _file_bytes(Path(db)), "total_bytes": total, "free_bytes": free,
+            "total_per_sample": round(total / n), **{f"{k}_per_sample": round(v / n) for k, v in parts.items()},
+            **{f"{k}_bytes": v for k, v in parts.items()}}
+
+
+def _file_bytes(db: Path) -> int:
+    """The database file and its write-ahead log, if one is left."""
+    return sum(path.stat().st_size for path in (db, db.with_name(db.name + "-wal")) if path.exists())
+
+
+GNU_TIME = "/usr/bin/time"
+
+
+def timed_command(args: list[str]) -> dict[str, Any]:
+    """Wall time and peak RSS of one command in its own process. The peak is GNU time's %M where it is
+    installed; otherwise the child's own rusage from wait4, which on Linux also counts the RSS of this process
+    copied into the child before exec, so there it is an upper bound."""
+    report = Path(tempfile.mkstemp(prefix="chimera-bench-time-")[1])
+    measured = Path(GNU_TIME).exists()
+    command = [GNU_TIME, "-f", "%M", "-o", str(report), *args] if measured else args
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stderr is not None  # stderr=PIPE
+    stderr = process.stderr.read()  # read to the end first: a full pipe would stop the command
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stderr.close()
+    if process.returncode != 0:
+        last = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        raise ChimeraError(f"{' '.join(args[:3])} failed on the benchmark database: {last[0]}")
+    peak_kb = int(report.read_text().split()[-1]) if measured else usage.ru_maxrss
+    report.unlink()
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_kb / 1024, 1),
+            "peak_rss_from": "GNU time" if measured else "wait4 (an upper bound)"}
+
+
+def finished_db_commands(db: Path, folder: Path) -> dict[str, Any]:
+    """`chimera status`, `chimera export --split sft` and `chimera stats` on a finished database, timed."""
+    export = folder / "sft.jsonl"
+    times = {
+        "status": timed_command([CHIMERA, "status", str(db)]),
+        "export_sft": timed_command([CHIMERA, "export", str(db), "--split", "sft", "-o", str(export)]),
+        "stats": timed_command([CHIMERA, "stats", str(db)]),
+    }
+    times["export_sft"]["bytes"] = export.stat().st_size
+    times["export_sft"]["rows"] = sum(1 for _ in export.open("rb"))
+    return times
 
 
 async def _baseline(url: str, budget: int, calls_by_role: dict[str, int]) -> dict[str, Any]:
@@ -207,7 +416,7 @@ def run_bench(spec: BenchSpec, out: Path | None = None, *, postgres: str | None 
     sim, url = _start_sim(_sim_settings(spec))
     try:
         config = _write_config(folder, spec, url, "bench")
-        run = asyncio.run(_pipeline(config))
+        run = asyncio.run(_pipeline(config, spec.rss_every_s))
         figures = _db_figures(folder / "bench.db")
         calls = figures["calls"]
         ideal_rps = spec.budget / figures["mean_latency_s"] if figures["mean_latency_s"] else None
@@ -224,8 +433,14 @@ def run_bench(spec: BenchSpec, out: Path | None = None, *, postgres: str | None 
                 "cpu_ms_per_call": round(1000 * run["cpu_s"] / calls, 2),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 **{k: v for k, v in figures.items() if k != "calls"},
+                **near_duplicates(folder / "bench.db"),
             },
         }
+        if "rss" in run:
+            result["rss"] = run["rss"]
+        if spec.finished_db:
+            result["bytes"] = bytes_split(folder / "bench.db")
+            result["commands"] = finished_db_commands(folder / "bench.db", folder)
         if spec.baseline:
             store = Store(folder / "bench.db", read_only=True)
             by_role = store.calls_by_role(("drafter", "critic0", "critic1", "solver", "labeler"))

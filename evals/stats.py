@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,33 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
+TOKEN_BATCH = 32  # trajectories tokenized at once: the text held is this many, whatever the dataset's size
+
+
+def _trajectory_figures(samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Word and token counts of every trajectory, and the label and truncation tallies, in one pass that
+    holds at most TOKEN_BATCH trajectories' text."""
+    words: list[int] = []
+    tokens: list[int] = []
+    batch: list[str] = []
+    count = labeled = correct = truncated = 0
+    for sample in samples:
+        trajectory = f"{sample['reasoning'] or ''}\n{sample['solution'] or ''}".strip()
+        words.append(count_words(trajectory))
+        batch.append(trajectory)
+        if len(batch) == TOKEN_BATCH:
+            tokens += count_tokens(batch)
+            batch = []
+        count += 1
+        truncated += bool(sample["truncated"])
+        if sample["correct"] is not None:
+            labeled += 1
+            correct += sample["correct"]
+    tokens += count_tokens(batch)
+    return {"samples": count, "words": words, "tokens": tokens, "labeled": labeled, "correct": correct,
+            "truncated": truncated}
+
+
 def _spread(values: list[int]) -> dict[str, float | None]:
     if not values:
         return {"mean": None, "median": None}
@@ -42,10 +70,9 @@ def dataset_stats(store: Store, run: str) -> dict[str, Any]:
     problems = [p for p in every if p["problem"]]
     accepted = [p for p in problems if p["status"] == "accepted"]
     drafted_by_subject = Counter(p["subject"] for p in every)
-    samples = list(store.samples(run))
-    trajectories = [f"{s['reasoning'] or ''}\n{s['solution'] or ''}".strip() for s in samples]
+    figures = _trajectory_figures(store.samples(run))  # streamed: trajectories are the dataset's bulk
+    samples, labeled = figures["samples"], figures["labeled"]
     per_subject = Counter(p["subject"] for p in accepted)
-    labeled = [s for s in samples if s["correct"] is not None]
     cost = run_cost(store, run)
     calls = store.counts(run)
     reasons = Counter(p["rejection_reason"] or "(none)" for p in every if p["status"] in ("rejected", "failed"))
@@ -53,7 +80,7 @@ def dataset_stats(store: Store, run: str) -> dict[str, Any]:
         "run": run,
         "problems_drafted": len(every),
         "problems_accepted": len(accepted),
-        "samples": len(samples),
+        "samples": samples,
         "subjects": len(per_subject),
         "topics": len({p["topic_id"] for p in accepted}),
         "share_by_subject": {s: round(n / len(accepted), 4) for s, n in sorted(per_subject.items())},
@@ -62,21 +89,21 @@ def dataset_stats(store: Store, run: str) -> dict[str, Any]:
                                   for subject, n in sorted(drafted_by_subject.items())},
         "problem_words": _spread([count_words(p["problem"]) for p in accepted]),
         "problem_tokens": _spread(count_tokens([p["problem"] for p in accepted])),
-        "solution_words": _spread([count_words(t) for t in trajectories]),
-        "solution_tokens": _spread(count_tokens(trajectories)),
-        "correct_rate": round(sum(s["correct"] for s in labeled) / len(labeled), 4) if labeled else None,
-        "truncated_rate": round(sum(s["truncated"] for s in samples) / len(samples), 4) if samples else None,
+        "solution_words": _spread(figures["words"]),
+        "solution_tokens": _spread(figures["tokens"]),
+        "correct_rate": round(figures["correct"] / labeled, 4) if labeled else None,
+        "truncated_rate": round(figures["truncated"] / samples, 4) if samples else None,
         "revisions_total": sum(p["revisions"] or 0 for p in problems),
         "accepted_revised_share": round(sum(bool(p["revisions"]) for p in accepted) / len(accepted), 4)
         if accepted else None,
         "rejection_reasons": dict(reasons.most_common()),
         "labels": label_figures(store.label_rows(run)),
         "tokens_total": calls["tokens_in"] + calls["tokens_out"],
-        "tokens_per_accepted_sample": round((calls["tokens_in"] + calls["tokens_out"]) / len(samples), 1)
+        "tokens_per_accepted_sample": round((calls["tokens_in"] + calls["tokens_out"]) / samples, 1)
         if samples else None,
-        "cost_per_accepted_sample": round(cost / len(samples), 6) if samples and cost is not None else None,
+        "cost_per_accepted_sample": round(cost / samples, 6) if samples and cost is not None else None,
         "pass_rates": [p["pass_rate"] for p in accepted if p["pass_rate"] is not None],
-        "solution_word_counts": [count_words(t) for t in trajectories],
+        "solution_word_counts": figures["words"],
     }
 
 

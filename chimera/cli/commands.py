@@ -251,14 +251,18 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from chimera.evals.bench import BenchSpec, parse_pairs, run_bench
+    from chimera.evals.bench import PRESETS, BenchSpec, describe, parse_pairs, run_bench, scaled
 
-    spec = BenchSpec(problems=args.problems, budget=args.budget, problems_per_topic=args.problems_per_topic,
-                     latency=parse_pairs(args.latency), jitter=args.jitter, capacity=args.capacity,
-                     faults=parse_pairs(args.faults), trajectory_words=args.trajectory_words,
-                     restart=not args.no_restart, baseline=not args.no_baseline)
-    err.print(f"benchmark: {spec.problems} problems, budget {spec.budget}, latency {args.latency}, "
-              f"faults {args.faults or 'none'} ...")
+    # A preset fills the knobs; a flag given beside it wins.
+    spec = scaled(PRESETS[args.scale]() if args.scale else BenchSpec(),
+                  problems=args.problems, budget=args.budget, problems_per_topic=args.problems_per_topic,
+                  latency=parse_pairs(args.latency) if args.latency else None, jitter=args.jitter,
+                  capacity=args.capacity, faults=parse_pairs(args.faults) if args.faults else None,
+                  trajectory_words=args.trajectory_words, subjects=args.subjects, topics=args.topics,
+                  draft_variety=args.draft_variety, rss_every_s=args.rss_every,
+                  finished_db=args.finished_db or None, restart=False if args.no_restart else None,
+                  baseline=False if args.no_baseline else None)
+    err.print(describe(spec) + " ...", markup=False)
     if args.workers > 1 and not args.db:
         raise ChimeraError("--workers needs --db postgresql://... (several processes share one PostgreSQL database)")
     if args.db and not is_postgres_url(args.db):
@@ -277,8 +281,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         ("dataset bytes per sample", f"{pipeline['dataset_bytes_per_sample']:,}"),
         ("peak RSS", f"{pipeline['peak_rss_mb']} MB"),
         ("problems by status", json.dumps(pipeline["problems_by_status"])),
+        ("near-duplicates rejected", f"{pipeline['near_duplicates']} ({pipeline['near_duplicate_rate']:.1%} of "
+                                     "the problems)"),
         ("call outcomes", json.dumps(pipeline["call_outcomes"])),
     ]
+    if "rss" in result:
+        rss = result["rss"]
+        series = ", ".join(f"{p['t_s']:g}s {p['rss_mb']:g}" for p in rss["series"][:: max(1, len(rss["series"]) // 12)])
+        rows += [("RSS peak / final / at a tenth of the run",
+                  f"{rss['peak_mb']} / {rss['final_mb']} / {rss['at_tenth_mb']} MB (peak {rss['peak_over_tenth']}x "
+                  f"the tenth, at {rss['at_tenth_t_s']} s)"),
+                 ("RSS series (s, MB)", series)]
+    if "bytes" in result:
+        split = result["bytes"]
+        rows.append(("database bytes per sample: dataset / checkpoints / kept replies",
+                     f"{split['total_per_sample']:,} = {split['dataset_tables_per_sample']:,} + "
+                     f"{split['checkpoints_per_sample']:,} + {split['kept_replies_per_sample']:,} (file "
+                     f"{split['file_bytes'] / max(1, split['samples']):,.0f}, free pages included)"))
+    for name, timed in result.get("commands", {}).items():
+        rows.append((f"chimera {name.replace('_', ' --split ')} on the finished database",
+                     f"{timed['seconds']} s, peak RSS {timed['peak_rss_mb']} MB"))
     if "baseline" in result:
         base = result["baseline"]
         rows += [("baseline (openai client, no graph)", f"{base['cpu_ms_per_call']} ms/call, in flight "
@@ -474,14 +496,26 @@ def build_parser() -> argparse.ArgumentParser:
     grade.set_defaults(func=_cmd_grade)
 
     bench = sub.add_parser("bench", help="measure the pipeline against the simulator in its own process")
-    bench.add_argument("--problems", type=int, default=2000)
-    bench.add_argument("--budget", type=int, default=256, help="requests in flight to keep")
-    bench.add_argument("--problems-per-topic", type=int, default=4)
-    bench.add_argument("--latency", default="solve=2,other=0.3", help="seconds per task: solve, draft, critic, label, other")
-    bench.add_argument("--jitter", type=float, default=0.5, help="latency varies by +- this share")
+    bench.add_argument("--scale", choices=["paper"], help="paper: 8 subjects, 1,180 topics x 8 problems, "
+                       "11,000-word trajectories, draft variety, RSS series, bytes split and the finished "
+                       "database's status / export / stats timed (flags given beside it win)")
+    bench.add_argument("--problems", type=int, help="default 2000 (with --topics: topics x problems per topic)")
+    bench.add_argument("--budget", type=int, help="requests in flight to keep (default 256)")
+    bench.add_argument("--problems-per-topic", type=int, help="default 4")
+    bench.add_argument("--subjects", type=int, help="1 to 8 subjects, one per family of simulated problems")
+    bench.add_argument("--topics", type=int, help="this many topics (spread over the subjects), each drafting "
+                                                  "--problems-per-topic problems")
+    bench.add_argument("--draft-variety", action="store_true", default=None,
+                       help="the simulator's drafts vary by topic and slot (sim.draft_variety)")
+    bench.add_argument("--rss-every", type=float, metavar="S", help="sample RSS every S seconds during the run")
+    bench.add_argument("--finished-db", action="store_true", help="split the database's bytes per sample and time "
+                       "chimera status, export --split sft and stats on it")
+    bench.add_argument("--latency", help="seconds per task: solve, draft, critic, label, other (default "
+                                         "solve=2,other=0.3)")
+    bench.add_argument("--jitter", type=float, help="latency varies by +- this share (default 0.5)")
     bench.add_argument("--capacity", type=int, help="the simulator answers 429 past this many requests")
     bench.add_argument("--faults", help="shares of requests, e.g. 429=0.05,5xx=0.05,hang=0.01,malformed=0.03,truncate=0.02")
-    bench.add_argument("--trajectory-words", type=int, default=400)
+    bench.add_argument("--trajectory-words", type=int, help="mean words of a trajectory (default 400)")
     bench.add_argument("--no-restart", action="store_true", help="skip the kill-and-restart measurement")
     bench.add_argument("--no-baseline", action="store_true", help="skip the plain openai-client baseline")
     bench.add_argument("--out", help="write the results as JSON here")

@@ -134,6 +134,8 @@ class Oracle:
         kind = rng.choice(problems.kinds_for(subject))
         text = kind.make(rng)
         answer = kind.solve(text)
+        if self.settings.draft_variety:  # its own draw, keyed by the request: subject, topic, earlier drafts
+            text = problems.with_setting(text, seeded(self.seed, "variety", body["messages"]))
         if rng.random() < self.settings.ill_posed_rate:
             text = problems.make_ill_posed(text)
         elif answer is not None and rng.random() < self.settings.drafter_error_rate:

@@ -202,6 +202,33 @@ def accepts(text: str, answer: str) -> bool | None:
         return answer.strip().lower() == solved[1].lower()
 
 
+PEOPLE = ("Ada", "Bram", "Chiara", "Dmitri", "Elif", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kaveh", "Lena",
+          "Mateo", "Nadia", "Oskar", "Priya", "Quinn", "Rosa", "Sami", "Tomas", "Uma", "Viktor", "Wen", "Yusuf",
+          "Zora", "Amara", "Bruno", "Cleo", "Dario", "Esme")
+ROLES = ("a first-year student", "a retired engineer", "a ship's navigator", "a museum guide", "a lab technician",
+         "a chess coach", "a beekeeper", "a patent clerk", "a radio amateur", "a night-shift nurse",
+         "a glassblower", "a cartographer", "a bookbinder", "a tram driver", "a violin maker",
+         "a weather observer", "a surveyor", "a librarian", "a brewer", "a park ranger")
+PLACES = ("at the harbour office", "in a mountain hut", "on a night train", "at a village fair", "in the archive",
+          "at a lighthouse", "in a greenhouse", "on a research vessel", "at the observatory", "in a bakery",
+          "at a chess club", "in a print shop", "at the river lock", "in a field camp", "at the town hall",
+          "in a clock workshop", "on a ferry deck", "at a weather station", "in a quiet library",
+          "at a vineyard", "in a seed bank", "at a toll bridge", "in a pottery studio", "at a border post",
+          "in a sawmill", "at a ski lodge", "in a botanical garden", "at a tram depot", "in a salt mine",
+          "at a fishing pier")
+FRAMES = ("puts this question to a friend:", "writes this on a card:", "sets this puzzle:",
+          "asks the group the following:", "leaves this note for a colleague:", "poses this exercise:",
+          "reads this question aloud:", "jots down this problem:", "sends this question by letter:",
+          "challenges a visitor with this:")
+
+
+def with_setting(text: str, rng: random.Random) -> str:
+    """The statement after a sentence that sets a scene (who asks it, where, how), as drafts for different
+    topics and slots differ in wording and objects. The sentence holds no digit, so the statement's first
+    number is still the problem's own (see `make_ill_posed`), and every kind still reads its problem back."""
+    return f"{rng.choice(PEOPLE)}, {rng.choice(ROLES)} {rng.choice(PLACES)}, {rng.choice(FRAMES)} {text}"
+
+
 def make_ill_posed(text: str) -> str:
     """Remove the first quantity, so the statement no longer determines its answer."""
     return re.sub(r"(?<![\w.^])\d+(?![\w.])", "a certain number of", text, count=1)

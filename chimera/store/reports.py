@@ -50,6 +50,23 @@ class Reports(StoreBase):
     def sample_count(self) -> int:
         return self.conn.execute("select count(*) from samples").fetchone()[0]
 
+    def near_duplicate_count(self) -> tuple[int, int]:
+        """(problems drafted, problems rejected as near-duplicates of a kept one), over the whole database."""
+        drafted, duplicates = self.conn.execute(
+            "select count(*), coalesce(sum(case when duplicate_of is not null then 1 else 0 end), 0) "
+            "from problems").fetchone()
+        return int(drafted), int(duplicates)
+
+    def storage_figures(self) -> dict[str, int]:
+        """Accepted samples, the bytes of the replies kept for exact resume, and the free pages' bytes."""
+        samples = self.conn.execute("select count(*) from samples s join problems p on p.id = s.problem_id "
+                                    "where p.status = 'accepted'").fetchone()[0]
+        replies = self.conn.execute(
+            "select coalesce(sum(length(cast(reply as blob))), 0) from llm_calls").fetchone()[0]
+        free = self.conn.execute("pragma freelist_count").fetchone()[0] * \
+            self.conn.execute("pragma page_size").fetchone()[0]
+        return {"accepted_samples": int(samples), "kept_reply_bytes": int(replies), "free_bytes": int(free)}
+
     def bench_figures(self) -> dict[str, Any]:
         """Sizes, outcomes and latency of a whole benchmark database."""
         sizes = self.table_bytes()

@@ -1,6 +1,4 @@
 """One module per role. Each is render prompt -> one model call -> parse reply."""
 
-if __name__ == "agents":  # imported by folder name from a checkout: use the installed package
-    from chimera.checkout_aliases import alias
-
-    alias("agents")
+if __name__ != "chimera.agents":  # run from the repository root, `import agents` would load a second copy
+    raise ImportError("this folder is the package chimera.agents: import chimera.agents, not agents")

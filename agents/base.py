@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from chimera.errors import ReplyError
-from chimera.json_repair import mend_latex_escapes
-from chimera.llm import Message, Reply, RoleClient
-from chimera.prompt_markers import contained
-from chimera.records import request_shape
+from chimera.models.json_repair import mend_latex_escapes
+from chimera.models.llm import Message, Reply, RoleClient
+from chimera.models.prompt_markers import contained
+from chimera.models.reply_schemas import request_shape
 
 Parsed = TypeVar("Parsed", bound=BaseModel)
 log = logging.getLogger("chimera.replies")  # retries of replies that could not be used

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from chimera.agents.base import ask_structured, render
-from chimera.llm import RoleClient
-from chimera.records import CriticVerdict
+from chimera.models.llm import RoleClient
+from chimera.models.reply_schemas import CriticVerdict
 from chimera.tools.grading import grade
 
 

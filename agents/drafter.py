@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from chimera.agents.base import ask_structured, numbered, render
-from chimera.llm import RoleClient
-from chimera.records import DraftedProblem
+from chimera.models.llm import RoleClient
+from chimera.models.reply_schemas import DraftedProblem
 
 
 def draft_messages(subject: str, topic: str, earlier: list[str]):

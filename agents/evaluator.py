@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from chimera.agents.base import ask_structured, render
-from chimera.llm import Message, RoleClient
-from chimera.records import QualityRating
+from chimera.models.llm import Message, RoleClient
+from chimera.models.reply_schemas import QualityRating
 
 
 def messages(problem: str) -> list[Message]:

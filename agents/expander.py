@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from chimera.agents.base import ask_structured, numbered, render
-from chimera.llm import RoleClient
-from chimera.records import SubfieldList, TopicList
+from chimera.models.llm import RoleClient
+from chimera.models.reply_schemas import SubfieldList, TopicList
 
 
 def subfield_messages(subject: str, count: int, existing: list[str]):

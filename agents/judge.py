@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chimera.agents.base import render
-from chimera.records import LabelVerdict, response_format_for
+from chimera.models.reply_schemas import LabelVerdict, response_format_for
 
 ENV_PREFIX = "CHIMERA_REWARD_JUDGE_"
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chimera.agents.base import ask_structured, render
-from chimera.llm import RoleClient
-from chimera.records import LabelVerdict
+from chimera.models.llm import RoleClient
+from chimera.models.reply_schemas import LabelVerdict
 from chimera.tools.grading import Grade, grade
 
 SOLUTION_TAIL_CHARS = 4000  # the final answer sits at the end; the whole trajectory would waste the judge's context

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chimera.agents.base import render
-from chimera.llm import Reply, RoleClient
+from chimera.models.llm import Reply, RoleClient
 
 
 def messages(problem: str):

@@ -24,11 +24,11 @@ from typing import Any
 import yaml
 
 from chimera.config import Config, load_config, parse_config, with_settings
+from chimera.engine.health import assess, role_calls
+from chimera.engine.runner import ProgressHook, RunSummary, run_pipeline
+from chimera.engine.status import only_run, status_report
 from chimera.errors import ChimeraError, ConfigError, LoopRunning, Stopped
-from chimera.export import ExportOptions, arrow_table, records
-from chimera.run_health import assess, role_calls
-from chimera.run_status import only_run, status_report
-from chimera.runner import ProgressHook, RunSummary, run_pipeline
+from chimera.products.export import ExportOptions, arrow_table, records
 from chimera.store import Store
 
 __all__ = ["Run", "RunResult", "arun", "open_run", "resolve_config", "run"]
@@ -97,7 +97,7 @@ def run(config: ConfigSource, *, db: str | os.PathLike[str] | None = None, setti
     `settings`: config values to change, `{"run.concurrency": 64, "models.critics.1.model": "o4-mini"}`, as
     `--set KEY.PATH=VALUE` (a list of "KEY.PATH=VALUE" strings is taken too). `topics_only` and
     `retry_failed` are the command's flags; `on_progress` is called about twice a second with a
-    `chimera.runner.RunMonitor` (stage, counts, topics finished).
+    `chimera.engine.runner.RunMonitor` (stage, counts, topics finished).
 
     Raises ConfigError for a bad config or setting (naming the key), LoopRunning where an event loop runs in
     this thread already (Jupyter: `await arun(...)` there), and ChimeraError for what stops a run (an
@@ -203,8 +203,8 @@ class Run:
         """The rows `chimera export DB --split SPLIT --run NAME` writes, one dict per line, in its order.
 
         `all`: every sample of an accepted problem; `sft`: the correct, untruncated ones as chats; `rl`: one row
-        per accepted problem (chimera.export.records describes each split). `options` are the export's, as
-        keywords of chimera.export.ExportOptions: `reasoning` (inline, field, none), `sft_format` (messages,
+        per accepted problem (chimera.products.export.records describes each split). `options` are the export's, as
+        keywords of chimera.products.export.ExportOptions: `reasoning` (inline, field, none), `sft_format` (messages,
         prompt-completion), `schema` (chimera, verl, trl). A bad split or option value raises ChimeraError when
         iteration starts, an unknown option at once."""
         return records(self._store, split, self.name, _export_options(options))

@@ -7,7 +7,7 @@ import logging
 import os
 
 from chimera.errors import ConfigError
-from chimera.secrets import redact
+from chimera.models.secrets import redact
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -21,7 +21,7 @@ from chimera.config import ModelSpec
 from chimera.errors import CallFailed, ChimeraError
 from chimera.evals.passk import curve
 from chimera.jsonl import json_lines
-from chimera.llm import RoleClient
+from chimera.models.llm import RoleClient
 from chimera.store import Store
 from chimera.store.postgres import is_postgres_url
 from chimera.tools.grading import grade

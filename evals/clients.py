@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from chimera.config import Config, ModelSpec
-from chimera.dispatch import Endpoints
+from chimera.engine.session import simulator_for
 from chimera.errors import ConfigError
-from chimera.llm import RoleClient, build_client
-from chimera.session import simulator_for
+from chimera.models.dispatch import Endpoints
+from chimera.models.llm import RoleClient, build_client
 
 
 def spec_for(config: Config, model: str, model_name: str | None,

@@ -23,11 +23,11 @@ from typing import Any, Literal
 
 import aiohttp
 
-from chimera.concurrency import default_metrics_url, samples
 from chimera.config import ModelSpec, SimSettings
-from chimera.dispatch import Endpoints
-from chimera.llm import build_client
-from chimera.session import simulator
+from chimera.engine.session import simulator
+from chimera.models.concurrency import default_metrics_url, samples
+from chimera.models.dispatch import Endpoints
+from chimera.models.llm import build_client
 
 Adaptive = Literal["off", "metrics", "latency"]
 CASES: list[tuple[str, Adaptive, int | None]] = [  # (name, adaptive, max_in_flight: None is the knee)

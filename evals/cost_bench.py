@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from chimera.costs import stored_prices, usage_cost
 from chimera.errors import ChimeraError
+from chimera.models.costs import stored_prices, usage_cost
 from chimera.store import Store
 
 CHIMERA = str(Path(sys.executable).parent / "chimera")

@@ -10,7 +10,7 @@ from typing import Any
 
 from chimera.agents import evaluator
 from chimera.errors import CallFailed, ReplyError
-from chimera.llm import RoleClient
+from chimera.models.llm import RoleClient
 from chimera.store import Store
 
 CRITERIA = ("clarity", "well_posedness", "self_containedness", "reasoning_depth")

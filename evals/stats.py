@@ -10,8 +10,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from chimera.costs import stored_prices, usage_cost
-from chimera.label_report import figure_lines, label_figures
+from chimera.models.costs import stored_prices, usage_cost
+from chimera.products.label_report import figure_lines, label_figures
 from chimera.store import Store
 
 
@@ -173,7 +173,7 @@ def public(stats: dict[str, Any]) -> dict[str, Any]:
 def write_outputs(stats: dict[str, Any], out: Path, *, force: bool = False) -> list[Path]:
     """stats.json, stats.md and the four plots, in `out` (built aside and moved in whole)."""
     from chimera.evals.plots import stats_plots
-    from chimera.outputs import write_folder
+    from chimera.products.outputs import write_folder
 
     def build(folder: Path) -> list[str]:
         (folder / "stats.json").write_text(json.dumps(public(stats), indent=2) + "\n", encoding="utf-8")

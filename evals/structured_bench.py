@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chimera.config import parse_config
-from chimera.runner import run_pipeline
+from chimera.engine.runner import run_pipeline
 from chimera.store import Store
 
 STRUCTURED_ROLES = ("expander", "drafter", "critic0", "critic1", "labeler")

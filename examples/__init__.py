@@ -1,6 +1,4 @@
 """Example configs, shipped with the package so that `chimera init` can write them anywhere."""
 
-if __name__ == "examples":  # imported by folder name from a checkout: use the installed package
-    from chimera.checkout_aliases import alias
-
-    alias("examples")
+if __name__ != "chimera.examples":  # run from the repository root, `import examples` would load a second copy
+    raise ImportError("this folder is the package chimera.examples: import chimera.examples, not examples")

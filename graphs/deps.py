@@ -19,10 +19,10 @@ from langgraph.runtime import Runtime
 from typing_extensions import TypedDict  # pydantic reads these as schemas; on 3.11 only this kind works
 
 from chimera.config import Config
-from chimera.embeddings import Embedder
 from chimera.ids import attempt_of
-from chimera.kept_replies import KeptReplies
-from chimera.llm import RoleClient
+from chimera.models.embeddings import Embedder
+from chimera.models.llm import RoleClient
+from chimera.store.kept_replies import KeptReplies
 from chimera.store.nonblocking import AsyncStore
 from chimera.tools.dedup import ProblemIndex
 
@@ -63,7 +63,7 @@ class Deps:
 
     def context(self, **ids: Any) -> dict[str, Any]:
         """Ids attached to every logged model call, the graph step it is made in (its place in the endpoint's
-        queue: see chimera.dispatch), and in a retry thread which retry it is: a retry asks again on purpose
+        queue: see chimera.models.dispatch), and in a retry thread which retry it is: a retry asks again on purpose
         (what failed, or a reply that could not be used), so its requests are not the first attempt's."""
         attempt = attempt_of(_thread_id())
         return {"run": self.run, "step": graph_step(), **({"attempt": attempt} if attempt else {}), **ids}

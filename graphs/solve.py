@@ -20,7 +20,7 @@ from chimera.graphs.decisions import audit_chosen, pass_rate
 from chimera.graphs.deps import Deps, deps_of
 from chimera.graphs.outcomes import ended
 from chimera.graphs.tasks import ProblemTask, Trajectory
-from chimera.llm import Reply
+from chimera.models.llm import Reply
 from chimera.store.rows import ProblemRow, SampleRow, sample_id
 from chimera.tools.grading import Grade
 

@@ -28,8 +28,8 @@ from typing_extensions import TypedDict  # pydantic reads these as schemas; on 3
 from chimera.agents import expander
 from chimera.errors import CallFailed, ReplyError
 from chimera.graphs.deps import Deps, deps_of
+from chimera.graphs.quotas import allocate
 from chimera.ids import normalize_topic, topic_id
-from chimera.quotas import allocate
 from chimera.store.rows import TopicRow
 from chimera.tools.topic_dedup import dedup_topics
 

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from chimera.config import ModelSpec
-from chimera.dispatch import EndpointBudget
-from chimera.llm import Replica, RoleClient
+from chimera.models.dispatch import EndpointBudget
+from chimera.models.llm import Replica, RoleClient
 
 
 def completion(text: str, finish_reason: str = "stop") -> dict[str, Any]:

@@ -21,12 +21,12 @@ import pytest
 from helpers import CHIMERA, chimera, write_config
 from stop_at import count
 
-from chimera.batch_anthropic import DEFAULT_MAX_TOKENS, AnthropicBatches, item_outcome, messages_params
-from chimera.batching import BATCH_ID_FIELD, BatchItemFailed
 from chimera.config import SimSettings
 from chimera.errors import ConfigError
-from chimera.llm import reply_from_completion
-from chimera.prompt_markers import SCHEMA_IN_PROMPT
+from chimera.models.batch_anthropic import DEFAULT_MAX_TOKENS, AnthropicBatches, item_outcome, messages_params
+from chimera.models.batching import BATCH_ID_FIELD, BatchItemFailed
+from chimera.models.llm import reply_from_completion
+from chimera.models.prompt_markers import SCHEMA_IN_PROMPT
 from chimera.sim.anthropic_batches import anthropic_message, chat_body
 
 SCHEMA = {"type": "object", "properties": {"verdict": {"type": "string", "maxLength": 20}}, "required": ["verdict"]}
@@ -278,7 +278,7 @@ def test_a_run_killed_with_anthropic_batches_in_flight_polls_them_on_resume_and_
                            stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     # killed with a batch at Anthropic and none being made: a batch made but not yet recorded would be sent
-    # again, as a Message Batch cannot be found by our id (chimera.batch_anthropic)
+    # again, as a Message Batch cannot be found by our id (chimera.models.batch_anthropic)
     while count(db, "select count(*) from batches where state = 'sent'") == 0 \
             or count(db, "select count(*) from batches where state = 'sending'") > 0:
         assert run.poll() is None and time.monotonic() < deadline, "no batch was sent"

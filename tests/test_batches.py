@@ -20,9 +20,9 @@ import pytest
 from helpers import CHIMERA, chimera, dataset, write_config
 from stop_at import count
 
-from chimera.batching import BatchQueue, OpenAIBatches
 from chimera.config import ModelSpec, SimSettings
-from chimera.llm import OpenAITransport
+from chimera.models.batching import BatchQueue, OpenAIBatches
+from chimera.models.llm import OpenAITransport
 from chimera.sim import server as sim_server
 from chimera.store.nonblocking import AsyncStore
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import aiohttp
 from helpers import chimera, dataset, write_config
 
-from chimera.concurrency import START, default_metrics_url, parse_metrics
 from chimera.config import ModelSpec, SimSettings
-from chimera.dispatch import EndpointBudget, Endpoints
-from chimera.llm import build_client
+from chimera.models.concurrency import START, default_metrics_url, parse_metrics
+from chimera.models.dispatch import EndpointBudget, Endpoints
+from chimera.models.llm import build_client
 from chimera.sim import server
 
 QUESTION = [{"role": "user", "content": "How many ways can 3 books be arranged on a shelf?"}]

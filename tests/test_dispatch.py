@@ -15,10 +15,10 @@ from hostile import is_solve
 from stop_at import StopAt
 
 from chimera.config import ModelSpec, SimSettings, load_config
-from chimera.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
+from chimera.engine.runner import run_pipeline
 from chimera.errors import CallFailed, EndpointError
-from chimera.llm import HTTP, MAX_BACKOFF_S, backoff_s, build_client, retry_wait
-from chimera.runner import run_pipeline
+from chimera.models.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
+from chimera.models.llm import HTTP, MAX_BACKOFF_S, backoff_s, build_client, retry_wait
 from chimera.sim import server as sim_server
 
 

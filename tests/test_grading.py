@@ -10,7 +10,7 @@ from helpers import chimera
 from scripted import scripted, seen
 
 from chimera.agents.labeler import label_answer
-from chimera.judging import labelled_report, read_pairs
+from chimera.products.offline_grading import labelled_report, read_pairs
 from chimera.tools.grading import extract_final_answer, grade, is_placeholder
 from chimera.tools.grading.chemistry import rdkit_available
 

@@ -417,9 +417,9 @@ def test_a_huge_trajectory_is_stored_cut_and_flagged_not_whole(tmp_path):
 
 def test_embeddings_of_different_widths_fail_the_call_not_the_process(tmp_path):
     from chimera.config import ModelSpec
-    from chimera.dispatch import Endpoints
-    from chimera.embeddings import Embedder
     from chimera.errors import CallFailed
+    from chimera.models.dispatch import Endpoints
+    from chimera.models.embeddings import Embedder
 
     async def ragged(body, reply, request):
         if "input" in body:
@@ -445,8 +445,8 @@ def test_embeddings_of_different_widths_fail_the_call_not_the_process(tmp_path):
 
 def test_embeddings_go_through_the_chat_roles_door_replicas_back_off_and_a_row_per_attempt(tmp_path):
     from chimera.config import ModelSpec
-    from chimera.dispatch import Endpoints
-    from chimera.embeddings import Embedder
+    from chimera.models.dispatch import Endpoints
+    from chimera.models.embeddings import Embedder
 
     refused = []
 

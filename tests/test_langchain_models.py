@@ -44,8 +44,8 @@ def test_a_run_on_langchain_chat_openai_against_the_simulator_over_http(tmp_path
 def test_thinking_blocks_and_cut_replies_read_as_the_fast_path_reads_them():
     from langchain_core.messages import AIMessage
 
-    from chimera.langchain_transport import completion
-    from chimera.llm import reply_from_completion
+    from chimera.models.langchain_transport import completion
+    from chimera.models.llm import reply_from_completion
 
     message = AIMessage(content=[{"type": "thinking", "thinking": "Try n = 3 first."},
                                  {"type": "text", "text": "So \\boxed{9}."}],

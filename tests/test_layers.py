@@ -3,48 +3,44 @@ command-line package reachable only from the application. Checked on the source 
 inside functions too), so a new module must be given its layer here."""
 
 import ast
+import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FOUNDATION = {
-    "chimera", "chimera.__main__", "chimera.checkout_aliases", "chimera.checkpoint_saver", "chimera.checkpoint_serde",
-    "chimera.checkpoint_postgres",
-    "chimera.batching", "chimera.batch_anthropic",
-    "chimera.concurrency", "chimera.config", "chimera.costs", "chimera.dispatch", "chimera.embeddings", "chimera.errors",
-    "chimera.ids", "chimera.jsonl", "chimera.plan", "chimera.price_table",
-    "chimera.kept_replies", "chimera.label_report", "chimera.json_repair", "chimera.storable",
-    "chimera.langchain_transport", "chimera.llm", "chimera.logs", "chimera.outputs", "chimera.prompt_markers", "chimera.quotas",
-    "chimera.reasoning", "chimera.records", "chimera.review", "chimera.review.decision", "chimera.review.policy",
-    "chimera.run_health", "chimera.run_lock", "chimera.run_status", "chimera.secrets", "chimera.tracing",
-}
-FOUNDATION_PACKAGES = ("chimera.store",)
-AGENTS_AND_TOOLS = ("chimera.agents", "chimera.tools", "chimera.reward")
+FOUNDATION = {"chimera", "chimera.__main__", "chimera.config", "chimera.errors", "chimera.ids", "chimera.jsonl",
+              "chimera.logs"}
+FOUNDATION_PACKAGES = ("chimera.models", "chimera.store", "chimera.review")
+AGENTS_AND_TOOLS = ("chimera.agents", "chimera.tools")
 GRAPHS = ("chimera.graphs",)
-APPLICATION = ("chimera.cli", "chimera.sim", "chimera.evals", "chimera.examples", "chimera.runner",
-               "chimera.session", "chimera.export", "chimera.hf_export", "chimera.judging", "chimera.taxonomy_io",
-               "chimera.yield_report", "chimera.worker_loop", "chimera.heartbeat", "chimera.outages", "chimera.api")
+APPLICATION = ("chimera.engine", "chimera.products", "chimera.cli", "chimera.sim", "chimera.evals", "chimera.examples",
+               "chimera.api")
 LAYER_NAMES = ["foundation", "agents and tools", "graphs", "application"]
 # The package's lazy re-export of the Python API (chimera.run, chimera.open_run, ...): imported on first use,
 # once every module is loaded, so it is no import-time edge: neither an upward import nor part of a cycle.
 LAZY = {("chimera", "chimera.api")}
+# Folders the top level of chimera/ holds besides its subpackages: at most this many modules.
+TOP_LEVEL_MODULES = 10
 
 
 def module_files() -> dict[str, Path]:
-    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    """Every module of the package as it is installed: chimera/ with the top-level folders linked into it."""
+    package = ROOT / "chimera"
     modules = {}
-    for package, folder in mapping.items():
-        for path in (ROOT / folder).rglob("*.py"):
-            parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
-            if package == "chimera" and parts[0] in {"agents", "graphs", "tools", "evals", "examples"}:
-                continue
-            name = ".".join([package, *[p for p in parts if p != "__init__"]])
-            modules[name] = path
+    for path in _walk(package):
+        parts = [p for p in path.relative_to(package).with_suffix("").parts if p != "__init__"]
+        modules[".".join(["chimera", *parts])] = path
     return modules
+
+
+def _walk(package: Path) -> list[Path]:
+    found = []  # os.walk, not Path.rglob: rglob does not follow the links before Python 3.13
+    for folder, _, files in os.walk(package, followlinks=True):
+        found += [Path(folder, name) for name in files if name.endswith(".py")]
+    return sorted(found)
 
 
 def imports_of(path: Path) -> set[str]:
@@ -101,7 +97,7 @@ def test_the_command_line_package_is_imported_by_nothing_outside_it():
 def test_the_simulator_is_started_in_one_place():
     starters = sorted(name for name, targets in edges().items()
                       if "chimera.sim.server" in targets and not name.startswith("chimera.sim"))
-    assert starters == ["chimera.session"]
+    assert starters == ["chimera.engine.session"]
 
 
 def test_there_is_no_import_cycle():
@@ -123,23 +119,37 @@ def test_there_is_no_import_cycle():
     assert cycles == []
 
 
-def test_importing_a_checkout_folder_by_name_gives_the_installed_modules():
-    probe = ("import agents, agents.critic, graphs.solve, tools.grading, chimera.agents.critic, chimera.graphs.solve\n"
-             "import chimera.tools.grading\n"
-             "assert agents.critic is chimera.agents.critic, 'agents.critic is a second copy'\n"
-             "assert graphs.solve is chimera.graphs.solve, 'graphs.solve is a second copy'\n"
-             "assert tools.grading is chimera.tools.grading, 'tools.grading is a second copy'\n"
-             "copies = [m.__name__ for n, m in list(__import__('sys').modules.items()) if n.split('.')[0] in\n"
-             "          ('agents', 'graphs', 'tools') and not m.__name__.startswith('chimera.')]\n"
-             "assert copies == [], copies\n")
+def test_importing_a_checkout_folder_by_name_is_refused_with_the_package_to_import():
+    probe = ("import sys\n"
+             "for folder in ('agents', 'graphs', 'tools', 'evals', 'examples'):\n"
+             "    try:\n"
+             "        __import__(folder)\n"
+             "    except ImportError as error:\n"
+             "        assert f'import chimera.{folder}, not {folder}' in str(error), error\n"
+             "    else:\n"
+             "        raise AssertionError(f'{folder} imported as a second copy of chimera.{folder}')\n"
+             "copies = [name for name in sys.modules if name.split('.')[0] in ('agents', 'graphs', 'tools', 'evals')]\n"
+             "assert copies == [], copies\n"
+             "import chimera.graphs.solve, chimera.agents.critic\n")
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_top_level_of_the_package_holds_few_modules_besides_its_subpackages():
+    modules = sorted(path.name for path in (ROOT / "chimera").glob("*.py"))
+    assert len(modules) <= TOP_LEVEL_MODULES, modules
+
+
+def test_the_top_level_folders_are_linked_into_the_package():
+    for folder in ("agents", "graphs", "tools", "evals", "examples"):
+        link = ROOT / "chimera" / folder
+        assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve(), link
 
 
 SQL = re.compile(r"^\s*(select|insert into|update \w+ set|delete from|create (table|index)|drop table|alter table|pragma)\b",
                  re.IGNORECASE)
 # the store; the checkpointers' connections
-OWN_SQL = ("chimera.store", "chimera.checkpoint_saver", "chimera.checkpoint_postgres", "chimera.run_lock")
+OWN_SQL = ("chimera.store", "chimera.store.checkpoint_saver", "chimera.store.checkpoint_postgres", "chimera.store.run_lock")
 
 
 def test_no_sql_outside_the_store():

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from chimera.errors import ChimeraError
-from chimera.kept_replies import KeptReplies
 from chimera.store import Store
+from chimera.store.kept_replies import KeptReplies
 from chimera.store.nonblocking import AsyncStore
 
 

@@ -11,11 +11,11 @@ from contextlib import closing
 import pyarrow.parquet as pq
 from helpers import chimera, finished_run, write_config
 
-from chimera import export
 from chimera.agents.drafter import draft_messages
 from chimera.config import SimSettings
-from chimera.evals.bench import describe, paper_spec, rss_summary, scaled
-from chimera.records import DraftedProblem, response_format_for
+from chimera.evals.throughput_bench import describe, paper_spec, rss_summary, scaled
+from chimera.models.reply_schemas import DraftedProblem, response_format_for
+from chimera.products import export
 from chimera.sim.oracle import Oracle
 from chimera.store import Store
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from helpers import chimera, dataset, finished_run, write_config
 
-from chimera.plan import pilot_topics
+from chimera.engine.plan import pilot_topics
 
 PRICED = {"default": {"provider": "sim", "price_per_mtok_in": 1.25, "price_per_mtok_out": 10.0}, "embedder": {}}
 SUBJECTS = [{"name": "Mathematics", "topics": 8, "weight": 2}, {"name": "Physics", "topics": 6},

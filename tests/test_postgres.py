@@ -198,7 +198,7 @@ def test_the_database_refuses_a_write_for_a_topic_whose_lease_the_writer_lost(tm
 def test_checkpoints_are_fenced_too(postgres):
     from langgraph.checkpoint.base import empty_checkpoint
 
-    from chimera.checkpoint_saver import open_saver
+    from chimera.store.checkpoint_saver import open_saver
 
     url = postgres.new_database("fence_checkpoints")
     setup = Store(url)
@@ -273,7 +273,7 @@ def test_a_worker_late_on_its_lease_does_not_take_again_a_topic_it_still_runs(po
 
 SET_UP = """
 import asyncio, sys, time
-from chimera.checkpoint_saver import open_saver
+from chimera.store.checkpoint_saver import open_saver
 from chimera.store import Store
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 Store(sys.argv[1]).close()
@@ -399,7 +399,7 @@ def test_a_run_whose_database_restarts_mid_run_goes_on_or_resumes_to_the_same_da
 
 
 def test_a_run_wide_total_is_shared_out_among_the_live_workers():
-    from chimera.dispatch import Endpoints
+    from chimera.models.dispatch import Endpoints
 
     endpoints = Endpoints(32)
     solver = endpoints.budget("http://vllm:8000/v1", 24, total=40)

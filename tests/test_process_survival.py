@@ -148,7 +148,7 @@ def test_sigterm_stops_a_run_on_sqlite_that_then_resumes_to_the_same_dataset(tmp
 def test_lease_renewals_go_on_while_the_store_is_busy(postgres):
     """The heartbeat has its own thread and connection: a store call that holds the store's thread for two and a
     half leases does not let the worker's lease run out."""
-    from chimera.heartbeat import Heartbeat
+    from chimera.engine.heartbeat import Heartbeat
     from chimera.store.nonblocking import AsyncStore
 
     url = postgres.new_database("busy_store")
@@ -175,7 +175,7 @@ def test_lease_renewals_go_on_while_the_store_is_busy(postgres):
 
 
 def test_a_late_renewal_is_logged_with_how_late(postgres, caplog):
-    from chimera.heartbeat import Heartbeat
+    from chimera.engine.heartbeat import Heartbeat
 
     url = postgres.new_database("late_renewal")
     Store(url).register_worker("w1", "r", host="h", pid=1)

@@ -1,14 +1,14 @@
 """Every prompt, rendered exactly (tests/data/prompts/ holds what each must read), and read back by the
-markers the simulator uses (chimera.prompt_markers): a prompt file and its reader cannot drift apart."""
+markers the simulator uses (chimera.models.prompt_markers): a prompt file and its reader cannot drift apart."""
 
 import os
 from pathlib import Path
 
 import pytest
 
-from chimera import prompt_markers as markers
 from chimera.agents import critic, drafter, evaluator, expander, judge, labeler, solver
 from chimera.agents.base import repair_turn, with_schema
+from chimera.models import prompt_markers as markers
 
 EXPECTED = Path(__file__).parent / "data" / "prompts"
 PROBLEM = "A 2 kg cart moves at 3 m/s. What is its kinetic energy in joules?"

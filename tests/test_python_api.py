@@ -148,7 +148,7 @@ def test_import_chimera_stays_light_until_the_api_is_used():
     import subprocess
 
     probe = ("import sys, chimera\n"
-             "assert 'chimera.api' not in sys.modules and 'chimera.runner' not in sys.modules, 'loaded at import'\n"
+             "assert 'chimera.api' not in sys.modules and 'chimera.engine.runner' not in sys.modules, 'loaded at import'\n"
              "assert chimera.open_run is sys.modules['chimera.api'].open_run\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -6,9 +6,9 @@ import pytest
 
 from chimera.agents import solver
 from chimera.config import ModelSpec, SimSettings
-from chimera.dispatch import Endpoints
-from chimera.llm import build_client
-from chimera.reasoning import split_reasoning
+from chimera.models.dispatch import Endpoints
+from chimera.models.llm import build_client
+from chimera.models.reasoning import split_reasoning
 
 ANSWER = "So the answer is \\boxed{42}."
 

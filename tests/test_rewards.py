@@ -16,10 +16,10 @@ from hostile import HostileEndpoint
 from chimera.agents.base import parse_reply
 from chimera.agents.judge import JudgeSettings
 from chimera.evals.hostile_answers import hostile_cases
-from chimera.judging import read_pairs
-from chimera.llm import Reply
-from chimera.records import DraftedProblem
-from chimera.reward import accuracy_reward, compute_score, judge_for, reward
+from chimera.models.llm import Reply
+from chimera.models.reply_schemas import DraftedProblem
+from chimera.products.offline_grading import read_pairs
+from chimera.products.reward import accuracy_reward, compute_score, judge_for, reward
 from chimera.tools.grading import grade
 from chimera.tools.grading.references import unusable_reference
 

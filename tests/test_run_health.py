@@ -9,7 +9,7 @@ from aiohttp import web
 from helpers import chimera, write_config
 from hostile import HostileEndpoint, echo_error, is_solve
 
-from chimera.run_health import RoleCalls, assess, earlier_failures, failure_groups, role_calls
+from chimera.engine.health import RoleCalls, assess, earlier_failures, failure_groups, role_calls
 
 COUNTS = {"problems": 4, "by_status": {"accepted": 4}, "reviews": {"pending": 0}, "rejection_reasons": [],
           "samples": 4, "truncated": 0}
@@ -248,7 +248,7 @@ def test_eval_bench_prints_the_samples_cut_at_max_tokens_beside_pass_at_k_and_co
 
 def test_the_progress_line_counts_each_endpoint_against_its_own_budget():
     from chimera.cli.progress import in_flight
-    from chimera.dispatch import Endpoints
+    from chimera.models.dispatch import Endpoints
 
     endpoints = Endpoints(32)
     chat, embedder = endpoints.budget("http://gpu-1:8000/v1"), endpoints.budget("http://embed:9000/v1", 4)

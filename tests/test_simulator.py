@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from chimera.config import SimSettings
-from chimera.records import CriticVerdict, DraftedProblem, response_format_for
+from chimera.models.reply_schemas import CriticVerdict, DraftedProblem, response_format_for
 from chimera.sim import problems
 from chimera.sim.oracle import Oracle
 

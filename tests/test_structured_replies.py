@@ -13,7 +13,7 @@ from chimera.agents import critic, drafter, expander
 from chimera.agents.base import grown_limit
 from chimera.config import ModelSpec, SimSettings
 from chimera.errors import ReplyError
-from chimera.records import CriticVerdict, TopicList, response_format_for
+from chimera.models.reply_schemas import CriticVerdict, TopicList, response_format_for
 from chimera.sim.oracle import Oracle
 
 

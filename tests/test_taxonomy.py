@@ -13,9 +13,9 @@ from stop_at import StopAt, counted
 
 from chimera.config import SimSettings, parse_config
 from chimera.graphs.deps import Deps
+from chimera.graphs.quotas import allocate
 from chimera.graphs.taxonomy import build_taxonomy_graph, grow, subject_tasks
 from chimera.ids import normalize_topic
-from chimera.quotas import allocate
 from chimera.sim.oracle import embed
 from chimera.store import Store
 from chimera.store.nonblocking import AsyncStore
@@ -178,7 +178,7 @@ def test_killing_stage_1_resumes_without_redoing_finished_subfields(tmp_path):
 
 
 def test_every_subject_reaches_its_target_when_topics_merge_across_subjects(tmp_path):
-    from chimera.runner import run_pipeline
+    from chimera.engine.runner import run_pipeline
 
     # Biology and Medicine draw on the same areas in the simulator, so many of their topics merge across them.
     targets = {"Biology": 30, "Medicine": 30, "Mathematics": 12}

@@ -21,10 +21,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from chimera import llm, tracing
 from chimera.config import ModelSpec, SimSettings
-from chimera.dispatch import Endpoints
-from chimera.llm import build_client
+from chimera.models import llm, tracing
+from chimera.models.dispatch import Endpoints
+from chimera.models.llm import build_client
 
 SECRET = "sk-trace-" + "5c1e9a7f3b2d8e46" * 2
 LANGSMITH_KEY = "lsv2-capture-server-key"

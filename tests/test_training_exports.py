@@ -14,7 +14,7 @@ import jinja2
 import pytest
 from helpers import chimera, finished_run, write_config
 
-from chimera.reward import TOTALS, accuracy_reward, compute_score
+from chimera.products.reward import TOTALS, accuracy_reward, compute_score
 from chimera.tools.grading import grade
 
 DATA = Path(__file__).parent / "data"
@@ -176,7 +176,7 @@ def test_pushing_needs_a_license_and_goes_private_unless_public(tmp_path, monkey
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=Hub))
     from chimera.errors import ChimeraError
-    from chimera.hf_export import push
+    from chimera.products.hf_export import push
 
     with pytest.raises(ChimeraError) as error:
         push(tmp_path, "me/data")
@@ -340,7 +340,7 @@ def test_flags_an_export_does_not_use_are_named_in_one_line_warnings(run_db, tmp
 def test_the_card_lists_the_configs_written_and_names_the_benchmark_by_file_name_only(run_db, tmp_path):
     import yaml
 
-    from chimera.hf_export import benchmark_name
+    from chimera.products.hf_export import benchmark_name
 
     db = tmp_path / "t.db"
     shutil.copy(run_db, db)
@@ -400,7 +400,7 @@ def test_the_readme_gives_each_verl_version_the_reward_keys_it_reads():
     for versions, keys in overrides.items():
         group = VERL_REWARD_GROUP[versions]
         assert set(keys) == {f"{group}.path", f"{group}.name"}, versions
-        assert keys[f"{group}.name"] == "compute_score" and "chimera.reward" in keys[f"{group}.path"]
+        assert keys[f"{group}.name"] == "compute_score" and "chimera.products.reward" in keys[f"{group}.path"]
     section = README.read_text().split("## Training exports", 1)[1].split("\n## ", 1)[0]
     kwargs = re.findall(r"`(\+?[\w.]*custom_reward_function\.reward_kwargs[\w.]*)", section)
     assert kwargs and all(key.startswith("+") for key in kwargs), kwargs

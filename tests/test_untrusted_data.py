@@ -21,11 +21,11 @@ from hostile import HostileEndpoint, is_solve
 from test_hostile_input import config_for, env_with_key, plant
 from test_review_cli import review_config
 
-from chimera import prompt_markers as markers
 from chimera.agents import critic, labeler
 from chimera.cli.review.render import math_html
 from chimera.config import parse_config
 from chimera.errors import ChimeraError
+from chimera.models import prompt_markers as markers
 from chimera.store import Store
 
 
@@ -136,8 +136,8 @@ def test_a_re_export_into_a_git_clone_keeps_git_and_what_people_added(tmp_path):
 
 
 def test_a_push_never_uploads_the_marker(tmp_path, monkeypatch):
-    from chimera.hf_export import push
-    from chimera.outputs import MARKER
+    from chimera.products.hf_export import push
+    from chimera.products.outputs import MARKER
 
     calls = []
 

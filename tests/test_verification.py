@@ -7,9 +7,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from scripted import cut, scripted, seen, vote
 
 from chimera.config import parse_config
-from chimera.export import records
 from chimera.graphs import build_problem_graph
 from chimera.graphs.deps import Deps
+from chimera.products.export import records
 from chimera.store import Store
 from chimera.store.nonblocking import AsyncStore
 from chimera.tools.dedup import ProblemIndex, shingles
@@ -135,7 +135,7 @@ def test_sft_holds_only_correct_untruncated_trajectories_as_chats(tmp_path):
 
 
 def test_index_rebuilds_from_the_store_after_a_restart(tmp_path):
-    from chimera.runner import _rebuild_index
+    from chimera.engine.runner import _rebuild_index
 
     deps = make_deps(tmp_path, index=ProblemIndex(threshold=0.5))
     run(deps, "p1")
@@ -188,7 +188,7 @@ CHAIN = {  # Jaccard p1 ~ p2 0.70, p2 ~ p3 0.70, p1 ~ p3 0.43: at 0.5, p1 and p3
 
 
 def test_after_the_topics_a_chain_of_near_duplicates_settles_as_in_key_order(tmp_path):
-    from chimera.runner import settle_duplicates
+    from chimera.engine.runner import settle_duplicates
     from chimera.tools.dedup import settle
 
     assert settle(list(CHAIN.items()), threshold=0.5, shingle_words=3, num_perm=128).keys() == {"p2"}

@@ -21,12 +21,12 @@ from chimera.cli.export_command import add_export_command
 from chimera.cli.plan_command import add_plan_command
 from chimera.cli.run import run_command, shortfall_lines, worker_command
 from chimera.errors import ChimeraError, Stopped
-from chimera.secrets import redact
+from chimera.models.secrets import redact
 from chimera.store.postgres import connection_lost, first_line, is_postgres_url
 
 
 def _cmd_yield(store, args: argparse.Namespace) -> int:
-    from chimera.yield_report import yield_by
+    from chimera.products.yield_report import yield_by
 
     report = yield_by(store, only_run(store, args.run), args.by)
     if args.json:
@@ -53,8 +53,8 @@ def _cmd_yield(store, args: argparse.Namespace) -> int:
 
 
 def _cmd_taxonomy(args: argparse.Namespace) -> int:
+    from chimera.products.taxonomy_io import import_tree, read_file, tree
     from chimera.store import Store
-    from chimera.taxonomy_io import import_tree, read_file, tree
 
     store = Store(args.db, create=bool(args.import_file), read_only=not args.import_file)
     if args.import_file:
@@ -118,8 +118,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return _cmd_yield(store, args)
     if args.check:
         return _check(store, [args.run] if args.run else [r["name"] for r in store.runs()], as_json=args.json)
-    from chimera.label_report import figure_lines
-    from chimera.run_status import status_report
+    from chimera.engine.status import status_report
+    from chimera.products.label_report import figure_lines
 
     report = status_report(store)
     runs = list(report)
@@ -205,7 +205,7 @@ def _check(store, runs: list[str], *, as_json: bool) -> int:
 
 def _cmd_grade(args: argparse.Namespace) -> int:
     from chimera.config import load_config
-    from chimera.judging import Pair, grade_json, grade_pairs, judge_report, labelled_report, read_pairs
+    from chimera.products.offline_grading import Pair, grade_json, grade_pairs, judge_report, labelled_report, read_pairs
 
     if args.jsonl:
         pairs = list(read_pairs(Path(args.jsonl), labelled=args.labelled))
@@ -239,7 +239,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
                           str(row["false_negatives"]))
         out.print(table)
     if "judge" in report:
-        from chimera.label_report import figure_lines
+        from chimera.products.label_report import figure_lines
 
         for line in figure_lines(report["judge"]):
             out.print(Text(f"labels decided, {line}"))
@@ -251,7 +251,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from chimera.evals.bench import PRESETS, BenchSpec, describe, parse_pairs, run_bench, scaled
+    from chimera.evals.throughput_bench import PRESETS, BenchSpec, describe, parse_pairs, run_bench, scaled
 
     # A preset fills the knobs; a flag given beside it wins.
     spec = scaled(PRESETS[args.scale]() if args.scale else BenchSpec(),
@@ -400,7 +400,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     from chimera.config import SimSettings, load_config
-    from chimera.session import simulator
+    from chimera.engine.session import simulator
 
     settings, seed = SimSettings(), args.seed
     if args.config:

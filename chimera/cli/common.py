@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chimera.cli.console import PlainConsole
-from chimera.run_status import only_run as only_run  # where every command picks its run
+from chimera.engine.status import only_run as only_run  # where every command picks its run
 
 err = PlainConsole(stderr=True, soft_wrap=True)
 out = PlainConsole(soft_wrap=True)

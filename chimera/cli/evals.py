@@ -211,9 +211,9 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
 
 def _verdict(store: Any, runs: str, first_call: int, *, done: int, failed: int, retry_command: str) -> int:
-    """Print why an eval command did not fully succeed, and return its exit status (see chimera.run_health)."""
+    """Print why an eval command did not fully succeed, and return its exit status (see chimera.engine.health)."""
     from chimera.cli.common import err
-    from chimera.run_health import assess_eval, role_calls
+    from chimera.engine.health import assess_eval, role_calls
 
     rows = store.call_rows(runs, after_id=first_call, prefix=True)
     health = assess_eval(done=done, failed=failed, roles=role_calls(rows), retry_command=retry_command)
@@ -258,7 +258,7 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
               "model_name": args.model_name or spec.model or f"sim-{role}", "data": str(data), **tally}
     if args.out:
         from chimera.evals.plots import scaling_plot
-        from chimera.outputs import write_folder
+        from chimera.products.outputs import write_folder
 
         def build(folder: Path) -> None:
             (folder / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

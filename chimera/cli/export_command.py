@@ -11,7 +11,7 @@ from chimera.cli.common import err, only_run
 from chimera.errors import ChimeraError
 
 if TYPE_CHECKING:
-    from chimera.export import ExportOptions
+    from chimera.products.export import ExportOptions
     from chimera.store import Store
 
 # The flags that shape rows (--split all and ExportOptions' defaults when not given).
@@ -67,7 +67,7 @@ def unused_flags(export: str, given: dict[str, Any]) -> list[str]:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from chimera.export import ExportOptions, write
+    from chimera.products.export import ExportOptions, write
     from chimera.store import Store
 
     given: dict[str, Any] = {name: getattr(args, name) for name in SHAPING}
@@ -95,7 +95,7 @@ def export_command(args: argparse.Namespace) -> int:
 
 
 def _export_hf(store: Store, args: argparse.Namespace, options: ExportOptions) -> int:
-    from chimera.hf_export import CONFIGS, export_hf, push, require_license
+    from chimera.products.hf_export import CONFIGS, export_hf, push, require_license
 
     run = only_run(store, args.run)
     if args.push:

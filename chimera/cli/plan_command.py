@@ -49,8 +49,8 @@ def plan_command(args: argparse.Namespace) -> int:
 
 def _prices(config: Any) -> dict[str, tuple[Any, str]]:
     """Role -> (its prices, where they come from): the config, else the price table, else none."""
-    from chimera.costs import Prices
-    from chimera.price_table import table_prices, table_source
+    from chimera.models.costs import Prices
+    from chimera.models.price_table import table_prices, table_source
 
     roles = config.models.all_roles() | ({"embedder": config.models.embedder} if config.models.embedder else {})
     prices: dict[str, tuple[Any, str]] = {}
@@ -67,7 +67,7 @@ def _prices(config: Any) -> dict[str, tuple[Any, str]]:
 
 def _from_pilot(config: Any, args: argparse.Namespace) -> Any:
     from chimera.cli.run import pipeline_with_progress
-    from chimera.plan import pilot_topics, project
+    from chimera.engine.plan import pilot_topics, project
     from chimera.store import Store
 
     chosen: list[Any] = []
@@ -98,8 +98,8 @@ def _from_pilot(config: Any, args: argparse.Namespace) -> Any:
 
 
 def _from_earlier_run(config: Any, source: str, wanted: str | None) -> Any:
-    from chimera.plan import config_shape, project
-    from chimera.run_status import only_run
+    from chimera.engine.plan import config_shape, project
+    from chimera.engine.status import only_run
     from chimera.store import Store
 
     store = Store(source, read_only=True)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from chimera.runner import RunMonitor
+from chimera.engine.runner import RunMonitor
 
 PLAIN_EVERY_S = 10.0
 

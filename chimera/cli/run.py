@@ -1,5 +1,5 @@
 """`chimera run`: the pipeline with its progress display, then the summary and an exit status that says
-whether the run did its job (see chimera.run_health)."""
+whether the run did its job (see chimera.engine.health)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def worker_command(args: argparse.Namespace) -> int:
     """`chimera worker`: this process's share of a run on PostgreSQL, then what it did."""
     from chimera.cli.progress import ProgressDisplay
     from chimera.config import load_config
-    from chimera.runner import run_pipeline
+    from chimera.engine.runner import run_pipeline
 
     config = load_config(args.config, args.set)
     if args.db:
@@ -65,7 +65,7 @@ def pipeline_with_progress(config: Any, *, quiet: bool = False, trace_path: str 
                            **options: Any) -> Any:
     """`run_pipeline` under the progress display and SIGTERM's graceful stop; returns its RunSummary."""
     from chimera.cli.progress import ProgressDisplay
-    from chimera.runner import run_pipeline
+    from chimera.engine.runner import run_pipeline
 
     display = ProgressDisplay(err, quiet=quiet)
     hook, trace = _progress_hook(display, trace_path)
@@ -77,8 +77,8 @@ def pipeline_with_progress(config: Any, *, quiet: bool = False, trace_path: str 
 def run_with_progress(config: Any, *, quiet: bool = False, trace_path: str | None = None, topics_only: bool = False,
                       retry_failed: bool = False, retry_command: str = "chimera run CONFIG --retry-failed") -> int:
     """Run (or resume) a job with the progress display, then print its summary; the exit status says
-    whether it did its job (see chimera.run_health)."""
-    from chimera.run_health import assess, earlier_failures, failure_groups, role_calls
+    whether it did its job (see chimera.engine.health)."""
+    from chimera.engine.health import assess, earlier_failures, failure_groups, role_calls
 
     summary = pipeline_with_progress(config, quiet=quiet, trace_path=trace_path, topics_only=topics_only,
                                      retry_failed=retry_failed)

@@ -30,12 +30,12 @@ from starlette.responses import JSONResponse, Response
 
 from chimera.cli.server_guard import OwnUserOnly
 from chimera.config import load_config
-from chimera.dispatch import Endpoints
+from chimera.engine.runner import open_deps
 from chimera.errors import ChimeraError, ConfigError
 from chimera.graphs.deps import Deps, with_default_context
 from chimera.graphs.taxonomy import build_taxonomy_graph
 from chimera.graphs.topic import build_topic_graph
-from chimera.runner import open_deps
+from chimera.models.dispatch import Endpoints
 from chimera.store.nonblocking import AsyncStore
 
 log = logging.getLogger("chimera.studio")

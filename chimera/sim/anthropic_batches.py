@@ -5,9 +5,9 @@ reply its online request gets; the completion then goes out as an Anthropic mess
 
 The round trip is exact for what chimera sends by default: system and user/assistant messages, temperature
 (up to 1), top_p, a token limit (read back as max_completion_tokens, chimera's default field) and a
-json_schema response_format (read back from the system prompt, where chimera.batch_anthropic writes it).
+json_schema response_format (read back from the system prompt, where chimera.models.batch_anthropic writes it).
 What Messages has no place for cannot come back, so those requests are answered as other requests: no token
-limit (the batch carries chimera.batch_anthropic's default), json_object or TGI's response_format, the
+limit (the batch carries chimera.models.batch_anthropic's default), json_object or TGI's response_format, the
 max_tokens field name, temperature above 1, seed and reasoning_effort (a solver's samples differ only in seed).
 
 The settings, the counter of items received per custom_id (`GET /sim/batch-items`) and the prefix cache are
@@ -25,8 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
-from chimera.batch_anthropic import SCHEMA_HINT, SYSTEM_JOINER
-from chimera.prompt_markers import SCHEMA_IN_PROMPT
+from chimera.models.batch_anthropic import SCHEMA_HINT, SYSTEM_JOINER
+from chimera.models.prompt_markers import SCHEMA_IN_PROMPT
 from chimera.sim.batches import BatchDesk
 from chimera.sim.oracle import seeded
 

@@ -1,7 +1,7 @@
 """The simulator's answer oracle: what a model would reply to a request, as a pure function of (seed,
 request) unless `sim.deterministic` is false. It tells the task from the request alone: the structured-output
 schema name (SubfieldList, TopicList, DraftedProblem, CriticVerdict, LabelVerdict, QualityRating) or, with
-no schema, a solve request; it reads the prompt through chimera.prompt_markers. The HTTP layer (faults,
+no schema, a solve request; it reads the prompt through chimera.models.prompt_markers. The HTTP layer (faults,
 latency, capacity) is chimera.sim.server."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from chimera.config import SimSettings
-from chimera.prompt_markers import (
+from chimera.models.prompt_markers import (
     ANSWER,
     PROBLEM,
     REFERENCE_ANSWER,

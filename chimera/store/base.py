@@ -14,11 +14,11 @@ from typing import Any
 import sqlite_utils
 
 from chimera.errors import ChimeraError
-from chimera.storable import storable
 from chimera.store.postgres import connect as connect_postgres
 from chimera.store.postgres import is_postgres_url, shown_url
 from chimera.store.schema import MIGRATIONS
 from chimera.store.schema_postgres import MIGRATIONS as POSTGRES_MIGRATIONS
+from chimera.store.storable import storable
 
 LOCK_WAIT_S = 30.0  # how long a write waits for another process's lock before the command stops
 MIGRATION_LOCK = 0x63686D72  # the advisory lock PostgreSQL migrations run under ("chmr")

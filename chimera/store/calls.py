@@ -6,9 +6,9 @@ import json
 import time
 from typing import Any, cast
 
-from chimera.storable import storable
 from chimera.store.base import StoreBase
 from chimera.store.rows import CALL_FILTERS, CallCount, CallRow
+from chimera.store.storable import storable
 
 
 class Calls(StoreBase):

@@ -13,9 +13,9 @@ from vllm_server import SERVED
 
 from chimera.agents import critic, drafter, expander, labeler, solver
 from chimera.config import ModelSpec
-from chimera.dispatch import Endpoints
-from chimera.llm import build_client
-from chimera.records import CriticVerdict, DraftedProblem, LabelVerdict, TopicList, response_format_for
+from chimera.models.dispatch import Endpoints
+from chimera.models.llm import build_client
+from chimera.models.reply_schemas import CriticVerdict, DraftedProblem, LabelVerdict, TopicList, response_format_for
 
 # One worker holds the CPU vLLM server when the suite runs on several (pytest-xdist, --dist loadgroup).
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("vllm")]

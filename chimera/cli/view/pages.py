@@ -15,7 +15,7 @@ from urllib.parse import quote
 from chimera.cli.page_server import template
 from chimera.cli.review.render import math_html, select_options, visible, yes_no
 from chimera.cli.view.query import STATUSES, ListQuery
-from chimera.label_report import NOT_RULES
+from chimera.products.label_report import NOT_RULES
 from chimera.store.browse import LABELS, FilterChoices, ProblemListRow, ProblemRecord
 
 _LIST, _PROBLEM = template("chimera.cli.view", "list.html"), template("chimera.cli.view", "problem.html")

@@ -1,5 +1,5 @@
 """The one place a command starts the simulator: for as long as a block runs, and only when a role it uses
-points at it. Clients themselves are built by chimera.llm (chat roles) and chimera.embeddings."""
+points at it. Clients themselves are built by chimera.models.llm (chat roles) and chimera.models.embeddings."""
 
 from __future__ import annotations
 

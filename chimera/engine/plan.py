@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from chimera.config import Config
-from chimera.costs import Prices
+from chimera.models.costs import Prices
 from chimera.store.rows import RoleUsage, TopicRow
 
 MIN_SPREAD = 0.05  # the narrowest range shown: call counts and lengths vary from topic to topic

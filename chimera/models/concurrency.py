@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from chimera.config import ModelSpec
-from chimera.dispatch import EndpointBudget, Endpoints
+from chimera.models.dispatch import EndpointBudget, Endpoints
 
 log = logging.getLogger(__name__)
 

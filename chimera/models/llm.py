@@ -43,7 +43,9 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import aiohttp
 import openai
 
-from chimera.batching import (
+from chimera.config import Config, ModelSpec
+from chimera.errors import CallFailed, ConfigError, EndpointError
+from chimera.models.batching import (
     BATCH_ID_FIELD,
     BatchBackend,
     BatchItemFailed,
@@ -51,15 +53,13 @@ from chimera.batching import (
     BatchQueue,
     OpenAIBatches,
 )
-from chimera.concurrency import steer
-from chimera.config import Config, ModelSpec
-from chimera.costs import SpendCap
-from chimera.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
-from chimera.errors import CallFailed, ConfigError, EndpointError
-from chimera.reasoning import split_reasoning
-from chimera.secrets import redact, register_secret
-from chimera.storable import storable
-from chimera.tracing import record_call
+from chimera.models.concurrency import steer
+from chimera.models.costs import SpendCap
+from chimera.models.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
+from chimera.models.reasoning import split_reasoning
+from chimera.models.secrets import redact, register_secret
+from chimera.models.tracing import record_call
+from chimera.store.storable import storable
 
 T = TypeVar("T")
 log = logging.getLogger("chimera.calls")
@@ -656,7 +656,7 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
         first, transport = replicas[0], pool[batch_transport]
         backend: BatchBackend = OpenAIBatches(transport.client, run=run, role=role, window=spec.batch_window)
         if spec.batch_api == "anthropic":
-            from chimera.batch_anthropic import AnthropicBatches
+            from chimera.models.batch_anthropic import AnthropicBatches
 
             backend = AnthropicBatches(first.url, api_key_for(role, spec), timeout_s=spec.timeout_s)
         client.batches = BatchQueue(role=role, run=run, base_url=first.url, spec=spec,
@@ -670,7 +670,7 @@ def build_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, sim_url: s
 def _langchain_client(role: str, spec: ModelSpec, *, endpoints: Endpoints, log: CallLogger,
                       relabel: CallRelabeler | None) -> RoleClient:
     """A role on a LangChain chat model: one transport, whose budget is keyed by its base_url (or class)."""
-    from chimera.langchain_transport import LangChainTransport
+    from chimera.models.langchain_transport import LangChainTransport
 
     kwargs = dict(spec.kwargs)
     if spec.api_key_env:

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from chimera.config import ModelSpec
-from chimera.dispatch import Endpoints
 from chimera.errors import ConfigError
-from chimera.llm import CallLogger, RoleClient, build_client
+from chimera.models.dispatch import Endpoints
+from chimera.models.llm import CallLogger, RoleClient, build_client
 
 BATCH = 256
 

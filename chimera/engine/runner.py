@@ -7,7 +7,7 @@ database; a thread with a checkpoint and work left is resumed with
 On a SQLite file one process holds the run. On PostgreSQL any number of
 processes share it: `chimera run` does Stage 1 once (under the run's lock),
 then every process, `chimera worker`s included, takes topics under leases
-(chimera.worker_loop), and `chimera run` settles the near-duplicates and
+(chimera.engine.worker_loop), and `chimera run` settles the near-duplicates and
 retries at the end.
 """
 
@@ -26,28 +26,28 @@ from typing import Any, TypeVar
 from langgraph.errors import EmptyInputError
 from langgraph.types import Command
 
-from chimera.checkpoint_saver import open_saver
 from chimera.config import Config
-from chimera.costs import SpendCap
-from chimera.dispatch import Endpoints
-from chimera.embeddings import Embedder
+from chimera.engine.outages import through_outage
+from chimera.engine.session import simulator_for
+from chimera.engine.worker_loop import new_worker_id, work_topics
 from chimera.errors import BudgetReached, ChimeraError
 from chimera.graphs.deps import Deps
 from chimera.graphs.retry import build_retry_graph
 from chimera.graphs.taxonomy import build_taxonomy_graph
 from chimera.graphs.topic import build_topic_graph, topic_done
 from chimera.ids import retry_thread_id, taxonomy_thread_id, topic_thread_id
-from chimera.kept_replies import KeptReplies
-from chimera.label_report import label_figures
-from chimera.llm import build_clients, close_clients
-from chimera.outages import through_outage
-from chimera.run_lock import holding_run
-from chimera.session import simulator_for
+from chimera.models.costs import SpendCap
+from chimera.models.dispatch import Endpoints
+from chimera.models.embeddings import Embedder
+from chimera.models.llm import build_clients, close_clients
+from chimera.products.label_report import label_figures
+from chimera.store.checkpoint_saver import open_saver
+from chimera.store.kept_replies import KeptReplies
 from chimera.store.nonblocking import AsyncStore
 from chimera.store.postgres import connection_lost, is_postgres_url
 from chimera.store.rows import CallCount, TopicRow
+from chimera.store.run_lock import holding_run
 from chimera.tools.dedup import ProblemIndex, settle
-from chimera.worker_loop import new_worker_id, work_topics
 
 log = logging.getLogger("chimera.run")
 T = TypeVar("T")
@@ -64,7 +64,7 @@ class RunSummary:
     checkpoint_bytes: int = 0
     call_rows: list[CallCount] = field(default_factory=list)  # this invocation's calls by role, endpoint, outcome, message
     unlabeled: int = 0
-    labels: dict[str, dict[str, Any]] = field(default_factory=dict)  # chimera.label_report.label_figures
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict)  # chimera.products.label_report.label_figures
     shortfalls: list[dict[str, Any]] = field(default_factory=list)  # why Stage 1 gave fewer topics than asked
     reused_calls: int = 0  # calls answered from replies kept before a restart instead of asked again
     worker: str | None = None  # on PostgreSQL: this process's worker id

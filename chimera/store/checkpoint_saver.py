@@ -19,8 +19,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import WRITES_IDX_MAP, BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from chimera.checkpoint_serde import StrictSerializer
 from chimera.store import LOCK_WAIT_S
+from chimera.store.checkpoint_serde import StrictSerializer
 from chimera.store.postgres import is_postgres_url
 
 COLUMNS = "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
@@ -54,7 +54,7 @@ async def open_saver(db: str, lock_wait_s: float = LOCK_WAIT_S, *, worker: str |
     """The run's checkpointer on its own connection to the run's database, set up; close it with the stack.
     `worker` (PostgreSQL): the worker its writes are checked against, by the topic leases it holds."""
     if is_postgres_url(db):
-        from chimera.checkpoint_postgres import open_postgres_saver
+        from chimera.store.checkpoint_postgres import open_postgres_saver
         return await open_postgres_saver(db, worker=worker, lease_s=lease_s)
     stack = contextlib.AsyncExitStack()
     try:

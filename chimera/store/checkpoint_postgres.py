@@ -16,9 +16,9 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncConnection, errors
 from psycopg.rows import DictRow, dict_row
 
-from chimera.checkpoint_serde import StrictSerializer
 from chimera.errors import ChimeraError
 from chimera.store.base import MIGRATION_LOCK
+from chimera.store.checkpoint_serde import StrictSerializer
 from chimera.store.leases import worker_session_settings
 from chimera.store.postgres import connection_lost, connection_settings, first_line, is_fenced, shown_url
 from chimera.store.schema_postgres import CHECKPOINT_TABLES, FENCE_CHECKPOINTS

@@ -1,6 +1,6 @@
 """Model calls as LangSmith runs and OpenTelemetry spans, when either is switched on.
 
-Calls go through the openai client's low-level `post` (chimera/llm.py), so LangChain's callbacks never
+Calls go through the openai client's low-level `post` (chimera/models/llm.py), so LangChain's callbacks never
 see them. `record_call` is the one hook: `RoleClient._log` hands it every attempt it records as a row of
 `llm_calls` (a retry is an attempt of its own: a run or span each, the failed ones carrying their error),
 after the attempt has ended.
@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from chimera.config import ModelSpec
 
-log = logging.getLogger("chimera.tracing")
+log = logging.getLogger("chimera.models.tracing")
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 INSTRUMENTATION = "chimera"
 CHIMERA_FIELDS = ("role", "run", "topic_id", "problem_id", "scope", "outcome", "request_key")
@@ -48,7 +48,7 @@ _warned: set[str] = set()
 
 
 class Reply(Protocol):
-    """What is read of a reply (chimera.llm's Reply; its token counts are read from the call's row)."""
+    """What is read of a reply (chimera.models.llm's Reply; its token counts are read from the call's row)."""
 
     content: str
     reasoning: str

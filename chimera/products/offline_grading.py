@@ -10,12 +10,12 @@ from typing import Any
 
 from chimera.agents.labeler import label_answer
 from chimera.config import JUDGE_ROLES, Config
-from chimera.dispatch import Endpoints
+from chimera.engine.session import simulator_for
 from chimera.errors import ChimeraError
 from chimera.jsonl import json_lines
-from chimera.label_report import label_figures
-from chimera.llm import build_client
-from chimera.session import simulator_for
+from chimera.models.dispatch import Endpoints
+from chimera.models.llm import build_client
+from chimera.products.label_report import label_figures
 from chimera.tools.grading import Grade, grade
 
 

@@ -18,9 +18,9 @@ from typing import Any
 import yaml
 
 from chimera.errors import ChimeraError
-from chimera.export import ExportOptions, write
-from chimera.label_report import pct
-from chimera.outputs import MARKER, write_folder
+from chimera.products.export import ExportOptions, write
+from chimera.products.label_report import pct
+from chimera.products.outputs import MARKER, write_folder
 from chimera.store import Store
 
 # config name: (split, the RL schema it is written in)
@@ -58,7 +58,7 @@ def descriptions(options: ExportOptions) -> dict[str, str]:
 def export_hf(store: Store, run: str, out: Path, *, force: bool = False,
               options: ExportOptions | None = None) -> dict[str, int]:
     """Write every config with rows, and the card; the folder is built beside `out` and moved in whole, and a
-    folder of someone else's files is refused (see chimera.outputs). Returns rows per config and, for sft and
+    folder of someone else's files is refused (see chimera.products.outputs). Returns rows per config and, for sft and
     dpo, how many trajectories were left out for empty reasoning."""
     from chimera.evals.stats import dataset_stats, markdown
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chimera.costs import stored_prices, usage_report
+from chimera.engine.health import failure_groups
 from chimera.errors import ChimeraError
-from chimera.label_report import label_figures
-from chimera.run_health import failure_groups
+from chimera.models.costs import stored_prices, usage_report
+from chimera.products.label_report import label_figures
 
 
 def only_run(store: Any, wanted: str | None, *, naming: str = "--run") -> str:
@@ -36,7 +36,7 @@ def batch_in_flight(batch: Any) -> dict[str, Any]:
 
 def status_report(store: Any, runs: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Per run (default: every run in the database): `Store.counts`, with the unlabeled samples, the label
-    figures (chimera.label_report), the failed calls grouped by role, outcome and message, the Stage 1
+    figures (chimera.products.label_report), the failed calls grouped by role, outcome and message, the Stage 1
     shortfalls and, on PostgreSQL, the workers and the leases that ran out."""
     names = [r["name"] for r in store.runs()] if runs is None else runs
     report = {name: {**store.counts(name), "unlabeled": store.unlabeled_samples(name),

@@ -8,7 +8,7 @@ import importlib.metadata
 from functools import cache
 from typing import Any
 
-from chimera.costs import Prices
+from chimera.models.costs import Prices
 
 
 @cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Literal
 
-from chimera.costs import stored_prices, usage_cost
+from chimera.models.costs import stored_prices, usage_cost
 from chimera.store import Store
 
 

@@ -35,7 +35,7 @@ def sample_record(row: dict[str, Any]) -> dict[str, Any]:
 REASONING_MODES = ("inline", "field", "thinking", "none")
 SFT_FORMATS = ("messages", "prompt-completion")
 RL_SCHEMAS = ("chimera", "verl", "trl")
-DATA_SOURCE = "chimera"  # verl picks the reward function by data_source; chimera.reward.compute_score takes it
+DATA_SOURCE = "chimera"  # verl picks the reward function by data_source; chimera.products.reward.compute_score takes it
 
 
 @dataclass(frozen=True)

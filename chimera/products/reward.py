@@ -2,7 +2,7 @@
 
     verl (0.7 and later):  reward.custom_reward_function.path=<this file>  reward.custom_reward_function.name=compute_score
     verl (older):          custom_reward_function.path=<this file>  custom_reward_function.name=compute_score
-    TRL:                   GRPOTrainer(..., reward_funcs=[chimera.reward.accuracy_reward])
+    TRL:                   GRPOTrainer(..., reward_funcs=[chimera.products.reward.accuracy_reward])
 
 An answer scores 1.0 when a rule of the pipeline's grader finds it equal to the reference, 0.0 when a rule
 finds it wrong or the response does not commit to one answer (a hedge is never rewarded). An answer no rule

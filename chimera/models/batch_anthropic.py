@@ -3,7 +3,7 @@ official `anthropic` SDK (the `anthropic` extra).
 
 The role's online calls go to Anthropic's OpenAI-compatible endpoint (its `base_url`, such as
 https://api.anthropic.com/v1); its batches go to the same host's `/v1/messages/batches`. The queue
-(chimera.batching.BatchQueue) speaks chat completions, so each request is turned into Messages API parameters
+(chimera.models.batching.BatchQueue) speaks chat completions, so each request is turned into Messages API parameters
 on the way in (`messages_params`) and each result back into a chat completion on the way out
 (`completion_from_message`); both are pure functions.
 
@@ -26,14 +26,14 @@ from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
-from chimera.batching import BATCH_ID_FIELD, BatchItemFailed, Outcome, ProviderBatch
 from chimera.errors import ConfigError
+from chimera.models.batching import BATCH_ID_FIELD, BatchItemFailed, Outcome, ProviderBatch
 
 DEFAULT_MAX_TOKENS = 4096  # Messages requires max_tokens; sent when the role sets none
 CUSTOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # Anthropic's rule; a request key is 64 hex digits
 # The reply schema of a json_schema request, spelled out at the end of the system prompt (Messages has no
 # response_format). The sentence is the one chimera's JSON mode writes (agents/prompts/schema.user.md), which
-# chimera.prompt_markers.SCHEMA_IN_PROMPT reads back.
+# chimera.models.prompt_markers.SCHEMA_IN_PROMPT reads back.
 SCHEMA_HINT = "Reply with only a JSON object that matches this JSON Schema ({name}):\n{schema}"
 SYSTEM_JOINER = "\n\n"
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",

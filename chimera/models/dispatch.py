@@ -53,7 +53,7 @@ class EndpointBudget:
         self.url = url
         self.limit = limit
         self.current = float(limit)
-        self.steered = float(limit)  # a controller's limit (chimera.concurrency): current recovers up to it
+        self.steered = float(limit)  # a controller's limit (chimera.models.concurrency): current recovers up to it
         self.in_flight = 0
         self.completed = 0  # requests released with a reply
         self.closed = False  # stopping: no request gets a place any more; those in flight finish
@@ -184,7 +184,7 @@ class RateLimiter:
 
 
 class Steering(Protocol):
-    """What steers a budget from the server's signals (chimera.concurrency); it runs until closed."""
+    """What steers a budget from the server's signals (chimera.models.concurrency); it runs until closed."""
 
     async def close(self) -> None: ...
 

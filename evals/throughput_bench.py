@@ -37,9 +37,9 @@ from typing import Any
 import yaml
 
 from chimera.config import SimSettings, load_config
+from chimera.engine.runner import RunMonitor, is_checkpoint_table, run_pipeline
 from chimera.errors import ChimeraError
-from chimera.records import CriticVerdict, DraftedProblem, LabelVerdict, response_format_for
-from chimera.runner import RunMonitor, is_checkpoint_table, run_pipeline
+from chimera.models.reply_schemas import CriticVerdict, DraftedProblem, LabelVerdict, response_format_for
 from chimera.store import Store
 
 CHIMERA = str(Path(sys.executable).parent / "chimera")

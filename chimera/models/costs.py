@@ -17,7 +17,7 @@ from typing import Any
 from chimera.config import Config, ModelSpec
 from chimera.store.rows import RoleUsage
 
-log = logging.getLogger("chimera.costs")
+log = logging.getLogger("chimera.models.costs")
 
 
 @dataclass(frozen=True)

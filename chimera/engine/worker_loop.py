@@ -2,7 +2,7 @@
 and stop when no topic is left that anyone could still need to run.
 
 A lease runs out `lease_s` after its last renewal, by the database's clock; this process renews its leases every
-third of that, on a thread and a connection of their own (chimera.heartbeat). When a renewal shows a topic is no
+third of that, on a thread and a connection of their own (chimera.engine.heartbeat). When a renewal shows a topic is no
 longer held (this process stalled past its lease and another took the topic over), the topic's task is
 cancelled. A write that still races out is refused by the database's lease check, and the topic is dropped here
 the same way; the worker that holds it now goes on from its last checkpoint.
@@ -21,8 +21,8 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
-from chimera.heartbeat import Heartbeat, Renewal
-from chimera.outages import gave_up, through_outage
+from chimera.engine.heartbeat import Heartbeat, Renewal
+from chimera.engine.outages import gave_up, through_outage
 from chimera.store.nonblocking import AsyncStore
 from chimera.store.postgres import DatabaseUnreachable, connection_lost, first_line, is_fenced
 from chimera.store.rows import TopicRow

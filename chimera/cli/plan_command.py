@@ -87,10 +87,11 @@ def _from_pilot(config: Any, args: argparse.Namespace) -> Any:
             shape[topic["subject"]][1] += config.problems_per_topic if topic["slots"] is None else topic["slots"]
         sample = {t["id"]: (t["subject"], config.problems_per_topic if t["slots"] is None else t["slots"])
                   for t in topics if t["id"] in picked}
-        topic_usage = [row for row in store.usage_by_group(run, "topic") if row[0] in picked]
+        by_topic = store.usage_by_group(run, "topic")
+        topic_usage = [row for row in by_topic if row[0] in picked]
         return project(basis=f"a pilot of {len(sample)} of {len(topics)} topics, on {config.run.db}", config=config,
                        topic_usage=topic_usage, sample_slots=sample,
-                       outside=_outside(store.usage_by_role(run), store.usage_by_group(run, "topic")),
+                       outside=_outside(store.usage_by_role(run), by_topic),
                        outside_scale=1.0, shape={s: (t, n) for s, (t, n) in shape.items()}, prices=_prices(config),
                        latency=store.latency_by_role(run))
     finally:
@@ -105,18 +106,20 @@ def _from_earlier_run(config: Any, source: str, wanted: str | None) -> Any:
     store = Store(source, read_only=True)
     try:
         run = only_run(store, wanted)
-        topics = [t for t in store.topics(run, live=True) if t["status"] == "done"]
+        live = store.topics(run, live=True)
+        topics = [t for t in live if t["status"] == "done"]
         if not topics:
             from chimera.errors import ChimeraError
 
             raise ChimeraError(f"{store.shown_path}: run {run} has no finished topic to project from")
         done = {t["id"]: (t["subject"], t["slots"] or 0) for t in topics}
-        topic_usage = [row for row in store.usage_by_group(run, "topic") if row[0] in done]
+        by_topic = store.usage_by_group(run, "topic")
+        topic_usage = [row for row in by_topic if row[0] in done]
         shape = config_shape(config)
-        earlier_topics = len(store.topics(run, live=True)) or 1
+        earlier_topics = len(live) or 1
         return project(basis=f"{len(done)} finished topics of run {run} in {store.shown_path}", config=config,
                        topic_usage=topic_usage, sample_slots=done,
-                       outside=_outside(store.usage_by_role(run), store.usage_by_group(run, "topic")),
+                       outside=_outside(store.usage_by_role(run), by_topic),
                        outside_scale=sum(t for t, _ in shape.values()) / earlier_topics, shape=shape,
                        prices=_prices(config), latency=store.latency_by_role(run))
     finally:

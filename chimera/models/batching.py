@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import openai
 
 from chimera.config import ModelSpec
+from chimera.models.capped_read import read_capped
 from chimera.store.rows import BatchRow
 
 log = logging.getLogger("chimera.batches")
@@ -69,6 +70,9 @@ class ProviderBatch:
     status: str
     ended: bool
     created_at: float = 0.0
+    # What an ended batch left, as the poll that saw it end read it: results need not ask for the batch again.
+    result_files: tuple[str, ...] | None = None
+    failure: str = ""
 
 
 class BatchBackend(Protocol):
@@ -121,43 +125,44 @@ class OpenAIBatches:
             if found is None:
                 raise
             return found
-        return ProviderBatch(batch.id, batch.status, batch.status in ENDED, float(batch.created_at))
+        return _provider_batch(batch)
 
     async def find(self, local_id: str, recorded_at: float) -> ProviderBatch | None:
         async for batch in self.client.batches.list(limit=100):
             if (batch.metadata or {}).get(METADATA_KEY) == local_id:
-                return ProviderBatch(batch.id, batch.status, batch.status in ENDED, float(batch.created_at))
+                return _provider_batch(batch)
             if batch.created_at < recorded_at - LOOKBACK_S:
                 return None
         return None
 
     async def poll(self, provider_id: str) -> ProviderBatch:
-        batch = await self.client.batches.retrieve(provider_id)
-        return ProviderBatch(batch.id, batch.status, batch.status in ENDED, float(batch.created_at))
+        return _provider_batch(await self.client.batches.retrieve(provider_id))
 
     async def results(self, batch: ProviderBatch, max_bytes: int) -> dict[str, Outcome]:
-        status = await self.client.batches.retrieve(batch.id)
+        if batch.result_files is None:
+            batch = _provider_batch(await self.client.batches.retrieve(batch.id))
         outcomes: dict[str, Outcome] = {}
-        for file_id in (status.output_file_id, status.error_file_id):
-            if file_id:
-                for line in (await self._download(file_id, max_bytes)).splitlines():
-                    if line.strip():
-                        key, outcome = _item_outcome(json.loads(line), batch.id)
-                        outcomes[key] = outcome
-        errors = "; ".join(str(e.message) for e in (status.errors.data or [])) if status.errors else ""
-        if errors:  # a batch that failed as a whole: every item says why
-            outcomes.setdefault("", BatchItemFailed(batch.id, None, errors[:300], retryable=True))
+        for file_id in batch.result_files or ():
+            for line in (await self._download(file_id, max_bytes)).splitlines():
+                if line.strip():
+                    key, outcome = _item_outcome(json.loads(line), batch.id)
+                    outcomes[key] = outcome
+        if batch.failure:  # a batch that failed as a whole: every item says why
+            outcomes.setdefault("", BatchItemFailed(batch.id, None, batch.failure[:300], retryable=True))
         return outcomes
 
     async def _download(self, file_id: str, max_bytes: int) -> bytes:
-        chunks, size = [], 0
         async with self.client.files.with_streaming_response.content(file_id) as response:
-            async for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise ValueError(f"batch result file {file_id} is larger than {max_bytes} bytes")
-                chunks.append(chunk)
-        return b"".join(chunks)
+            return await read_capped(response.iter_bytes(), max_bytes, lambda: ValueError(
+                f"batch result file {file_id} is larger than {max_bytes} bytes"))
+
+
+def _provider_batch(batch: Any) -> ProviderBatch:
+    """An OpenAI batch object as the queue sees it."""
+    failure = "; ".join(str(e.message) for e in (batch.errors.data or [])) if batch.errors else ""
+    files = tuple(f for f in (batch.output_file_id, batch.error_file_id) if f)
+    return ProviderBatch(batch.id, batch.status, batch.status in ENDED, float(batch.created_at),
+                         result_files=files if batch.status in ENDED else None, failure=failure)
 
 
 @dataclass

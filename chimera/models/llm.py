@@ -53,6 +53,7 @@ from chimera.models.batching import (
     BatchQueue,
     OpenAIBatches,
 )
+from chimera.models.capped_read import read_capped
 from chimera.models.concurrency import steer
 from chimera.models.costs import SpendCap
 from chimera.models.dispatch import EndpointBudget, Endpoints, RateLimiter, queue_place
@@ -217,7 +218,8 @@ class OpenAITransport:
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await self.client.post(path, body=body, cast_to=HTTP.Response, stream=True)
         try:
-            raw = await read_capped(response, self.max_reply_bytes)
+            raw = await read_capped(response.aiter_bytes(), self.max_reply_bytes, lambda: ReplyTooLarge(
+                f"reply larger than {self.max_reply_bytes / 2**20:g} MB (max_reply_mb)"))
         finally:
             await response.aclose()
         try:
@@ -230,17 +232,6 @@ class OpenAITransport:
 
     async def close(self) -> None:
         await self.client.close()
-
-
-async def read_capped(response: Any, limit: int) -> bytes:
-    """The whole body, or ReplyTooLarge as soon as it passes `limit` bytes (nothing more is read)."""
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise ReplyTooLarge(f"reply larger than {limit / 2**20:g} MB (max_reply_mb)")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @dataclass

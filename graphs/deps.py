@@ -3,8 +3,8 @@
 Graphs are compiled once, without them; each run hands its `Deps` to LangGraph as the run's context
 (`graph.ainvoke(input, config, context=deps)`), and nodes read it from their `runtime` argument.
 
-Every node that touches the store is `async def` and awaits it (`AsyncStore`): a database round trip
-runs on the store's own thread, never on the loop.
+Every node that touches the store is `async def` and awaits it: a database round trip runs on the store's own
+thread, never on the loop. The graphs see only `GraphStore`, the methods they call (`AsyncStore.for_graphs`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from chimera.config import Config
 from chimera.ids import attempt_of
 from chimera.models.embeddings import Embedder
 from chimera.models.llm import RoleClient
+from chimera.store.graph_store import GraphStore
 from chimera.store.kept_replies import KeptReplies
-from chimera.store.nonblocking import AsyncStore
 from chimera.tools.dedup import ProblemIndex
 
 G = TypeVar("G")
@@ -33,7 +33,7 @@ AnyGraph = Pregel[Any, Any, Any, Any]
 @dataclass
 class Deps:
     config: Config
-    store: AsyncStore
+    store: GraphStore
     clients: dict[str, RoleClient]
     index: ProblemIndex | None = None  # problems kept so far, for near-duplicate rejection
     index_loader: Callable[[], Awaitable[ProblemIndex | None]] | None = None  # builds `index` when first needed
@@ -43,7 +43,7 @@ class Deps:
     @property
     def shared(self) -> bool:
         """The run's database is PostgreSQL, which other workers may be writing at the same time."""
-        return self.store.sync.backend == "postgres"
+        return self.store.backend == "postgres"
 
     async def problem_index(self) -> ProblemIndex | None:
         """The duplicate index, built on first use: a resumed run starts dispatching before it pays for it."""

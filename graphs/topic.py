@@ -25,7 +25,7 @@ from chimera.graphs.drafting import draft_slot
 from chimera.graphs.problem import add_problem_flow
 from chimera.graphs.tasks import Outcome
 from chimera.ids import problem_id
-from chimera.store.nonblocking import AsyncStore
+from chimera.store.graph_store import GraphStore
 
 
 class TopicInput(TypedDict):
@@ -54,7 +54,7 @@ async def draft(state: TopicState, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     return {"drafted": [{"problem_id": pid, "ok": ok}]}
 
 
-async def topic_done(store: AsyncStore, run: str, topic_id: str) -> None:
+async def topic_done(store: GraphStore, run: str, topic_id: str) -> None:
     """A topic whose thread has ended with nothing waiting for review: done (`chimera status` counts it, a
     resumed run skips it), and the replies kept for a resume are dropped (nothing can ask those calls again)."""
     await store.set_topic_status(topic_id, "done")

@@ -4,15 +4,20 @@ while the loop goes on; errors reach the awaiting coroutine; replies kept for a 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
+from typing import Any, Protocol
 
 import pytest
 
 from chimera.errors import ChimeraError
+from chimera.models.batching import BatchLedger
 from chimera.store import Store
+from chimera.store.graph_store import GraphStore
 from chimera.store.kept_replies import KeptReplies
 from chimera.store.nonblocking import AsyncStore
+from chimera.store.rows import ProblemRow
 
 
 def test_calls_run_off_the_loop_in_the_order_they_were_awaited_while_the_loop_goes_on(tmp_path):
@@ -91,3 +96,60 @@ def test_kept_replies_are_looked_up_only_for_keys_that_have_one(tmp_path):
     call_id, found, missing, asked, again = asyncio.run(scenario())
     assert found == (call_id, {"content": "42"}) and again == found
     assert missing is None and asked == ["k1", "k1"], "a key with nothing kept costs no database round trip"
+
+
+def unlike_store(protocol: type) -> list[str]:
+    """How `protocol`, a face of the awaited store, departs from `Store`: each of its methods must be the Store
+    method of the same name with the same parameters and return type, and each property a Store attribute."""
+    departures = []
+    for name, member in vars(protocol).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(member, property):
+            if not hasattr(Store, name) or not isinstance(inspect.getattr_static(AsyncStore, name), property):
+                departures.append(f"{name}: no Store attribute, or AsyncStore does not show it")
+            continue
+        if not inspect.iscoroutinefunction(member):
+            departures.append(f"{name}: not an awaited method")
+            continue
+        method = inspect.getattr_static(Store, name, None)
+        if not inspect.isfunction(method):
+            departures.append(f"{name}: not a method of Store")
+        elif inspect.signature(member) != inspect.signature(method):
+            departures.append(f"{name}{inspect.signature(member)} is Store's {name}{inspect.signature(method)}")
+    return departures
+
+
+@pytest.mark.parametrize("protocol", [GraphStore, BatchLedger], ids=lambda p: p.__name__)
+def test_every_method_the_graphs_and_batches_await_is_the_store_method_of_that_name_and_signature(protocol):
+    assert unlike_store(protocol) == []
+
+
+def test_a_face_that_asks_for_what_store_lacks_or_differs_from_it_is_named_at_once():
+    class Askew(Protocol):
+        async def problem(self, problem_id: str, round_: int) -> ProblemRow: ...
+        async def explode(self) -> None: ...
+        def votes(self, problem_id: str) -> dict[int, dict[str, Any]]: ...
+
+    found = unlike_store(Askew)
+    assert [line.split("(")[0].split(":")[0] for line in found] == ["problem", "explode", "votes"]
+    assert "not a method of Store" in found[1] and "not an awaited method" in found[2]
+
+
+def test_the_awaited_store_forwards_store_methods_only_and_leaves_closing_to_aclose(tmp_path):
+    async def scenario() -> list[str]:
+        store = await AsyncStore.open(tmp_path / "s.db")
+        await store.save_run("r", {"n": 1})
+        refused = []
+        for name in ("close", "explode", "_table_names", "conn"):
+            try:
+                getattr(store, name)
+            except AttributeError as error:
+                refused.append(str(error))
+        names = [run["name"] for run in await store.runs()]
+        await store.aclose()
+        return [*names, *refused]
+
+    found = asyncio.run(scenario())
+    assert found[0] == "r" and len(found) == 5
+    assert "aclose" in found[1] and all("has no attribute" in line for line in found[1:])

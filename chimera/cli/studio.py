@@ -36,6 +36,7 @@ from chimera.graphs.deps import Deps, with_default_context
 from chimera.graphs.taxonomy import build_taxonomy_graph
 from chimera.graphs.topic import build_topic_graph
 from chimera.models.dispatch import Endpoints
+from chimera.store import Store
 from chimera.store.nonblocking import AsyncStore
 
 log = logging.getLogger("chimera.studio")
@@ -55,7 +56,7 @@ async def served_deps() -> Deps:
             config = await asyncio.to_thread(load_config, path)
             store = await AsyncStore.open(config.run.db, lock_wait_s=config.run.lock_wait_s)
             try:
-                await store.save_run(config.run.name, config.redacted())
+                await store.run(Store.save_run, config.run.name, config.redacted())
                 # Open for the server's life: the same clients, embedder and duplicate index as `chimera run`.
                 _opened = await open_deps(config, store, Endpoints(config.run.concurrency),
                                           os.environ.get("CHIMERA_SIM_URL"), contextlib.AsyncExitStack())

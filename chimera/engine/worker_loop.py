@@ -23,6 +23,7 @@ from typing import Any
 
 from chimera.engine.heartbeat import Heartbeat, Renewal
 from chimera.engine.outages import gave_up, through_outage
+from chimera.store import Store
 from chimera.store.nonblocking import AsyncStore
 from chimera.store.postgres import DatabaseUnreachable, connection_lost, first_line, is_fenced
 from chimera.store.rows import TopicRow
@@ -54,8 +55,8 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
     call here waits for it up to `db_outage_s`, a topic stopped by the loss is dropped and claimed again, and
     only an outage longer than that stops the worker. Returns how many topics this worker finished."""
     patient = partial(through_outage, outage_s=db_outage_s)
-    await patient(partial(store.register_worker, worker, run, host=socket.gethostname(), pid=os.getpid()))
-    on_workers(await patient(partial(store.live_workers, run, lease_s=lease_s)))
+    await patient(partial(store.run, Store.register_worker, worker, run, host=socket.gethostname(), pid=os.getpid()))
+    on_workers(await patient(partial(store.run, Store.live_workers, run, lease_s=lease_s)))
     running: dict[asyncio.Task[bool], str] = {}
     claimed_at: dict[str, float] = {}
     lost: set[str] = set()
@@ -84,15 +85,15 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
             claimed: list[TopicRow] = []
             wants_more = False
             if not (stopping and stopping.is_set()):
-                await patient(partial(store.end_stalled_sessions, run, lease_s, caller=worker))
+                await patient(partial(store.run, Store.end_stalled_sessions, run, lease_s, caller=worker))
                 mine = set(running.values())
                 if running:
-                    claimed = await patient(partial(store.claim_topics, run, worker, lease_s=lease_s,
+                    claimed = await patient(partial(store.run, Store.claim_topics, run, worker, lease_s=lease_s,
                                                     limit=CLAIM_BATCH, orphans_only=True, running=mine))
                 room = min(capacity - len(running) - len(claimed), CLAIM_BATCH)
                 wants_more = room > 0 and (has_room() or not running)
                 if wants_more:
-                    claimed += await patient(partial(store.claim_topics, run, worker, lease_s=lease_s, limit=room,
+                    claimed += await patient(partial(store.run, Store.claim_topics, run, worker, lease_s=lease_s, limit=room,
                                                      running=mine))
             for topic in claimed:
                 log.info("worker %s took topic %s (%s)", worker, topic["id"], topic["name"])
@@ -101,7 +102,7 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
             if not running:
                 if claimed:
                     continue
-                if (stopping and stopping.is_set()) or await patient(partial(store.live_leases, run)) == 0:
+                if (stopping and stopping.is_set()) or await patient(partial(store.run, Store.live_leases, run)) == 0:
                     return finished
                 await asyncio.sleep(poll_s)  # others hold the rest; wait in case one of them dies
                 continue
@@ -118,7 +119,7 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
                 # Released whatever happened: a topic that ended, or one another worker (or this one) takes
                 # again (a release frees it at once where the lease is still this worker's; it changes
                 # nothing where another has taken it).
-                await patient(partial(store.release_topic, topic_id, worker,
+                await patient(partial(store.run, Store.release_topic, topic_id, worker,
                                       waiting=error is None and task.result()))
                 if error is None:
                     finished += 1
@@ -139,6 +140,6 @@ async def work_topics(store: AsyncStore, run_topic: Callable[[TopicRow], Corouti
         await asyncio.gather(*running, return_exceptions=True)
         with contextlib.suppress(Exception):  # the database may be what failed; the leases then run out alone
             for topic_id in running.values():
-                await store.release_topic(topic_id, worker)  # unfinished: another worker may take it at once
-            await store.worker_stopped(worker)
+                await store.run(Store.release_topic, topic_id, worker)  # unfinished: another worker may take it at once
+            await store.run(Store.worker_stopped, worker)
 

@@ -16,11 +16,12 @@ One module per aggregate, each the only place with SQL for its tables:
     leases.py     workers and their topic leases (PostgreSQL)
     postgres.py   a postgresql:// database: the connection, URLs    schema_postgres.py  its tables and the lease check
     nonblocking.py  the store awaited from an event loop (each call on the store's own thread)
+    graph_store.py  GraphStore: the awaited methods the graphs call, all they see of the store
 
 The methods are plain synchronous calls on one connection. Code on an event loop (the graphs, the runner, a
-LangGraph server) reaches them through `nonblocking.AsyncStore`, which runs each on the store's own thread;
-commands with no loop call them directly. The aggregates' SQL is written once for both backends (SQLite, and
-PostgreSQL through postgres.PgConnection); only the schemas are two.
+LangGraph server) reaches them through `nonblocking.AsyncStore`, which runs each on the store's own thread
+(the graphs through its `GraphStore` face); commands with no loop call them directly. The aggregates' SQL is
+written once for both backends (SQLite, and PostgreSQL through postgres.PgConnection); only the schemas are two.
 """
 
 from chimera.store.base import LOCK_WAIT_S

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from chimera.store.nonblocking import AsyncStore
+from chimera.store.graph_store import GraphStore
 
 
 class KeptReplies:
-    def __init__(self, store: AsyncStore, keys: set[str]):
+    def __init__(self, store: GraphStore, keys: set[str]):
         self._store = store
         self._keys = keys
 
     @classmethod
-    async def of_run(cls, store: AsyncStore, run: str) -> KeptReplies:
+    async def of_run(cls, store: GraphStore, run: str) -> KeptReplies:
         return cls(store, await store.kept_request_keys(run))
 
     async def learn(self, run: str, topic_id: str) -> None:

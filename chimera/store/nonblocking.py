@@ -17,27 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import queue
 import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from chimera.store import Store
+from chimera.store.graph_store import GraphStore
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def offloaded(method: Callable[Concatenate[Store, P], T]) -> Callable[Concatenate[AsyncStore, P],
-                                                                     Coroutine[Any, Any, T]]:
-    """`method` of the synchronous store, awaited on the store's thread, with its signature kept."""
-
-    async def call(self: AsyncStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self.run(method, *args, **kwargs)
-
-    functools.update_wrapper(call, method)
-    return call
 
 
 class StoreThread:
@@ -95,8 +86,18 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_exception(value)
 
 
+# Store methods with their own counterpart here, which a plain forward would get wrong.
+_NOT_FORWARDED = {"close": "await aclose(), which also stops the store's thread"}
+
+
 class AsyncStore:
-    """A `Store` behind its own thread. Open with `await AsyncStore.open(path)`; close with `await aclose()`."""
+    """A `Store` behind its own thread. Open with `await AsyncStore.open(path)`; close with `await aclose()`.
+
+    Every public method of `Store` is here awaited under the same name (`await store.problem(pid)`), made on
+    first use by `__getattr__`. mypy does not see those: typed code either awaits `run(Store.method, ...)`,
+    or holds the store as the protocol it needs (`for_graphs`, a `BatchLedger`), whose every method
+    tests/test_nonblocking_store.py holds to the `Store` method of the same name and parameters.
+    """
 
     def __init__(self, store: Store, *, offload: bool = True):
         self.sync = store  # for code with no loop, and for reads once the loop is done with the store
@@ -119,6 +120,36 @@ class AsyncStore:
     def path(self) -> str:
         return self.sync.path
 
+    @property
+    def backend(self) -> str:
+        return self.sync.backend
+
+    @property
+    def for_graphs(self) -> GraphStore:
+        """This store as the graphs see it (`Deps.store`): the methods they call, forwarded by `__getattr__`."""
+        return cast(GraphStore, self)
+
+    def forward(self, method: Callable[Concatenate[Store, P], T]) -> Callable[P, Coroutine[Any, Any, T]]:
+        """`method` of the synchronous store as a coroutine function, each call awaited on the store's thread."""
+
+        async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await self.run(method, *args, **kwargs)
+
+        call.__name__, call.__qualname__, call.__doc__ = method.__name__, method.__qualname__, method.__doc__
+        return call
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would take any name for a method of any signature
+
+        def __getattr__(self, name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+            """`Store.<name>` forwarded (made once per store: the next lookup finds it as an attribute)."""
+            method = None if name.startswith("_") else inspect.getattr_static(Store, name, None)
+            if not inspect.isfunction(method) or name in _NOT_FORWARDED:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}"
+                                     f" ({_NOT_FORWARDED.get(name, 'it forwards the public methods of Store')})")
+            forwarded = self.forward(method)
+            setattr(self, name, forwarded)
+            return forwarded
+
     async def run(self, function: Callable[Concatenate[Store, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Any store function (a method, or a function taking the store first) run on the store's thread."""
         return await self._execute(functools.partial(function, self.sync, *args, **kwargs))
@@ -132,83 +163,3 @@ class AsyncStore:
         finally:
             if self._thread is not None:
                 self._thread.stop()
-
-    # What code on the loop may ask; each line is the synchronous method of the same name.
-    save_run = offloaded(Store.save_run)
-    counts = offloaded(Store.counts)
-    call_rows = offloaded(Store.call_rows)
-    usage_by_role = offloaded(Store.usage_by_role)
-    table_bytes = offloaded(Store.table_bytes)
-    unlabeled_samples = offloaded(Store.unlabeled_samples)
-    label_rows = offloaded(Store.label_rows)
-    # topics and Stage 1
-    topics = offloaded(Store.topics)
-    upsert_topic = offloaded(Store.upsert_topic)
-    set_slots = offloaded(Store.set_slots)
-    set_topic_status = offloaded(Store.set_topic_status)
-    topic_status = offloaded(Store.topic_status)
-    topics_with_problems = offloaded(Store.topics_with_problems)
-    record_merge = offloaded(Store.record_merge)
-    merges = offloaded(Store.merges)
-    replace_shortfalls = offloaded(Store.replace_shortfalls)
-    shortfalls = offloaded(Store.shortfalls)
-    set_taxonomy_source = offloaded(Store.set_taxonomy_source)
-    taxonomy_source = offloaded(Store.taxonomy_source)
-    # problems, votes and the duplicate check
-    problem = offloaded(Store.problem)
-    save_draft = offloaded(Store.save_draft)
-    record_failed_draft = offloaded(Store.record_failed_draft)
-    drafts_before = offloaded(Store.drafts_before)
-    save_revision = offloaded(Store.save_revision)
-    record_vote = offloaded(Store.record_vote)
-    votes = offloaded(Store.votes)
-    problem_with_votes = offloaded(Store.problem_with_votes)
-    finish_problem = offloaded(Store.finish_problem)
-    reopen_failed = offloaded(Store.reopen_failed)
-    pending_retries = offloaded(Store.pending_retries)
-    mark_disagreement = offloaded(Store.mark_disagreement)
-    mark_duplicate = offloaded(Store.mark_duplicate)
-    keep_original = offloaded(Store.keep_original)
-    any_displaced = offloaded(Store.any_displaced)
-    settled_duplicates = offloaded(Store.settled_duplicates)
-    duplicate_candidates = offloaded(Store.duplicate_candidates)
-    revive_duplicate = offloaded(Store.revive_duplicate)
-    indexed_problems = offloaded(Store.indexed_problems)
-    set_pass_rate = offloaded(Store.set_pass_rate)
-    # batches sent to a provider's batch API
-    begin_batch = offloaded(Store.begin_batch)
-    batch_uploaded = offloaded(Store.batch_uploaded)
-    batch_sent = offloaded(Store.batch_sent)
-    batch_polled = offloaded(Store.batch_polled)
-    batch_closed = offloaded(Store.batch_closed)
-    open_batches = offloaded(Store.open_batches)
-    # samples
-    save_sample = offloaded(Store.save_sample)
-    sample = offloaded(Store.sample)
-    update_sample = offloaded(Store.update_sample)
-    samples_of = offloaded(Store.samples_of)
-    # model calls
-    log_call = offloaded(Store.log_call)
-    relabel_call = offloaded(Store.relabel_call)
-    kept_reply = offloaded(Store.kept_reply)
-    kept_request_keys = offloaded(Store.kept_request_keys)
-    forget_replies = offloaded(Store.forget_replies)
-    forget_ended_replies = offloaded(Store.forget_ended_replies)
-    # human review
-    open_review = offloaded(Store.open_review)
-    decisions_to_apply = offloaded(Store.decisions_to_apply)
-    threads_with_decisions = offloaded(Store.threads_with_decisions)
-    mark_reviews_applied = offloaded(Store.mark_reviews_applied)
-    record_served_decision = offloaded(Store.record_served_decision)
-    # workers and leases (PostgreSQL)
-    register_worker = offloaded(Store.register_worker)
-    worker_stopped = offloaded(Store.worker_stopped)
-    claim_topics = offloaded(Store.claim_topics)
-    end_stalled_sessions = offloaded(Store.end_stalled_sessions)
-    renew_leases = offloaded(Store.renew_leases)
-    release_topic = offloaded(Store.release_topic)
-    live_leases = offloaded(Store.live_leases)
-    live_workers = offloaded(Store.live_workers)
-    act_as = offloaded(Store.act_as)
-    lock_run = offloaded(Store.lock_run)
-    unlock_run = offloaded(Store.unlock_run)

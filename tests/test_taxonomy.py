@@ -13,8 +13,8 @@ from stop_at import StopAt, counted
 
 from chimera.config import SimSettings, parse_config
 from chimera.graphs.deps import Deps
-from chimera.graphs.quotas import allocate
-from chimera.graphs.taxonomy import build_taxonomy_graph, grow, subject_tasks
+from chimera.graphs.taxonomy import build_taxonomy_graph, grow
+from chimera.graphs.taxonomy_plan import allocate, subject_tasks
 from chimera.ids import normalize_topic
 from chimera.sim.oracle import embed
 from chimera.store import Store
@@ -97,7 +97,7 @@ def test_the_graph_expands_subjects_into_subfields_into_topics(tmp_path):
     deps = Deps(config=config, store=AsyncStore(Store(tmp_path / "r.db")), clients={"expander": expander})
     deps.store.sync.save_run("r", {})
     graph = build_taxonomy_graph().compile(checkpointer=InMemorySaver())
-    asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps)}, {"configurable": {"thread_id": "x"}}, context=deps))
+    asyncio.run(graph.ainvoke({"subjects": subject_tasks(config.subjects)}, {"configurable": {"thread_id": "x"}}, context=deps))
     topics = deps.store.sync.topics("r", live=True)
     assert {(t["subject"], t["subfield"], t["name"]) for t in topics} == {
         ("Math", "Algebra", "Rings"), ("Math", "Algebra", "Fields"), ("Math", "Graphs", "Trees"),
@@ -208,7 +208,7 @@ def test_explicit_topics_are_never_merged_and_a_refill_lists_what_was_merged_awa
     deps = Deps(config=config, store=AsyncStore(Store(tmp_path / "r.db")), clients={"expander": expander})
     deps.store.sync.save_run("r", {})
     graph = build_taxonomy_graph().compile(checkpointer=InMemorySaver())
-    asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps)}, {"configurable": {"thread_id": "x"}}, context=deps))
+    asyncio.run(graph.ainvoke({"subjects": subject_tasks(config.subjects)}, {"configurable": {"thread_id": "x"}}, context=deps))
     live = {(t["subject"], t["name"]) for t in deps.store.sync.topics("r", live=True)}
     assert live == {("Math", "Number theory"), ("Math", "Group theory"), ("CS", "Number theory"),
                     ("Physics", "Optics"), ("Physics", "Acoustics")}

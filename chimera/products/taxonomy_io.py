@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chimera.errors import ChimeraError
-from chimera.graphs.taxonomy import POSITION_STRIDE
+from chimera.graphs.taxonomy_plan import POSITION_STRIDE
 from chimera.ids import topic_id
 from chimera.store import Store
 

@@ -15,11 +15,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from chimera.errors import ConfigError
+from chimera.errors import ConfigError, StoredConfigError
 from chimera.store.postgres import is_postgres_url, url_has_password
 
+# The roles, named once: every other list of them is read off ModelsConfig (all_roles, run_roles, every_role).
 SINGLE_ROLES = ("expander", "drafter", "solver", "labeler")
 JUDGE_ROLES = ("labeler", "labeler2")  # models.labeler as a list of two: both must agree
+OPTIONAL_ROLES = ("embedder", "evaluator")  # the evaluator only for `chimera eval quality`
+REDACTED = "[redacted]"  # what the stored config holds in place of a value named like a credential
 # A header, query parameter or keyword whose name says it carries a credential (X-Goog-Api-Key,
 # Ocp-Apim-Subscription-Key, access_token, ...): refused as a literal, since the config is stored with the run.
 CREDENTIAL_NAME = re.compile(r"(?i)key|token|secret|auth|pass|pwd|cookie|sig|cred|session|bearer|private|jwt|hmac|otp"
@@ -420,6 +423,15 @@ class ModelsConfig(_Strict):
         roles.update({f"critic{i}": spec for i, spec in enumerate(self.critics)})
         return roles
 
+    def run_roles(self) -> dict[str, ModelSpec]:
+        """Every role a run calls: `all_roles`, and the embedder when one is set."""
+        return self.all_roles() | ({"embedder": self.embedder} if self.embedder else {})
+
+    def every_role(self) -> dict[str, ModelSpec]:
+        """Every role that is set, the evaluator included."""
+        optional = {name: getattr(self, name) for name in OPTIONAL_ROLES}
+        return self.all_roles() | {name: spec for name, spec in optional.items() if spec is not None}
+
 
 class DatasetSettings(_Strict):
     """What the dataset card says about the data (the export's front matter)."""
@@ -459,7 +471,7 @@ def scrub_credentials(value: Any) -> Any:
     environment variables, in api_key_env and headers_env, stay: they are what a resumed run reads)."""
     if isinstance(value, dict):
         return {k: v if k in _NOT_SECRETS else
-                "[redacted]" if CREDENTIAL_NAME.search(str(k)) and v not in (None, "", {}, []) else scrub_credentials(v)
+                REDACTED if CREDENTIAL_NAME.search(str(k)) and v not in (None, "", {}, []) else scrub_credentials(v)
                 for k, v in value.items()}
     if isinstance(value, list):
         return [scrub_credentials(v) for v in value]
@@ -489,7 +501,7 @@ def _merge_models(raw_models: Any) -> Any:
             merged[role] = [{**default, **judge} if isinstance(judge, dict) else judge for judge in entry]
         else:
             merged[role] = {**default, **entry} if isinstance(entry, dict) else entry
-    for optional in ("embedder", "evaluator"):
+    for optional in OPTIONAL_ROLES:
         if isinstance(merged.get(optional), dict):
             merged[optional] = {**default, **merged[optional]}
     critics = merged.get("critics", [{}, {}])
@@ -516,6 +528,50 @@ def parse_config(raw: Any, *, source: str = "config") -> Config:
         return Config.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(f"{source}: {_describe(error)}") from None
+
+
+def stored_config(raw: Any, *, run: str) -> Config:
+    """The config stored with `run` (see `Config.redacted`), parsed again. It was valid when stored; an older
+    or newer version of chimera may have stored it, and a database may come from anyone, so what this version
+    cannot use is left out rather than refused: a value scrubbed as "[redacted]" (the credential was never
+    stored; a resumed run reads it from its environment variable) and a field this version does not know.
+    Anything else wrong is one line naming the run."""
+    if not isinstance(raw, dict):
+        raise StoredConfigError(f"run {run!r}: its stored config is not a mapping")
+    kept = _without_redacted(raw)
+    while True:
+        try:
+            return Config.model_validate(kept)
+        except ValidationError as error:
+            unknown = [entry["loc"] for entry in error.errors() if entry["type"] == "extra_forbidden"]
+            # each pass leaves out at least one field, so this ends: with a config, or with what else is wrong
+            if not any([_drop(kept, loc) for loc in unknown]):
+                raise StoredConfigError(f"run {run!r}: the config stored with it does not parse: "
+                                        f"{_describe(error)}") from None
+
+
+def _without_redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_redacted(v) for k, v in value.items() if v != REDACTED}
+    if isinstance(value, list):
+        return [_without_redacted(v) for v in value]
+    return value
+
+
+def _drop(raw: Any, loc: tuple[int | str, ...]) -> bool:
+    """Delete the entry at a validation error's location (True if there was one); a step that names no key or
+    index where it stands (a union member's tag, such as `ModelSpec` in models.labeler.ModelSpec.x) is passed
+    over."""
+    node = raw
+    for step in loc[:-1]:
+        if isinstance(node, dict) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+            node = node[step]
+    return isinstance(node, dict) and node.pop(loc[-1], _ABSENT) is not _ABSENT
+
+
+_ABSENT = object()
 
 
 MAX_CONFIG_BYTES = 1 << 20

@@ -13,6 +13,10 @@ class ConfigError(ChimeraError):
     exit_code = 2
 
 
+class StoredConfigError(ConfigError):
+    """The config stored with a run in its database cannot be read back as a config."""
+
+
 class LoopRunning(ChimeraError, RuntimeError):
     """A blocking call (chimera.api.run) made where an event loop is running already (a Jupyter cell, an async
     app): the async form is the one to await there."""

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from chimera.errors import ChimeraError
-from chimera.models.costs import stored_prices, usage_cost
+from chimera.models.costs import prices_of, usage_cost
 from chimera.store import Store
 
 CHIMERA = str(Path(sys.executable).parent / "chimera")
@@ -70,7 +70,7 @@ def opened(db: Path) -> Store:
 def spend(db: Path) -> float:
     """Dollars at the config's prices: batched calls at half, cached input at the cached price."""
     with contextlib.closing(opened(db)) as store:
-        return usage_cost(store.usage_by_role(RUN), stored_prices(store.run_config(RUN))) or 0.0
+        return usage_cost(store.usage_by_role(RUN), prices_of(store.config_of(RUN))) or 0.0
 
 
 def dataset(db: Path) -> list[tuple[Any, ...]]:

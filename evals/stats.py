@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from chimera.models.costs import stored_prices, usage_cost
+from chimera.models.costs import prices_of, usage_cost
 from chimera.products.label_report import figure_lines, label_figures
 from chimera.store import Store
 
@@ -109,7 +109,7 @@ def dataset_stats(store: Store, run: str) -> dict[str, Any]:
 
 def run_cost(store: Store, run: str) -> float | None:
     """Dollars spent by every model call of the run; None when a role that was called has no price."""
-    return usage_cost(store.usage_by_role(run), stored_prices(store.run_config(run)))
+    return usage_cost(store.usage_by_role(run), prices_of(store.config_of(run)))
 
 
 # label, key, how to show

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import chimera, finished_run, write_config
 
+from chimera.config import parse_config
 from chimera.evals.contamination import BenchmarkIndex, contamination
 from chimera.evals.passk import curve, pass_at_k
 from chimera.evals.quality import bootstrap_difference
@@ -19,10 +20,16 @@ from chimera.sim import problems as sim_problems
 from chimera.store import Store
 
 
+def stored_config(path: Path, **models: dict) -> dict:
+    """A config as `chimera run` stores it: every role on the simulator, without prices unless given."""
+    return parse_config({"run": {"name": "k", "db": str(path)}, "subjects": [{"name": "Math", "topics": 1}],
+                         "models": {"default": {"provider": "sim"}, **models}}).redacted()
+
+
 def known_store(path: Path) -> Store:
     """Two subjects; 3 accepted problems (one revised), 1 rejected, 1 failed; 4 samples, 1 truncated."""
     store = Store(path)
-    store.save_run("k", {"models": {}})
+    store.save_run("k", stored_config(path))
     rows = [("p1", "Math", "Algebra", "hello world", "accepted", 0), ("p2", "Math", "Algebra", "a b c d", "accepted", 2),
             ("p3", "Chem", "Moles", "one two three four five six", "accepted", 0),
             ("p4", "Chem", "Moles", "x y", "rejected", 1), ("p5", "Math", "Geometry", "z", "failed", 0)]
@@ -65,7 +72,7 @@ def test_statistics_of_a_small_known_database_equal_hand_computed_values(tmp_pat
 
 def test_cost_per_accepted_sample_comes_from_the_configured_prices(tmp_path):
     store = known_store(tmp_path / "k.db")
-    store.save_run("k", {"models": {"solver": {"price_per_mtok_in": 1.0, "price_per_mtok_out": 10.0}}})
+    store.save_run("k", stored_config(tmp_path / "k.db", solver={"price_per_mtok_in": 1.0, "price_per_mtok_out": 10.0}))
     assert dataset_stats(store, "k")["cost_per_accepted_sample"] == round((100 * 1 + 300 * 10) / 1e6 / 4, 6)
 
 

@@ -103,10 +103,11 @@ def _print_merges(store, run: str, *, as_json: bool) -> int:
         table.add_row(f"{m['similarity']:.3f}", m["method"], Text(f"{m['dropped']} ({m['dropped_subject']})"),
                       Text(f"{m['kept']} ({m['kept_subject']})"))
     out.print(table)
-    config = store.run_config(run).get("taxonomy") or {}
-    out.print(f"thresholds of this run: embedding {config.get('similarity_threshold', '?')}, lexical "
-              f"{config.get('lexical_threshold', '?')}; pairs just above the threshold are the ones to read "
-              "(README: choosing the threshold)", markup=False)
+    config = store.config_of(run)
+    taxonomy = config.taxonomy if config else None
+    out.print(f"thresholds of this run: embedding {taxonomy.similarity_threshold if taxonomy else '?'}, lexical "
+              f"{taxonomy.lexical_threshold if taxonomy else '?'}; pairs just above the threshold are the ones to "
+              "read (README: choosing the threshold)", markup=False)
     return 0
 
 

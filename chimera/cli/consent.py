@@ -10,8 +10,8 @@ import sys
 from typing import Any
 
 from chimera.cli.common import err
-from chimera.config import Config, ModelSpec, parse_config
-from chimera.errors import ChimeraError
+from chimera.config import Config, ModelSpec
+from chimera.errors import ChimeraError, ConfigError
 
 MAX_SHOWN = 300  # a longer value is cut in the listing (and says so), so it cannot scroll the rest out of view
 _URL_KWARGS = ("base_url", "api_base", "openai_api_base", "azure_endpoint", "endpoint", "url", "host", "endpoint_url")
@@ -46,19 +46,16 @@ def role_lines(role: str, spec: ModelSpec) -> list[str]:
 
 
 def outside_roles(config: Config, roles: list[str] | None = None) -> list[tuple[str, ModelSpec]]:
-    every = dict(config.models.all_roles())
-    for optional in ("embedder", "evaluator"):
-        spec = getattr(config.models, optional, None)
-        if spec is not None:
-            every[optional] = spec
+    every = config.models.every_role()
     wanted = every if roles is None else {r: s for r, s in every.items() if r in roles}
     return [(role, spec) for role, spec in wanted.items() if spec.provider != "sim"]
 
 
-def consented_config(stored: dict[str, Any], *, source: str, yes: bool, doing: str,
+def consented_config(config: Config | None, *, source: str, yes: bool, doing: str,
                      roles: list[str] | None = None) -> Config:
-    """The stored config, once the user has seen every role it would call and agreed."""
-    config = parse_config(stored, source=source)
+    """The stored config (`Store.config_of`), once the user has seen every role it would call and agreed."""
+    if config is None:
+        raise ConfigError(f"{source}: no config is stored with the run; pass --config CONFIG")
     outside = outside_roles(config, roles)
     if not outside:
         return config

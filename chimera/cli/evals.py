@@ -154,7 +154,7 @@ def _eval_config(config_path: str | None, store: Any = None, run: str | None = N
     if config_path:
         return load_config(config_path)
     if store is not None and run is not None:
-        return consented_config(store.run_config(run), source=f"{store.shown_path} (run {run})", yes=yes,
+        return consented_config(store.config_of(run), source=f"{store.shown_path} (run {run})", yes=yes,
                                 doing=doing, roles=roles)
     return parse_config({"run": {"name": "eval", "db": "eval.db"}, "subjects": [{"name": "eval", "topics": 1}]})
 

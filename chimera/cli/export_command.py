@@ -99,7 +99,7 @@ def _export_hf(store: Store, args: argparse.Namespace, options: ExportOptions) -
 
     run = only_run(store, args.run)
     if args.push:
-        require_license(store.run_config(run))
+        require_license(store.config_of(run))
     counts = export_hf(store, run, Path(args.output), force=args.force, options=options)
     err.print(f"wrote {counts['all']} samples (all), {counts['sft']} (sft), {counts['rl']} problems (rl, rl_verl, "
               f"rl_trl), {counts['dpo']} pairs (dpo) and a dataset card to {args.output}", markup=False)

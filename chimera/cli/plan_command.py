@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from chimera.cli.common import err, out
+
+if TYPE_CHECKING:
+    from chimera.config import Config
 
 SET_HELP = "change a config value for this invocation (repeatable), as chimera run takes it"
 
@@ -47,12 +50,12 @@ def plan_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prices(config: Any) -> dict[str, tuple[Any, str]]:
+def _prices(config: Config) -> dict[str, tuple[Any, str]]:
     """Role -> (its prices, where they come from): the config, else the price table, else none."""
     from chimera.models.costs import Prices
     from chimera.models.price_table import table_prices, table_source
 
-    roles = config.models.all_roles() | ({"embedder": config.models.embedder} if config.models.embedder else {})
+    roles = config.models.run_roles()
     prices: dict[str, tuple[Any, str]] = {}
     for role, spec in roles.items():
         own = Prices.of(spec)

@@ -139,7 +139,7 @@ def project(*, basis: str, config: Config, topic_usage: list[tuple[str, str, Rol
                 figures[role].add(usage, slots / max(1, sample_size))
     for usage in outside:
         figures[usage["role"]].add(usage, outside_scale)
-    roles_spec = config.models.all_roles() | ({"embedder": config.models.embedder} if config.models.embedder else {})
+    roles_spec = config.models.run_roles()
     figures = defaultdict(RoleFigures, {role: f for role, f in figures.items() if role in roles_spec})  # the config's
     batched = sorted(role for role, spec in roles_spec.items() if spec is not None and spec.batch)
     endpoint_seconds: dict[str, float] = defaultdict(float)

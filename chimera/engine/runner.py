@@ -201,7 +201,7 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
     stack = contextlib.AsyncExitStack()
     try:
         sim_url = await stack.enter_async_context(
-            simulator_for(config, [*config.models.all_roles().values(), config.models.embedder]))
+            simulator_for(config, config.models.run_roles().values()))
         deps = await open_deps(config, store, endpoints, sim_url, stack)
         clients = deps.clients
         cap = SpendCap.of(config, await store.run(Store.usage_by_role, run), on_reached=stop.set)

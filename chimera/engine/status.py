@@ -9,7 +9,7 @@ from typing import Any
 
 from chimera.engine.health import failure_groups
 from chimera.errors import ChimeraError
-from chimera.models.costs import stored_prices, usage_report
+from chimera.models.costs import prices_of, usage_report
 from chimera.products.label_report import label_figures
 
 
@@ -43,7 +43,7 @@ def status_report(store: Any, runs: list[str] | None = None) -> dict[str, dict[s
                      "labels": label_figures(store.label_rows(name)),
                      "failures": failure_groups(store.call_rows(name)),
                      "shortfalls": store.shortfalls(name),
-                     "usage": usage_report(store.usage_by_role(name), stored_prices(store.run_config(name))),
+                     "usage": usage_report(store.usage_by_role(name), prices_of(store.config_of(name))),
                      "batches": [batch_in_flight(b) for b in store.batches(name)]} for name in names}
     if store.backend == "postgres":
         for name in names:

@@ -30,18 +30,13 @@ class Prices:
     batch_discount: float = 0.5
 
     @classmethod
-    def of(cls, spec: ModelSpec | Mapping[str, Any] | None) -> Prices | None:
-        """A role's prices from its spec (or the spec as stored with a run); None when it has none."""
-        if spec is None:
+    def of(cls, spec: ModelSpec | None) -> Prices | None:
+        """A role's prices from its spec; None when it has none."""
+        if spec is None or spec.price_per_mtok_in is None or spec.price_per_mtok_out is None:
             return None
-        get = spec.get if isinstance(spec, Mapping) else lambda name: getattr(spec, name, None)
-        price_in, price_out = get("price_per_mtok_in"), get("price_per_mtok_out")
-        if price_in is None or price_out is None:
-            return None
-        cached = get("price_per_mtok_cached")
-        discount = get("batch_discount")
-        return cls(float(price_in), float(price_out), float(price_in if cached is None else cached),
-                   0.5 if discount is None else float(discount))
+        cached = spec.price_per_mtok_cached
+        return cls(spec.price_per_mtok_in, spec.price_per_mtok_out,
+                   spec.price_per_mtok_in if cached is None else cached, spec.batch_discount)
 
     def cost(self, *, tokens_in: int, tokens_out: int, cached_tokens: int = 0, batched: bool = False) -> float:
         cached = min(cached_tokens, tokens_in)
@@ -64,16 +59,6 @@ def usage_cost(rows: list[RoleUsage], prices: Mapping[str, Prices | None]) -> fl
     return total
 
 
-def stored_prices(config: Mapping[str, Any]) -> dict[str, Prices | None]:
-    """Role -> its prices, from the config stored with a run (a dict, as `Store.run_config` gives it)."""
-    models = config.get("models") or {}
-    roles: dict[str, Any] = {r: models.get(r) for r in ("expander", "drafter", "solver", "embedder")}
-    judges = models.get("labeler")
-    roles.update(zip(("labeler", "labeler2"), judges if isinstance(judges, list) else [judges]))
-    roles.update({f"critic{i}": spec for i, spec in enumerate(models.get("critics") or [])})
-    return {role: Prices.of(spec) for role, spec in roles.items()}
-
-
 def usage_report(rows: list[RoleUsage], prices: Mapping[str, Prices | None]) -> dict[str, dict[str, Any]]:
     """Per role: calls, batched calls, tokens, the share of input tokens served from cache, and dollars (None
     without a price)."""
@@ -93,9 +78,10 @@ def usage_report(rows: list[RoleUsage], prices: Mapping[str, Prices | None]) -> 
     return report
 
 
-def prices_of(config: Config) -> dict[str, Prices | None]:
-    return {role: Prices.of(spec) for role, spec in config.models.all_roles().items()} | {
-        "embedder": Prices.of(config.models.embedder)}
+def prices_of(config: Config | None) -> dict[str, Prices | None]:
+    """Role -> its prices, for every role a run calls; none for a run with no stored config
+    (`Store.config_of`)."""
+    return {role: Prices.of(spec) for role, spec in config.models.run_roles().items()} if config else {}
 
 
 @dataclass

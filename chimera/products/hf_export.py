@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from chimera.config import Config, DatasetSettings, ModelsConfig, ModelSpec, scrub_credentials
 from chimera.errors import ChimeraError
 from chimera.products.export import ExportOptions, write
 from chimera.products.label_report import pct
@@ -75,7 +76,7 @@ def export_hf(store: Store, run: str, out: Path, *, force: bool = False,
                 (staging / name / "train-00000-of-00001.parquet").unlink()
                 (staging / name).rmdir()
         stats = public_stats(dataset_stats(store, run))
-        card = dataset_card(run, counts, markdown(stats), stats, store.run_config(run),
+        card = dataset_card(run, counts, markdown(stats), stats, store.config_of(run),
                             store.report(run, "contamination"), store.report(run, "quality"), shape)
         (staging / "README.md").write_text(card, encoding="utf-8")
         return counts
@@ -90,31 +91,27 @@ def benchmark_name(against: str) -> str:
     return PureWindowsPath(against).name
 
 
-def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict[str, Any], config: dict[str, Any],
+def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict[str, Any], config: Config | None,
                  contamination: dict[str, Any] | None, quality: dict[str, Any] | None,
                  options: ExportOptions) -> str:
-    dataset = config.get("dataset") or {}
+    """The card; `config` is the run's stored one (None for a run that stored none: its defaults, no models)."""
+    dataset = config.dataset if config else DatasetSettings()
     written = [name for name in CONFIGS if counts.get(name)]
     empty = [name for name in CONFIGS if not counts.get(name)]
     what = descriptions(options)
     default = "sft" if "sft" in written else None
     example = default or (written[0] if written else "all")
     header = {
-        **({"license": dataset["license"]} if dataset.get("license") else {}),
-        "language": dataset.get("language") or ["en"],
-        "pretty_name": dataset.get("pretty_name") or run,
+        **({"license": dataset.license} if dataset.license else {}),
+        "language": dataset.language or ["en"],
+        "pretty_name": dataset.pretty_name or run,
         "configs": [{"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}],
                      **({"default": True} if name == default else {})} for name in written],
         "task_categories": ["text-generation", "question-answering"],
         "tags": ["reasoning", "synthetic", "chain-of-thought", "chimera"],
         "size_categories": [_size_category(counts["all"])],
     }
-    models = config.get("models") or {}
-    roles = {role: _model_name(models.get(role), role) for role in ("expander", "drafter", "solver")}
-    judges = models.get("labeler")
-    for name, spec in zip(("labeler", "labeler2"), judges if isinstance(judges, list) else [judges]):
-        roles[name] = _model_name(spec, name)
-    roles.update({f"critic{i}": _model_name(spec, f"critic{i}") for i, spec in enumerate(models.get("critics") or [])})
+    roles = {role: _model_name(spec, role) for role, spec in config.models.all_roles().items()} if config else {}
     lines = [
         "---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
         f"# {run}", "",
@@ -163,9 +160,9 @@ def dataset_card(run: str, counts: dict[str, int], stats_table: str, stats: dict
             d = quality["difference"]
             lines += [f"Overall {d['of']}: {d['mean']:+.3f} (95% bootstrap interval {d['ci95'][0]:+.3f} to "
                       f"{d['ci95'][1]:+.3f}).", ""]
+    shown = publishable(config) if config else {}
     lines += ["## Generation config", "", "Models are named by model name only: endpoints, headers, keys and local "
-              "paths are left out.", "", "```yaml", yaml.safe_dump(publishable(config), sort_keys=False).strip(), "```",
-              ""]
+              "paths are left out.", "", "```yaml", yaml.safe_dump(shown, sort_keys=False).strip(), "```", ""]
     return "\n".join(lines)
 
 
@@ -192,25 +189,21 @@ PUBLIC_MODEL_FIELDS = ("provider", "model", "temperature", "top_p", "max_tokens"
                        "structured_output")
 
 
-def publishable(config: dict[str, Any]) -> dict[str, Any]:
+def publishable(config: Config) -> dict[str, Any]:
     """The run's config as a card may show it: models by name and sampling only; no endpoint URL or host,
     header, key name, query, request body extras, class keyword arguments or local path."""
-    def scrub(spec: Any) -> Any:
-        if isinstance(spec, list):
-            return [scrub(s) for s in spec]
-        if isinstance(spec, dict):
-            return {k: v for k, v in spec.items() if k in PUBLIC_MODEL_FIELDS}
-        return spec
+    def public(spec: ModelSpec) -> dict[str, Any]:
+        return spec.model_dump(mode="json", include=set(PUBLIC_MODEL_FIELDS))
 
-    shown = {**config, "models": {role: scrub(spec) for role, spec in (config.get("models") or {}).items()}}
-    shown["run"] = {k: v for k, v in (config.get("run") or {}).items() if k != "db"}
-    return shown
+    models = {}
+    for name in ModelsConfig.model_fields:
+        spec = getattr(config.models, name)
+        models[name] = [public(s) for s in spec] if isinstance(spec, list) else public(spec) if spec else None
+    return {**scrub_credentials(config.model_dump(mode="json", exclude={"run": {"db"}})), "models": models}
 
 
-def _model_name(spec: dict[str, Any] | None, role: str) -> str:
-    if not spec:
-        return "-"
-    return spec.get("model") or (f"simulator (sim-{role})" if spec.get("provider") == "sim" else "-")
+def _model_name(spec: ModelSpec, role: str) -> str:
+    return spec.model or (f"simulator (sim-{role})" if spec.provider == "sim" else "-")
 
 
 def _fmt(value: float | None) -> str:
@@ -242,7 +235,7 @@ def push(out: Path, repo: str, *, public: bool = False) -> str:
     return f"https://huggingface.co/datasets/{repo}"
 
 
-def require_license(config: dict[str, Any]) -> None:
-    if not (config.get("dataset") or {}).get("license"):
+def require_license(config: Config | None) -> None:
+    if not (config and config.dataset.license):
         raise ChimeraError("--push: the run's config names no dataset.license; add `dataset: {license: ...}` to it "
                            "and run chimera run once to store it (the export itself works without one)")

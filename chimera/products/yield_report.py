@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Literal
 
-from chimera.models.costs import stored_prices, usage_cost
+from chimera.models.costs import prices_of, usage_cost
 from chimera.store import Store
 
 
@@ -13,7 +13,7 @@ def yield_by(store: Store, run: str, by: Literal["topic", "subject"]) -> list[di
     """Rows per topic (`by="topic"`) or subject: problems by status and reason, revisions, correct rate,
     tokens, and the estimated cost per accepted sample (None where a role used has no price in the config)."""
     assert by in ("topic", "subject")
-    prices = stored_prices(store.run_config(run))
+    prices = prices_of(store.config_of(run))
     rows: dict[str, dict[str, Any]] = {}
     topics = {t["id"]: t for t in store.topics(run)}
 

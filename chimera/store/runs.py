@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from chimera.errors import StoredConfigError
 from chimera.store.base import StoreBase
 from chimera.store.rows import TopicRow
+
+if TYPE_CHECKING:
+    from chimera.config import Config
 
 
 class RunsAndTopics(StoreBase):
@@ -17,10 +21,18 @@ class RunsAndTopics(StoreBase):
     def runs(self) -> list[dict[str, Any]]:
         return self._rows("runs", order_by="created_at")
 
-    def run_config(self, run: str) -> dict[str, Any]:
-        """The config stored with a run (redacted: env var names, never keys); {} for an unknown run."""
+    def config_of(self, run: str) -> Config | None:
+        """The config stored with a run (redacted: env var names, never keys), parsed; None for a run with none
+        (a taxonomy import makes the run before `chimera run` stores its config) and for an unknown run. A
+        stored config that cannot be read is a StoredConfigError naming the run."""
+        from chimera.config import stored_config  # config.py reads database URLs with chimera.store.postgres
+
         row = self.conn.execute("select config from runs where name = ?", [run]).fetchone()
-        return json.loads(row[0] or "{}") if row else {}
+        try:
+            raw = json.loads(row[0] or "{}") if row else {}
+        except ValueError:
+            raise StoredConfigError(f"run {run!r}: the config stored with it is not JSON") from None
+        return stored_config(raw, run=run) if raw else None
 
     def upsert_topic(self, *, id: str, run: str, subject: str, name: str, position: int, source: str,
                      subfield: str | None = None, weight: float = 1.0, status: str | None = None,

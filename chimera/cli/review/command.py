@@ -138,8 +138,10 @@ def _resume(store: Any, run: str, args: argparse.Namespace) -> int:
     from chimera.cli.run import run_with_progress
     from chimera.config import load_config
 
-    stored = store.run_config(run)
-    store.close()
+    try:
+        stored = None if args.config else store.config_of(run)  # your own config needs none read from the database
+    finally:
+        store.close()
     if args.config:
         config = load_config(args.config)
         if config.run.name != run:

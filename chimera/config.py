@@ -107,6 +107,8 @@ class SubjectSpec(_Strict):
             raise ValueError("must be at least 1")
         if isinstance(value, list) and not value:
             raise ValueError("must name at least one")
+        if isinstance(value, list) and (blank := [name for name in value if not any(ch.isalnum() for ch in name)]):
+            raise ValueError(f"a name needs a letter or digit: {blank[0]!r}")  # it would normalise to nothing
         return value
 
     def subfield_target(self) -> int:

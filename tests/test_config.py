@@ -38,6 +38,8 @@ def test_a_timeout_is_always_set():
     ({"run": {"name": "r", "db": "r.db", "concurrency": "many"}}, "run.concurrency:"),
     ({"problems_per_topic": 0}, "problems_per_topic:"),
     ({"subjects": [{"name": "Math", "topics": []}]}, "subjects.0.topics"),
+    ({"subjects": [{"name": "Math", "topics": 4, "subfields": ["Algebra", " "]}]}, "subjects.0.subfields"),
+    ({"subjects": [{"name": "Math", "topics": ["--"]}]}, "a name needs a letter or digit: '--'"),
     ({"models": {"default": {"base_url": "http://h/v1", "model": "m"}, "critics": [{}]}}, "models.critics:"),
     ({"models": {"solver": {"base_url": "http://h/v1"}}}, "models.expander:"),
     ({"models": {"default": {"base_url": "http://h/v1", "model": "m"}, "solver": {"temprature": 1}}},

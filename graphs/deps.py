@@ -58,7 +58,8 @@ class Deps:
         return self.config.run.name
 
     @property
-    def retries(self) -> int:
+    def parse_retries(self) -> int:
+        """How many more times an agent asks for a reply it could not parse (the config's `parse_retries`)."""
         return self.config.parse_retries
 
     def context(self, **ids: Any) -> dict[str, Any]:

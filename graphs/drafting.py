@@ -16,7 +16,7 @@ async def draft_slot(deps: Deps, *, problem_id: str, topic_id: str, subject: str
     ids: dict[str, Any] = dict(id=problem_id, run=deps.run, topic_id=topic_id, subject=subject, topic=topic, slot=slot)
     try:
         drafted = await drafter.draft(deps.clients["drafter"], subject=subject, topic=topic,
-                                      earlier=await store.drafts_before(topic_id, slot), retries=deps.retries,
+                                      earlier=await store.drafts_before(topic_id, slot), retries=deps.parse_retries,
                                       context=deps.context(topic_id=topic_id, problem_id=problem_id))
     except ReplyError as error:
         await store.record_failed_draft(**ids, status="rejected", reason=f"drafter reply unparseable: {error.reason}")

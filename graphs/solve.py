@@ -79,7 +79,7 @@ async def solve_sample(deps: Deps, task: ProblemTask, row: ProblemRow, j: int, r
     try:
         labeled = await labeler.label_answer(
             [deps.clients[role] for role in JUDGE_ROLES if role in deps.clients], problem=row["problem"],
-            reference=row["answer"], response=reply.content, retries=deps.retries, context=context, audit=audited)
+            reference=row["answer"], response=reply.content, retries=deps.parse_retries, context=context, audit=audited)
         result, judges = labeled.grade, labeled.judges
     except ReplyError as error:
         result = Grade(None, "unlabeled", None, f"judge reply unparseable: {error.reason}")

@@ -113,7 +113,7 @@ async def plan_subject(state: SubjectTask, *, runtime: Runtime[Deps]) -> Command
     else:
         async def ask(missing: int, so_far: list[str]) -> list[str]:
             return await expander.expand_subfields(deps.clients["expander"], subject=subject, count=missing,
-                                                   existing=so_far, retries=deps.retries,
+                                                   existing=so_far, retries=deps.parse_retries,
                                                    context=deps.context(scope=subject))
 
         subfields, _, note = await grow(ask, state["subfields"], deps.config.taxonomy.max_rounds)
@@ -132,7 +132,7 @@ async def expand_subfield(state: SubfieldTask, *, runtime: Runtime[Deps]) -> dic
     else:
         async def ask(missing: int, so_far: list[str]) -> list[str]:
             return await expander.expand(deps.clients["expander"], subject=subject, subfield=subfield,
-                                         count=missing, existing=so_far, retries=deps.retries,
+                                         count=missing, existing=so_far, retries=deps.parse_retries,
                                          context=deps.context(scope=f"{subject} / {subfield}"))
 
         target = state["target"] or 0
@@ -153,7 +153,7 @@ async def refill(state: RefillTask, *, runtime: Runtime[Deps]) -> dict[str, Any]
     subject, subfield = state["subject"], state["subfield"]
     try:
         names = await expander.expand(deps.clients["expander"], subject=subject, subfield=subfield,
-                                      count=state["count"], existing=state["existing"], retries=deps.retries,
+                                      count=state["count"], existing=state["existing"], retries=deps.parse_retries,
                                       context=deps.context(scope=f"{subject} / {subfield}"))
         note = "ok"
     except (ReplyError, CallFailed) as error:

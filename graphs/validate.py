@@ -35,7 +35,7 @@ async def critic_vote(deps: Deps, index: int, task: ProblemTask, row: ProblemRow
     try:
         verdict = await critic.critique(
             client, subject=task["subject"], topic=task["topic"], problem=row["problem"], answer=row["answer"],
-            retries=deps.retries, context=deps.context(topic_id=task["topic_id"], problem_id=task["problem_id"]))
+            retries=deps.parse_retries, context=deps.context(topic_id=task["topic_id"], problem_id=task["problem_id"]))
         matches, how = critic.answer_matches(row["answer"], verdict.own_answer, verdict.agrees_with_reference,
                                              row["problem"])
         vote = {"verdict": verdict.verdict, "agrees": matches}
@@ -99,7 +99,7 @@ async def revise(state: ProblemTask, *, runtime: Runtime[Deps]) -> Command:
     try:
         revised = await drafter.revise(
             deps.clients["drafter"], subject=state["subject"], topic=state["topic"], problem=row["problem"],
-            answer=row["answer"], critiques=critiques, retries=deps.retries,
+            answer=row["answer"], critiques=critiques, retries=deps.parse_retries,
             context=deps.context(topic_id=state["topic_id"], problem_id=state["problem_id"]))
     except ReplyError as error:
         return await to_outcome(deps, state, "reject", f"drafter revision unparseable: {error.reason}")

@@ -5,8 +5,9 @@ Which fake serves what: the project's own simulator (chimera.sim) is the model e
 real HTTP, in-process (`simulator` fixture, or a role with `provider: sim`) or in a thread that outlives a killed
 run (tests/test_batches.py); `tests/hostile.py` puts a proxy in front of it that rewrites replies (malformed,
 hostile, slow); `tests/stop_at.py` signals a run at an exact request; `tests/tcp_proxy.py` drops connections to
-PostgreSQL; `tests/scripted.py` puts a transport that answers from a script (in order, starting over when it is
-spent, recording every prompt) behind a real role client, for routing, grading and Stage 1 tests. None reaches
+PostgreSQL; `tests/scripted.py` puts a transport that answers from a script (in order, each reply once, recording
+every prompt; a call after the script is spent ends the test) behind a real role client, and builds the graph
+`Deps` of a run answered by such clients (`scripted_deps`), for routing, grading and Stage 1 tests. None reaches
 beyond loopback."""
 
 from __future__ import annotations

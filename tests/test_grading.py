@@ -214,7 +214,8 @@ def test_the_judge_is_asked_only_when_no_rule_decides():
 
 
 def test_two_judges_that_disagree_leave_the_label_undecided_with_both_rationales():
-    yes = scripted("labeler", {"correct": True, "extracted_answer": "ode", "rationale": "same form"})
+    same_form = {"correct": True, "extracted_answer": "ode", "rationale": "same form"}
+    yes = scripted("labeler", same_form, same_form)  # it judges twice: against `no`, then against a second yes
     no = scripted("labeler2", {"correct": False, "extracted_answer": "ode", "rationale": "another form"})
     labeled = run(label_answer([yes, no], problem="p", reference="sonnet", response="\\boxed{ode}", retries=0))
     split = labeled.grade

@@ -4,31 +4,26 @@ import asyncio
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
-from scripted import scripted, seen, vote
+from scripted import scripted, scripted_deps, seen, vote
 
-from chimera.config import parse_config
 from chimera.graphs import build_problem_graph, build_topic_graph
-from chimera.graphs.deps import Deps
-from chimera.store import Store
-from chimera.store.nonblocking import AsyncStore
 
 PROBLEM = "Compute 3 + 4."
+SOLVED = "<think>3 plus 4 is 7</think>The sum is \\boxed{7}."
 
 
 def make_deps(tmp_path, max_revisions=1, **clients):
-    config = parse_config({"run": {"name": "r", "db": str(tmp_path / "r.db")},
-                           "subjects": [{"name": "Math", "topics": ["Addition"]}],
-                           "max_revisions": max_revisions, "parse_retries": 1})
     defaults = {
         "drafter": scripted("drafter", {"problem": "Compute 3 + 4, exactly.", "answer": "7"}),
         "critic0": scripted("critic0", vote("accept")),
         "critic1": scripted("critic1", vote("accept")),
-        "solver": scripted("solver", "<think>3 plus 4 is 7</think>The sum is \\boxed{7}."),
+        "solver": scripted("solver", SOLVED),
         "labeler": scripted("labeler", {"correct": True, "extracted_answer": "7", "rationale": "same"}),
         "expander": scripted("expander", {"topics": []}),
     }
     defaults.update(clients)
-    return Deps(config=config, store=AsyncStore(Store(tmp_path / "r.db")), clients=defaults)
+    return scripted_deps(tmp_path, defaults, subjects=[{"name": "Math", "topics": ["Addition"]}],
+                         max_revisions=max_revisions, parse_retries=1)
 
 
 def run_problem(deps):
@@ -55,7 +50,8 @@ def test_both_critics_accept_then_solve_label_and_commit(tmp_path):
 
 
 def test_a_revise_vote_sends_the_critiques_to_the_drafter_and_critics_see_the_revision(tmp_path):
-    deps = make_deps(tmp_path, critic0=scripted("critic0", vote("revise", agrees=False, own="8"), vote("accept")))
+    deps = make_deps(tmp_path, critic0=scripted("critic0", vote("revise", agrees=False, own="8"), vote("accept")),
+                     critic1=scripted("critic1", vote("accept"), vote("accept")))
     problem, sample = run_problem(deps)
     assert problem["status"] == "accepted" and problem["revisions"] == 1
     assert problem["problem"] == "Compute 3 + 4, exactly." and problem["draft_problem"] == PROBLEM
@@ -79,8 +75,10 @@ def test_a_reject_vote_is_final(tmp_path):
 
 
 def test_revisions_stop_at_max_revisions(tmp_path):
-    deps = make_deps(tmp_path, max_revisions=2,
-                     critic0=scripted("critic0", vote("revise")), critic1=scripted("critic1", vote("revise")))
+    revision = {"problem": "Compute 3 + 4, exactly.", "answer": "7"}
+    deps = make_deps(tmp_path, max_revisions=2, drafter=scripted("drafter", revision, revision),
+                     critic0=scripted("critic0", *[vote("revise")] * 3),
+                     critic1=scripted("critic1", *[vote("revise")] * 3))
     problem, _ = run_problem(deps)
     assert problem["status"] == "rejected"
     assert problem["rejection_reason"] == "critics asked for revision after 2 revisions"
@@ -88,7 +86,7 @@ def test_revisions_stop_at_max_revisions(tmp_path):
 
 
 def test_an_unparseable_critic_reply_is_retried_then_recorded_as_a_rejection(tmp_path):
-    deps = make_deps(tmp_path, critic0=scripted("critic0", "not json at all"))
+    deps = make_deps(tmp_path, critic0=scripted("critic0", "not json at all", "not json at all"))
     problem, _ = run_problem(deps)
     assert calls(deps, "critic0") == 2, "one retry after the first unparseable reply"
     assert problem["status"] == "rejected"
@@ -112,7 +110,9 @@ def test_the_judge_decides_only_what_rules_cannot(tmp_path):
 
 def test_slot_k_drafter_sees_the_problems_of_earlier_slots(tmp_path):
     drafts = [{"problem": f"Problem number {i}.", "answer": "7"} for i in range(3)]
-    deps = make_deps(tmp_path, drafter=scripted("drafter", *drafts))
+    deps = make_deps(tmp_path, drafter=scripted("drafter", *drafts), critic0=scripted("critic0", *[vote("accept")] * 3),
+                     critic1=scripted("critic1", *[vote("accept")] * 3),
+                     solver=scripted("solver", *[SOLVED] * 3))
     deps.store.sync.upsert_topic(id="t1", run="r", subject="Math", name="Addition", position=0, source="explicit")
     graph = build_topic_graph().compile(checkpointer=InMemorySaver())
     asyncio.run(graph.ainvoke({"topic_id": "t1", "subject": "Math", "topic": "Addition", "slots": 3},

@@ -86,7 +86,7 @@ def test_kept_replies_are_looked_up_only_for_keys_that_have_one(tmp_path):
         store.kept_reply = counting  # type: ignore[method-assign]
         call = {"run": "r", "role": "solver", "model": "m", "base_url": "u", "outcome": "ok",
                 "request_key": "k1", "reply": '{"content": "42"}'}
-        call_id = await kept.log(call)
+        call_id = await kept.log_call(call)
         found, missing = await kept.lookup("k1"), await kept.lookup("k2")
         reopened = await KeptReplies.of_run(store, "r")
         again = await reopened.lookup("k1")

@@ -4,15 +4,12 @@ import asyncio
 
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
-from scripted import scripted, seen, vote
+from scripted import scripted, scripted_deps, seen, vote
 
 from chimera.config import parse_config
 from chimera.graphs import build_problem_graph
-from chimera.graphs.deps import Deps
 from chimera.review.decision import ReviewDecision
 from chimera.review.policy import Facts, review_reasons, sampled
-from chimera.store import Store
-from chimera.store.nonblocking import AsyncStore
 
 PROBLEM = "Compute 3 + 4."
 RIGHT = "<think>3 plus 4</think>The sum is \\boxed{7}."
@@ -24,9 +21,6 @@ class Problem:
 
     def __init__(self, tmp_path, policy, *, max_revisions=1, rate=0.1, **clients):
         tmp_path.mkdir(exist_ok=True)
-        config = parse_config({"run": {"name": "r", "db": str(tmp_path / "r.db")},
-                               "subjects": [{"name": "Math", "topics": ["Addition"]}],
-                               "max_revisions": max_revisions, "review": {"policy": policy, "rate": rate}})
         self.clients = {
             "drafter": scripted("drafter", {"problem": "Compute 3 + 4, exactly.", "answer": "7"}),
             "critic0": scripted("critic0", vote("accept")),
@@ -35,8 +29,9 @@ class Problem:
             "labeler": scripted("labeler", {"correct": False, "extracted_answer": "", "rationale": ""}),
             "expander": scripted("expander", {"topics": []}),
         } | clients
-        self.store = Store(tmp_path / "r.db")
-        self.deps = Deps(config=config, store=AsyncStore(self.store), clients=self.clients)
+        self.deps = scripted_deps(tmp_path, self.clients, subjects=[{"name": "Math", "topics": ["Addition"]}],
+                                  max_revisions=max_revisions, review={"policy": policy, "rate": rate})
+        self.store = self.deps.store.sync
         self.graph = build_problem_graph().compile(checkpointer=InMemorySaver())
         self.thread = {"configurable": {"thread_id": "topic-thread"}}
         self.store.save_draft(id="p1", run="r", topic_id="t1", subject="Math", topic="Addition", slot=0,
@@ -58,6 +53,12 @@ class Problem:
     @property
     def row(self):
         return self.store.problem("p1")
+
+
+def two_rounds():
+    """Critics and solver for a problem a reviewer sends back once: they see the draft, then what comes back."""
+    return {"critic0": scripted("critic0", vote("accept"), vote("accept")),
+            "critic1": scripted("critic1", vote("accept"), vote("accept")), "solver": scripted("solver", RIGHT, RIGHT)}
 
 
 def test_without_a_policy_nothing_waits(tmp_path):
@@ -156,7 +157,7 @@ def test_reject_keeps_the_reviewer_and_note_as_the_reason(tmp_path):
 
 
 def test_an_edit_goes_back_through_both_critics(tmp_path):
-    problem = Problem(tmp_path, "all")
+    problem = Problem(tmp_path, "all", **two_rounds())
     problem.start()
     assert problem.decide("edit", answer="7.0", problem="Compute 3 + 4 in base ten.") != [], \
         "after the critics pass the edit, policy `all` stops it again"
@@ -168,7 +169,7 @@ def test_an_edit_goes_back_through_both_critics(tmp_path):
 
 
 def test_revise_sends_the_note_to_the_drafter(tmp_path):
-    problem = Problem(tmp_path, "all")
+    problem = Problem(tmp_path, "all", **two_rounds())
     problem.start()
     problem.decide("revise", note="say the numbers are integers")
     assert "say the numbers are integers" in seen(problem.clients["drafter"])[-1]

@@ -2,7 +2,8 @@
 
 import pytest
 
-from chimera.cli.review.render import edit_buffer, math_html, parse_edit_buffer
+from chimera.cli.review.edit_buffer import edit_buffer, parse_edit_buffer
+from chimera.cli.safe_text import math_html
 
 
 def test_inline_and_display_latex_become_mathml_and_the_rest_is_escaped():
@@ -33,7 +34,7 @@ def test_an_edit_buffer_without_its_markers_is_refused():
 
 
 def test_math_from_model_text_keeps_only_allowlisted_mathml():
-    from chimera.cli.review.render import math_html
+    from chimera.cli.safe_text import math_html
 
     html_out = math_html("$\\href{javascript:alert(1)}{x}$ $\\style{position:fixed}{y}$ $\\text{<script>z</script>}$")
     for banned in ("href", "style=", "javascript", "<script", "class=", "id="):
@@ -42,7 +43,7 @@ def test_math_from_model_text_keeps_only_allowlisted_mathml():
 
 
 def test_rendering_is_bounded_and_control_characters_are_visible():
-    from chimera.cli.review.render import MAX_FIELD_CHARS, math_html, math_spans, visible
+    from chimera.cli.safe_text import MAX_FIELD_CHARS, math_html, math_spans, visible
 
     huge = "$x$ " * (MAX_FIELD_CHARS // 4 + 1)
     assert "<math" not in math_html(huge), "a field past the cap is shown as escaped text"

@@ -121,7 +121,7 @@ def test_beyond_loopback_every_request_needs_the_token(reviewed_db):
     assert short.returncode == 1 and "at least 16 characters" in short.stderr
     token = "s3cret-token-for-this-test"
     server = ReviewServer(reviewed_db, "--host", "0.0.0.0", "--token", token)
-    name, value = cookie_for(token)
+    name, value = cookie_for(token, "review")
     try:
         assert server.get() == 403
         assert server.get("item/x") == 403
@@ -130,7 +130,7 @@ def test_beyond_loopback_every_request_needs_the_token(reviewed_db):
         assert server.get("", headers={"Authorization": f"Bearer {token}"}) == 200
         assert server.get("", headers={"Cookie": f"{name}={value}"}) == 200
         assert server.get("", headers={"Cookie": f"{name}={token}"}) == 403, "the cookie never holds the token"
-        assert token not in value and name != cookie_for("another-token-of-16+")[0]
+        assert token not in value and name != cookie_for("another-token-of-16+", "review")[0]
     finally:
         server.stop()
 

@@ -27,7 +27,7 @@ def bodies(client):
 
 
 def test_a_cut_reply_is_asked_again_with_twice_the_limit_then_stops_at_the_cap(caplog):
-    client = with_spec(scripted("expander", cut('{"topics": ["Rings", "Fie')), max_tokens=100, max_tokens_cap=300)
+    client = with_spec(scripted("expander", *[cut('{"topics": ["Rings", "Fie')] * 3), max_tokens=100, max_tokens_cap=300)
     with caplog.at_level(logging.WARNING, logger="chimera.replies"), pytest.raises(ReplyError) as error:
         asyncio.run(expander.expand(client, subject="Mathematics", subfield="Algebra", count=3, existing=[],
                                     retries=5))

@@ -8,17 +8,15 @@ import numpy as np
 import pytest
 from helpers import chimera, write_config
 from langgraph.checkpoint.memory import InMemorySaver
-from scripted import scripted, seen
+from scripted import scripted, scripted_deps, seen
 from stop_at import StopAt, counted
 
 from chimera.config import SimSettings, parse_config
-from chimera.graphs.deps import Deps
 from chimera.graphs.taxonomy import build_taxonomy_graph, grow
 from chimera.graphs.taxonomy_plan import allocate, subject_tasks
 from chimera.ids import normalize_topic
 from chimera.sim.oracle import embed
 from chimera.store import Store
-from chimera.store.nonblocking import AsyncStore
 from chimera.tools.topic_dedup import dedup_topics
 
 PLANTED = [
@@ -87,17 +85,16 @@ def test_quotas_add_up_to_the_total_and_follow_the_weights(total):
 
 
 def test_the_graph_expands_subjects_into_subfields_into_topics(tmp_path):
-    config = parse_config({
-        "run": {"name": "r", "db": str(tmp_path / "r.db")}, "problems_total": 30,
-        "subjects": [{"name": "Math", "topics": 4, "subfields": 2, "weight": 2},
-                     {"name": "Bio", "topics": ["Genetics", "Ecology"], "weight": 1}],
-        "taxonomy": {"lexical_threshold": 0.95}})
     expander = scripted("expander", {"subfields": ["Algebra", "Graphs"]}, {"topics": ["Rings", "Fields"]},
                         {"topics": ["Trees", "Cycles"]})
-    deps = Deps(config=config, store=AsyncStore(Store(tmp_path / "r.db")), clients={"expander": expander})
+    deps = scripted_deps(tmp_path, {"expander": expander}, problems_total=30,
+                         subjects=[{"name": "Math", "topics": 4, "subfields": 2, "weight": 2},
+                                   {"name": "Bio", "topics": ["Genetics", "Ecology"], "weight": 1}],
+                         taxonomy={"lexical_threshold": 0.95})
     deps.store.sync.save_run("r", {})
     graph = build_taxonomy_graph().compile(checkpointer=InMemorySaver())
-    asyncio.run(graph.ainvoke({"subjects": subject_tasks(config.subjects)}, {"configurable": {"thread_id": "x"}}, context=deps))
+    asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps.config.subjects)}, {"configurable": {"thread_id": "x"}},
+                              context=deps))
     topics = deps.store.sync.topics("r", live=True)
     assert {(t["subject"], t["subfield"], t["name"]) for t in topics} == {
         ("Math", "Algebra", "Rings"), ("Math", "Algebra", "Fields"), ("Math", "Graphs", "Trees"),
@@ -197,18 +194,18 @@ def test_every_subject_reaches_its_target_when_topics_merge_across_subjects(tmp_
 
 
 def test_explicit_topics_are_never_merged_and_a_refill_lists_what_was_merged_away(tmp_path):
-    config = parse_config({
-        "run": {"name": "r", "db": str(tmp_path / "r.db")},
-        "subjects": [{"name": "Math", "topics": ["Number theory", "Group theory"]},
-                     {"name": "CS", "topics": ["Number theory"]},
-                     {"name": "Physics", "topics": 2, "subfields": ["Mechanics"]}],
-        # low enough that "Number theory" and "Group theory" (trigram Jaccard 0.29) would merge if they could
-        "taxonomy": {"lexical_threshold": 0.25}})
     expander = scripted("expander", {"topics": ["Number theory", "Optics"]}, {"topics": ["Acoustics", "Optics"]})
-    deps = Deps(config=config, store=AsyncStore(Store(tmp_path / "r.db")), clients={"expander": expander})
+    deps = scripted_deps(tmp_path, {"expander": expander},
+                         subjects=[{"name": "Math", "topics": ["Number theory", "Group theory"]},
+                                   {"name": "CS", "topics": ["Number theory"]},
+                                   {"name": "Physics", "topics": 2, "subfields": ["Mechanics"]}],
+                         # low enough that "Number theory" and "Group theory" (trigram Jaccard 0.29) would merge
+                         # if they could
+                         taxonomy={"lexical_threshold": 0.25})
     deps.store.sync.save_run("r", {})
     graph = build_taxonomy_graph().compile(checkpointer=InMemorySaver())
-    asyncio.run(graph.ainvoke({"subjects": subject_tasks(config.subjects)}, {"configurable": {"thread_id": "x"}}, context=deps))
+    asyncio.run(graph.ainvoke({"subjects": subject_tasks(deps.config.subjects)}, {"configurable": {"thread_id": "x"}},
+                              context=deps))
     live = {(t["subject"], t["name"]) for t in deps.store.sync.topics("r", live=True)}
     assert live == {("Math", "Number theory"), ("Math", "Group theory"), ("CS", "Number theory"),
                     ("Physics", "Optics"), ("Physics", "Acoustics")}

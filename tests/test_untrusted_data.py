@@ -22,7 +22,7 @@ from test_hostile_input import config_for, env_with_key, plant
 from test_review_cli import review_config
 
 from chimera.agents import critic, labeler
-from chimera.cli.review.render import math_html
+from chimera.cli.safe_text import math_html
 from chimera.config import parse_config
 from chimera.errors import ChimeraError
 from chimera.models import prompt_markers as markers

@@ -4,14 +4,10 @@ import asyncio
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
-from scripted import cut, scripted, seen, vote
+from scripted import cut, scripted, scripted_deps, seen, vote
 
-from chimera.config import parse_config
 from chimera.graphs import build_problem_graph
-from chimera.graphs.deps import Deps
 from chimera.products.export import records
-from chimera.store import Store
-from chimera.store.nonblocking import AsyncStore
 from chimera.tools.dedup import ProblemIndex, shingles
 
 PROBLEM = "A committee of 3 members is to be chosen from 10 distinct candidates. In how many ways?"
@@ -28,9 +24,7 @@ def make_deps(tmp_path, *, index=None, **overrides):
     }
     settings = {k: overrides.pop(k) for k in list(overrides) if k == "max_revisions"}
     clients.update(overrides)
-    config = parse_config({"run": {"name": "r", "db": str(tmp_path / "r.db")},
-                           "subjects": [{"name": "Math", "topics": ["Counting"]}], **settings})
-    return Deps(config=config, store=AsyncStore(Store(tmp_path / "r.db")), clients=clients, index=index)
+    return scripted_deps(tmp_path, clients, index=index, subjects=[{"name": "Math", "topics": ["Counting"]}], **settings)
 
 
 def run(deps, pid="p1", problem=PROBLEM, answer="120"):
@@ -59,7 +53,8 @@ def test_an_equivalent_own_answer_counts_as_agreement(tmp_path):
 
 
 def test_every_vote_of_every_round_is_kept(tmp_path):
-    deps = make_deps(tmp_path, critic0=scripted("critic0", vote("revise", own="120"), vote("accept", own="120")))
+    deps = make_deps(tmp_path, critic0=scripted("critic0", vote("revise", own="120"), vote("accept", own="120")),
+                     critic1=scripted("critic1", vote("accept", own="120"), vote("accept", own="120")))
     problem = run(deps)
     votes = deps.store.sync.all_votes("p1")
     assert problem["revisions"] == 1
@@ -111,7 +106,7 @@ def test_a_cut_trajectory_is_retried_once_with_the_larger_budget(tmp_path):
 
 
 def test_without_a_retry_budget_a_cut_trajectory_is_truncated_and_kept_out_of_sft(tmp_path):
-    deps = make_deps(tmp_path, solver=scripted("solver", cut("<think>long...")))
+    deps = make_deps(tmp_path, solver=scripted("solver", cut("<think>long..."), cut("<think>long...")))
     deps.config.solver.samples = 2
     problem = run(deps)
     samples = deps.store.sync.samples_of("p1")
@@ -168,7 +163,7 @@ def test_a_kept_problem_displaced_later_ends_rejected_even_after_it_was_accepted
     index = ProblemIndex(threshold=0.5)
     votes = [vote("accept", own="120")] * 2
     deps = make_deps(tmp_path, index=index, critic0=scripted("critic0", *votes), critic1=scripted("critic1", *votes),
-                     solver=scripted("solver", "\\boxed{120}"))
+                     solver=scripted("solver", "\\boxed{120}", "\\boxed{120}"))
     assert run(deps, "p2")["status"] == "accepted"
     reworded = "A committee of 3 members is to be chosen from 10 distinct candidates. In how many different ways?"
     first = run(deps, "p1", problem=reworded)
@@ -192,7 +187,9 @@ def test_after_the_topics_a_chain_of_near_duplicates_settles_as_in_key_order(tmp
     from chimera.tools.dedup import settle
 
     assert settle(list(CHAIN.items()), threshold=0.5, shingle_words=3, num_perm=128).keys() == {"p2"}
-    deps = make_deps(tmp_path, index=ProblemIndex(threshold=0.5))
+    votes = [vote("accept", own="120")] * 3  # one round each; the retry reuses p3's votes and trajectory
+    deps = make_deps(tmp_path, index=ProblemIndex(threshold=0.5), critic0=scripted("critic0", *votes),
+                     critic1=scripted("critic1", *votes), solver=scripted("solver", *["\\boxed{120}"] * 3))
     deps.config.dedup.threshold = 0.5
     for pid in ("p3", "p2", "p1"):  # the worst order: each one displaces the one before
         run(deps, pid, problem=CHAIN[pid])

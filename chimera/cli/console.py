@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from chimera.cli.review.render import visible
+from chimera.cli.safe_text import visible
 
 
 class PlainConsole(Console):

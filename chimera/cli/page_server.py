@@ -54,7 +54,7 @@ def loopback_host(host_header: str) -> bool:
     return name in _LOOPBACK_NAMES or is_loopback(name.strip("[]"))
 
 
-def cookie_for(token: str, page: str = "review") -> tuple[str, str]:
+def cookie_for(token: str, page: str) -> tuple[str, str]:
     """(name, value) of a page server's login cookie: named for the page and the token, holding a value derived
     from the token (never the token itself)."""
     digest = hashlib.sha256(token.encode()).hexdigest()
@@ -98,8 +98,7 @@ def chosen_token(given: str | None, variable: str) -> str | None:
     return given or os.environ.get(variable) or None
 
 
-def guard(server: str, *, token: str | None, loopback_only: bool, csp: str,
-          page: str = "review") -> Middleware:
+def guard(server: str, *, token: str | None, loopback_only: bool, csp: str, page: str) -> Middleware:
     """The middleware every page server runs first: host, origin and token checks, then the headers.
     `server` names it in refusals ("review server"); `page` names its cookie."""
     check_token(token)

@@ -387,7 +387,7 @@ async def open_deps(config: Config, store: AsyncStore, endpoints: Endpoints, sim
     closed by `stack`. `chimera run` and a LangGraph server build them alike."""
     kept = await KeptReplies.of_run(store.for_graphs, config.run.name)
     stack.push_async_callback(endpoints.stop_steering)  # adaptive budgets' controllers, started with the clients
-    clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=kept.log,
+    clients = build_clients(config, endpoints=endpoints, sim_url=sim_url, log=kept.log_call,
                             relabel=store.forward(Store.relabel_call), replay=kept.lookup,
                             batch_ledger=cast(BatchLedger, store))  # Store's methods, forwarded: the tests hold them alike
     stack.push_async_callback(close_clients, clients)

@@ -2,7 +2,7 @@
 
 A resumed run never asks a finished call again: `lookup` gives the reply kept for the request's key. Only keys
 that have one are looked up in the database (their set is read once when the run starts, and grows as
-replies are logged), so a call with nothing kept costs no round trip to find that out. On a database that
+calls with a reply are logged), so a call with nothing kept costs no round trip to find that out. On a database that
 several workers share, a topic taken over from another worker brings the keys that worker kept (`learn`).
 """
 
@@ -26,7 +26,8 @@ class KeptReplies:
         """Add the keys kept for one topic's calls since the run's were read (by another worker, say)."""
         self._keys |= await self._store.kept_request_keys(run, topic_id=topic_id)
 
-    async def log(self, call: dict[str, Any]) -> int:
+    async def log_call(self, call: dict[str, Any]) -> int:
+        """Log one model call, whatever its outcome; a call that kept its reply makes its key one to look up."""
         call_id = await self._store.log_call(call)
         if call.get("reply") is not None and call.get("request_key"):
             self._keys.add(call["request_key"])

@@ -22,7 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from chimera.cli.console import plain
-from chimera.cli.review.render import edit_buffer, parse_edit_buffer, yes_no
+from chimera.cli.review.edit_buffer import edit_buffer, parse_edit_buffer
+from chimera.cli.safe_text import yes_no
 from chimera.errors import ChimeraError
 from chimera.review.decision import ReviewDecision
 from chimera.store import Store

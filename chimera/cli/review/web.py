@@ -21,7 +21,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from chimera.cli.page_server import check_binding, check_token, content_policy, guard, is_loopback, serve_page, template
-from chimera.cli.review.render import math_html, select_options, visible, yes_no
+from chimera.cli.safe_text import math_html, select_options, visible, yes_no
 from chimera.errors import ChimeraError
 from chimera.review.decision import ReviewDecision
 from chimera.store import Store
@@ -37,7 +37,8 @@ def build_app(db: str, *, run: str, token: str | None, reviewer: str, loopback_o
     shown_db = store.sync.shown_path  # a URL's password is never on the page
     nonce = secrets.token_urlsafe(16)  # ties form posts to a page this server rendered
     style_nonce = secrets.token_urlsafe(16)
-    checked = guard("review server", token=token, loopback_only=loopback_only, csp=content_policy(style_nonce))
+    checked = guard("review server", token=token, loopback_only=loopback_only, csp=content_policy(style_nonce),
+                    page="review")
     page, listing, detail = (template("chimera.cli.review", name) for name in ("page.html", "list.html", "item.html"))
 
     async def render(title: str, body: str) -> web.Response:

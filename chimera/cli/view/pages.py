@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from chimera.cli.page_server import template
-from chimera.cli.review.render import math_html, select_options, visible, yes_no
+from chimera.cli.safe_text import math_html, select_options, visible, yes_no
 from chimera.cli.view.query import STATUSES, ListQuery
 from chimera.products.label_report import NOT_RULES
 from chimera.store.browse import LABELS, FilterChoices, ProblemListRow, ProblemRecord

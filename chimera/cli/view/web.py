@@ -15,7 +15,7 @@ import secrets
 from aiohttp import web
 
 from chimera.cli.page_server import check_binding, check_token, content_policy, guard, is_loopback, serve_page, template
-from chimera.cli.review.render import visible
+from chimera.cli.safe_text import visible
 from chimera.cli.view.pages import list_body, problem_body
 from chimera.cli.view.query import BadQuery, read_query
 from chimera.store import Store

@@ -1,5 +1,5 @@
-"""Pure text transforms for review: math to safe MathML for the page, visible control characters, and the
-$EDITOR buffer both ways.
+"""Model text made safe to show, on every page and terminal that shows it (the review front ends, the dataset
+page, the console): math to safe MathML, visible control characters, escaped filter options.
 
 Model text is hostile. The LaTeX converter un-escapes what it is given
 (`\\text{<script>}` comes out as a live tag), so its output is parsed as XML and
@@ -200,25 +200,5 @@ def select_options(values: list[str], chosen: str | None, everything: str) -> st
 
 
 def yes_no(value: object) -> str:
-    """A tri-state flag (None, falsy, truthy) as the review views show it."""
+    """A tri-state flag (None, falsy, truthy) as the pages and the terminal show it."""
     return "-" if value is None else ("yes" if value else "no")
-
-
-PROBLEM_MARK = "=== PROBLEM ==="
-ANSWER_MARK = "=== REFERENCE ANSWER ==="
-
-
-def edit_buffer(problem: str, answer: str) -> str:
-    return (f"# Correct the problem and/or the reference answer, save and quit. Lines starting with '#' are\n"
-            f"# ignored. Saving both unchanged cancels the edit.\n{PROBLEM_MARK}\n{problem}\n{ANSWER_MARK}\n{answer}\n")
-
-
-def parse_edit_buffer(text: str) -> tuple[str, str]:
-    """(problem, answer) from an edited buffer; a buffer missing a section marker is an error."""
-    lines = [line for line in text.splitlines() if not line.startswith("#")]
-    body = "\n".join(lines)
-    if PROBLEM_MARK not in body or ANSWER_MARK not in body:
-        raise ValueError(f"the edited text must keep the lines {PROBLEM_MARK!r} and {ANSWER_MARK!r}")
-    problem = body.split(PROBLEM_MARK, 1)[1].split(ANSWER_MARK, 1)[0]
-    answer = body.split(ANSWER_MARK, 1)[1]
-    return problem.strip(), answer.strip()

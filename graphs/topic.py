@@ -26,6 +26,7 @@ from chimera.graphs.problem import add_problem_flow
 from chimera.graphs.tasks import Outcome
 from chimera.ids import problem_id
 from chimera.store.graph_store import GraphStore
+from chimera.store.kept_replies import KeptReplies
 
 
 class TopicInput(TypedDict):
@@ -54,11 +55,14 @@ async def draft(state: TopicState, *, runtime: Runtime[Deps]) -> dict[str, Any]:
     return {"drafted": [{"problem_id": pid, "ok": ok}]}
 
 
-async def topic_done(store: GraphStore, run: str, topic_id: str) -> None:
+async def topic_done(store: GraphStore, run: str, topic_id: str, kept: KeptReplies | None = None) -> None:
     """A topic whose thread has ended with nothing waiting for review: done (`chimera status` counts it, a
-    resumed run skips it), and the replies kept for a resume are dropped (nothing can ask those calls again)."""
+    resumed run skips it), and the replies kept for a resume are dropped (nothing can ask those calls again),
+    with their keys in `kept`."""
     await store.set_topic_status(topic_id, "done")
     await store.forget_replies(run, topic_id=topic_id)
+    if kept is not None:
+        kept.forget_topic(topic_id)
 
 
 def all_ended(state: TopicState) -> bool:
@@ -72,7 +76,7 @@ async def finished(state: TopicState, *, runtime: Runtime[Deps]) -> dict[str, An
     wait on: LangGraph's deferred nodes do not wait for pending sends), so it acts only once all have ended."""
     if all_ended(state):
         deps = deps_of(runtime)
-        await topic_done(deps.store, deps.run, state["topic_id"])
+        await topic_done(deps.store, deps.run, state["topic_id"], deps.kept)
     return {}
 
 

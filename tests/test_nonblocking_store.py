@@ -153,3 +153,21 @@ def test_the_awaited_store_forwards_store_methods_only_and_leaves_closing_to_acl
     found = asyncio.run(scenario())
     assert found[0] == "r" and len(found) == 5
     assert "aclose" in found[1] and all("has no attribute" in line for line in found[1:])
+
+
+def test_a_done_topics_reply_keys_are_dropped_with_its_replies(tmp_path):
+    async def scenario() -> tuple:
+        store = await AsyncStore.open(tmp_path / "s.db")
+        kept = await KeptReplies.of_run(store, "r")
+        for topic, key in (("t1", "k1"), ("t1", "k2"), ("t2", "k3")):
+            await kept.log_call({"run": "r", "role": "solver", "model": "m", "base_url": "u", "outcome": "ok",
+                            "topic_id": topic, "request_key": key, "reply": '{"content": "42"}'})
+        held = len(kept)
+        kept.forget_topic("t1")
+        after, found = len(kept), await kept.lookup("k3")
+        await store.aclose()
+        return held, after, found
+
+    held, after, found = asyncio.run(scenario())
+    assert (held, after) == (3, 1), "only the keys of topics still running are held"
+    assert found is not None and found[1] == {"content": "42"}

@@ -206,3 +206,26 @@ def test_after_the_topics_a_chain_of_near_duplicates_settles_as_in_key_order(tmp
     assert {pid: deps.store.sync.problem(pid)["status"] for pid in CHAIN} == {"p1": "accepted", "p2": "rejected",
                                                                           "p3": "accepted"}
     assert len(seen(deps.clients["solver"])) == solver_calls, "its trajectory from before is reused"
+
+
+def test_the_index_holds_about_a_kilobyte_per_kept_problem_and_still_finds_rewordings():
+    import tracemalloc
+
+    from chimera.evals.dedup_bench import corpus
+
+    texts, _ = corpus(2000, 0.0, seed=0)
+    index = ProblemIndex(threshold=0.8)
+    index.find("warm up")  # datasketch's imports are not the index's memory
+    tracemalloc.start()
+    try:
+        for i, text in enumerate(texts):
+            index.add(str(i), text)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held / len(index) < 2000, "Python sets of shingle strings and datasketch's tables held about 7 KB"
+    long_enough = [i for i in range(0, 2000, 10) if len(texts[i].split()) >= 25]  # two words more stay above 0.8
+    reworded = {str(i): texts[i] + " Answer exactly." for i in long_enough}
+    assert len(reworded) > 50
+    found = {key: index.find(text) for key, text in reworded.items()}
+    assert all(match is not None and match.key == key and match.similarity >= 0.8 for key, match in found.items())

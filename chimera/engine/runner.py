@@ -260,7 +260,7 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
                 recursion_limit=limit, context=deps, known_started=topic["id"] in started_topics,
                 decisions=await decisions(thread_id), on_applied=store.forward(Store.mark_reviews_applied))
             if not waiting:  # the graph's `finished` node has marked it done; a thread ended before it existed has not
-                await topic_done(deps.store, run, topic["id"])
+                await topic_done(deps.store, run, topic["id"], deps.kept)
             monitor.topics_finished += 1
             return waiting
 
@@ -318,6 +318,8 @@ async def _stage_one(config: Config, store: AsyncStore, saver: Any, deps: Deps) 
         taxonomy = build_taxonomy_graph().compile(checkpointer=saver)
         await run_thread(taxonomy, taxonomy_thread_id(config.run.name), {}, recursion_limit=50, context=deps)
         await store.run(Store.forget_replies, config.run.name)
+        if deps.kept is not None:
+            deps.kept.forget_topic(None)
 
 
 @contextlib.asynccontextmanager

@@ -32,6 +32,14 @@ class Calls(StoreBase):
         return {row[0] for row in self.conn.execute(
             f"select request_key from llm_calls where {where} and reply is not null", args)}
 
+    def kept_request_keys_by_topic(self, run: str) -> dict[str | None, set[str]]:
+        """`kept_request_keys` of the whole run, by topic (None: calls of no topic, Stage 1's)."""
+        keys: dict[str | None, set[str]] = {}
+        for topic_id, key in self.conn.execute(
+                "select topic_id, request_key from llm_calls where run = ? and reply is not null", [run]):
+            keys.setdefault(topic_id, set()).add(key)
+        return keys
+
     def forget_replies(self, run: str, *, topic_id: str | None = None, problem_id: str | None = None) -> None:
         """Drop the kept replies of a finished thread (a topic, a retried slot, or Stage 1 when neither is
         given): nothing can ask those calls again, and trajectories are not kept twice."""

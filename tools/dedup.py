@@ -28,10 +28,6 @@ def shingles(text: str, size: int) -> set[str]:
     return {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
 
 
-def jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
-
-
 def shingle_hashes(grams: set[str]) -> bytes:
     """The shingles as sorted, distinct 64-bit hashes packed in one bytes object (8 bytes a shingle)."""
     digests = b"".join(hashlib.blake2b(g.encode(), digest_size=8).digest() for g in grams)

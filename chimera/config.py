@@ -66,7 +66,9 @@ class RunSettings(_Strict):
     concurrency: int = Field(default=32, ge=1, le=4096,
                              description="requests in flight per endpoint (unless its max_in_flight says otherwise)")
     topics_in_flight: int | None = Field(default=None, ge=1,
-                                         description="topic graphs running at once (default: enough to fill the budget)")
+                                         description="at most this many topic graphs at once; a single-process run starts "
+                                                     "another only while fewer calls wait than the budget holds "
+                                                     "(default: twice the budget)")
     lock_wait_s: float = Field(default=30.0, gt=0, le=3600,
                                description="how long a write waits for another process's lock on the database")
     lease_s: float = Field(default=60.0, ge=1, le=3600,

@@ -196,7 +196,7 @@ def test_a_released_place_goes_to_the_longest_waiter_and_cancelled_waiters_lose_
     asyncio.run(go())
 
 
-def test_a_released_place_goes_to_the_least_advanced_thread_then_the_earliest_stage_then_the_first_come():
+def test_a_released_place_goes_to_the_furthest_along_thread_then_the_latest_stage_then_the_first_come():
     async def go():
         budget = EndpointBudget("u", 1)
         await budget.acquire()
@@ -207,16 +207,17 @@ def test_a_released_place_goes_to_the_least_advanced_thread_then_the_earliest_st
             order.append(name)
             await budget.release(ok=True)
 
-        arrivals = [("solve, step 6", "solver", 6), ("critic a, step 5", "critic0", 5), ("solve, step 2", "solver", 2),
-                    ("draft, step 5", "drafter", 5), ("critic b, step 5", "critic1", 5), ("rating", "evaluator", 0)]
+        arrivals = [("solve, step 2", "solver", 2), ("critic a, step 5", "critic0", 5), ("solve, step 6", "solver", 6),
+                    ("draft, step 5", "drafter", 5), ("critic b, step 5", "critic1", 5), ("label, step 5", "labeler", 5),
+                    ("rating", "evaluator", 0)]
         tasks = []
         for arrival in arrivals:
             tasks.append(asyncio.create_task(wait(*arrival)))
             await asyncio.sleep(0)
         await budget.release(ok=True)
         await asyncio.gather(*tasks)
-        assert order == ["rating", "solve, step 2", "draft, step 5", "critic a, step 5", "critic b, step 5",
-                         "solve, step 6"]
+        assert order == ["solve, step 6", "label, step 5", "critic a, step 5", "critic b, step 5", "draft, step 5",
+                         "solve, step 2", "rating"]
         assert budget.in_flight == 0
 
     asyncio.run(go())

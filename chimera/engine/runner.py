@@ -27,6 +27,7 @@ from langgraph.errors import EmptyInputError
 from langgraph.types import Command
 
 from chimera.config import Config
+from chimera.engine.admission import run_while_room
 from chimera.engine.outages import through_outage
 from chimera.engine.session import simulator_for
 from chimera.engine.worker_loop import new_worker_id, work_topics
@@ -280,12 +281,8 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
                 # a lost connection: a new one starts with no worker set in any case
                 await _unless_connection_lost(store.run(Store.act_as, None))
         else:
-            gate = asyncio.Semaphore(capacity)
-
-            async def gated(topic: TopicRow) -> None:
-                async with gate:
-                    await one_topic(topic)
-            await _all_or_first_error([gated(t) for t in pending])
+            await run_while_room(pending, one_topic, capacity=capacity,
+                                 has_room=lambda: endpoints.waiting < endpoints.limit)
         if worker_only or pilot is not None:
             return await _summary(config, store, clients, started, topics_run=monitor.topics_finished, worker=worker)
 
@@ -450,8 +447,8 @@ async def _drain_when_stopped(stop: asyncio.Event, endpoints: Endpoints, monitor
 
 
 def _topics_to_fill(config: Config, endpoints: Endpoints) -> int:
-    """Topic graphs to run at once: enough that every endpoint's budget stays full (a topic drafts one
-    problem at a time, then solves its slots side by side)."""
+    """The most topic graphs in flight at once: room for every endpoint's budget to stay full (a topic drafts one
+    problem at a time, then solves its slots side by side); which of them start is up to the budget's queue."""
     return max(16, 2 * endpoints.limit)
 
 

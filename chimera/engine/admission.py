@@ -1,0 +1,52 @@
+"""When a single-process run starts its next topic graph: while a place is free and the budget has room.
+
+A topic graph in flight holds its state and, once it solves, a queue of calls waiting for a place in the
+budget. Started only up to a fixed count, the graphs of a run past its drafting phase keep thousands of calls
+queued that the budget cannot take for seconds, and the process holds their memory. Started only while
+fewer calls wait than the budget holds (the rule the PostgreSQL workers claim topics by), there is always
+enough queued to keep the budget full and little more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+ADMIT_EVERY_S = 0.02  # how often a run with topics left looks again for room
+ADMIT_BATCH = 8  # topics started at one look: their first calls show in the queue before the next
+
+
+async def run_while_room(items: Iterable[T], run_one: Callable[[T], Coroutine[Any, Any, Any]], *, capacity: int,
+                         has_room: Callable[[], bool]) -> None:
+    """Run `run_one` on every item, at most `capacity` at once, starting more only while `has_room()` (or when
+    none runs). The first error stops the rest, which resume on the next run."""
+    left = iter(items)
+    running: set[asyncio.Task[Any]] = set()
+    finished: asyncio.Queue[asyncio.Task[Any]] = asyncio.Queue()
+    exhausted = False
+    try:
+        while True:
+            if not exhausted and len(running) < capacity and (has_room() or not running):
+                for _ in range(min(ADMIT_BATCH, capacity - len(running))):
+                    item = next(left, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    task = asyncio.create_task(run_one(item))
+                    task.add_done_callback(finished.put_nowait)
+                    running.add(task)
+            if not running:
+                return
+            try:
+                done = await asyncio.wait_for(finished.get(), None if exhausted else ADMIT_EVERY_S)
+            except TimeoutError:
+                continue
+            running.discard(done)
+            done.result()  # the first error, raised here
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

@@ -77,12 +77,19 @@ def _thread_id() -> str:
         return ""
 
 
+NESTED_STEPS = 10_000  # more steps than a topic's graph takes before its problems start
+
+
 def graph_step() -> int:
-    """The LangGraph step of the node running now; 0 outside a graph."""
+    """How far the node running now is in its thread: its LangGraph step, 0 outside a graph. A subgraph (a
+    problem's flow under a review policy) counts its steps from 1 again, inside one step of its host that
+    comes after the host's drafting, so its steps rank after every host step."""
     try:
-        return get_config()["metadata"].get("langgraph_step", 0)
+        config = get_config()
     except RuntimeError:  # not inside a graph run
         return 0
+    depth = str(config["configurable"].get("checkpoint_ns", "")).count("|")
+    return config["metadata"].get("langgraph_step", 0) + NESTED_STEPS * depth
 
 
 class ServedContext(TypedDict):

@@ -64,3 +64,43 @@ def test_the_first_error_stops_the_rest_and_is_raised():
     with pytest.raises(ValueError, match="unreachable"):
         asyncio.run(run_while_room(range(10), one, capacity=10, has_room=lambda: True))
     assert 3 in started and sorted(cancelled) == sorted(set(started) - {3})
+
+
+def test_once_stopping_is_set_nothing_more_starts_and_what_runs_finishes():
+    started = []
+
+    async def go():
+        stopping = asyncio.Event()
+
+        async def one(i: int) -> None:
+            started.append(i)
+            if i == 0:
+                stopping.set()
+            await asyncio.sleep(0.05)
+
+        await run_while_room(range(100), one, capacity=4, has_room=lambda: True, stopping=stopping)
+
+    asyncio.run(go())
+    assert started == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("turns", range(12))
+def test_a_cancelled_run_stops_whenever_the_cancel_lands_and_leaves_nothing_running(turns):
+    children: list[asyncio.Task] = []
+
+    async def one(i: int) -> None:
+        children.append(asyncio.current_task())
+        await asyncio.sleep(0 if i % 2 else 0.001)  # items finish on the very turns the cancel may land on
+
+    async def go():
+        work = asyncio.create_task(run_while_room(range(10_000), one, capacity=3, has_room=lambda: True))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.002 * (turns % 3))
+        work.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await work
+
+    asyncio.run(go())
+    assert len(children) < 10_000 and all(child.done() for child in children)
+

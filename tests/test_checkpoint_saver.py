@@ -2,6 +2,7 @@
 write is in the database, a write the database refuses fails only its writer, and reads see what was written."""
 
 import asyncio
+import gc
 import sqlite3
 
 import pytest
@@ -114,3 +115,28 @@ def test_a_database_locked_by_another_process_fails_every_waiting_writer_after_o
     results, waited = asyncio.run(go())
     assert all(isinstance(r, sqlite3.OperationalError) and "locked" in str(r) for r in results)
     assert waited < 20 * 0.5  # not one wait per writer, which would be 40 of them
+
+
+def test_a_cancelled_writer_whose_group_fails_leaves_no_unread_error_behind(tmp_path):
+    db = str(tmp_path / "run.db")
+    unhandled: list[dict] = []
+
+    async def go():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: unhandled.append(context))
+        saver, stack = await open_saver(db, lock_wait_s=0.3)
+        async with stack:
+            other = sqlite3.connect(db, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            writers = [asyncio.create_task(saver.aput_writes(config_of("t", f"c{i}"), [("slot", i)], f"task{i}"))
+                       for i in range(5)]
+            await asyncio.sleep(0)
+            writers[2].cancel()
+            outcomes = await asyncio.gather(*writers, return_exceptions=True)
+            other.execute("ROLLBACK")
+            other.close()
+        gc.collect()
+        return [type(outcome).__name__ for outcome in outcomes]
+
+    assert asyncio.run(go()) == ["OperationalError"] * 2 + ["CancelledError"] + ["OperationalError"] * 2
+    gc.collect()
+    assert unhandled == []

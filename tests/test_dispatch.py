@@ -196,7 +196,13 @@ def test_a_released_place_goes_to_the_longest_waiter_and_cancelled_waiters_lose_
     asyncio.run(go())
 
 
-def test_a_released_place_goes_to_the_furthest_along_thread_then_the_latest_stage_then_the_first_come():
+ARRIVALS = [("solve, step 2", "solver", 2), ("critic a, step 5", "critic0", 5), ("solve, step 6", "solver", 6),
+            ("draft, step 5", "drafter", 5), ("critic b, step 5", "critic1", 5), ("label, step 5", "labeler", 5),
+            ("rating", "evaluator", 0)]
+
+
+def served_order(*, in_step_after_queueing: bool) -> list[str]:
+    """The order the budget hands one place at a time to ARRIVALS, queued in that order behind a held place."""
     async def go():
         budget = EndpointBudget("u", 1)
         await budget.acquire()
@@ -207,20 +213,31 @@ def test_a_released_place_goes_to_the_furthest_along_thread_then_the_latest_stag
             order.append(name)
             await budget.release(ok=True)
 
-        arrivals = [("solve, step 2", "solver", 2), ("critic a, step 5", "critic0", 5), ("solve, step 6", "solver", 6),
-                    ("draft, step 5", "drafter", 5), ("critic b, step 5", "critic1", 5), ("label, step 5", "labeler", 5),
-                    ("rating", "evaluator", 0)]
         tasks = []
-        for arrival in arrivals:
+        for arrival in ARRIVALS:
             tasks.append(asyncio.create_task(wait(*arrival)))
             await asyncio.sleep(0)
+        if in_step_after_queueing:
+            budget.keep_in_step()
         await budget.release(ok=True)
         await asyncio.gather(*tasks)
-        assert order == ["solve, step 6", "label, step 5", "critic a, step 5", "critic b, step 5", "draft, step 5",
-                         "solve, step 2", "rating"]
         assert budget.in_flight == 0
+        return order
 
-    asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_a_released_place_goes_to_the_furthest_along_thread_then_the_latest_stage_then_the_first_come():
+    assert served_order(in_step_after_queueing=False) == [
+        "solve, step 6", "label, step 5", "critic a, step 5", "critic b, step 5", "draft, step 5", "solve, step 2",
+        "rating"]
+
+
+def test_topics_kept_in_step_serve_the_least_advanced_thread_and_the_earliest_stage_first():
+    # the calls already queued are ranked again when the order changes
+    assert served_order(in_step_after_queueing=True) == [
+        "solve, step 2", "draft, step 5", "critic a, step 5", "critic b, step 5", "label, step 5", "solve, step 6",
+        "rating"]
 
 
 # -- a server that goes away ----------------------------------------------------------------------------------------

@@ -155,3 +155,40 @@ def test_a_critic_answer_in_another_unit_agrees_and_right_digits_in_a_wrong_unit
     assert answer_matches("20 m/s", "72 km/h", claimed=False) == (True, "quantity")
     assert answer_matches("20 m/s", "20 km/h", claimed=True) == (False, "quantity")
     assert answer_matches("20 m/s", "...", claimed=True) == (False, "placeholder")
+
+
+def test_a_problem_subgraph_ranks_after_every_step_of_its_host_in_the_budget_queue():
+    """Under a review policy a problem's flow is a subgraph whose LangGraph steps count from 1 again; its calls
+    must still go before other topics' drafts (the budget serves the furthest-along step first)."""
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    from chimera.graphs.deps import graph_step
+
+    class Count(TypedDict):
+        n: int
+
+    steps: dict[str, list[int]] = {"host": [], "subgraph": []}
+
+    def step_in(where: str):
+        def node(state: Count) -> dict:
+            steps[where].append(graph_step())
+            return {"n": state["n"] + 1}
+        return node
+
+    problem = StateGraph(Count)
+    problem.add_node("validate", step_in("subgraph"))
+    problem.add_node("solve", step_in("subgraph"))
+    problem.add_edge(START, "validate")
+    problem.add_edge("validate", "solve")
+    problem.add_edge("solve", END)
+    topic = StateGraph(Count)
+    topic.add_node("draft", step_in("host"))
+    topic.add_node("problem", problem.compile())
+    topic.add_edge(START, "draft")
+    topic.add_conditional_edges("draft", lambda s: "draft" if s["n"] < 8 else "problem", ["draft", "problem"])
+    topic.add_edge("problem", END)
+    topic.compile(checkpointer=InMemorySaver()).invoke({"n": 0}, {"configurable": {"thread_id": "t"}})
+    assert steps["host"] == list(range(1, 9))
+    assert min(steps["subgraph"]) > max(steps["host"]) and steps["subgraph"] == sorted(steps["subgraph"])

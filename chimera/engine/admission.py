@@ -11,41 +11,42 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
 ADMIT_EVERY_S = 0.02  # how often a run with topics left looks again for room
 ADMIT_BATCH = 8  # topics started at one look: their first calls show in the queue before the next
+_ALL_STARTED = object()
 
 
 async def run_while_room(items: Iterable[T], run_one: Callable[[T], Coroutine[Any, Any, Any]], *, capacity: int,
-                         has_room: Callable[[], bool]) -> None:
+                         has_room: Callable[[], bool], stopping: asyncio.Event | None = None) -> None:
     """Run `run_one` on every item, at most `capacity` at once, starting more only while `has_room()` (or when
-    none runs). The first error stops the rest, which resume on the next run."""
+    none runs) and, once `stopping` is set, none at all. The first error stops the rest, which resume on the
+    next run."""
     left = iter(items)
     running: set[asyncio.Task[Any]] = set()
-    finished: asyncio.Queue[asyncio.Task[Any]] = asyncio.Queue()
     exhausted = False
     try:
         while True:
+            if stopping is not None and stopping.is_set():
+                exhausted = True
             if not exhausted and len(running) < capacity and (has_room() or not running):
                 for _ in range(min(ADMIT_BATCH, capacity - len(running))):
-                    item = next(left, None)
-                    if item is None:
+                    item = next(left, _ALL_STARTED)
+                    if item is _ALL_STARTED:
                         exhausted = True
                         break
-                    task = asyncio.create_task(run_one(item))
-                    task.add_done_callback(finished.put_nowait)
-                    running.add(task)
+                    running.add(asyncio.create_task(run_one(cast(T, item))))
             if not running:
                 return
-            try:
-                done = await asyncio.wait_for(finished.get(), None if exhausted else ADMIT_EVERY_S)
-            except TimeoutError:
-                continue
-            running.discard(done)
-            done.result()  # the first error, raised here
+            # asyncio.wait (unlike wait_for on 3.11) never swallows a cancellation that lands as it returns
+            done, _ = await asyncio.wait(running, timeout=None if exhausted else ADMIT_EVERY_S,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            running -= done
+            for task in done:
+                task.result()  # the first error, raised here
     finally:
         for task in running:
             task.cancel()

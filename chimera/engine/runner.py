@@ -275,14 +275,16 @@ async def _run_pipeline(config: Config, store: AsyncStore, started: float, *, on
             try:
                 await work_topics(store, functools.partial(one_topic, graph=fenced_graph), run=run, worker=worker,
                                   lease_s=config.run.lease_s, capacity=capacity, db_outage_s=outage_s,
-                                  has_room=lambda: endpoints.waiting < endpoints.limit,
+                                  has_room=lambda: endpoints.waiting < endpoints.places,
                                   on_workers=endpoints.share_totals, stopping=stop)
             finally:
                 # a lost connection: a new one starts with no worker set in any case
                 await _unless_connection_lost(store.run(Store.act_as, None))
         else:
+            if len(pending) <= capacity:  # all in flight at once: kept in step, they end on one wide wave
+                endpoints.keep_in_step()
             await run_while_room(pending, one_topic, capacity=capacity,
-                                 has_room=lambda: endpoints.waiting < endpoints.limit)
+                                 has_room=lambda: endpoints.waiting < endpoints.places, stopping=stop)
         if worker_only or pilot is not None:
             return await _summary(config, store, clients, started, topics_run=monitor.topics_finished, worker=worker)
 

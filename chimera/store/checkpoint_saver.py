@@ -57,10 +57,11 @@ def _commit_group(conn: sqlite3.Connection, statements: list[Statement]) -> None
     try:
         for sql, params in statements:
             conn.execute(sql, params)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 class AtomicWritesSaver(AsyncSqliteSaver):
@@ -85,12 +86,16 @@ class AtomicWritesSaver(AsyncSqliteSaver):
         if self._reader is None:
             self._reader = SqliteSaver(self.conn._conn, serde=self.serde)
             self._reader.is_setup = True
+            self._reader._has_task_path = self._has_task_path  # a database from before writes.task_path
         return await self.conn._execute(self._reader.get_tuple, config)
 
     async def _write(self, statements: list[Statement]) -> None:
         """`statements` committed together, in order after every write asked for before them."""
         await self.setup()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # A writer cancelled while it waits no longer reads the outcome; nothing else would, and asyncio would
+        # log a failed group's error as never retrieved.
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._waiting.append((statements, done))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_waiting())

@@ -2,6 +2,7 @@
 (fewer calls waiting than it holds), or nothing running at all."""
 
 import asyncio
+import gc
 
 import pytest
 
@@ -104,3 +105,20 @@ def test_a_cancelled_run_stops_whenever_the_cancel_lands_and_leaves_nothing_runn
     asyncio.run(go())
     assert len(children) < 10_000 and all(child.done() for child in children)
 
+
+
+def test_items_failing_together_raise_one_error_and_leave_none_unread():
+    unread: list[dict] = []
+
+    async def one(i: int) -> None:
+        await asyncio.sleep(0.01)
+        raise OSError(f"database is locked ({i})")
+
+    async def go():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: unread.append(context))
+        with pytest.raises(OSError, match="locked"):
+            await run_while_room(range(6), one, capacity=6, has_room=lambda: True)
+
+    asyncio.run(go())
+    gc.collect()
+    assert unread == []

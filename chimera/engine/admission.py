@@ -45,8 +45,12 @@ async def run_while_room(items: Iterable[T], run_one: Callable[[T], Coroutine[An
             done, _ = await asyncio.wait(running, timeout=None if exhausted else ADMIT_EVERY_S,
                                          return_when=asyncio.FIRST_COMPLETED)
             running -= done
+            # every finished task's error is read (asyncio would log the others as never retrieved); the first raised
+            failed = [task for task in done if not task.cancelled() and task.exception() is not None]
+            if failed:
+                failed[0].result()
             for task in done:
-                task.result()  # the first error, raised here
+                task.result()  # a child cancelled from outside cancels the run
     finally:
         for task in running:
             task.cancel()
